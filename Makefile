@@ -1,0 +1,51 @@
+# pingora-parity: build both routers and the harness, run the parity suite and benchmarks.
+# CARGO_TARGET_DIR may point outside the clone as a cache; the default is ./target.
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+CARGO ?= cargo
+GO ?= go
+BIN := $(CURDIR)/bin
+REL := $(CARGO_TARGET_DIR)/release
+
+.PHONY: all build build-go build-rust run test test-go test-rust suite bench clean help
+
+all: build
+
+help:
+	@echo "make run    build everything, run the parity suite and a quick benchmark"
+	@echo "make test   every unit test (Go, Rust) and the scenario suite"
+	@echo "make bench  the full benchmark comparison (results/latest/report.md)"
+
+build: build-go build-rust
+
+build-go:
+	@mkdir -p $(BIN)
+	cd go-baseline && $(GO) build -o $(BIN)/go-router ./cmd/router
+	cd go-baseline && if [ -d cmd/bare ]; then $(GO) build -o $(BIN)/go-bare ./cmd/bare; fi
+
+build-rust:
+	@mkdir -p $(BIN)
+	$(CARGO) build --release --workspace --bins
+	cp $(REL)/pingora-router $(REL)/parity $(BIN)/
+	if [ -f $(REL)/pingora-bare ]; then cp $(REL)/pingora-bare $(BIN)/; fi
+
+test: test-go test-rust suite
+
+test-go:
+	cd go-baseline && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+test-rust:
+	$(CARGO) test --release --workspace
+
+suite: build
+	$(BIN)/parity run scenarios --out results
+
+run: build
+	$(BIN)/parity run scenarios --out results
+	$(BIN)/parity bench scenarios/bench/quick.yaml --out results
+
+bench: build
+	$(BIN)/parity bench scenarios/bench/full.yaml --out results
+
+clean:
+	rm -rf $(BIN) target results/*/ results/latest
