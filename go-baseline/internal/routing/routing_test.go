@@ -1,0 +1,164 @@
+package routing
+
+import (
+	"os"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"pingora-parity/go-baseline/internal/breaker"
+	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/health"
+	"pingora-parity/go-baseline/internal/limit"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+// build makes a snapshot with fresh state for every placement of doc.
+func build(t testing.TB, doc []byte) *Snapshot {
+	t.Helper()
+	cfg, err := config.Validate(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := map[string]*Placement{}
+	for id, pc := range cfg.Placements {
+		ps[id] = &Placement{ID: id, Config: pc, Health: health.NewState(pc.HealthCheck),
+			Breaker: breaker.New(pc.CircuitBreaker), Limiter: limit.New(pc.MaxConcurrency)}
+	}
+	return NewSnapshot(cfg, ps)
+}
+
+func benchDoc(t testing.TB) []byte {
+	b, err := os.ReadFile("../../../spec/bench-config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSelectErrors(t *testing.T) {
+	s := build(t, benchDoc(t))
+	if d := Select(nil, []string{"tenant-a"}, t0); d.Err != ErrNoConfig {
+		t.Fatalf("nil snapshot: %q", d.Err)
+	}
+	if d := Select(s, nil, t0); d.Err != ErrMissingRoutingKey {
+		t.Fatalf("no key: %q", d.Err)
+	}
+	if d := Select(s, []string{""}, t0); d.Err != ErrMissingRoutingKey {
+		t.Fatalf("empty key: %q", d.Err)
+	}
+	if d := Select(s, []string{"Tenant-a"}, t0); d.Err != ErrUnknownRoutingKey {
+		t.Fatalf("case-sensitive key: %q", d.Err)
+	}
+	if d := Select(s, []string{" tenant-a"}, t0); d.Err != ErrUnknownRoutingKey {
+		t.Fatalf("white space is part of the key: %q", d.Err)
+	}
+	if d := Select(s, []string{"tenant-b", "tenant-a"}, t0); d.Placement == nil || d.Placement.ID != "b" {
+		t.Fatal("first header value must decide")
+	}
+}
+
+func unhealthy(p *Placement) {
+	for i := 0; i < 10; i++ {
+		p.Health.Record(false)
+	}
+}
+
+func trip(p *Placement, now time.Time) {
+	for i := 0; i < 5; i++ {
+		pm, _ := p.Breaker.Admit(now)
+		p.Breaker.Record(pm, false, now)
+	}
+}
+
+func TestFailoverDownTheChain(t *testing.T) {
+	s := build(t, benchDoc(t))
+	a, b, c := s.Placements["a"], s.Placements["b"], s.Placements["c"]
+	if d := Select(s, []string{"tenant-a"}, t0); d.Placement != a || len(d.Failovers) != 0 {
+		t.Fatalf("want a without failover, got %+v", d)
+	}
+	unhealthy(a)
+	d := Select(s, []string{"tenant-a"}, t0)
+	if d.Placement != b || !reflect.DeepEqual(d.Failovers, []Step{{"a", "b"}}) {
+		t.Fatalf("want b after one failover, got %v %v", d.Placement.ID, d.Failovers)
+	}
+	trip(b, t0)
+	d = Select(s, []string{"tenant-a"}, t0)
+	if d.Placement != c || d.Index != 2 || !reflect.DeepEqual(d.Failovers, []Step{{"a", "b"}, {"b", "c"}}) {
+		t.Fatalf("want c, got %+v", d)
+	}
+	trip(c, t0)
+	d = Select(s, []string{"tenant-a"}, t0)
+	if d.Err != ErrNoHealthyUpstream || d.Placement != nil {
+		t.Fatalf("want no_healthy_upstream, got %+v", d)
+	}
+	// open_ms later b is half-open with one permit: the first request takes it, the
+	// next one finds c half-open too.
+	later := t0.Add(time.Second)
+	d1 := Select(s, []string{"tenant-a"}, later)
+	d2 := Select(s, []string{"tenant-a"}, later)
+	d3 := Select(s, []string{"tenant-a"}, later)
+	if d1.Placement != b || d2.Placement != c || d3.Err != ErrNoHealthyUpstream {
+		t.Fatalf("half-open permits: %v %v %v", d1.Placement, d2.Placement, d3.Err)
+	}
+}
+
+func TestUnhealthyBreakerNotAsked(t *testing.T) {
+	s := build(t, benchDoc(t))
+	a := s.Placements["a"]
+	trip(a, t0)
+	unhealthy(a)
+	later := t0.Add(time.Second) // a's breaker half-open with one permit
+	Select(s, []string{"tenant-a"}, later)
+	a.Health.Record(true)
+	a.Health.Record(true)
+	if d := Select(s, []string{"tenant-a"}, later); d.Placement != a {
+		t.Fatal("selection of an unhealthy placement took its half-open permit")
+	}
+}
+
+func TestSelectFromContinuesAfterFailed(t *testing.T) {
+	s := build(t, benchDoc(t))
+	chain := s.Placements["a"].Chain
+	d := SelectFrom(chain, 1, t0)
+	if d.Placement.ID != "b" || !reflect.DeepEqual(d.Failovers, []Step{{"a", "b"}}) {
+		t.Fatalf("%+v", d)
+	}
+	d = SelectFrom(chain, 3, t0)
+	if d.Err != ErrNoHealthyUpstream || len(d.Failovers) != 0 {
+		t.Fatalf("past the end: %+v", d)
+	}
+}
+
+// BenchmarkRoutingSelect: spec/bench-config.json, key "tenant-a", everything healthy and
+// closed (a closed-state permit needs no outcome, so the breaker stays as it is).
+func BenchmarkRoutingSelect(b *testing.B) {
+	s := build(b, benchDoc(b))
+	keys := []string{"tenant-a"}
+	now := t0
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d := Select(s, keys, now)
+		if d.Placement == nil {
+			b.Fatal(d.Err)
+		}
+	}
+}
+
+// BenchmarkValidateSwap: validate spec/bench-config.json from its bytes and publish the
+// result with one atomic pointer store.
+func BenchmarkValidateSwap(b *testing.B) {
+	doc := benchDoc(b)
+	var cur atomic.Pointer[config.Config]
+	b.ReportAllocs()
+	b.SetBytes(int64(len(doc)))
+	for i := 0; i < b.N; i++ {
+		cfg, err := config.Validate(doc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cur.Store(cfg)
+	}
+}
