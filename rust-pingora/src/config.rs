@@ -1,0 +1,543 @@
+//! Config document model and validation (docs/spec.md section 2).
+//!
+//! [`parse_and_validate`] takes the raw bytes of a config document and returns either a
+//! typed [`Config`] or the first [`Rejection`] in the exact order of section 2
+//! (`too_large`, `malformed_json`, the depth-first structural pass, references, chains).
+//! The control-plane-only `stale_version` rule lives in [`check_version`].
+//! The endpoint grammar is implemented by hand ([`parse_endpoint`]) rather than through a
+//! URL library, as the spec requires.
+
+use serde_json::{Map, Number, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::Ipv6Addr;
+
+/// Largest accepted document, in bytes (1 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 1_048_576;
+/// Longest allowed fallback chain, in placements.
+pub const MAX_CHAIN: usize = 8;
+/// Largest allowed `version` (2^53 - 1).
+pub const MAX_VERSION: u64 = 9_007_199_254_740_991;
+
+/// One rejection: a stable `code`, a JSON Pointer `path` (RFC 6901) and free text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// One of the codes of spec section 2 (`too_large`, `malformed_json`, ...).
+    pub code: &'static str,
+    /// JSON Pointer to the offending field; `""` for the document itself.
+    pub path: String,
+    /// Human-readable explanation; not compared by tests.
+    pub message: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {:?}: {}", self.code, self.path, self.message)
+    }
+}
+
+fn rej(code: &'static str, path: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection { code, path: path.into(), message: message.into() }
+}
+
+/// Escape one JSON Pointer reference token (RFC 6901 section 3): `~` -> `~0`, `/` -> `~1`.
+pub fn escape_pointer_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// A parsed endpoint origin (`scheme://host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `true` for `https://`.
+    pub tls: bool,
+    /// Host as written, without brackets for IPv6.
+    pub host: String,
+    /// Port, 1..=65535.
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `host:port` as sent in `Host` (IPv6 hosts bracketed).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parse an endpoint per the grammar of spec section 2 (`SCHEME "://" HOST ":" PORT ["/"]`).
+/// Returns `None` when the string does not match as a whole.
+pub fn parse_endpoint(s: &str) -> Option<Endpoint> {
+    let (tls, rest) = if let Some(r) = s.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = s.strip_prefix("https://") {
+        (true, r)
+    } else {
+        return None;
+    };
+    let (host, after_host) = if let Some(r) = rest.strip_prefix('[') {
+        let end = r.find(']')?;
+        let inner = &r[..end];
+        // only plain IPv6 literals: no zone identifiers
+        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+            return None;
+        }
+        inner.parse::<Ipv6Addr>().ok()?;
+        (inner.to_string(), &r[end + 1..])
+    } else {
+        let end = rest.find(':')?;
+        let h = &rest[..end];
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            return None;
+        }
+        let first = h.as_bytes()[0];
+        let last = h.as_bytes()[h.len() - 1];
+        if first == b'.' || first == b'-' || last == b'.' || last == b'-' {
+            return None;
+        }
+        (h.to_string(), &rest[end..])
+    };
+    let port_part = after_host.strip_prefix(':')?;
+    let port_str = port_part.strip_suffix('/').unwrap_or(port_part);
+    if port_str.is_empty() || !port_str.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in port_str.bytes() {
+        v = v.saturating_mul(10).saturating_add((b - b'0') as u64);
+    }
+    if !(1..=65535).contains(&v) {
+        return None;
+    }
+    Some(Endpoint { tls, host, port: v as u16 })
+}
+
+/// `health_check` block (spec section 4). Times in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckCfg {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+/// `circuit_breaker` block (spec section 5). Times in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerCfg {
+    pub failure_threshold: u32,
+    pub open_ms: u64,
+    pub half_open_max_requests: u32,
+    pub success_threshold: u32,
+}
+
+/// `tls` block: file paths of PEM material and the verified/SNI name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsCfg {
+    pub ca_file: Option<String>,
+    pub server_name: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+}
+
+/// One placement of a validated config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Placement id (the key in `placements`).
+    pub id: String,
+    /// The endpoint string as written (reported by the admin API).
+    pub endpoint_raw: String,
+    /// The parsed endpoint.
+    pub endpoint: Endpoint,
+    pub fallback: Option<String>,
+    pub max_concurrency: u32,
+    pub connect_ms: u64,
+    pub request_ms: u64,
+    pub health_check: Option<HealthCheckCfg>,
+    pub circuit_breaker: Option<BreakerCfg>,
+    pub tls: Option<TlsCfg>,
+}
+
+/// A validated config document.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub version: u64,
+    /// routing key -> placement id
+    pub routes: HashMap<String, String>,
+    /// placement id -> placement, in byte order of id
+    pub placements: BTreeMap<String, Placement>,
+    /// The parsed document, used for "same content" comparisons (order-insensitive).
+    pub value: Value,
+}
+
+impl Config {
+    /// Two configs have the same content when their parsed JSON values are equal.
+    pub fn same_content(&self, other: &Config) -> bool {
+        self.value == other.value
+    }
+}
+
+/// Outcome of comparing an incoming valid config with the current one (spec section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionCheck {
+    /// Higher version (or no current config): apply it.
+    Apply,
+    /// Equal version and same content: ack again, change nothing.
+    Reack,
+}
+
+/// The control-plane-only `stale_version` rule.
+pub fn check_version(current: Option<&Config>, new: &Config) -> Result<VersionCheck, Rejection> {
+    match current {
+        None => Ok(VersionCheck::Apply),
+        Some(cur) if new.version > cur.version => Ok(VersionCheck::Apply),
+        Some(cur) if new.version == cur.version && new.same_content(cur) => Ok(VersionCheck::Reack),
+        Some(cur) => Err(rej(
+            "stale_version",
+            "/version",
+            format!("version {} is stale (current {})", new.version, cur.version),
+        )),
+    }
+}
+
+fn as_int(v: &Value) -> Option<i128> {
+    match v {
+        Value::Number(n) => int_of(n),
+        _ => None,
+    }
+}
+
+fn int_of(n: &Number) -> Option<i128> {
+    if let Some(u) = n.as_u64() {
+        Some(u as i128)
+    } else {
+        n.as_i64().map(|i| i as i128)
+    }
+}
+
+fn check_int(v: &Value, path: &str, lo: i128, hi: i128) -> Result<u64, Rejection> {
+    match as_int(v) {
+        Some(i) if i >= lo && i <= hi => Ok(i as u64),
+        Some(i) => Err(rej("invalid_value", path, format!("{i} is outside {lo}..={hi}"))),
+        None => Err(rej("invalid_value", path, "expected an integer")),
+    }
+}
+
+fn check_obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Rejection> {
+    v.as_object().ok_or_else(|| rej("invalid_value", path, "expected an object"))
+}
+
+fn check_str<'a>(v: &'a Value, path: &str) -> Result<&'a str, Rejection> {
+    v.as_str().ok_or_else(|| rej("invalid_value", path, "expected a string"))
+}
+
+/// Unknown keys first (smallest in byte order), then missing required keys (in table order).
+fn check_keys(
+    obj: &Map<String, Value>,
+    path: &str,
+    known: &[&str],
+    required: &[&str],
+) -> Result<(), Rejection> {
+    let unknown = obj.keys().filter(|k| !known.contains(&k.as_str())).min();
+    if let Some(k) = unknown {
+        return Err(rej(
+            "unknown_field",
+            format!("{path}/{}", escape_pointer_token(k)),
+            format!("unknown field {k:?}"),
+        ));
+    }
+    for r in required {
+        if !obj.contains_key(*r) {
+            return Err(rej("missing_field", format!("{path}/{r}"), format!("missing field {r:?}")));
+        }
+    }
+    Ok(())
+}
+
+fn valid_placement_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Parse and fully validate a config document from its raw bytes (spec section 2, order
+/// steps 1-4). `stale_version` is not checked here; see [`check_version`].
+pub fn parse_and_validate(raw: &[u8]) -> Result<Config, Rejection> {
+    if raw.len() > MAX_DOCUMENT_BYTES {
+        return Err(rej("too_large", "", format!("document is {} bytes, over 1 MiB", raw.len())));
+    }
+    let value: Value = serde_json::from_slice(raw)
+        .map_err(|e| rej("malformed_json", "", format!("not JSON: {e}")))?;
+    validate_value(value)
+}
+
+/// Validate an already-parsed document (steps 2-4 of the order).
+pub fn validate_value(value: Value) -> Result<Config, Rejection> {
+    let top = value
+        .as_object()
+        .ok_or_else(|| rej("malformed_json", "", "the document is not a JSON object"))?;
+    check_keys(top, "", &["version", "routes", "placements"], &["version", "routes", "placements"])?;
+    let version = check_int(&top["version"], "/version", 0, MAX_VERSION as i128)?;
+
+    // routes
+    let routes_obj = check_obj(&top["routes"], "/routes")?;
+    let mut route_keys: Vec<&String> = routes_obj.keys().collect();
+    route_keys.sort();
+    let mut routes = HashMap::with_capacity(route_keys.len());
+    for k in &route_keys {
+        let path = format!("/routes/{}", escape_pointer_token(k));
+        if k.is_empty() || k.len() > 256 {
+            return Err(rej("invalid_value", path, "routing key must be 1..=256 bytes"));
+        }
+        let v = check_str(&routes_obj[k.as_str()], &path)?;
+        routes.insert((*k).clone(), v.to_string());
+    }
+
+    // placements
+    let pl_obj = check_obj(&top["placements"], "/placements")?;
+    let mut ids: Vec<&String> = pl_obj.keys().collect();
+    ids.sort();
+    let mut placements = BTreeMap::new();
+    for id in &ids {
+        let path = format!("/placements/{}", escape_pointer_token(id));
+        if !valid_placement_id(id) {
+            return Err(rej("invalid_value", path, "placement id must match ^[A-Za-z0-9._-]{1,64}$"));
+        }
+        let p = validate_placement(id, &pl_obj[id.as_str()], &path)?;
+        placements.insert((*id).clone(), p);
+    }
+
+    // references
+    for k in &route_keys {
+        let target = &routes[k.as_str()];
+        if !placements.contains_key(target) {
+            return Err(rej(
+                "unknown_placement",
+                format!("/routes/{}", escape_pointer_token(k)),
+                format!("route names unknown placement {target:?}"),
+            ));
+        }
+    }
+    for (id, p) in &placements {
+        if let Some(f) = &p.fallback {
+            if !placements.contains_key(f) {
+                return Err(rej(
+                    "unknown_placement",
+                    format!("/placements/{}/fallback", escape_pointer_token(id)),
+                    format!("fallback names unknown placement {f:?}"),
+                ));
+            }
+        }
+    }
+
+    // chains
+    for (id, _) in &placements {
+        let mut seen: Vec<&str> = vec![id.as_str()];
+        let mut cur = id.as_str();
+        while let Some(next) = placements[cur].fallback.as_deref() {
+            if seen.contains(&next) || seen.len() >= MAX_CHAIN {
+                return Err(rej(
+                    "fallback_cycle",
+                    format!("/placements/{}/fallback", escape_pointer_token(id)),
+                    "fallback chain loops or is longer than 8 placements",
+                ));
+            }
+            seen.push(next);
+            cur = next;
+        }
+    }
+
+    Ok(Config { version, routes, placements, value })
+}
+
+fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Rejection> {
+    let obj = check_obj(v, path)?;
+    const KNOWN: &[&str] = &[
+        "endpoint",
+        "fallback",
+        "max_concurrency",
+        "timeouts",
+        "health_check",
+        "circuit_breaker",
+        "tls",
+    ];
+    check_keys(obj, path, KNOWN, &["endpoint", "max_concurrency", "timeouts"])?;
+
+    let ep_path = format!("{path}/endpoint");
+    let endpoint_raw = check_str(&obj["endpoint"], &ep_path)?;
+    let endpoint = parse_endpoint(endpoint_raw).ok_or_else(|| {
+        rej("invalid_endpoint", ep_path.clone(), format!("{endpoint_raw:?} is not scheme://host:port"))
+    })?;
+
+    let fallback = match obj.get("fallback") {
+        Some(f) => Some(check_str(f, &format!("{path}/fallback"))?.to_string()),
+        None => None,
+    };
+    let max_concurrency =
+        check_int(&obj["max_concurrency"], &format!("{path}/max_concurrency"), 1, 100_000)? as u32;
+
+    let t_path = format!("{path}/timeouts");
+    let t = check_obj(&obj["timeouts"], &t_path)?;
+    check_keys(t, &t_path, &["connect_ms", "request_ms"], &["connect_ms", "request_ms"])?;
+    let connect_ms = check_int(&t["connect_ms"], &format!("{t_path}/connect_ms"), 1, 60_000)?;
+    let request_ms = check_int(&t["request_ms"], &format!("{t_path}/request_ms"), 1, 600_000)?;
+
+    let health_check = match obj.get("health_check") {
+        None => None,
+        Some(hv) => {
+            let hp = format!("{path}/health_check");
+            let h = check_obj(hv, &hp)?;
+            const HK: &[&str] =
+                &["path", "interval_ms", "timeout_ms", "unhealthy_threshold", "healthy_threshold"];
+            check_keys(h, &hp, HK, HK)?;
+            let pp = format!("{hp}/path");
+            let hpath = check_str(&h["path"], &pp)?;
+            if !hpath.starts_with('/') || hpath.len() > 1024 {
+                return Err(rej("invalid_value", pp, "path must start with / and be 1..=1024 bytes"));
+            }
+            Some(HealthCheckCfg {
+                path: hpath.to_string(),
+                interval_ms: check_int(&h["interval_ms"], &format!("{hp}/interval_ms"), 10, 3_600_000)?,
+                timeout_ms: check_int(&h["timeout_ms"], &format!("{hp}/timeout_ms"), 1, 60_000)?,
+                unhealthy_threshold: check_int(
+                    &h["unhealthy_threshold"],
+                    &format!("{hp}/unhealthy_threshold"),
+                    1,
+                    100,
+                )? as u32,
+                healthy_threshold: check_int(
+                    &h["healthy_threshold"],
+                    &format!("{hp}/healthy_threshold"),
+                    1,
+                    100,
+                )? as u32,
+            })
+        }
+    };
+
+    let circuit_breaker = match obj.get("circuit_breaker") {
+        None => None,
+        Some(bv) => {
+            let bp = format!("{path}/circuit_breaker");
+            let b = check_obj(bv, &bp)?;
+            const BK: &[&str] =
+                &["failure_threshold", "open_ms", "half_open_max_requests", "success_threshold"];
+            check_keys(b, &bp, BK, BK)?;
+            Some(BreakerCfg {
+                failure_threshold: check_int(
+                    &b["failure_threshold"],
+                    &format!("{bp}/failure_threshold"),
+                    1,
+                    1000,
+                )? as u32,
+                open_ms: check_int(&b["open_ms"], &format!("{bp}/open_ms"), 1, 3_600_000)?,
+                half_open_max_requests: check_int(
+                    &b["half_open_max_requests"],
+                    &format!("{bp}/half_open_max_requests"),
+                    1,
+                    1000,
+                )? as u32,
+                success_threshold: check_int(
+                    &b["success_threshold"],
+                    &format!("{bp}/success_threshold"),
+                    1,
+                    1000,
+                )? as u32,
+            })
+        }
+    };
+
+    let tls = match obj.get("tls") {
+        None => None,
+        Some(tv) => {
+            let tp = format!("{path}/tls");
+            let t = check_obj(tv, &tp)?;
+            if !endpoint.tls {
+                return Err(rej("invalid_value", tp, "tls is only allowed on https:// endpoints"));
+            }
+            const TK: &[&str] = &["ca_file", "server_name", "client_cert_file", "client_key_file"];
+            check_keys(t, &tp, TK, &[])?;
+            let mut cfg = TlsCfg::default();
+            for (k, slot) in [
+                ("ca_file", &mut cfg.ca_file),
+                ("server_name", &mut cfg.server_name),
+                ("client_cert_file", &mut cfg.client_cert_file),
+                ("client_key_file", &mut cfg.client_key_file),
+            ] {
+                if let Some(x) = t.get(k) {
+                    *slot = Some(check_str(x, &format!("{tp}/{k}"))?.to_string());
+                }
+            }
+            match (&cfg.client_cert_file, &cfg.client_key_file) {
+                (Some(_), None) => {
+                    return Err(rej("missing_field", format!("{tp}/client_key_file"), "client_cert_file needs client_key_file"))
+                }
+                (None, Some(_)) => {
+                    return Err(rej("missing_field", format!("{tp}/client_cert_file"), "client_key_file needs client_cert_file"))
+                }
+                _ => {}
+            }
+            Some(cfg)
+        }
+    };
+
+    Ok(Placement {
+        id: id.to_string(),
+        endpoint_raw: endpoint_raw.to_string(),
+        endpoint,
+        fallback,
+        max_concurrency,
+        connect_ms,
+        request_ms,
+        health_check,
+        circuit_breaker,
+        tls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_grammar() {
+        let ok = [
+            "http://127.0.0.1:9001",
+            "https://api.internal:443/",
+            "http://[::1]:80",
+            "http://a-b.c:65535",
+        ];
+        for s in ok {
+            assert!(parse_endpoint(s).is_some(), "{s}");
+        }
+        let bad = [
+            "HTTP://a:1",
+            "http://a",
+            "http://a:0",
+            "http://a:65536",
+            "http://u@a:1",
+            "http://a:1/x",
+            "http://a:1?q",
+            "http://a:1#f",
+            "http://-a:1",
+            "http://a.:1",
+            "http://[::1%eth0]:1",
+            "http://[zz]:1",
+            "ftp://a:1",
+            "http://a:1//",
+            "http://:1",
+        ];
+        for s in bad {
+            assert!(parse_endpoint(s).is_none(), "{s}");
+        }
+        assert_eq!(parse_endpoint("http://[::1]:8").unwrap().authority(), "[::1]:8");
+    }
+
+    #[test]
+    fn float_is_not_integer() {
+        let doc = br#"{"version":5.0,"routes":{},"placements":{}}"#;
+        let e = parse_and_validate(doc).unwrap_err();
+        assert_eq!((e.code, e.path.as_str()), ("invalid_value", "/version"));
+    }
+}

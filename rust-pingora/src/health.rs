@@ -1,0 +1,295 @@
+//! Active health of a placement's endpoint (docs/spec.md section 4).
+//!
+//! A placement with a `health_check` gets its own Pingora `LoadBalancer<RoundRobin>` over
+//! its single backend, with Pingora's `HttpHealthCheck` (wrapped in [`TimedCheck`] for the
+//! whole-probe `timeout_ms` and the 2xx rule) as the health check. Pingora's health state
+//! already has the contract's semantics: backends start healthy, `consecutive_failure`
+//! opposite results flip to unhealthy, `consecutive_success` flip back, and a result of the
+//! current kind resets the count. "Available" is `LoadBalancer::select(..).is_some()`.
+//!
+//! The probe loop is one tokio task per checked placement, spawned by [`Health::start`]
+//! and aborted by [`Health::stop`] (called when a config update drops or rebuilds the
+//! placement) or on drop, so the number of running checkers equals the number of placements
+//! with a `health_check`.
+
+use crate::config::{HealthCheckCfg, Placement};
+use async_trait::async_trait;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::{Backend, LoadBalancer};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Number of probe loops currently running in the process (for tests and checks).
+pub static RUNNING_CHECKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A probe bounded by `timeout_ms` as a whole (connect + request + response header):
+/// Pingora's `HttpHealthCheck` bounds connect and each read separately.
+pub struct TimedCheck {
+    inner: Box<dyn HealthCheck + Send + Sync>,
+    timeout: Duration,
+    healthy_threshold: usize,
+    unhealthy_threshold: usize,
+}
+
+impl TimedCheck {
+    /// Wrap any Pingora health check with a whole-probe deadline and thresholds.
+    pub fn new(
+        inner: Box<dyn HealthCheck + Send + Sync>,
+        timeout: Duration,
+        healthy_threshold: usize,
+        unhealthy_threshold: usize,
+    ) -> Self {
+        TimedCheck { inner, timeout, healthy_threshold, unhealthy_threshold }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for TimedCheck {
+    async fn check(&self, target: &Backend) -> Result<()> {
+        match tokio::time::timeout(self.timeout, self.inner.check(target)).await {
+            Ok(r) => r,
+            Err(_) => Error::e_explain(ErrorType::ReadTimedout, "health probe timed out"),
+        }
+    }
+    fn health_threshold(&self, success: bool) -> usize {
+        if success {
+            self.healthy_threshold
+        } else {
+            self.unhealthy_threshold
+        }
+    }
+}
+
+/// Build the Pingora `HttpHealthCheck` for a placement: `GET <path>` with
+/// `Host: host:port`, 2xx validator, connect/read timeouts of `timeout_ms`.
+pub fn http_check(p: &Placement, hc: &HealthCheckCfg, peer: &HttpPeer) -> HttpHealthCheck {
+    let authority = p.endpoint.authority();
+    let mut check = HttpHealthCheck::new(&authority, p.endpoint.tls);
+    check.peer_template = peer.clone();
+    let t = Duration::from_millis(hc.timeout_ms);
+    check.peer_template.options.connection_timeout = Some(t);
+    check.peer_template.options.read_timeout = Some(t);
+    check.req.set_uri(hc.path.parse().unwrap_or_else(|_| http::Uri::from_static("/")));
+    check.validator = Some(Box::new(|resp| {
+        if resp.status.is_success() {
+            Ok(())
+        } else {
+            Error::e_explain(ErrorType::CustomCode("non 2xx", resp.status.as_u16()), "health probe")
+        }
+    }));
+    check.reuse_connection = false;
+    check
+}
+
+enum Kind {
+    /// No `health_check`: always healthy.
+    Always,
+    /// Set by hand (tests).
+    Manual(AtomicBool),
+    /// Pingora load balancer with an active health check.
+    Checked { lb: Arc<LoadBalancer<RoundRobin>>, interval: Duration, task: Mutex<Option<JoinHandle<()>>>, stopped: AtomicBool },
+}
+
+/// Health of one placement's endpoint.
+pub struct Health {
+    kind: Kind,
+}
+
+impl Health {
+    /// Always healthy (no `health_check`).
+    pub fn always() -> Arc<Self> {
+        Arc::new(Health { kind: Kind::Always })
+    }
+
+    /// Health set by hand with [`Health::set_manual`] (tests, benchmarks).
+    pub fn manual(healthy: bool) -> Arc<Self> {
+        Arc::new(Health { kind: Kind::Manual(AtomicBool::new(healthy)) })
+    }
+
+    /// Set a manual health value (no effect on other kinds).
+    pub fn set_manual(&self, healthy: bool) {
+        if let Kind::Manual(b) = &self.kind {
+            b.store(healthy, Ordering::Release);
+        }
+    }
+
+    /// A load balancer over `addr` with the given Pingora health check; the probe loop is
+    /// not started until [`Health::start`].
+    pub fn with_check(
+        addr: std::net::SocketAddr,
+        check: Box<dyn HealthCheck + Send + Sync>,
+        interval: Duration,
+    ) -> Arc<Self> {
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter([addr]).expect("static backend");
+        lb.set_health_check(check);
+        Arc::new(Health {
+            kind: Kind::Checked { lb: Arc::new(lb), interval, task: Mutex::new(None), stopped: AtomicBool::new(false) },
+        })
+    }
+
+    /// Build the health of a placement from its config and peer template.
+    pub fn for_placement(p: &Placement, peer: Option<&HttpPeer>) -> Arc<Self> {
+        match (&p.health_check, peer) {
+            (None, _) => Health::always(),
+            (Some(hc), Some(peer)) => {
+                let check = TimedCheck::new(
+                    Box::new(http_check(p, hc, peer)),
+                    Duration::from_millis(hc.timeout_ms),
+                    hc.healthy_threshold as usize,
+                    hc.unhealthy_threshold as usize,
+                );
+                let addr = match peer._address {
+                    pingora::protocols::l4::socket::SocketAddr::Inet(a) => a,
+                    _ => unreachable!("inet peers only"),
+                };
+                Health::with_check(addr, Box::new(check), Duration::from_millis(hc.interval_ms))
+            }
+            // Peer could not be built (DNS, TLS files): the endpoint cannot be probed;
+            // it starts healthy and every request fails to connect instead.
+            (Some(_), None) => Health::always(),
+        }
+    }
+
+    /// Is the endpoint healthy now? For checked placements this is Pingora's
+    /// `LoadBalancer::select`, `None` meaning "not available".
+    pub fn is_healthy(&self) -> bool {
+        match &self.kind {
+            Kind::Always => true,
+            Kind::Manual(b) => b.load(Ordering::Acquire),
+            Kind::Checked { lb, .. } => lb.select(b"", 1).is_some(),
+        }
+    }
+
+    /// Run one probe pass now (tests).
+    pub async fn probe_once(&self) {
+        if let Kind::Checked { lb, .. } = &self.kind {
+            lb.backends().run_health_check(false).await;
+        }
+    }
+
+    /// Start the probe loop on `rt` (first probe immediately, then every interval).
+    /// Idempotent; does nothing after [`Health::stop`].
+    pub fn start(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        let Kind::Checked { lb, interval, task, stopped } = &self.kind else { return };
+        let mut t = task.lock().unwrap();
+        if t.is_some() || stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let lb = lb.clone();
+        let interval = *interval;
+        RUNNING_CHECKERS.fetch_add(1, Ordering::AcqRel);
+        struct Count;
+        impl Drop for Count {
+            fn drop(&mut self) {
+                RUNNING_CHECKERS.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        *t = Some(rt.spawn(async move {
+            let _c = Count;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                lb.backends().run_health_check(false).await;
+            }
+        }));
+    }
+
+    /// Stop the probe loop for good.
+    pub fn stop(&self) {
+        if let Kind::Checked { task, stopped, .. } = &self.kind {
+            stopped.store(true, Ordering::Release);
+            if let Some(t) = task.lock().unwrap().take() {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    struct Scripted(Mutex<VecDeque<bool>>);
+
+    #[async_trait]
+    impl HealthCheck for Scripted {
+        async fn check(&self, _t: &Backend) -> Result<()> {
+            if self.0.lock().unwrap().pop_front().unwrap_or(true) {
+                Ok(())
+            } else {
+                Error::e_explain(ErrorType::ConnectRefused, "scripted")
+            }
+        }
+        fn health_threshold(&self, _s: bool) -> usize {
+            1
+        }
+    }
+
+    /// Thresholds as the spec states them, on Pingora's health state.
+    #[tokio::test]
+    async fn thresholds() {
+        // results: F F (unhealthy at 2), S F (reset), S S S (healthy at 3)
+        let script = [false, false, true, false, true, true, true];
+        let check = TimedCheck::new(
+            Box::new(Scripted(Mutex::new(script.into_iter().collect()))),
+            Duration::from_secs(1),
+            3,
+            2,
+        );
+        let h = Health::with_check("127.0.0.1:1".parse().unwrap(), Box::new(check), Duration::from_secs(1));
+        assert!(h.is_healthy(), "starts healthy");
+        let mut seen = vec![];
+        for _ in 0..script.len() {
+            h.probe_once().await;
+            seen.push(h.is_healthy());
+        }
+        assert_eq!(seen, vec![true, false, false, false, false, false, true]);
+    }
+
+    #[tokio::test]
+    async fn timeout_counts_as_failure() {
+        struct Slow;
+        #[async_trait]
+        impl HealthCheck for Slow {
+            async fn check(&self, _t: &Backend) -> Result<()> {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(())
+            }
+            fn health_threshold(&self, _s: bool) -> usize {
+                1
+            }
+        }
+        let check = TimedCheck::new(Box::new(Slow), Duration::from_millis(20), 1, 1);
+        let h = Health::with_check("127.0.0.1:1".parse().unwrap(), Box::new(check), Duration::from_secs(1));
+        h.probe_once().await;
+        assert!(!h.is_healthy());
+    }
+
+    #[tokio::test]
+    async fn stop_ends_checker() {
+        let before = RUNNING_CHECKERS.load(Ordering::SeqCst);
+        let check = TimedCheck::new(Box::new(Scripted(Mutex::new(VecDeque::new()))), Duration::from_secs(1), 1, 1);
+        let h = Health::with_check("127.0.0.1:1".parse().unwrap(), Box::new(check), Duration::from_millis(10));
+        h.start(&tokio::runtime::Handle::current());
+        assert!(RUNNING_CHECKERS.load(Ordering::SeqCst) > before);
+        h.stop();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while RUNNING_CHECKERS.load(Ordering::SeqCst) > before {
+            assert!(std::time::Instant::now() < deadline, "checker did not stop");
+            tokio::task::yield_now().await;
+        }
+    }
+}

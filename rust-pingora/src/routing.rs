@@ -1,0 +1,79 @@
+//! Routing decision over one config snapshot (docs/spec.md section 3, steps 3-4 and the
+//! chain walk of step 6). Pure with respect to I/O: it reads health and breaker state and
+//! takes breaker permits and limiter slots, with the time passed in.
+
+use crate::breaker::{Breaker, Permit};
+use crate::config::{Config, Placement};
+use crate::health::Health;
+use crate::limit::{Limiter, Slot};
+use pingora::upstreams::peer::HttpPeer;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything the data plane needs about one placement of the current snapshot.
+pub struct PlacementRt {
+    /// The placement's validated config.
+    pub cfg: Placement,
+    /// Endpoint health (shared across snapshots while its identity holds).
+    pub health: Arc<Health>,
+    /// Breaker (shared across snapshots while its identity holds).
+    pub breaker: Arc<Breaker>,
+    /// In-flight counter of this placement id.
+    pub limiter: Arc<Limiter>,
+    /// Peer template, or why it could not be built (then every connect fails).
+    pub peer: Result<HttpPeer, String>,
+}
+
+/// One immutable config snapshot with its runtime objects.
+pub struct Snapshot {
+    /// The validated config document.
+    pub config: Arc<Config>,
+    /// Placement id -> runtime.
+    pub placements: HashMap<String, Arc<PlacementRt>>,
+}
+
+/// Result of walking a chain.
+pub enum Selection {
+    /// The first available placement and the breaker permit it granted.
+    Chosen(Arc<PlacementRt>, Permit),
+    /// No placement in the walked part of the chain is available.
+    Exhausted,
+}
+
+/// Walk the chain starting at `first` (inclusive): the first placement whose endpoint is
+/// healthy and whose breaker admits (health first; an unhealthy placement's breaker is not
+/// asked). Every step past a placement is pushed to `failovers` as `(from, to)`.
+pub fn select(
+    snap: &Snapshot,
+    first: &str,
+    now: Instant,
+    failovers: &mut Vec<(String, String)>,
+) -> Selection {
+    let mut cur = snap.placements.get(first);
+    let mut steps = 0;
+    while let Some(p) = cur {
+        steps += 1;
+        if p.health.is_healthy() {
+            if let Some(permit) = p.breaker.try_admit(now) {
+                return Selection::Chosen(p.clone(), permit);
+            }
+        }
+        if steps > crate::config::MAX_CHAIN {
+            break; // validated configs never get here
+        }
+        match &p.cfg.fallback {
+            Some(f) => {
+                failovers.push((p.cfg.id.clone(), f.clone()));
+                cur = snap.placements.get(f);
+            }
+            None => break,
+        }
+    }
+    Selection::Exhausted
+}
+
+/// Step 4: take a concurrency slot on the chosen placement, or `None` at the limit.
+pub fn acquire_slot(p: &PlacementRt) -> Option<Slot> {
+    p.limiter.try_acquire(p.cfg.max_concurrency)
+}

@@ -1,0 +1,121 @@
+//! Building Pingora `HttpPeer`s for a placement's endpoint (docs/spec.md sections 1, 3).
+//!
+//! One template per placement, built when the placement is (re)built: address resolved
+//! once, `PeerOptions.connection_timeout = connect_ms`, `idle_timeout = 60 s` (the pool
+//! rule of section 1), no `read_timeout` (the header deadline `request_ms` is enforced by
+//! the proxy, see `proxy.rs`), and for `https://` the CA file, client certificate and the
+//! SNI/verified name. The SNI is never empty: Pingora's rustls connector turns an empty SNI
+//! into "skip all verification", which the contract forbids, so an absent or empty
+//! `server_name` becomes the endpoint host.
+
+use crate::config::{Placement, TlsCfg};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{CertKey, WrappedX509};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Idle time after which pooled upstream connections are closed (spec section 1).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The peer template of a placement, or why it cannot be built (DNS failure, unreadable
+/// TLS material). A placement whose peer cannot be built fails every connect attempt.
+pub type PeerResult = Result<HttpPeer, String>;
+
+fn read_pem_certs(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let mut rd = std::io::BufReader::new(&data[..]);
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut rd)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("parsing {path}: {e}"))?
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("{path}: no PEM certificates"));
+    }
+    Ok(certs)
+}
+
+fn read_pem_key(path: &str) -> Result<Vec<u8>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let mut rd = std::io::BufReader::new(&data[..]);
+    match rustls_pemfile::private_key(&mut rd) {
+        Ok(Some(k)) => Ok(k.secret_der().to_vec()),
+        Ok(None) => Err(format!("{path}: no PEM private key")),
+        Err(e) => Err(format!("parsing {path}: {e}")),
+    }
+}
+
+/// Resolve `host:port` once (first address). Blocking DNS for names; IP literals do not
+/// touch the network.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("resolving {host}: no address"))
+}
+
+/// The name sent as SNI and verified: `tls.server_name`, or the endpoint host when absent
+/// or empty.
+pub fn tls_name(p: &Placement) -> String {
+    match p.tls.as_ref().and_then(|t| t.server_name.as_deref()) {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => p.endpoint.host.clone(),
+    }
+}
+
+fn apply_tls(peer: &mut HttpPeer, tls: &TlsCfg) -> Result<(), String> {
+    if let Some(ca) = &tls.ca_file {
+        let certs = read_pem_certs(ca)?;
+        let wrapped: Vec<WrappedX509> = certs
+            .into_iter()
+            .map(|der| {
+                // Validate before handing to Pingora, whose parser panics on bad DER.
+                x509_ok(&der)?;
+                Ok(WrappedX509::new(der, pingora::utils::tls::parse_x509))
+            })
+            .collect::<Result<_, String>>()?;
+        peer.options.ca = Some(Arc::from(wrapped.into_boxed_slice()));
+    }
+    if let (Some(c), Some(k)) = (&tls.client_cert_file, &tls.client_key_file) {
+        let certs = read_pem_certs(c)?;
+        for der in &certs {
+            x509_ok(der)?;
+        }
+        let key = read_pem_key(k)?;
+        peer.client_cert_key = Some(Arc::new(CertKey::new(certs, key)));
+    }
+    Ok(())
+}
+
+fn x509_ok(der: &[u8]) -> Result<(), String> {
+    // Cheap structural check: a DER SEQUENCE. Full parsing happens in rustls later.
+    if der.len() < 4 || der[0] != 0x30 {
+        return Err("certificate is not DER".into());
+    }
+    Ok(())
+}
+
+/// Build the peer template of a placement.
+pub fn build_peer(p: &Placement) -> PeerResult {
+    let addr = resolve(&p.endpoint.host, p.endpoint.port)?;
+    let sni = if p.endpoint.tls { tls_name(p) } else { String::new() };
+    let mut peer = HttpPeer::new(addr, p.endpoint.tls, sni);
+    peer.options.connection_timeout = Some(Duration::from_millis(p.connect_ms));
+    peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    peer.options.read_timeout = None;
+    peer.options.write_timeout = None;
+    if p.endpoint.tls {
+        peer.options.verify_cert = true;
+        peer.options.verify_hostname = true;
+        if let Some(t) = &p.tls {
+            apply_tls(&mut peer, t)?;
+        }
+    }
+    Ok(peer)
+}
