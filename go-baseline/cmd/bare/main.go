@@ -1,0 +1,62 @@
+// Command bare is the smallest reverse proxy the Go standard library allows, for the
+// benchmarks (issue 5): a plain httputil.ReverseProxy to one upstream, with the same
+// Transport pool settings as the router (docs/spec.md section 1: no global idle cap,
+// 256 idle connections per host, 60 s idle timeout) and FlushInterval -1. It lets
+// `parity bench` tell the cost of the Go stack apart from the router's own logic.
+//
+// Usage: go-bare --listen ADDR --upstream HOST:PORT --threads N
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"runtime"
+	"time"
+)
+
+func main() {
+	fs := flag.NewFlagSet("go-bare", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "listener address, host:port")
+	upstream := fs.String("upstream", "", "the one upstream, host:port (plain HTTP/1.1)")
+	threads := fs.Int("threads", runtime.NumCPU(), "GOMAXPROCS, N >= 1")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if *upstream == "" || *threads < 1 {
+		fmt.Fprintln(os.Stderr, "error: --upstream HOST:PORT is required and --threads must be >= 1")
+		os.Exit(2)
+	}
+	runtime.GOMAXPROCS(*threads)
+
+	target := &url.URL{Scheme: "http", Host: *upstream}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns = 0
+	transport.MaxIdleConnsPerHost = 256
+	transport.IdleConnTimeout = 60 * time.Second
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.SetXForwarded()
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "error: listen %s: %v\n", *listen, err)
+		os.Exit(1)
+	}
+	if err := http.Serve(ln, proxy); err != nil {
+		fmt.Fprintf(os.Stderr, "error: serve: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,116 @@
+// Package admin serves the admin API of docs/spec.md section 7 (/healthz, /readyz,
+// /admin/state, /metrics) and owns the Prometheus metrics, named exactly as there.
+package admin
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"pingora-parity/go-baseline/internal/store"
+)
+
+// ControlPlaneStatus is what the admin API reports about the control-plane client.
+type ControlPlaneStatus interface {
+	// Connected reports whether a WebSocket session is up.
+	Connected() bool
+	// Reconnects counts successful connections after the first one.
+	Reconnects() int64
+}
+
+// DurationBuckets are router_request_duration_seconds' buckets (seconds).
+var DurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// Metrics holds the router's counters and histogram; per-placement gauges and the
+// config/control-plane gauges are computed at scrape time by a custom Collector.
+type Metrics struct {
+	Registry         *prometheus.Registry
+	Requests         *prometheus.CounterVec // placement, status
+	Errors           *prometheus.CounterVec // code
+	UpstreamFailures *prometheus.CounterVec // placement, kind
+	Failovers        *prometheus.CounterVec // from, to
+	ConfigAccepted   prometheus.Counter
+	ConfigRejected   *prometheus.CounterVec // code
+	Duration         *prometheus.HistogramVec
+}
+
+// NewMetrics registers all metrics on a fresh registry. cp may be nil (reported as
+// disconnected, 0 reconnects).
+func NewMetrics(st *store.Store, cp ControlPlaneStatus) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_requests_total",
+			Help: "Responses sent to clients."}, []string{"placement", "status"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_errors_total",
+			Help: "Router-made responses by code."}, []string{"code"}),
+		UpstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_upstream_failures_total",
+			Help: "Upstream failures by kind."}, []string{"placement", "kind"}),
+		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_failovers_total",
+			Help: "Steps down a fallback chain."}, []string{"from", "to"}),
+		ConfigAccepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "router_config_accepted_total",
+			Help: "Configs applied from the control plane."}),
+		ConfigRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_config_rejected_total",
+			Help: "Configs nacked, by code."}, []string{"code"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "router_request_duration_seconds",
+			Help: "From arrival to the end of the response.", Buckets: DurationBuckets}, []string{"placement"}),
+	}
+	m.Registry.MustRegister(m.Requests, m.Errors, m.UpstreamFailures, m.Failovers,
+		m.ConfigAccepted, m.ConfigRejected, m.Duration, &collector{st: st, cp: cp})
+	return m
+}
+
+// ObserveRequest counts one response sent to a client.
+func (m *Metrics) ObserveRequest(placement string, status int, d time.Duration) {
+	m.Requests.WithLabelValues(placement, strconv.Itoa(status)).Inc()
+	m.Duration.WithLabelValues(placement).Observe(d.Seconds())
+}
+
+var (
+	descBreaker   = prometheus.NewDesc("router_breaker_state", "0 closed, 1 open, 2 half_open.", []string{"placement"}, nil)
+	descHealthy   = prometheus.NewDesc("router_endpoint_healthy", "1 healthy, 0 unhealthy.", []string{"placement"}, nil)
+	descInflight  = prometheus.NewDesc("router_inflight", "Requests in flight.", []string{"placement"}, nil)
+	descVersion   = prometheus.NewDesc("router_config_version", "Current config version, -1 without a config.", nil, nil)
+	descConnected = prometheus.NewDesc("router_control_plane_connected", "1 connected, 0 not.", nil, nil)
+	descReconn    = prometheus.NewDesc("router_control_plane_reconnects_total", "Successful control-plane connections after the first.", nil, nil)
+)
+
+// collector reads the current snapshot at scrape time, so per-placement gauges exist
+// exactly for the placements of the current config.
+type collector struct {
+	st *store.Store
+	cp ControlPlaneStatus
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBreaker, descHealthy, descInflight, descVersion, descConnected, descReconn} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	version := -1.0
+	if snap := c.st.Load(); snap != nil {
+		version = float64(snap.Config.Version)
+		for id, p := range snap.Placements {
+			healthy := 0.0
+			if p.Health.Healthy() {
+				healthy = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(p.Breaker.State(now)), id)
+			ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy, id)
+			ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(p.Limiter.InFlight()), id)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descVersion, prometheus.GaugeValue, version)
+	connected, reconnects := 0.0, 0.0
+	if c.cp != nil {
+		if c.cp.Connected() {
+			connected = 1
+		}
+		reconnects = float64(c.cp.Reconnects())
+	}
+	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
+	ch <- prometheus.MustNewConstMetric(descReconn, prometheus.CounterValue, reconnects)
+}

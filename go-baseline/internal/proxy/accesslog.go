@@ -1,0 +1,45 @@
+package proxy
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// accessLog writes one JSON object per line (docs/spec.md section 8).
+type accessLog struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+type accessLine struct {
+	TS         string  `json:"ts"`
+	Method     string  `json:"method"`
+	Path       string  `json:"path"`
+	Key        *string `json:"key"`
+	Placement  *string `json:"placement"`
+	Status     int     `json:"status"`
+	Error      *string `json:"error"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+func (l *accessLog) write(start time.Time, r *http.Request, placement string, status int, code string, d time.Duration) {
+	line := accessLine{TS: start.UTC().Format(time.RFC3339Nano), Method: r.Method, Path: r.URL.Path,
+		Status: status, DurationMS: float64(d.Microseconds()) / 1000}
+	if k := r.Header["X-Routing-Key"]; len(k) > 0 {
+		line.Key = &k[0]
+	}
+	if placement != "" {
+		line.Placement = &placement
+	}
+	if code != "" {
+		line.Error = &code
+	}
+	b, _ := json.Marshal(line)
+	b = append(b, '\n')
+	l.mu.Lock()
+	_, _ = l.w.Write(b)
+	l.mu.Unlock()
+}

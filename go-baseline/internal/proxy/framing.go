@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// net/http accepts a request with both Content-Length and Transfer-Encoding: chunked
+// (RFC 9112 section 6.3 allows it) and deletes Content-Length before the handler runs,
+// so the handler cannot see the conflict the contract answers with 400. Listener
+// therefore follows the HTTP/1.1 framing of every connection's byte stream (request
+// heads, fixed and chunked bodies) and records, per request head, whether it carried both
+// headers; the handler looks its request up by method and request-target.
+
+// Listener wraps a net.Listener so that accepted connections are scanned for
+// conflicting framing headers. Use with ConnContext.
+type Listener struct{ net.Listener }
+
+// Accept wraps the accepted connection.
+func (l Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &scanConn{Conn: c}, nil
+}
+
+type connKey struct{}
+
+// ConnContext is the http.Server.ConnContext that makes a scanned connection visible to
+// the handler.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if sc, ok := c.(*scanConn); ok {
+		return context.WithValue(ctx, connKey{}, sc)
+	}
+	return ctx
+}
+
+// conflictingFraming reports whether r's head had both Content-Length and
+// Transfer-Encoding.
+func conflictingFraming(r *http.Request) bool {
+	sc, ok := r.Context().Value(connKey{}).(*scanConn)
+	if !ok {
+		return false
+	}
+	return sc.take(r.Method, r.RequestURI)
+}
+
+type headInfo struct {
+	method, target string
+	conflict       bool
+}
+
+type scanState int
+
+const (
+	sHead scanState = iota
+	sFixed
+	sChunkSize
+	sChunkData
+	sChunkDataEnd
+	sTrailers
+	sOff // an upgrade, an unparseable head: stop following (net/http closes or tunnels)
+)
+
+const maxHeadBytes = 1 << 20
+
+type scanConn struct {
+	net.Conn
+	mu    sync.Mutex
+	heads []headInfo
+
+	// scanner state, touched only by Read (one reader at a time)
+	state     scanState
+	line      []byte
+	headBytes int
+	cur       headInfo
+	started   bool
+	hasCL     bool
+	hasTE     bool
+	clBad     bool
+	cl        int64
+	teChunked bool
+	upgrade   bool
+	remaining int64
+}
+
+func (c *scanConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.state != sOff {
+		c.feed(p[:n])
+	}
+	return n, err
+}
+
+// take pops the recorded heads up to and including the one for method and target.
+func (c *scanConn) take(method, target string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.heads) > 0 {
+		h := c.heads[0]
+		c.heads = c.heads[1:]
+		if h.method == method && h.target == target {
+			return h.conflict
+		}
+	}
+	return false
+}
+
+func (c *scanConn) feed(b []byte) {
+	for len(b) > 0 && c.state != sOff {
+		switch c.state {
+		case sFixed, sChunkData:
+			n := int64(len(b))
+			if n > c.remaining {
+				n = c.remaining
+			}
+			c.remaining -= n
+			b = b[n:]
+			if c.remaining == 0 {
+				if c.state == sFixed {
+					c.state = sHead
+				} else {
+					c.state = sChunkDataEnd
+				}
+			}
+		default: // line-oriented states
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				c.appendLine(b)
+				return
+			}
+			c.appendLine(b[:i])
+			b = b[i+1:]
+			line := bytes.TrimSuffix(c.line, []byte{'\r'})
+			c.lineDone(string(line))
+			c.line = c.line[:0]
+		}
+	}
+}
+
+func (c *scanConn) appendLine(b []byte) {
+	c.headBytes += len(b)
+	if c.headBytes > maxHeadBytes {
+		c.state = sOff
+		return
+	}
+	c.line = append(c.line, b...)
+}
+
+func (c *scanConn) lineDone(line string) {
+	switch c.state {
+	case sHead:
+		if !c.started {
+			if line == "" {
+				return // empty lines before a request line are skipped
+			}
+			c.started = true
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				c.cur.method, c.cur.target = f[0], f[1]
+			}
+			return
+		}
+		if line != "" {
+			c.header(line)
+			return
+		}
+		c.endHead()
+	case sChunkSize:
+		size := line
+		if i := strings.IndexByte(size, ';'); i >= 0 {
+			size = size[:i]
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
+		switch {
+		case err != nil || n < 0:
+			c.state = sOff
+		case n == 0:
+			c.state = sTrailers
+		default:
+			c.state, c.remaining = sChunkData, n
+		}
+	case sChunkDataEnd:
+		c.state = sChunkSize
+	case sTrailers:
+		if line == "" {
+			c.state = sHead
+		}
+	}
+}
+
+func (c *scanConn) header(line string) {
+	i := strings.IndexByte(line, ':')
+	if i <= 0 {
+		return
+	}
+	name, value := line[:i], strings.TrimSpace(line[i+1:])
+	switch {
+	case strings.EqualFold(name, "Content-Length"):
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || n < 0 || (c.hasCL && n != c.cl) {
+			c.clBad = true
+		}
+		c.hasCL, c.cl = true, n
+	case strings.EqualFold(name, "Transfer-Encoding"):
+		c.teChunked = !c.hasTE && strings.EqualFold(value, "chunked")
+		c.hasTE = true
+	case strings.EqualFold(name, "Connection"):
+		for _, tok := range strings.Split(value, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				c.upgrade = true
+			}
+		}
+	}
+}
+
+func (c *scanConn) endHead() {
+	c.cur.conflict = c.hasCL && c.hasTE
+	c.mu.Lock()
+	c.heads = append(c.heads, c.cur)
+	c.mu.Unlock()
+	switch {
+	case c.cur.conflict || c.upgrade || c.clBad || (c.hasTE && !c.teChunked):
+		// The router closes after a conflict; net/http rejects bad framing and closes;
+		// an upgrade may turn the connection into a tunnel.
+		c.state = sOff
+	case c.hasTE:
+		c.state = sChunkSize
+	case c.hasCL && c.cl > 0:
+		c.state, c.remaining = sFixed, c.cl
+	default:
+		c.state = sHead
+	}
+	c.cur, c.started, c.hasCL, c.hasTE, c.clBad, c.cl, c.teChunked, c.upgrade, c.headBytes =
+		headInfo{}, false, false, false, false, 0, false, false, 0
+}

@@ -1,0 +1,361 @@
+// Package proxy is the data plane of docs/spec.md section 3 on httputil.ReverseProxy:
+// Rewrite picks the upstream, a RoundTripper wraps the per-placement http.Transport and
+// does the connect-failure retry, ErrorHandler writes router-made responses and
+// ModifyResponse tags the response and watches the body for a committed abort.
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"time"
+
+	"pingora-parity/go-baseline/internal/admin"
+	"pingora-parity/go-baseline/internal/breaker"
+	"pingora-parity/go-baseline/internal/routing"
+	"pingora-parity/go-baseline/internal/store"
+	"pingora-parity/go-baseline/internal/upstream"
+)
+
+// Router-made error codes decided by the proxy (the routing ones are in package routing).
+const (
+	ErrConcurrencyLimit      = "concurrency_limit"
+	ErrUpstreamConnectFailed = "upstream_connect_failed"
+	ErrUpstreamTimeout       = "upstream_timeout"
+	ErrUpstreamProtocolError = "upstream_protocol_error"
+	ErrBadRequest            = "bad_request"
+)
+
+// Upstream failure kinds (router_upstream_failures_total{kind}).
+const (
+	KindConnect   = "connect"
+	KindTimeout   = "timeout"
+	KindProtocol  = "protocol"
+	KindStatus5xx = "status_5xx"
+	KindAborted   = "aborted"
+)
+
+var errorStatus = map[string]int{
+	routing.ErrNoConfig:          http.StatusServiceUnavailable,
+	routing.ErrMissingRoutingKey: http.StatusBadRequest,
+	routing.ErrUnknownRoutingKey: http.StatusNotFound,
+	routing.ErrNoHealthyUpstream: http.StatusServiceUnavailable,
+	ErrConcurrencyLimit:          http.StatusServiceUnavailable,
+	ErrUpstreamConnectFailed:     http.StatusBadGateway,
+	ErrUpstreamTimeout:           http.StatusGatewayTimeout,
+	ErrUpstreamProtocolError:     http.StatusBadGateway,
+	ErrBadRequest:                http.StatusBadRequest,
+}
+
+var errorMessage = map[string]string{
+	routing.ErrNoConfig:          "no config loaded",
+	routing.ErrMissingRoutingKey: "X-Routing-Key header is missing or empty",
+	routing.ErrUnknownRoutingKey: "no route for this routing key",
+	routing.ErrNoHealthyUpstream: "no available placement in the chain",
+	ErrConcurrencyLimit:          "placement is at max_concurrency",
+	ErrUpstreamConnectFailed:     "could not connect to the upstream",
+	ErrUpstreamTimeout:           "no response headers within request_ms",
+	ErrUpstreamProtocolError:     "upstream failed before sending complete response headers",
+	ErrBadRequest:                "bad request",
+}
+
+// Handler is the data-plane http.Handler.
+type Handler struct {
+	store   *store.Store
+	metrics *admin.Metrics
+	log     *accessLog // nil: off
+	rp      *httputil.ReverseProxy
+	now     func() time.Time
+}
+
+// New returns the data-plane handler. logW, when not nil, receives one JSON line per
+// request (docs/spec.md section 8).
+func New(st *store.Store, m *admin.Metrics, logW io.Writer) *Handler {
+	h := &Handler{store: st, metrics: m, now: time.Now}
+	if logW != nil {
+		h.log = &accessLog{w: logW}
+	}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      &retryTransport{h: h},
+		FlushInterval:  -1,
+		ErrorHandler:   h.errorHandler,
+		ModifyResponse: h.modifyResponse,
+		ErrorLog:       log.New(io.Discard, "", 0),
+	}
+	return h
+}
+
+type ctxKey struct{}
+
+// reqState follows one request from selection to the end of its response.
+type reqState struct {
+	chain      []*routing.Placement
+	idx        int
+	cur        *routing.Placement // placement tried last
+	permit     breaker.Permit
+	outcomeDue bool // permit of cur still needs a Record or Release
+	slot       bool // holds cur's concurrency slot
+	bodiless   bool
+	failKind   string // timeout or protocol, decided before headers
+	upStatus   int    // upstream response status
+	bodyErr    error  // upstream body read error
+	clientGone bool
+	errCode    string // router-made response code
+}
+
+func stateOf(ctx context.Context) *reqState { return ctx.Value(ctxKey{}).(*reqState) }
+
+// ServeHTTP runs steps 1 to 9 of docs/spec.md section 3 for one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	rw := &respWriter{ResponseWriter: w}
+	st := &reqState{}
+	defer h.finish(rw, r, st, start)
+
+	if conflictingFraming(r) {
+		w.Header().Set("Connection", "close")
+		h.writeError(rw, st, ErrBadRequest, "")
+		return
+	}
+	d := routing.Select(h.store.Load(), r.Header["X-Routing-Key"], start)
+	h.countFailovers(d.Failovers)
+	if d.Err != "" {
+		h.writeError(rw, st, d.Err, "")
+		return
+	}
+	if !d.Placement.Limiter.TryAcquire() {
+		d.Placement.Breaker.Release(d.Permit)
+		h.writeError(rw, st, ErrConcurrencyLimit, d.Placement.ID)
+		return
+	}
+	st.chain, st.idx, st.cur, st.permit, st.outcomeDue, st.slot = d.Chain, d.Index, d.Placement, d.Permit, true, true
+	st.bodiless = r.ContentLength == 0 && len(r.TransferEncoding) == 0
+	h.rp.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+}
+
+func (h *Handler) countFailovers(steps []routing.Step) {
+	for _, s := range steps {
+		h.metrics.Failovers.WithLabelValues(s.From, s.To).Inc()
+	}
+}
+
+// rewrite builds the upstream request: X-Forwarded-For appended to (trust nothing,
+// record everything), X-Forwarded-Host and -Proto replaced, Host = the endpoint's
+// host:port. ReverseProxy has already removed hop-by-hop headers (keeping TE: trailers).
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In.Context())
+	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
+	pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	target(pr.Out, st.cur)
+}
+
+func target(out *http.Request, p *routing.Placement) {
+	ep := p.Config.Endpoint
+	out.URL.Scheme = ep.Scheme
+	out.URL.Host = ep.HostPort()
+	out.Host = ""
+}
+
+// retryTransport sends the request to the current placement's transport and, on a
+// connect failure of a request without a body, continues down the chain (step 6).
+type retryTransport struct{ h *Handler }
+
+// routerError carries a router-made response out of the RoundTripper to ErrorHandler.
+type routerError struct {
+	code      string
+	placement string
+}
+
+func (e *routerError) Error() string { return e.code }
+
+func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
+	h := t.h
+	st := stateOf(out.Context())
+	for {
+		up := st.cur.Upstream.(*upstream.Upstream)
+		resp, err := up.Transport.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		if out.Context().Err() != nil {
+			st.clientGone = true
+			return nil, err
+		}
+		if !upstream.IsConnect(err) {
+			return nil, err
+		}
+		now := h.now()
+		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindConnect).Inc()
+		st.cur.Breaker.Record(st.permit, false, now)
+		st.outcomeDue = false
+		st.cur.Limiter.Release()
+		st.slot = false
+		if !st.bodiless {
+			return nil, &routerError{ErrUpstreamConnectFailed, st.cur.ID}
+		}
+		d := routing.SelectFrom(st.chain, st.idx+1, now)
+		h.countFailovers(d.Failovers)
+		if d.Err != "" {
+			return nil, &routerError{ErrUpstreamConnectFailed, st.cur.ID}
+		}
+		if !d.Placement.Limiter.TryAcquire() {
+			d.Placement.Breaker.Release(d.Permit)
+			st.cur = d.Placement
+			return nil, &routerError{ErrConcurrencyLimit, d.Placement.ID}
+		}
+		st.idx, st.cur, st.permit, st.outcomeDue, st.slot = d.Index, d.Placement, d.Permit, true, true
+		out = out.Clone(out.Context())
+		out.Body = nil // bodiless: nothing for RoundTrip to have consumed or closed
+		target(out, st.cur)
+	}
+}
+
+func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	var re *routerError
+	var ne net.Error
+	switch {
+	case errors.As(err, &re):
+		h.writeError(w, st, re.code, re.placement)
+	case st.clientGone || r.Context().Err() != nil:
+		st.clientGone = true // nobody to answer
+	case errors.As(err, &ne) && ne.Timeout():
+		st.failKind = KindTimeout
+		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindTimeout).Inc()
+		h.writeError(w, st, ErrUpstreamTimeout, st.cur.ID)
+	default:
+		st.failKind = KindProtocol
+		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindProtocol).Inc()
+		h.writeError(w, st, ErrUpstreamProtocolError, st.cur.ID)
+	}
+}
+
+func (h *Handler) modifyResponse(resp *http.Response) error {
+	st := stateOf(resp.Request.Context())
+	resp.Header.Set("X-Router-Placement", st.cur.ID)
+	st.upStatus = resp.StatusCode
+	if resp.StatusCode >= 500 {
+		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindStatus5xx).Inc()
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = &bodyWatch{ReadCloser: resp.Body, st: st}
+	}
+	return nil
+}
+
+// bodyWatch remembers a failed read of the upstream body (committed abort, step 8).
+type bodyWatch struct {
+	io.ReadCloser
+	st *reqState
+}
+
+func (b *bodyWatch) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.st.bodyErr == nil {
+		b.st.bodyErr = err
+	}
+	return n, err
+}
+
+// writeError sends a router-made response (section 3, "Router-made responses").
+func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code, placement string) {
+	body, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, errorMessage[code]})
+	hd := w.Header()
+	if placement != "" {
+		hd.Set("X-Router-Placement", placement)
+	}
+	hd.Set("X-Router-Error", code)
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(errorStatus[code])
+	_, _ = w.Write(body)
+	st.errCode = code
+	h.metrics.Errors.WithLabelValues(code).Inc()
+}
+
+// finish settles the breaker outcome and the slot, counts the response and writes the
+// access-log line. It also sees the http.ErrAbortHandler panic ReverseProxy raises when
+// a committed response cannot be completed, and re-raises it so the server aborts the
+// client connection.
+func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start time.Time) {
+	rec := recover()
+	now := h.now()
+	if st.cur != nil && st.outcomeDue {
+		b := st.cur.Breaker
+		switch {
+		case st.failKind != "":
+			b.Record(st.permit, false, now)
+		case rec != nil || st.bodyErr != nil:
+			if st.bodyErr != nil && r.Context().Err() == nil {
+				h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindAborted).Inc()
+				b.Record(st.permit, false, now)
+			} else {
+				b.Release(st.permit) // the client went away
+			}
+		case st.clientGone:
+			b.Release(st.permit)
+		case st.upStatus >= 500:
+			b.Record(st.permit, false, now)
+		case st.upStatus > 0:
+			b.Record(st.permit, true, now)
+		default:
+			b.Release(st.permit)
+		}
+	}
+	if st.slot {
+		st.cur.Limiter.Release()
+	}
+	status := rw.status
+	if status == 0 && st.upStatus == http.StatusSwitchingProtocols {
+		status = st.upStatus // ReverseProxy writes the 101 on the hijacked connection
+	}
+	placement := rw.Header().Get("X-Router-Placement")
+	dur := now.Sub(start)
+	if status != 0 {
+		h.metrics.ObserveRequest(placement, status, dur)
+	}
+	if h.log != nil {
+		h.log.write(start, r, placement, status, st.errCode, dur)
+	}
+	if rec != nil {
+		panic(rec)
+	}
+}
+
+// respWriter records the status sent to the client. Unwrap lets ReverseProxy's
+// http.ResponseController reach Flush and Hijack of the real writer.
+type respWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *respWriter) WriteHeader(code int) {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *respWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

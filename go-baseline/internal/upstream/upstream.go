@@ -1,0 +1,153 @@
+// Package upstream builds the per-placement HTTP client side: one http.Transport per
+// placement with the contract's pool values (docs/spec.md section 1), the connect
+// timeout, ResponseHeaderTimeout = request_ms and the placement's TLS settings.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"pingora-parity/go-baseline/internal/config"
+)
+
+// Pool values shared with the Pingora router (docs/spec.md section 1).
+const (
+	MaxIdleConnsPerHost = 256
+	IdleConnTimeout     = 60 * time.Second
+)
+
+// ConnectError marks a failure to connect: TCP refused/unreachable/timeout or a TLS
+// handshake or verification failure. It is what section 3 step 6 calls a connect failure.
+type ConnectError struct{ Err error }
+
+func (e *ConnectError) Error() string { return "connect: " + e.Err.Error() }
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// IsConnect reports whether err is (or wraps) a ConnectError.
+func IsConnect(err error) bool {
+	var ce *ConnectError
+	return errors.As(err, &ce)
+}
+
+// Upstream is the client side of one placement.
+type Upstream struct {
+	// Transport carries proxied requests.
+	Transport *http.Transport
+	// Probe is the health-check client (its own small pool, same TLS settings).
+	Probe *http.Client
+	// Endpoint is the placement's parsed endpoint.
+	Endpoint config.Endpoint
+}
+
+// Same reports whether an Upstream built for a can serve b unchanged: same endpoint,
+// timeouts and tls block.
+func Same(a, b *config.Placement) bool {
+	return a.Endpoint == b.Endpoint && a.Timeouts == b.Timeouts && config.SameTLS(a.TLS, b.TLS)
+}
+
+// New builds the Upstream of placement p. A TLS file that cannot be loaded makes every
+// connection attempt fail with a ConnectError (there is no fallback to plaintext).
+func New(p *config.Placement) *Upstream {
+	connect := time.Duration(p.Timeouts.ConnectMS) * time.Millisecond
+	var tlsCfg *tls.Config
+	var tlsErr error
+	if p.Endpoint.Scheme == "https" {
+		tlsCfg, tlsErr = TLSConfig(p)
+	}
+	t := newTransport(p.Endpoint.Scheme, connect, tlsCfg, tlsErr)
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	t.IdleConnTimeout = IdleConnTimeout
+	t.ResponseHeaderTimeout = time.Duration(p.Timeouts.RequestMS) * time.Millisecond
+
+	pt := newTransport(p.Endpoint.Scheme, connect, tlsCfg, tlsErr)
+	pt.MaxIdleConnsPerHost = 1
+	pt.IdleConnTimeout = IdleConnTimeout
+	return &Upstream{Transport: t, Probe: &http.Client{Transport: pt,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Endpoint: p.Endpoint}
+}
+
+// Close drops idle connections of both pools (in-flight requests finish).
+func (u *Upstream) Close() {
+	u.Transport.CloseIdleConnections()
+	u.Probe.CloseIdleConnections()
+}
+
+func newTransport(scheme string, connect time.Duration, tlsCfg *tls.Config, tlsErr error) *http.Transport {
+	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy:              nil,
+		DisableCompression: true, // pass encodings through untouched
+		ForceAttemptHTTP2:  false,
+		TLSNextProto:       map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, &ConnectError{err}
+			}
+			return c, nil
+		},
+	}
+	if scheme == "https" {
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if tlsErr != nil {
+				return nil, &ConnectError{tlsErr}
+			}
+			// connect_ms covers TCP connect and the TLS handshake together.
+			cctx, cancel := context.WithTimeout(ctx, connect)
+			defer cancel()
+			c, err := d.DialContext(cctx, network, addr)
+			if err != nil {
+				return nil, &ConnectError{err}
+			}
+			tc := tls.Client(c, tlsCfg)
+			if err := tc.HandshakeContext(cctx); err != nil {
+				c.Close()
+				return nil, &ConnectError{err}
+			}
+			return tc, nil
+		}
+	}
+	return t
+}
+
+// TLSConfig builds the client TLS config of an https placement: roots from tls.ca_file
+// (else the system roots), server name tls.server_name (absent or empty: the endpoint
+// host) used for SNI and verification, and the client certificate when configured.
+func TLSConfig(p *config.Placement) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: p.Endpoint.Hostname()}
+	t := p.TLS
+	if t == nil {
+		return cfg, nil
+	}
+	if t.ServerName != nil && *t.ServerName != "" {
+		cfg.ServerName = *t.ServerName
+	}
+	if t.CAFile != nil && *t.CAFile != "" {
+		pem, err := os.ReadFile(*t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file %s: no PEM certificates", *t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.ClientCertFile != nil && t.ClientKeyFile != nil {
+		cert, err := tls.LoadX509KeyPair(*t.ClientCertFile, *t.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
