@@ -1,0 +1,107 @@
+package store
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"pingora-parity/go-baseline/internal/config"
+)
+
+func mustCfg(t *testing.T, doc string) *config.Config {
+	t.Helper()
+	c, err := config.Validate([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func pdoc(version int, host string, interval int, failureThreshold int, max int) string {
+	return fmt.Sprintf(`{"version":%d,"routes":{"k":"p"},"placements":{"p":{"endpoint":"http://%s","max_concurrency":%d,
+	"timeouts":{"connect_ms":100,"request_ms":1000},
+	"health_check":{"path":"/hc","interval_ms":%d,"timeout_ms":200,"unhealthy_threshold":1,"healthy_threshold":1},
+	"circuit_breaker":{"failure_threshold":%d,"open_ms":60000,"half_open_max_requests":1,"success_threshold":1}}}}`,
+		version, host, max, interval, failureThreshold)
+}
+
+func TestStateKeptOrResetAcrossUpdates(t *testing.T) {
+	var probes atomic.Int64
+	var healthy atomic.Bool
+	var host string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		probes.Add(1)
+		if r.URL.Path != "/hc" || r.Host != host {
+			t.Errorf("probe %s Host %s", r.URL.Path, r.Host)
+		}
+		if !healthy.Load() {
+			w.WriteHeader(500)
+		}
+	}))
+	defer up.Close()
+	host = strings.TrimPrefix(up.URL, "http://")
+	s := New()
+	defer s.Close()
+	s.Install(mustCfg(t, pdoc(1, host, 3600000, 1, 4)))
+	if s.Checkers() != 1 {
+		t.Fatalf("checkers %d", s.Checkers())
+	}
+	p := s.Load().Placements["p"]
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Health.Healthy() { // first probe at once fails: threshold 1
+		if time.Now().After(deadline) {
+			t.Fatal("first probe did not mark unhealthy")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	pm, _ := p.Breaker.Admit(time.Now())
+	p.Breaker.Record(pm, false, time.Now()) // opens (threshold 1)
+	if !p.Limiter.TryAcquire() {
+		t.Fatal("limiter")
+	}
+
+	// Same endpoint, health_check and circuit_breaker, other max_concurrency: all state
+	// kept, the checker not restarted (no new immediate probe), the in-flight count kept.
+	before := probes.Load()
+	s.Install(mustCfg(t, pdoc(2, host, 3600000, 1, 8)))
+	q := s.Load().Placements["p"]
+	if q.Health != p.Health || q.Breaker != p.Breaker || q.Limiter != p.Limiter {
+		t.Fatal("state not kept across an update that keeps the placement")
+	}
+	if q.Limiter.Max() != 8 || q.Limiter.InFlight() != 1 || q.Health.Healthy() || q.Breaker.State(time.Now()).String() != "open" {
+		t.Fatal("kept state changed")
+	}
+	if s.Checkers() != 1 || probes.Load() != before {
+		t.Fatalf("checker restarted: %d checkers, %d new probes", s.Checkers(), probes.Load()-before)
+	}
+
+	// Other circuit_breaker: breaker fresh, health kept.
+	s.Install(mustCfg(t, pdoc(3, host, 3600000, 2, 8)))
+	r := s.Load().Placements["p"]
+	if r.Breaker == p.Breaker || r.Breaker.State(time.Now()).String() != "closed" || r.Health != p.Health {
+		t.Fatal("breaker identity rule")
+	}
+	// Other health_check: health fresh (healthy), a new checker probes at once.
+	healthy.Store(true)
+	s.Install(mustCfg(t, pdoc(4, host, 3000001, 2, 8)))
+	h := s.Load().Placements["p"]
+	if h.Health == p.Health || !h.Health.Healthy() || h.Breaker != r.Breaker || s.Checkers() != 1 {
+		t.Fatal("health identity rule")
+	}
+	// Many updates never grow the number of checkers.
+	for v := 5; v < 50; v++ {
+		s.Install(mustCfg(t, pdoc(v, host, 3000000+v, 1, 8)))
+	}
+	if s.Checkers() != 1 {
+		t.Fatalf("%d checkers after 45 updates", s.Checkers())
+	}
+	// Removing the health check stops the checker.
+	s.Install(mustCfg(t, `{"version":99,"routes":{},"placements":{"p":{"endpoint":"http://`+host+`","max_concurrency":1,"timeouts":{"connect_ms":1,"request_ms":1}}}}`))
+	if s.Checkers() != 0 {
+		t.Fatal("checker of a removed health_check still running")
+	}
+}
