@@ -155,7 +155,8 @@ type NackError struct {
 // one at a time: validate, stale check, write LKG, swap, then ack.
 func (c *Client) Handle(frame []byte) any {
 	var f map[string]json.RawMessage
-	if err := json.Unmarshal(frame, &f); err != nil || f == nil || !bytes.Equal(f["type"], []byte(`"config"`)) || f["config"] == nil {
+	var typ string
+	if err := json.Unmarshal(frame, &f); err != nil || f == nil || json.Unmarshal(f["type"], &typ) != nil || typ != "config" || f["config"] == nil {
 		return c.nack(nil, &config.Error{Code: config.CodeMalformedJSON, Path: "",
 			Message: `frame is not a JSON object with "type":"config" and a config member`})
 	}

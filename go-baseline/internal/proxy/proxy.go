@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"sync"
 	"time"
 
 	"pingora-parity/go-baseline/internal/admin"
@@ -108,6 +109,9 @@ type reqState struct {
 	bodyErr    error  // upstream body read error
 	clientGone bool
 	errCode    string // router-made response code
+
+	mu         sync.Mutex // reqBodyErr is set by the transport's body-writing goroutine
+	reqBodyErr error      // client request body read error
 }
 
 func stateOf(ctx context.Context) *reqState { return ctx.Value(ctxKey{}).(*reqState) }
@@ -156,7 +160,35 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
+	}
 	target(pr.Out, st.cur)
+}
+
+// reqBodyWatch remembers a failed read of the client's request body, so that a client
+// fault (aborted upload, broken chunked framing) is not blamed on the upstream.
+type reqBodyWatch struct {
+	io.ReadCloser
+	st *reqState
+}
+
+func (b *reqBodyWatch) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.st.mu.Lock()
+		if b.st.reqBodyErr == nil {
+			b.st.reqBodyErr = err
+		}
+		b.st.mu.Unlock()
+	}
+	return n, err
+}
+
+func (st *reqState) clientBodyFailed() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.reqBodyErr != nil
 }
 
 func target(out *http.Request, p *routing.Placement) {
@@ -227,8 +259,15 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	switch {
 	case errors.As(err, &re):
 		h.writeError(w, st, re.code, re.placement)
+	case st.clientBodyFailed():
+		// The client's body broke off: neither an upstream failure nor a success.
+		st.clientGone = true
+		w.Header().Set("Connection", "close")
+		h.writeError(w, st, ErrBadRequest, st.cur.ID)
 	case st.clientGone || r.Context().Err() != nil:
-		st.clientGone = true // nobody to answer
+		// Nobody to answer. Abort rather than return, or net/http would send an empty 200.
+		st.clientGone = true
+		panic(http.ErrAbortHandler)
 	case errors.As(err, &ne) && ne.Timeout():
 		st.failKind = KindTimeout
 		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindTimeout).Inc()

@@ -511,3 +511,29 @@ func TestClientGoneFreesSlotWithoutOutcome(t *testing.T) {
 		t.Fatalf("client going away counted as a failure: %s", s)
 	}
 }
+
+func TestClientBodyAbortIsNotAnUpstreamFailure(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer up.Close()
+	cb := `,"circuit_breaker":{"failure_threshold":1,"open_ms":60000,"half_open_max_requests":1,"success_threshold":1}`
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 5000, cb)))
+	c, err := net.Dial("tcp", hostPort(r.url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nContent-Length: 100\r\n\r\nonly ten b")
+	_ = c.(*net.TCPConn).CloseWrite()
+	out, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(out), "HTTP/1.1 400") || !strings.Contains(string(out), "bad_request") {
+		t.Fatalf("got %.80q", out)
+	}
+	p := r.store.Load().Placements["p"]
+	waitFor(t, "slot freed", func() bool { return p.Limiter.InFlight() == 0 })
+	if s := p.Breaker.State(time.Now()).String(); s != "closed" || counter(t, r, "failures", "p", "protocol") != 0 {
+		t.Fatalf("client body abort blamed on the upstream: breaker %s", s)
+	}
+}
