@@ -152,7 +152,8 @@ func (h *Handler) countFailovers(steps []routing.Step) {
 
 // rewrite builds the upstream request: X-Forwarded-For appended to (trust nothing,
 // record everything), X-Forwarded-Host and -Proto replaced, Host = the endpoint's
-// host:port. ReverseProxy has already removed hop-by-hop headers (keeping TE: trailers).
+// host:port. ReverseProxy has already removed hop-by-hop headers (RFC 9110 section
+// 7.6.1, plus those named in Connection), keeping TE: trailers.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In.Context())
 	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
@@ -160,6 +161,12 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	// Rewrite mode also drops "Forwarded"; the contract passes it through like any
+	// end-to-end header it does not name.
+	if fwd, ok := pr.In.Header["Forwarded"]; ok {
+		pr.Out.Header["Forwarded"] = fwd
+	}
+	pr.Out.Trailer = nil // Trailer is hop-by-hop: request trailers are not forwarded
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
 	}
@@ -282,12 +289,16 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request.Context())
 	resp.Header.Set("X-Router-Placement", st.cur.ID)
+	// Trailer is hop-by-hop (section 3, "Headers"): with resp.Trailer unset ReverseProxy
+	// does not announce trailers, and bodyWatch.Close clears what the transport fills in
+	// at the end of the body, so none are copied either.
+	resp.Trailer = nil
 	st.upStatus = resp.StatusCode
 	if resp.StatusCode >= 500 {
 		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindStatus5xx).Inc()
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &bodyWatch{ReadCloser: resp.Body, st: st}
+		resp.Body = &bodyWatch{ReadCloser: resp.Body, st: st, resp: resp}
 	}
 	return nil
 }
@@ -295,7 +306,15 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 // bodyWatch remembers a failed read of the upstream body (committed abort, step 8).
 type bodyWatch struct {
 	io.ReadCloser
-	st *reqState
+	st   *reqState
+	resp *http.Response
+}
+
+// Close closes the upstream body and drops the trailers read with it.
+func (b *bodyWatch) Close() error {
+	err := b.ReadCloser.Close()
+	b.resp.Trailer = nil
+	return err
 }
 
 func (b *bodyWatch) Read(p []byte) (int, error) {

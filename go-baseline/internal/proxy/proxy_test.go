@@ -537,3 +537,38 @@ func TestClientBodyAbortIsNotAnUpstreamFailure(t *testing.T) {
 		t.Fatalf("client body abort blamed on the upstream: breaker %s", s)
 	}
 }
+
+func TestTrailersAndForwarded(t *testing.T) {
+	var fwd string
+	var gotTrailer http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fwd = r.Header.Get("Forwarded")
+		_, _ = io.Copy(io.Discard, r.Body)
+		gotTrailer = r.Trailer
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = io.WriteString(w, "data")
+		w.Header().Set("X-Checksum", "abc")
+	}))
+	defer up.Close()
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 1000, "")))
+	req, _ := http.NewRequest("POST", r.url, io.NopCloser(strings.NewReader("body")))
+	req.Header.Set("X-Routing-Key", "k")
+	req.Header.Set("Forwarded", "for=192.0.2.1")
+	req.Trailer = http.Header{"X-Req-Trailer": {"1"}}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, resp); b != "data" {
+		t.Fatal(b)
+	}
+	if len(resp.Trailer) != 0 || resp.Header.Get("Trailer") != "" {
+		t.Fatalf("response trailers forwarded: %v", resp.Trailer)
+	}
+	if fwd != "for=192.0.2.1" {
+		t.Fatalf("Forwarded not passed through: %q", fwd)
+	}
+	if len(gotTrailer) != 0 {
+		t.Fatalf("request trailers forwarded: %v", gotTrailer)
+	}
+}

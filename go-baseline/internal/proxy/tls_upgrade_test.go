@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -60,12 +61,14 @@ func TestHTTPSEndpoints(t *testing.T) {
 		_, _ = fmt.Fprintf(w, "tls sni=%s", r.TLS.ServerName)
 	}))
 	up.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientPool}
+	up.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
 	up.StartTLS()
 	defer up.Close()
 	mtls := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "mtls ok")
 	}))
 	mtls.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientPool}
+	mtls.Config.ErrorLog = log.New(io.Discard, "", 0)
 	mtls.StartTLS()
 	defer mtls.Close()
 	ca := writePEM(t, dir, "ca.pem", "CERTIFICATE", up.Certificate().Raw)
