@@ -1,19 +1,465 @@
 //! `parity bench`: load profiles against direct, both routers, both bare proxies and nginx.
-//! Owned by the benchmark work (issue 5); see `scenarios/bench/`.
+//! Owned by the benchmark work (issue 5); see `scenarios/bench/` and docs/benchmarks.md.
+//!
+//! A run: start the shared upstream (a separate `parity bench --serve-upstream` process)
+//! and every target; measure idle keep-alive memory on the fresh processes; closed-loop
+//! maximum throughput; the `wrk` cross-check on `direct`; open-loop runs at the reference
+//! rate; the open-loop rate ladder; optionally the hot-path micro-benchmarks. Targets are
+//! interleaved (A B C ... A B C ...) within each phase. Results go to
+//! `<out>/<run-id>/bench.json`, `report.md`, `report.html` and SVG plots, and
+//! `<out>/latest` points at the run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+pub mod extras;
+pub mod loadgen;
+pub mod procs;
+pub mod profile;
+pub mod report;
+pub mod targets;
+pub mod upstream;
+
+use profile::{Phase, Profile, RefRate};
+use targets::{Absent, Running};
 
 /// Arguments of `parity bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Benchmark profile (YAML) under scenarios/bench/.
-    pub profile: std::path::PathBuf,
+    #[arg(required_unless_present = "serve_upstream")]
+    pub profile: Option<PathBuf>,
     /// Results root; the run goes to <out>/<run-id>/ and <out>/latest points at it.
     #[arg(long, default_value = "results")]
-    pub out: std::path::PathBuf,
+    pub out: PathBuf,
+    /// Directory holding go-router, pingora-router, go-bare, pingora-bare
+    /// (default: $PARITY_BIN_DIR, else the directory of this executable).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Internal: serve the benchmark upstream on ADDR and print `listening <addr>`.
+    #[arg(long, hide = true)]
+    pub serve_upstream: Option<String>,
+    /// Internal: worker threads of the served upstream.
+    #[arg(long, hide = true, default_value_t = 1)]
+    pub upstream_threads: usize,
+    /// Internal: response body size of the served upstream.
+    #[arg(long, hide = true, default_value_t = 64)]
+    pub response_bytes: usize,
+}
+
+/// Summary statistics of one timed segment (one target, one phase, one repeat).
+#[derive(Debug, Clone, Serialize)]
+pub struct Seg {
+    /// Target name.
+    pub target: String,
+    /// `closed`, `reference` or `ladder`.
+    pub phase: String,
+    /// Offered rate (open loop), requests/s.
+    pub rate_rps: Option<f64>,
+    /// Repeat index.
+    pub repeat: usize,
+    /// Latency percentiles, microseconds.
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// Answered 2xx in the window.
+    pub ok: u64,
+    /// Failed requests in the window.
+    pub errors: u64,
+    /// Open loop: requests never answered before the drain deadline.
+    pub dropped: u64,
+    /// Answered requests per second.
+    pub achieved_rps: f64,
+    /// CPU (utime+stime of the target's process tree) per answered request, microseconds.
+    pub cpu_us_per_req: f64,
+    /// Peak and mean RSS of the target's tree during the segment, bytes.
+    pub rss_peak_bytes: u64,
+    pub rss_mean_bytes: u64,
+    /// CPU share of the generator (this process) over the window, per client thread.
+    pub generator_cpu_util: f64,
+    /// Open loop: p99 of actual minus intended send time, microseconds.
+    pub send_lag_p99_us: f64,
+}
+
+/// Memory sample of one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemSample {
+    /// Seconds since the start of the run.
+    pub t: f64,
+    /// Target name.
+    pub target: String,
+    /// Summed RSS of the tree, bytes.
+    pub rss_bytes: u64,
+}
+
+/// Everything measured in one run; the report is made from it.
+pub struct RunData {
+    pub run_id: String,
+    pub profile: Profile,
+    pub repo: PathBuf,
+    pub present: Vec<(String, String)>,
+    pub absent: Vec<Absent>,
+    pub segs: Vec<Seg>,
+    /// Reference-rate histograms merged over the repeats, per target.
+    pub ref_hists: BTreeMap<String, Histogram<u64>>,
+    pub reference_rate: f64,
+    pub idle: BTreeMap<String, extras::IdleResult>,
+    pub mem: Vec<MemSample>,
+    pub tool_check: Option<extras::ToolCheckResult>,
+    pub hotpath: extras::Hotpath,
+    pub elapsed_secs: f64,
+    pub nofile: u64,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// Progress line on stderr with the elapsed time.
+fn progress(t0: Instant, msg: &str) {
+    eprintln!("[bench {:6.1}s] {msg}", t0.elapsed().as_secs_f64());
+}
+
+fn repo_root(profile: &Path) -> PathBuf {
+    let abs = std::fs::canonicalize(profile).unwrap_or_else(|_| profile.to_path_buf());
+    for a in abs.ancestors() {
+        if a.join("docs/spec.md").is_file() {
+            return a.to_path_buf();
+        }
+    }
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn default_bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("PARITY_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("bin"))
 }
 
 /// Runs a benchmark profile. Returns the process exit code.
-pub async fn run(_args: BenchArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("parity bench is not implemented yet")
+pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    if let Some(addr) = &args.serve_upstream {
+        return upstream::serve_process(addr, args.upstream_threads, args.response_bytes);
+    }
+    let profile_path = args.profile.clone().expect("clap requires it");
+    let profile = Profile::load(&profile_path)?;
+    let repo = repo_root(&profile_path);
+    let bin_dir = args.bin_dir.clone().unwrap_or_else(default_bin_dir);
+    let bin_dir = std::fs::canonicalize(&bin_dir).unwrap_or(bin_dir);
+    let run_id = chrono::Utc::now().format("%Y%m%d-%H%M%S-bench").to_string();
+    let out = args.out.join(&run_id);
+    let work = out.join("work");
+    std::fs::create_dir_all(&work)?;
+    let work = std::fs::canonicalize(&work)?;
+    let t0 = Instant::now();
+    let nofile = procs::raise_nofile(1 << 20);
+    progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}", profile.name, out.display(), bin_dir.display()));
+
+    let parity = std::env::current_exe()?;
+    let up = targets::start_upstream(&parity, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log")).await?;
+    progress(t0, &format!("upstream on {} (pid {})", up.addr, up.pid));
+
+    let env = targets::Env { bin_dir: &bin_dir, work: &work, upstream: up.addr, threads: profile.threads, nofile };
+    let mut running: Vec<Running> = Vec::new();
+    let mut absent = Vec::new();
+    for name in &profile.targets {
+        if name == "direct" {
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into() });
+            continue;
+        }
+        match targets::start(name, &env).await {
+            Ok(r) => {
+                progress(t0, &format!("{name} ready on {} (pid {})", r.addr, r.pid));
+                running.push(r)
+            }
+            Err(reason) => {
+                progress(t0, &format!("{name} absent: {reason}"));
+                absent.push(Absent { name: name.clone(), reason })
+            }
+        }
+    }
+    let pids: BTreeMap<String, Vec<i32>> =
+        running.iter().map(|r| (r.name.clone(), procs::tree_pids(r.pid))).collect();
+    // Kill every process of every target's tree on the way out, even on an error
+    // (nginx workers outlive a killed master otherwise).
+    let reaper = procs::Reaper(pids.iter().filter(|(n, _)| n.as_str() != "direct").flat_map(|(_, p)| p.clone()).chain([up.pid]).collect());
+
+    // Background memory sampler over every target's tree.
+    let mem = Arc::new(Mutex::new(Vec::<MemSample>::new()));
+    let sampler = {
+        let (mem, pids) = (mem.clone(), pids.clone());
+        let period = Duration::from_millis(profile.sample_ms.max(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let t = t0.elapsed().as_secs_f64();
+                let mut v = mem.lock().unwrap();
+                for (name, p) in &pids {
+                    v.push(MemSample { t, target: name.clone(), rss_bytes: procs::usage(p).rss_bytes });
+                }
+            }
+        })
+    };
+
+    let mut ctx = Ctx { t0, profile: &profile, pids: &pids, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new() };
+
+    // 1. Idle keep-alive memory, on the fresh processes.
+    let mut idle = BTreeMap::new();
+    if profile.idle_connections > 0 {
+        for r in &running {
+            let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
+            match &res {
+                Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
+                Err(e) => progress(t0, &format!("idle {}: failed: {e:#}", r.name)),
+            }
+            idle.insert(r.name.clone(), res.unwrap_or_else(|e| extras::IdleResult::failed(format!("{e:#}"))));
+        }
+    }
+
+    // 2. Closed loop, interleaved.
+    for rep in 0..profile.closed_loop.repeats {
+        for r in &running {
+            ctx.segment(r, "closed", None, rep, &profile.closed_loop).await?;
+        }
+    }
+    let max_rps: BTreeMap<String, f64> = running
+        .iter()
+        .map(|r| (r.name.clone(), median(ctx.values(&r.name, "closed", None, |s| s.achieved_rps))))
+        .collect();
+
+    // 3. The generator against wrk on direct.
+    let tool_check = if profile.tool_check.enabled {
+        match running.iter().find(|r| r.name == "direct") {
+            Some(d) => Some(extras::tool_check(d, &profile, &pids["direct"]).await),
+            None => None,
+        }
+    } else {
+        None
+    };
+    if let Some(tc) = &tool_check {
+        progress(t0, &format!("tool check: {}", tc.summary()));
+    }
+
+    // 4. Reference rate.
+    let reference_rate = match &profile.reference_rate {
+        RefRate::Fixed(x) => *x,
+        RefRate::Auto(_) => {
+            let pick = |n: &str| max_rps.get(n).copied().filter(|x| *x > 0.0);
+            let bare_min = ["go-bare", "pingora-bare"].iter().filter_map(|n| pick(n)).fold(f64::INFINITY, f64::min);
+            let any_min = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
+            let base = pick("nginx").unwrap_or(if bare_min.is_finite() { bare_min } else { any_min });
+            anyhow::ensure!(base.is_finite() && base > 0.0, "no closed-loop rate to derive the reference rate from");
+            (base * 0.5).round()
+        }
+    };
+    progress(t0, &format!("reference rate {reference_rate} req/s"));
+    for rep in 0..profile.reference.repeats {
+        for r in &running {
+            let h = ctx.segment(r, "reference", Some(reference_rate), rep, &profile.reference).await?;
+            ctx.ref_hists.entry(r.name.clone()).or_insert_with(loadgen::new_hist).add(h).ok();
+        }
+    }
+
+    // 5. The ladder, relative to the fastest proxy.
+    let ladder_base = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(0.0, f64::max);
+    let ladder_base = if ladder_base > 0.0 { ladder_base } else { max_rps.get("direct").copied().unwrap_or(0.0) };
+    let mut saturated: BTreeMap<String, bool> = BTreeMap::new();
+    if profile.ladder.phase.repeats > 0 && ladder_base > 0.0 {
+        for f in &profile.ladder.fractions {
+            let rate = (ladder_base * f).round().max(1.0);
+            for rep in 0..profile.ladder.phase.repeats {
+                for r in running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)) {
+                    ctx.segment(r, "ladder", Some(rate), rep, &profile.ladder.phase).await?;
+                }
+            }
+            for r in &running {
+                if saturated.get(&r.name).copied().unwrap_or(false) {
+                    continue;
+                }
+                let sat = &profile.saturation;
+                let ach = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.achieved_rps));
+                let p99 = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.p99_us));
+                let err = median(ctx.values(&r.name, "ladder", Some(rate), |s| {
+                    (s.errors + s.dropped) as f64 / ((s.ok + s.errors + s.dropped).max(1)) as f64
+                }));
+                if ach < sat.min_achieved * rate || err > sat.max_error_ratio || p99 > sat.max_p99_ms * 1000.0 {
+                    progress(t0, &format!("{} saturated at {rate} req/s", r.name));
+                    saturated.insert(r.name.clone(), true);
+                }
+            }
+        }
+    }
+
+    // 6. Stop the targets, then the slow micro-benchmarks (the box is free again).
+    sampler.abort();
+    let present: Vec<(String, String)> = running.iter().map(|r| (r.name.clone(), r.note.clone())).collect();
+    drop(reaper);
+    for mut r in running {
+        if let Some(c) = r.child.as_mut() {
+            let _ = c.wait().await;
+        }
+    }
+    drop(up);
+    let hotpath = if profile.hotpath {
+        progress(t0, "hot-path micro-benchmarks (go test -bench, cargo bench -p rust-pingora)");
+        extras::run_hotpath(&repo, &out).await
+    } else {
+        extras::previous_hotpath(&args.out)
+    };
+
+    let data = RunData {
+        run_id: run_id.clone(),
+        profile: profile.clone(),
+        repo: repo.clone(),
+        present,
+        absent,
+        segs: ctx.segs,
+        ref_hists: ctx.ref_hists,
+        reference_rate,
+        idle,
+        mem: mem.lock().unwrap().clone(),
+        tool_check,
+        hotpath,
+        elapsed_secs: t0.elapsed().as_secs_f64(),
+        nofile,
+    };
+    report::write_all(&data, &out)?;
+    let latest = args.out.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&run_id, &latest)?;
+    progress(t0, &format!("done: {}/report.md ({:.1}s)", out.display(), t0.elapsed().as_secs_f64()));
+    Ok(0)
+}
+
+struct Ctx<'a> {
+    t0: Instant,
+    profile: &'a Profile,
+    pids: &'a BTreeMap<String, Vec<i32>>,
+    mem: Arc<Mutex<Vec<MemSample>>>,
+    segs: Vec<Seg>,
+    ref_hists: BTreeMap<String, Histogram<u64>>,
+}
+
+impl Ctx<'_> {
+    /// Runs one segment; records its summary and returns its histogram.
+    async fn segment(&mut self, r: &Running, phase: &str, rate: Option<f64>, repeat: usize, ph: &Phase) -> anyhow::Result<Histogram<u64>> {
+        let pids = self.pids[&r.name].clone();
+        let probe: loadgen::Probe = Arc::new(move || procs::usage(&pids).cpu_secs);
+        let spec = loadgen::LoadSpec {
+            addr: r.addr,
+            connections: self.profile.connections,
+            rate,
+            warmup: Duration::from_millis(ph.warmup_ms),
+            duration: Duration::from_millis(ph.duration_ms),
+            drain: Duration::from_secs(5),
+            routing_key: targets::ROUTING_KEY.into(),
+            threads: self.profile.client_threads,
+        };
+        let ts = self.t0.elapsed().as_secs_f64();
+        let res = loadgen::run(spec, probe).await?;
+        let te = self.t0.elapsed().as_secs_f64();
+        let (mut peak, mut sum, mut n) = (0u64, 0u64, 0u64);
+        for s in self.mem.lock().unwrap().iter().filter(|s| s.target == r.name && s.t >= ts && s.t <= te) {
+            peak = peak.max(s.rss_bytes);
+            sum += s.rss_bytes;
+            n += 1;
+        }
+        let h = &res.hist;
+        let seg = Seg {
+            target: r.name.clone(),
+            phase: phase.into(),
+            rate_rps: rate,
+            repeat,
+            p50_us: us(h.value_at_quantile(0.5)),
+            p90_us: us(h.value_at_quantile(0.9)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+            ok: res.ok,
+            errors: res.errors,
+            dropped: res.dropped,
+            achieved_rps: res.achieved_rps,
+            cpu_us_per_req: if res.ok > 0 { res.probe_delta * 1e6 / res.ok as f64 } else { f64::NAN },
+            rss_peak_bytes: peak,
+            rss_mean_bytes: if n > 0 { sum / n } else { 0 },
+            generator_cpu_util: res.self_cpu_secs / (res.window_secs.max(1e-9) * self.profile.client_threads as f64),
+            send_lag_p99_us: if rate.is_some() { us(res.send_lag.value_at_quantile(0.99)) } else { f64::NAN },
+        };
+        progress(
+            self.t0,
+            &format!(
+                "{phase:9} #{repeat} {:12} {:>9} -> {:8.0}/s p50 {:7.0}us p99 {:8.0}us cpu {:5.1}us/req err {} drop {} gen {:3.0}%",
+                r.name,
+                rate.map(|x| format!("{x:.0}/s")).unwrap_or_else(|| "closed".into()),
+                seg.achieved_rps,
+                seg.p50_us,
+                seg.p99_us,
+                seg.cpu_us_per_req,
+                seg.errors,
+                seg.dropped,
+                seg.generator_cpu_util * 100.0
+            ),
+        );
+        self.segs.push(seg);
+        Ok(res.hist)
+    }
+
+    fn values(&self, target: &str, phase: &str, rate: Option<f64>, f: impl Fn(&Seg) -> f64) -> Vec<f64> {
+        self.segs
+            .iter()
+            .filter(|s| s.target == target && s.phase == phase && s.rate_rps == rate)
+            .map(f)
+            .collect()
+    }
+}
+
+/// Median of the finite values (NaN when there are none).
+pub fn median(v: Vec<f64>) -> f64 {
+    let mut v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// (min, max) of the finite values.
+pub fn spread(v: &[f64]) -> (f64, f64) {
+    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_spread() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![f64::NAN]).is_nan());
+        assert_eq!(spread(&[3.0, 1.0, f64::NAN, 2.0]), (1.0, 3.0));
+    }
 }

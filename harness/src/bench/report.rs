@@ -1,0 +1,656 @@
+//! bench.json, report.md, report.html and the SVG plots (plotters).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde_json::{json, Value};
+
+use super::targets::KNOWN;
+use super::{extras, median, spread, RunData, Seg};
+
+/// Medians (and spreads) of one target in one phase at one rate.
+#[derive(Debug, Clone, Default)]
+pub struct Agg {
+    pub n: usize,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub achieved: f64,
+    pub cpu: f64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub rss_peak: f64,
+    pub rss_mean: f64,
+    pub gen_util: f64,
+    pub lag_p99: f64,
+    pub p50_spread: (f64, f64),
+    pub p99_spread: (f64, f64),
+    pub cpu_spread: (f64, f64),
+    pub achieved_spread: (f64, f64),
+}
+
+/// Aggregates the segments matching (target, phase, rate).
+pub fn agg(segs: &[Seg], target: &str, phase: &str, rate: Option<f64>) -> Agg {
+    let s: Vec<&Seg> = segs.iter().filter(|s| s.target == target && s.phase == phase && s.rate_rps == rate).collect();
+    let col = |f: &dyn Fn(&Seg) -> f64| s.iter().map(|x| f(x)).collect::<Vec<f64>>();
+    Agg {
+        n: s.len(),
+        p50: median(col(&|x| x.p50_us)),
+        p90: median(col(&|x| x.p90_us)),
+        p99: median(col(&|x| x.p99_us)),
+        p999: median(col(&|x| x.p999_us)),
+        max: col(&|x| x.max_us).into_iter().fold(f64::NAN, f64::max),
+        achieved: median(col(&|x| x.achieved_rps)),
+        cpu: median(col(&|x| x.cpu_us_per_req)),
+        errors: s.iter().map(|x| x.errors).sum(),
+        dropped: s.iter().map(|x| x.dropped).sum(),
+        rss_peak: col(&|x| x.rss_peak_bytes as f64).into_iter().fold(f64::NAN, f64::max),
+        rss_mean: median(col(&|x| x.rss_mean_bytes as f64)),
+        gen_util: col(&|x| x.generator_cpu_util).into_iter().fold(f64::NAN, f64::max),
+        lag_p99: median(col(&|x| x.send_lag_p99_us)),
+        p50_spread: spread(&col(&|x| x.p50_us)),
+        p99_spread: spread(&col(&|x| x.p99_us)),
+        cpu_spread: spread(&col(&|x| x.cpu_us_per_req)),
+        achieved_spread: spread(&col(&|x| x.achieved_rps)),
+    }
+}
+
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!((x * 100.0).round() / 100.0)
+    } else {
+        Value::Null
+    }
+}
+
+fn ladder_rates(segs: &[Seg]) -> Vec<f64> {
+    let mut r: Vec<f64> = segs.iter().filter(|s| s.phase == "ladder").filter_map(|s| s.rate_rps).collect();
+    r.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    r.dedup();
+    r
+}
+
+/// The per-target figures at the reference rate, with overheads and ratios.
+struct Row {
+    name: String,
+    r: Agg,
+    closed: Agg,
+    idle: Option<f64>,
+    ovh50: f64,
+    ovh99: f64,
+}
+
+fn rows(d: &RunData) -> Vec<Row> {
+    let rate = Some(d.reference_rate);
+    let direct = agg(&d.segs, "direct", "reference", rate);
+    KNOWN
+        .iter()
+        .filter(|n| d.present.iter().any(|(p, _)| p == *n))
+        .map(|n| {
+            let r = agg(&d.segs, n, "reference", rate);
+            let (ovh50, ovh99) = if direct.n > 0 { (r.p50 - direct.p50, r.p99 - direct.p99) } else { (f64::NAN, f64::NAN) };
+            Row {
+                name: n.to_string(),
+                closed: agg(&d.segs, n, "closed", None),
+                idle: d.idle.get(*n).map(|i| i.bytes_per_conn).filter(|x| x.is_finite()),
+                r,
+                ovh50,
+                ovh99,
+            }
+        })
+        .collect()
+}
+
+fn bench_json(d: &RunData, rows: &[Row]) -> Value {
+    let mut targets = serde_json::Map::new();
+    let rates = ladder_rates(&d.segs);
+    for row in rows {
+        let r = &row.r;
+        let ladder: Vec<Value> = rates
+            .iter()
+            .map(|rate| (rate, agg(&d.segs, &row.name, "ladder", Some(*rate))))
+            .filter(|(_, a)| a.n > 0)
+            .map(|(rate, a)| {
+                let sat = &d.profile.saturation;
+                let total = a.achieved.max(1.0);
+                let saturated = a.achieved < sat.min_achieved * rate
+                    || (a.errors + a.dropped) as f64 / (total * d.profile.ladder.phase.duration_ms as f64 / 1000.0 * a.n as f64) > sat.max_error_ratio
+                    || a.p99 > sat.max_p99_ms * 1000.0;
+                json!({"rate_rps": rate, "achieved_rps": num(a.achieved), "p50_us": num(a.p50), "p90_us": num(a.p90),
+                       "p99_us": num(a.p99), "p999_us": num(a.p999), "max_us": num(a.max), "errors": a.errors,
+                       "dropped": a.dropped, "cpu_us_per_req": num(a.cpu), "repeats": a.n, "saturated": saturated})
+            })
+            .collect();
+        let idle = d.idle.get(&row.name);
+        targets.insert(
+            row.name.clone(),
+            json!({
+                "present": true,
+                "note": d.present.iter().find(|(n, _)| *n == row.name).map(|x| x.1.clone()),
+                "p50_us": num(r.p50), "p90_us": num(r.p90), "p99_us": num(r.p99), "p999_us": num(r.p999), "max_us": num(r.max),
+                "max_rps": num(row.closed.achieved),
+                "cpu_us_per_req": num(r.cpu),
+                "rss_peak_bytes": num(r.rss_peak), "rss_mean_bytes": num(r.rss_mean),
+                "idle_conn_bytes": idle.map(|i| num(i.bytes_per_conn)).unwrap_or(Value::Null),
+                "idle": idle,
+                "achieved_rps": num(r.achieved), "errors": r.errors, "dropped": r.dropped,
+                "overhead_p50_us": num(row.ovh50), "overhead_p99_us": num(row.ovh99),
+                "spread": {"p50_us": [num(r.p50_spread.0), num(r.p50_spread.1)], "p99_us": [num(r.p99_spread.0), num(r.p99_spread.1)],
+                           "cpu_us_per_req": [num(r.cpu_spread.0), num(r.cpu_spread.1)],
+                           "max_rps": [num(row.closed.achieved_spread.0), num(row.closed.achieved_spread.1)]},
+                "repeats": r.n,
+                "closed_loop": {"max_rps": num(row.closed.achieved), "p50_us": num(row.closed.p50), "p99_us": num(row.closed.p99),
+                                "cpu_us_per_req": num(row.closed.cpu), "repeats": row.closed.n},
+                "ladder": ladder,
+            }),
+        );
+    }
+    for a in &d.absent {
+        targets.insert(a.name.clone(), json!({"present": false, "reason": a.reason}));
+    }
+    let (go_size, rust_size) = extras::code_size(&d.repo);
+    json!({
+        "schema_version": 1,
+        "run_id": d.run_id,
+        "profile": d.profile,
+        "host": host(),
+        "reference_rate_rps": d.reference_rate,
+        "elapsed_s": num(d.elapsed_secs),
+        "rlimit_nofile": d.nofile,
+        "targets": targets,
+        "generator": {
+            "max_cpu_util": num(d.segs.iter().map(|s| s.generator_cpu_util).fold(f64::NAN, f64::max)),
+            "tool_check": d.tool_check,
+        },
+        "hotpath": d.hotpath,
+        "code_size": {"go": go_size, "pingora": rust_size},
+        "divergences": extras::divergences(&d.repo).unwrap_or_default(),
+        "segments": d.segs,
+    })
+}
+
+fn host() -> Value {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu_model": cpu, "kernel": kernel})
+}
+
+enum Block {
+    H(u8, String),
+    P(String),
+    List(Vec<String>),
+    Table(Vec<String>, Vec<Vec<String>>),
+    Img(String, String),
+}
+
+fn f0(x: f64) -> String {
+    if x.is_finite() { format!("{x:.0}") } else { "—".into() }
+}
+fn f1(x: f64) -> String {
+    if x.is_finite() { format!("{x:.1}") } else { "—".into() }
+}
+fn mib(x: f64) -> String {
+    if x.is_finite() { format!("{:.1}", x / 1048576.0) } else { "—".into() }
+}
+fn ratio(a: f64, b: f64) -> String {
+    if a.is_finite() && b.is_finite() && b > 0.0 { format!("{:.2}x", a / b) } else { "—".into() }
+}
+
+fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
+    let mut b = Vec::new();
+    let p = &d.profile;
+    b.push(Block::H(1, format!("parity bench: {} ({})", p.name, d.run_id)));
+    let h = host();
+    b.push(Block::P(format!(
+        "Host: {} CPUs ({}), Linux {}. Every target runs with {} worker thread(s) (GOMAXPROCS, `ServerConf.threads`, nginx `worker_processes`); the upstream has {} thread(s) in its own process, the load generator {} thread(s) inside `parity`. {} client connections. Reference rate: **{} req/s** ({}). Open-loop latency is timed from each request's intended send time. Run time {:.0} s.",
+        h["cpus"], h["cpu_model"].as_str().unwrap_or(""), h["kernel"].as_str().unwrap_or(""),
+        p.threads, p.upstream_threads, p.client_threads, p.connections, d.reference_rate,
+        match p.reference_rate { super::profile::RefRate::Fixed(_) => "fixed by the profile".to_string(), _ => "auto: half of nginx's closed-loop maximum, or of the slower bare proxy without nginx".to_string() },
+        d.elapsed_secs
+    )));
+    let mut present: Vec<String> = d.present.iter().map(|(n, note)| format!("`{n}`: {note}")).collect();
+    present.extend(d.absent.iter().map(|a| format!("`{}`: **absent** ({})", a.name, a.reason)));
+    b.push(Block::H(2, "Targets".into()));
+    b.push(Block::List(present));
+
+    b.push(Block::H(2, format!("At the reference rate ({} req/s), medians of {} repeats", d.reference_rate, p.reference.repeats)));
+    let head = ["target", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "p99 spread µs", "p50 overhead µs", "p99 overhead µs", "max req/s (closed)", "CPU µs/req", "RSS peak MiB", "idle B/conn", "errors+dropped"];
+    let t: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                format!("`{}`", r.name), f0(r.r.p50), f0(r.r.p90), f0(r.r.p99), f0(r.r.p999), f0(r.r.max),
+                format!("{}–{}", f0(r.r.p99_spread.0), f0(r.r.p99_spread.1)),
+                f0(r.ovh50), f0(r.ovh99), f0(r.closed.achieved), f1(r.r.cpu), mib(r.r.rss_peak),
+                r.idle.map(f0).unwrap_or("—".into()), format!("{}", r.r.errors + r.r.dropped),
+            ]
+        })
+        .collect();
+    b.push(Block::Table(head.iter().map(|s| s.to_string()).collect(), t));
+    b.push(Block::P("Overhead = target minus `direct` at the same rate (the upstream's own cost is the `direct` row). CPU is utime+stime of the target's process tree over the measured window divided by the requests answered (for `direct`: the upstream's). Idle B/conn = RSS growth of the target's tree per idle keep-alive connection.".into()));
+
+    let get = |n: &str| rows.iter().find(|r| r.name == n);
+    b.push(Block::H(3, "Ratios (p99 overhead and CPU per request)".into()));
+    let mut rt = Vec::new();
+    for r in rows.iter().filter(|r| r.name != "direct") {
+        let mut row = vec![format!("`{}`", r.name)];
+        for base in ["pingora", "nginx"] {
+            match get(base) {
+                Some(x) => {
+                    row.push(ratio(r.ovh99, x.ovh99));
+                    row.push(ratio(r.r.cpu, x.r.cpu));
+                }
+                None => row.extend(["absent".to_string(), "absent".to_string()]),
+            }
+        }
+        rt.push(row);
+    }
+    b.push(Block::Table(
+        ["target", "p99 ovh / pingora", "CPU / pingora", "p99 ovh / nginx", "CPU / nginx"].iter().map(|s| s.to_string()).collect(),
+        rt,
+    ));
+    b.push(Block::H(3, "Targets to reach: each router within 1.25x of its own stack's bare proxy".into()));
+    let mut tt = Vec::new();
+    for (router, bare) in [("go", "go-bare"), ("pingora", "pingora-bare")] {
+        match (get(router), get(bare)) {
+            (Some(a), Some(x)) => {
+                let ok = |a: f64, b: f64| if a.is_finite() && b.is_finite() && b > 0.0 { if a / b <= 1.25 { "yes" } else { "**no**" } } else { "—" };
+                tt.push(vec![
+                    format!("`{router}` vs `{bare}`"),
+                    ratio(a.ovh99, x.ovh99), ok(a.ovh99, x.ovh99).into(),
+                    ratio(a.r.cpu, x.r.cpu), ok(a.r.cpu, x.r.cpu).into(),
+                ]);
+            }
+            _ => tt.push(vec![format!("`{router}` vs `{bare}`"), "absent".into(), "—".into(), "absent".into(), "—".into()]),
+        }
+    }
+    b.push(Block::Table(["pair", "p99 overhead ratio", "≤ 1.25x", "CPU/req ratio", "≤ 1.25x"].iter().map(|s| s.to_string()).collect(), tt));
+    if d.reference_rate > 0.0 && get("nginx").is_some() {
+        b.push(Block::P(format!("The issue's targets are stated at half of nginx's maximum rate; this run's reference rate ({} req/s) is that rate when `reference_rate: auto`.", d.reference_rate)));
+    }
+
+    b.push(Block::H(2, "Plots".into()));
+    for (file, alt) in plots {
+        b.push(Block::Img(file.clone(), alt.clone()));
+    }
+
+    b.push(Block::H(2, "Rate ladder (open loop, medians)".into()));
+    let rates = ladder_rates(&d.segs);
+    let mut lt = Vec::new();
+    for r in rows {
+        for rate in &rates {
+            let a = agg(&d.segs, &r.name, "ladder", Some(*rate));
+            if a.n == 0 {
+                continue;
+            }
+            lt.push(vec![format!("`{}`", r.name), f0(*rate), f0(a.achieved), f0(a.p50), f0(a.p99), f0(a.p999), f1(a.cpu), format!("{}", a.errors + a.dropped)]);
+        }
+    }
+    b.push(Block::Table(["target", "offered req/s", "achieved req/s", "p50 µs", "p99 µs", "p99.9 µs", "CPU µs/req", "errors+dropped"].iter().map(|s| s.to_string()).collect(), lt));
+    b.push(Block::P(format!("A target leaves the ladder after the first rate where it is saturated (achieved < {}x offered, errors > {}%, or p99 > {} ms).", p.saturation.min_achieved, p.saturation.max_error_ratio * 100.0, p.saturation.max_p99_ms)));
+
+    b.push(Block::H(2, "The load generator".into()));
+    let gen_max = d.segs.iter().map(|s| s.generator_cpu_util).fold(f64::NAN, f64::max);
+    let direct = agg(&d.segs, "direct", "reference", Some(d.reference_rate));
+    b.push(Block::P(format!(
+        "Highest CPU share of the generator in any window: {:.0}% of its {} thread(s) (the generator is not the bottleneck while this stays clearly below 100%; highest at the reference rate on `direct`: {:.0}%). Send lag (actual minus intended send time, p99, median of the repeats) on `direct` at the reference rate: {} µs; on a saturated target the lag is the queue of requests waiting for a free connection, and it is part of their latency.",
+        gen_max * 100.0, p.client_threads, direct.gen_util * 100.0, f0(direct.lag_p99)
+    )));
+    if let Some(tc) = &d.tool_check {
+        b.push(Block::Table(
+            ["tool on `direct`", "connections", "threads", "seconds", "req/s", "p50 µs", "p99 µs"].iter().map(|s| s.to_string()).collect(),
+            vec![
+                vec!["parity (closed loop)".into(), tc.connections.to_string(), tc.threads.to_string(), tc.duration_s.to_string(), f0(tc.ours_rps), f0(tc.ours_p50_us), f0(tc.ours_p99_us)],
+                vec![tc.tool.clone(), tc.connections.to_string(), tc.threads.to_string(), tc.duration_s.to_string(),
+                     tc.tool_rps.map(f0).unwrap_or("—".into()), tc.tool_p50_us.map(f0).unwrap_or("—".into()), tc.tool_p99_us.map(f0).unwrap_or("—".into())],
+            ],
+        ));
+    }
+
+    b.push(Block::H(2, "Hot paths (Go testing.B, Rust Criterion)".into()));
+    let hp = &d.hotpath;
+    let mut note = hp.note.clone();
+    if let Some(r) = &hp.from_run {
+        note = format!("from the earlier run {r} ({note})");
+    } else if hp.ran {
+        note = format!("run now: {note}");
+    }
+    b.push(Block::P(note));
+    if hp.go.is_empty() && hp.rust.is_empty() {
+        b.push(Block::P("No hot-path benchmark figures: the routers' benchmarks do not exist yet or were not run.".into()));
+    } else {
+        let norm = |s: &str| s.to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>();
+        let mut names: BTreeMap<String, (Option<&extras::Bench>, Option<&extras::Bench>)> = BTreeMap::new();
+        for g in &hp.go {
+            names.entry(norm(&g.name)).or_default().0 = Some(g);
+        }
+        for r in &hp.rust {
+            names.entry(norm(&r.name)).or_default().1 = Some(r);
+        }
+        let t = names
+            .values()
+            .map(|(g, r)| {
+                vec![
+                    g.map(|x| x.name.clone()).unwrap_or("—".into()),
+                    g.map(|x| f1(x.ns)).unwrap_or("—".into()),
+                    r.map(|x| x.name.clone()).unwrap_or("—".into()),
+                    r.map(|x| f1(x.ns)).unwrap_or("—".into()),
+                ]
+            })
+            .collect();
+        b.push(Block::Table(["Go benchmark", "Go ns/op", "Criterion benchmark", "Rust ns/iter"].iter().map(|s| s.to_string()).collect(), t));
+    }
+
+    b.push(Block::H(2, "Comparison study".into()));
+    b.push(Block::H(3, "Measured answers".into()));
+    let mut ans = Vec::new();
+    for r in rows {
+        ans.push(format!(
+            "`{}`: p50 {} µs, p99 {} µs at {} req/s (overhead over `direct`: p50 {} µs, p99 {} µs); closed-loop maximum {} req/s; {} µs CPU per request; RSS peak {} MiB; {} bytes per idle connection.",
+            r.name, f0(r.r.p50), f0(r.r.p99), d.reference_rate, f0(r.ovh50), f0(r.ovh99), f0(r.closed.achieved), f1(r.r.cpu), mib(r.r.rss_peak), r.idle.map(f0).unwrap_or("—".into())
+        ));
+    }
+    b.push(Block::List(ans));
+    b.push(Block::H(3, "Code size per module (non-blank lines)".into()));
+    let (go, rust) = extras::code_size(&d.repo);
+    let mut cs = Vec::new();
+    let (mut gc, mut gt, mut rc, mut rtt) = (0, 0, 0, 0);
+    for m in &go {
+        cs.push(vec!["go".into(), m.module.clone(), m.code.to_string(), m.tests.to_string()]);
+        gc += m.code;
+        gt += m.tests;
+    }
+    for m in &rust {
+        cs.push(vec!["pingora".into(), m.module.clone(), m.code.to_string(), m.tests.to_string()]);
+        rc += m.code;
+        rtt += m.tests;
+    }
+    cs.push(vec!["go".into(), "**total**".into(), gc.to_string(), gt.to_string()]);
+    cs.push(vec!["pingora".into(), "**total**".into(), rc.to_string(), rtt.to_string()]);
+    b.push(Block::Table(["router", "module", "code", "tests"].iter().map(|s| s.to_string()).collect(), cs));
+    b.push(Block::P("Go: go-baseline/internal/* and cmd/router, tests = *_test.go. Pingora: rust-pingora/src/*.rs, tests = from the first `#[cfg(test)]` on.".into()));
+    b.push(Block::H(3, "Documented divergences (docs/divergences.md)".into()));
+    match extras::divergences(&d.repo) {
+        Ok(v) if !v.is_empty() => b.push(Block::List(v)),
+        Ok(_) => b.push(Block::P("docs/divergences.md lists none.".into())),
+        Err(e) => b.push(Block::P(format!("Not available: {e}"))),
+    }
+    b.push(Block::P("Raw figures: bench.json (schema in docs/benchmarks.md); logs and generated configs: work/.".into()));
+    b
+}
+
+fn md(blocks: &[Block]) -> String {
+    let mut s = String::new();
+    for b in blocks {
+        match b {
+            Block::H(l, t) => s += &format!("{} {t}\n\n", "#".repeat(*l as usize)),
+            Block::P(t) => s += &format!("{t}\n\n"),
+            Block::List(v) => {
+                for i in v {
+                    s += &format!("- {i}\n");
+                }
+                s += "\n";
+            }
+            Block::Table(h, rows) => {
+                s += &format!("| {} |\n|{}|\n", h.join(" | "), h.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+                for r in rows {
+                    s += &format!("| {} |\n", r.join(" | "));
+                }
+                s += "\n";
+            }
+            Block::Img(f, alt) => s += &format!("![{alt}]({f})\n\n"),
+        }
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Minimal inline markdown for the HTML report: `code` and **bold**.
+fn inline(s: &str) -> String {
+    let s = esc(s);
+    let mut out = String::new();
+    for (i, part) in s.split('`').enumerate() {
+        if i % 2 == 1 {
+            out += &format!("<code>{part}</code>");
+        } else {
+            for (j, p) in part.split("**").enumerate() {
+                out += &if j % 2 == 1 { format!("<b>{p}</b>") } else { p.to_string() };
+            }
+        }
+    }
+    out
+}
+
+fn html(blocks: &[Block], title: &str) -> String {
+    let mut s = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;}}table{{border-collapse:collapse;margin:1em 0;}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;}}td:first-child,th:first-child{{text-align:left;}}img{{max-width:100%;}}</style></head><body>\n",
+        esc(title)
+    );
+    for b in blocks {
+        match b {
+            Block::H(l, t) => s += &format!("<h{l}>{}</h{l}>\n", inline(t)),
+            Block::P(t) => s += &format!("<p>{}</p>\n", inline(t)),
+            Block::List(v) => {
+                s += "<ul>\n";
+                for i in v {
+                    s += &format!("<li>{}</li>\n", inline(i));
+                }
+                s += "</ul>\n";
+            }
+            Block::Table(h, rows) => {
+                s += "<table><tr>";
+                for c in h {
+                    s += &format!("<th>{}</th>", inline(c));
+                }
+                s += "</tr>\n";
+                for r in rows {
+                    s += "<tr>";
+                    for c in r {
+                        s += &format!("<td>{}</td>", inline(c));
+                    }
+                    s += "</tr>\n";
+                }
+                s += "</table>\n";
+            }
+            Block::Img(f, alt) => s += &format!("<p><img src=\"{f}\" alt=\"{}\"></p>\n", esc(alt)),
+        }
+    }
+    s + "</body></html>\n"
+}
+
+fn color(name: &str) -> RGBColor {
+    match name {
+        "direct" => RGBColor(0, 0, 0),
+        "go" => RGBColor(0, 125, 160),
+        "go-bare" => RGBColor(120, 200, 230),
+        "pingora" => RGBColor(220, 90, 0),
+        "pingora-bare" => RGBColor(245, 175, 100),
+        "nginx" => RGBColor(0, 150, 60),
+        _ => RGBColor(128, 128, 128),
+    }
+}
+
+type PlotResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Latency percentile spectrum at the reference rate (x: percentile on a 1/(1-q) log axis).
+fn plot_spectrum(d: &RunData, path: &Path) -> PlotResult {
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut series = Vec::new();
+    let (mut ymin, mut ymax, mut xmax) = (f64::INFINITY, 0f64, 1f64);
+    for n in KNOWN {
+        let Some(h) = d.ref_hists.get(*n) else { continue };
+        if h.len() == 0 {
+            continue;
+        }
+        let tmax = (h.len() as f64).log10().min(5.0);
+        let mut pts = Vec::new();
+        let mut t = 0.0;
+        while t <= tmax + 1e-9 {
+            let q = 1.0 - 10f64.powf(-t);
+            let v = h.value_at_quantile(q) as f64 / 1000.0;
+            pts.push((t, v.max(1.0)));
+            t += 0.02;
+        }
+        pts.push((tmax + 0.02, (h.max() as f64 / 1000.0).max(1.0)));
+        for &(_, v) in &pts {
+            ymin = ymin.min(v);
+            ymax = ymax.max(v);
+        }
+        xmax = xmax.max(tmax + 0.02);
+        series.push((n.to_string(), pts));
+    }
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Latency by percentile at {} req/s (open loop)", d.reference_rate), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..xmax.ceil(), ((ymin * 0.8).max(1.0)..ymax * 1.5).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (µs)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .x_labels(xmax.ceil() as usize + 1)
+        .x_label_formatter(&|t| {
+            let q = 100.0 * (1.0 - 10f64.powf(-t));
+            format!("{}%", (q * 1000.0).round() / 1000.0)
+        })
+        .draw()?;
+    for (n, pts) in series {
+        let c = color(&n);
+        chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?.label(n).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// p50 and p99 against the offered rate (the ladder).
+fn plot_rate(d: &RunData, path: &Path) -> PlotResult {
+    let rates = ladder_rates(&d.segs);
+    if rates.is_empty() {
+        return Ok(());
+    }
+    let root = SVGBackend::new(path, (1100, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((1, 2));
+    for (area, (label, pick)) in areas.iter().zip([("p50", 0usize), ("p99", 1usize)]) {
+        let mut series = Vec::new();
+        let (mut ymin, mut ymax) = (f64::INFINITY, 0f64);
+        for n in KNOWN {
+            let pts: Vec<(f64, f64)> = rates
+                .iter()
+                .map(|r| (*r, agg(&d.segs, n, "ladder", Some(*r))))
+                .filter(|(_, a)| a.n > 0)
+                .map(|(r, a)| (r, if pick == 0 { a.p50 } else { a.p99 }.max(1.0)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            for &(_, v) in &pts {
+                ymin = ymin.min(v);
+                ymax = ymax.max(v);
+            }
+            series.push((n.to_string(), pts));
+        }
+        if series.is_empty() {
+            continue;
+        }
+        let xmax = rates.last().copied().unwrap_or(1.0) * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{label} latency against offered rate"), ("sans-serif", 18))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..xmax, ((ymin * 0.8).max(1.0)..ymax * 1.5).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("offered req/s")
+            .y_desc(format!("{label} (µs)"))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        for (n, pts) in series {
+            let c = color(&n);
+            chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?.label(n).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))?;
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// RSS of every target's process tree over the whole run.
+fn plot_memory(d: &RunData, path: &Path) -> PlotResult {
+    if d.mem.is_empty() {
+        return Ok(());
+    }
+    let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let tmax = d.mem.iter().map(|s| s.t).fold(0.0, f64::max).max(1.0);
+    let ymax = d.mem.iter().map(|s| s.rss_bytes as f64 / 1048576.0).fold(0.0, f64::max).max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Resident memory of each target's process tree", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..tmax, 0f64..ymax * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since start")
+        .y_desc("RSS (MiB)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    for n in KNOWN {
+        let pts: Vec<(f64, f64)> = d.mem.iter().filter(|s| s.target == *n).map(|s| (s.t, s.rss_bytes as f64 / 1048576.0)).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let c = color(n);
+        chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?.label(*n).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Writes bench.json, the plots, report.md and report.html into `out`.
+pub fn write_all(d: &RunData, out: &Path) -> anyhow::Result<()> {
+    let rows = rows(d);
+    std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(&bench_json(d, &rows))?)?;
+    let mut plots = Vec::new();
+    for (file, alt, f) in [
+        ("spectrum.svg", "latency percentile spectrum per target", plot_spectrum as fn(&RunData, &Path) -> PlotResult),
+        ("latency-vs-rate.svg", "latency against offered rate", plot_rate),
+        ("memory.svg", "memory over time", plot_memory),
+    ] {
+        match f(d, &out.join(file)) {
+            Ok(()) if out.join(file).is_file() => plots.push((file.to_string(), alt.to_string())),
+            Ok(()) => {}
+            Err(e) => eprintln!("plot {file}: {e}"),
+        }
+    }
+    let b = blocks(d, &rows, &plots);
+    std::fs::write(out.join("report.md"), md(&b))?;
+    std::fs::write(out.join("report.html"), html(&b, &format!("parity bench {}", d.run_id)))?;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Starting the benchmark targets as child processes and waiting until they answer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// Every target name, in the report's order.
+pub const KNOWN: &[&str] = &["direct", "go", "pingora", "go-bare", "pingora-bare", "nginx"];
+
+/// The routing key every benchmark request carries (the routers' one route).
+pub const ROUTING_KEY: &str = "bench";
+
+/// A running target.
+pub struct Running {
+    /// Target name (one of [`KNOWN`]).
+    pub name: String,
+    /// Where the load goes.
+    pub addr: SocketAddr,
+    /// Root pid of the process tree whose CPU and memory are charged to this target.
+    pub pid: i32,
+    /// The child process (None for `direct`, which is the shared upstream).
+    pub child: Option<Child>,
+    /// Version or build note for the report.
+    pub note: String,
+}
+
+/// A target that could not be run, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Absent {
+    /// Target name.
+    pub name: String,
+    /// Reason shown in the report.
+    pub reason: String,
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; a small race remains).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The shared upstream process (`parity bench --serve-upstream`).
+pub async fn start_upstream(parity: &Path, threads: usize, body: usize, log: &Path) -> anyhow::Result<Running> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(parity)
+        .args(["bench", "--serve-upstream", "127.0.0.1:0"])
+        .args(["--upstream-threads", &threads.to_string(), "--response-bytes", &body.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let out = child.stdout.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .map_err(|_| anyhow::anyhow!("upstream did not start within 10 s"))??
+        .ok_or_else(|| anyhow::anyhow!("upstream exited"))?;
+    let addr: SocketAddr = line
+        .strip_prefix("listening ")
+        .ok_or_else(|| anyhow::anyhow!("unexpected upstream line {line:?}"))?
+        .parse()?;
+    let pid = child.id().unwrap_or(0) as i32;
+    Ok(Running { name: "upstream".into(), addr, pid, child: Some(child), note: "parity bench upstream (hyper)".into() })
+}
+
+/// The LKG config the routers load: one route `bench` to one placement on the upstream,
+/// no health check and no breaker (both would only add background work here), limits
+/// far above any load the benchmark offers.
+pub fn router_config(upstream: SocketAddr) -> serde_json::Value {
+    serde_json::json!({
+        "version": 1,
+        "routes": { ROUTING_KEY: "bench" },
+        "placements": {
+            "bench": {
+                "endpoint": format!("http://{upstream}"),
+                "max_concurrency": 100000,
+                "timeouts": { "connect_ms": 1000, "request_ms": 30000 }
+            }
+        }
+    })
+}
+
+/// nginx.conf with the same worker count and upstream keep-alive pool as the routers.
+pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr, threads: usize, nofile: u64) -> String {
+    let d = dir.display();
+    let conns = nofile.saturating_sub(64).max(1024);
+    format!(
+        r#"# Written by parity bench: same workers and upstream keep-alive as the routers.
+daemon off;
+master_process on;
+worker_processes {threads};
+worker_rlimit_nofile {nofile};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections {conns}; multi_accept off; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    upstream bench {{
+        server {upstream};
+        keepalive 256;
+        keepalive_timeout 60s;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// Everything needed to start a target.
+pub struct Env<'a> {
+    /// Directory of go-router, pingora-router, go-bare, pingora-bare.
+    pub bin_dir: &'a Path,
+    /// Scratch directory of this run (state dirs, logs, nginx.conf).
+    pub work: &'a Path,
+    /// The shared upstream.
+    pub upstream: SocketAddr,
+    /// Worker threads of every target.
+    pub threads: usize,
+    /// RLIMIT_NOFILE the children inherit.
+    pub nofile: u64,
+}
+
+/// Starts the target `name` (not `direct`). Err(reason) when it cannot run here.
+pub async fn start(name: &str, env: &Env<'_>) -> Result<Running, String> {
+    let port = free_port().map_err(|e| e.to_string())?;
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = env.work.join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
+    let threads = env.threads.to_string();
+    let (prog, args, note): (PathBuf, Vec<String>, String) = match name {
+        "go" | "pingora" => {
+            let prog = env.bin_dir.join(if name == "go" { "go-router" } else { "pingora-router" });
+            let state = dir.join("state");
+            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+            let cfg = serde_json::to_vec_pretty(&router_config(env.upstream)).unwrap();
+            std::fs::write(state.join("last-known-good.json"), cfg).map_err(|e| e.to_string())?;
+            let admin = free_port().map_err(|e| e.to_string())?;
+            let args = vec![
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--admin-listen=127.0.0.1:{admin}"),
+                format!("--state-dir={}", state.display()),
+                format!("--threads={threads}"),
+            ];
+            (prog, args, "router, LKG config: one route, one placement".into())
+        }
+        "go-bare" | "pingora-bare" => {
+            let prog = env.bin_dir.join(name);
+            let args = vec![
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--upstream={}", env.upstream),
+                format!("--threads={threads}"),
+            ];
+            (prog, args, "bare proxy".into())
+        }
+        "nginx" => {
+            let prog = match which("nginx") {
+                Some(p) => p,
+                None => return Err("nginx is not installed (apt-get install nginx-light)".into()),
+            };
+            for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+                let _ = std::fs::create_dir_all(dir.join(sub));
+            }
+            let conf = dir.join("nginx.conf");
+            std::fs::write(&conf, nginx_conf(&dir, listen, env.upstream, env.threads, env.nofile))
+                .map_err(|e| e.to_string())?;
+            let args = vec!["-p".into(), dir.display().to_string(), "-c".into(), conf.display().to_string()];
+            let v = std::process::Command::new(&prog).arg("-v").output().ok()
+                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_default();
+            (prog, args, v)
+        }
+        other => return Err(format!("unknown target {other}")),
+    };
+    if !prog.exists() {
+        return Err(format!("{} not built", prog.display()));
+    }
+    let child = Command::new(&prog)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", prog.display()))?;
+    let pid = child.id().unwrap_or(0) as i32;
+    let mut r = Running { name: name.into(), addr: listen, pid, child: Some(child), note };
+    // Ready when a benchmark request through it answers 2xx.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(true) = super::loadgen::probe_once(listen, ROUTING_KEY).await {
+            return Ok(r);
+        }
+        if let Some(c) = r.child.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                let tail = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                return Err(format!("exited ({st}) before answering: {tail}"));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("did not answer 200 within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first `name` on PATH (plus /usr/sbin, where Debian puts nginx).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}

@@ -1,0 +1,92 @@
+//! The benchmark upstream: a small, fast hyper HTTP/1.1 server.
+//!
+//! `parity bench` runs it in a separate process (`parity bench --serve-upstream ADDR`), so
+//! its CPU time is never counted in a proxy's samples; its own cost is what the `direct`
+//! target measures. Every response is `200`, `X-Upstream-Name: bench`, a fixed body.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// How the upstream answers.
+#[derive(Debug, Clone)]
+pub struct UpstreamOpts {
+    /// Response body (the same bytes for every request).
+    pub body: Bytes,
+    /// A stall window `[from, to)`: a request that arrives inside it is held until `to`
+    /// (simulates a paused upstream; used by the latency-accounting test).
+    pub stall: Option<(Instant, Instant)>,
+}
+
+impl UpstreamOpts {
+    /// A plain upstream answering `n` bytes of `x`.
+    pub fn with_body_len(n: usize) -> UpstreamOpts {
+        UpstreamOpts { body: Bytes::from(vec![b'x'; n]), stall: None }
+    }
+}
+
+/// Serves HTTP/1.1 keep-alive connections from `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, opts: Arc<UpstreamOpts>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            // Out of descriptors or similar: keep serving the connections we have.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, opts.clone()));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+async fn handle(_req: Request<Incoming>, opts: Arc<UpstreamOpts>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some((from, to)) = opts.stall {
+        let now = Instant::now();
+        if now >= from && now < to {
+            tokio::time::sleep_until(to.into()).await;
+        }
+    }
+    Ok(Response::builder()
+        .header("x-upstream-name", "bench")
+        .header("content-type", "text/plain")
+        .body(Full::new(opts.body.clone()))
+        .expect("static response"))
+}
+
+/// Entry point of `parity bench --serve-upstream ADDR`: binds, prints
+/// `listening <addr>` on stdout, and serves forever on its own runtime of `threads`
+/// worker threads.
+pub fn serve_process(addr: &str, threads: usize, body_len: usize) -> anyhow::Result<i32> {
+    let addr = addr.to_string();
+    // The caller is inside the main runtime: run ours on a fresh OS thread.
+    let h = std::thread::spawn(move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind(&addr).await?;
+            println!("listening {}", l.local_addr()?);
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            serve(l, Arc::new(UpstreamOpts::with_body_len(body_len))).await?;
+            Ok(())
+        })
+    });
+    h.join().map_err(|_| anyhow::anyhow!("upstream thread panicked"))??;
+    Ok(0)
+}
