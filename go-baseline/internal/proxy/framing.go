@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 )
 
@@ -137,9 +136,11 @@ func (c *scanConn) feed(b []byte) {
 			}
 			c.appendLine(b[:i])
 			b = b[i+1:]
-			line := bytes.TrimSuffix(c.line, []byte{'\r'})
-			c.lineDone(string(line))
+			c.lineDone(bytes.TrimSuffix(c.line, []byte{'\r'}))
 			c.line = c.line[:0]
+			if c.state != sHead || !c.started {
+				c.headBytes = 0 // the cap is per head, or per line inside a body
+			}
 		}
 	}
 }
@@ -153,31 +154,31 @@ func (c *scanConn) appendLine(b []byte) {
 	c.line = append(c.line, b...)
 }
 
-func (c *scanConn) lineDone(line string) {
+func (c *scanConn) lineDone(line []byte) {
 	switch c.state {
 	case sHead:
 		if !c.started {
-			if line == "" {
+			if len(line) == 0 {
 				return // empty lines before a request line are skipped
 			}
 			c.started = true
-			f := strings.Fields(line)
+			f := bytes.Fields(line)
 			if len(f) >= 2 {
-				c.cur.method, c.cur.target = f[0], f[1]
+				c.cur.method, c.cur.target = string(f[0]), string(f[1])
 			}
 			return
 		}
-		if line != "" {
+		if len(line) > 0 {
 			c.header(line)
 			return
 		}
 		c.endHead()
 	case sChunkSize:
 		size := line
-		if i := strings.IndexByte(size, ';'); i >= 0 {
+		if i := bytes.IndexByte(size, ';'); i >= 0 {
 			size = size[:i]
 		}
-		n, err := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
+		n, err := parseHex(bytes.TrimSpace(size))
 		switch {
 		case err != nil || n < 0:
 			c.state = sOff
@@ -189,35 +190,64 @@ func (c *scanConn) lineDone(line string) {
 	case sChunkDataEnd:
 		c.state = sChunkSize
 	case sTrailers:
-		if line == "" {
+		if len(line) == 0 {
 			c.state = sHead
 		}
 	}
 }
 
-func (c *scanConn) header(line string) {
-	i := strings.IndexByte(line, ':')
+var (
+	hContentLength    = []byte("Content-Length")
+	hTransferEncoding = []byte("Transfer-Encoding")
+	hConnection       = []byte("Connection")
+	tChunked          = []byte("chunked")
+	tUpgrade          = []byte("upgrade")
+)
+
+func (c *scanConn) header(line []byte) {
+	i := bytes.IndexByte(line, ':')
 	if i <= 0 {
 		return
 	}
-	name, value := line[:i], strings.TrimSpace(line[i+1:])
+	name, value := line[:i], bytes.TrimSpace(line[i+1:])
 	switch {
-	case strings.EqualFold(name, "Content-Length"):
-		n, err := strconv.ParseInt(value, 10, 64)
+	case bytes.EqualFold(name, hContentLength):
+		n, err := strconv.ParseInt(string(value), 10, 64)
 		if err != nil || n < 0 || (c.hasCL && n != c.cl) {
 			c.clBad = true
 		}
 		c.hasCL, c.cl = true, n
-	case strings.EqualFold(name, "Transfer-Encoding"):
-		c.teChunked = !c.hasTE && strings.EqualFold(value, "chunked")
+	case bytes.EqualFold(name, hTransferEncoding):
+		c.teChunked = !c.hasTE && bytes.EqualFold(value, tChunked)
 		c.hasTE = true
-	case strings.EqualFold(name, "Connection"):
-		for _, tok := range strings.Split(value, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+	case bytes.EqualFold(name, hConnection):
+		for _, tok := range bytes.Split(value, []byte{','}) {
+			if bytes.EqualFold(bytes.TrimSpace(tok), tUpgrade) {
 				c.upgrade = true
 			}
 		}
 	}
+}
+
+// parseHex parses a chunk size (1 to 15 hex digits).
+func parseHex(b []byte) (int64, error) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, strconv.ErrSyntax
+	}
+	var n int64
+	for _, ch := range b {
+		switch {
+		case ch >= '0' && ch <= '9':
+			n = n<<4 | int64(ch-'0')
+		case ch >= 'a' && ch <= 'f':
+			n = n<<4 | int64(ch-'a'+10)
+		case ch >= 'A' && ch <= 'F':
+			n = n<<4 | int64(ch-'A'+10)
+		default:
+			return 0, strconv.ErrSyntax
+		}
+	}
+	return n, nil
 }
 
 func (c *scanConn) endHead() {
