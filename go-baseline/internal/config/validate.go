@@ -61,8 +61,8 @@ func Validate(raw []byte) (*Config, *Error) {
 		return nil, fail(CodeTooLarge, "", "document is %d bytes, over %d", len(raw), MaxDocumentBytes)
 	}
 	// encoding/json silently replaces invalid UTF-8; RFC 8259 section 8.1 requires UTF-8.
-	if !utf8.Valid(raw) || !json.Valid(raw) {
-		return nil, fail(CodeMalformedJSON, "", "not valid JSON")
+	if !utf8.Valid(raw) || !json.Valid(raw) || !strictJSON(raw) {
+		return nil, fail(CodeMalformedJSON, "", "not valid JSON (or nested too deep, a number beyond a double, a lone surrogate escape)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
