@@ -572,3 +572,72 @@ func TestTrailersAndForwarded(t *testing.T) {
 		t.Fatalf("request trailers forwarded: %v", gotTrailer)
 	}
 }
+
+// A request keeps the snapshot it started with while a new config is swapped in.
+func TestInFlightRequestKeepsItsSnapshot(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "from a")
+	}))
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "from b")
+	}))
+	defer b.Close()
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(a.URL), "", 4, 5000, "")))
+	done := make(chan string, 1)
+	go func() {
+		resp := get(t, r.url, "k")
+		done <- resp.Header.Get("X-Router-Placement") + " " + readAll(t, resp)
+	}()
+	<-entered
+	cfg, err := config.Validate([]byte(strings.Replace(doc(`"k":"q"`, `"q":`+placement(hostPort(b.URL), "", 4, 5000, "")), `"version":1`, `"version":2`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.store.Install(cfg)
+	resp := get(t, r.url, "k")
+	if got := resp.Header.Get("X-Router-Placement") + " " + readAll(t, resp); got != "q from b" {
+		t.Fatalf("new request: %q", got)
+	}
+	close(release)
+	if got := <-done; got != "p from a" {
+		t.Fatalf("in-flight request: %q", got)
+	}
+}
+
+// Active health checks take an endpoint out of selection and put it back.
+func TestHealthChecksDriveFailover(t *testing.T) {
+	var sick atomic.Bool
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hc" && sick.Load() {
+			w.WriteHeader(503)
+		}
+	}))
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer b.Close()
+	hc := `,"health_check":{"path":"/hc","interval_ms":10,"timeout_ms":200,"unhealthy_threshold":2,"healthy_threshold":2}`
+	r := newRouter(t, doc(`"k":"a"`, `"a":`+placement(hostPort(a.URL), "b", 4, 1000, hc), `"b":`+placement(hostPort(b.URL), "", 4, 1000, "")))
+	placementOf := func() string {
+		resp := get(t, r.url, "k")
+		readAll(t, resp)
+		return resp.Header.Get("X-Router-Placement")
+	}
+	if p := placementOf(); p != "a" {
+		t.Fatalf("healthy a not chosen: %q", p)
+	}
+	sick.Store(true)
+	waitFor(t, "a unhealthy", func() bool { return !r.store.Load().Placements["a"].Health.Healthy() })
+	if p := placementOf(); p != "b" || counter(t, r, "failovers", "a", "b") != 1 {
+		t.Fatalf("unhealthy a: served by %q", p)
+	}
+	sick.Store(false)
+	waitFor(t, "a healthy again", func() bool { return r.store.Load().Placements["a"].Health.Healthy() })
+	if p := placementOf(); p != "a" {
+		t.Fatalf("recovered a: served by %q", p)
+	}
+}
