@@ -101,7 +101,11 @@ pub fn parse_endpoint(s: &str) -> Option<Endpoint> {
     };
     let port_part = after_host.strip_prefix(':')?;
     let port_str = port_part.strip_suffix('/').unwrap_or(port_part);
-    if port_str.is_empty() || !port_str.bytes().all(|b| b.is_ascii_digit()) {
+    if port_str.is_empty()
+        || port_str.len() > 5
+        || port_str.starts_with('0')
+        || !port_str.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let mut v: u64 = 0;
@@ -267,9 +271,47 @@ pub fn parse_and_validate(raw: &[u8]) -> Result<Config, Rejection> {
     if raw.len() > MAX_DOCUMENT_BYTES {
         return Err(rej("too_large", "", format!("document is {} bytes, over 1 MiB", raw.len())));
     }
-    let value: Value = serde_json::from_slice(raw)
+    let normalised;
+    let text = if raw.windows(2).any(|w| w == b"-0") {
+        normalised = normalise_negative_zero(raw);
+        &normalised[..]
+    } else {
+        raw
+    };
+    let value: Value = serde_json::from_slice(text)
         .map_err(|e| rej("malformed_json", "", format!("not JSON: {e}")))?;
     validate_value(value)
+}
+
+/// `-0` written without fraction or exponent is the integer 0, but serde_json parses it
+/// as the float `-0.0`, indistinguishable from `-0.0`. Rewrite each such token outside
+/// strings to ` 0` (same length, same value) before parsing.
+fn normalise_negative_zero(raw: &[u8]) -> Vec<u8> {
+    let mut out = raw.to_vec();
+    let mut in_str = false;
+    let mut esc = false;
+    let mut i = 0;
+    while i < out.len() {
+        let b = out[i];
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if b == b'-' && out.get(i + 1) == Some(&b'0') {
+            let next = out.get(i + 2).copied();
+            if !matches!(next, Some(b'.' | b'e' | b'E' | b'0'..=b'9')) {
+                out[i] = b' ';
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Validate an already-parsed document (steps 2-4 of the order).
@@ -453,9 +495,6 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
         Some(tv) => {
             let tp = format!("{path}/tls");
             let t = check_obj(tv, &tp)?;
-            if !endpoint.tls {
-                return Err(rej("invalid_value", tp, "tls is only allowed on https:// endpoints"));
-            }
             const TK: &[&str] = &["ca_file", "server_name", "client_cert_file", "client_key_file"];
             check_keys(t, &tp, TK, &[])?;
             let mut cfg = TlsCfg::default();
@@ -468,6 +507,9 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
                 if let Some(x) = t.get(k) {
                     *slot = Some(check_str(x, &format!("{tp}/{k}"))?.to_string());
                 }
+            }
+            if !endpoint.tls {
+                return Err(rej("invalid_value", tp, "tls is only allowed on https:// endpoints"));
             }
             match (&cfg.client_cert_file, &cfg.client_key_file) {
                 (Some(_), None) => {
@@ -527,6 +569,8 @@ mod tests {
             "ftp://a:1",
             "http://a:1//",
             "http://:1",
+            "http://a:01",
+            "http://a:000080",
         ];
         for s in bad {
             assert!(parse_endpoint(s).is_none(), "{s}");
@@ -539,5 +583,10 @@ mod tests {
         let doc = br#"{"version":5.0,"routes":{},"placements":{}}"#;
         let e = parse_and_validate(doc).unwrap_err();
         assert_eq!((e.code, e.path.as_str()), ("invalid_value", "/version"));
+        let e = parse_and_validate(br#"{"version":-0.0,"routes":{},"placements":{}}"#).unwrap_err();
+        assert_eq!((e.code, e.path.as_str()), ("invalid_value", "/version"));
+        let c = parse_and_validate(br#"{"version":-0,"routes":{"-0":"x"},"placements":{"x":{"endpoint":"http://a:1","max_concurrency":1,"timeouts":{"connect_ms":1,"request_ms":1}}}}"#).unwrap();
+        assert_eq!(c.version, 0);
+        assert!(c.routes.contains_key("-0"), "strings untouched");
     }
 }
