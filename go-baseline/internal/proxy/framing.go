@@ -86,6 +86,7 @@ type scanConn struct {
 	cl        int64
 	teChunked bool
 	upgrade   bool
+	http10    bool
 	remaining int64
 }
 
@@ -166,6 +167,8 @@ func (c *scanConn) lineDone(line []byte) {
 			if len(f) >= 2 {
 				c.cur.method, c.cur.target = string(f[0]), string(f[1])
 			}
+			// net/http ignores Transfer-Encoding below HTTP/1.1.
+			c.http10 = len(f) == 3 && bytes.Equal(f[2], []byte("HTTP/1.0"))
 			return
 		}
 		if len(line) > 0 {
@@ -256,17 +259,17 @@ func (c *scanConn) endHead() {
 	c.heads = append(c.heads, c.cur)
 	c.mu.Unlock()
 	switch {
-	case c.cur.conflict || c.upgrade || c.clBad || (c.hasTE && !c.teChunked):
+	case c.cur.conflict || c.upgrade || c.clBad || (c.hasTE && !c.teChunked && !c.http10):
 		// The router closes after a conflict; net/http rejects bad framing and closes;
 		// an upgrade may turn the connection into a tunnel.
 		c.state = sOff
-	case c.hasTE:
+	case c.hasTE && !c.http10:
 		c.state = sChunkSize
 	case c.hasCL && c.cl > 0:
 		c.state, c.remaining = sFixed, c.cl
 	default:
 		c.state = sHead
 	}
-	c.cur, c.started, c.hasCL, c.hasTE, c.clBad, c.cl, c.teChunked, c.upgrade, c.headBytes =
-		headInfo{}, false, false, false, false, 0, false, false, 0
+	c.cur, c.started, c.hasCL, c.hasTE, c.clBad, c.cl, c.teChunked, c.upgrade, c.http10, c.headBytes =
+		headInfo{}, false, false, false, false, 0, false, false, false, 0
 }
