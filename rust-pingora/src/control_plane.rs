@@ -25,6 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub const LKG_FILE: &str = "last-known-good.json";
 /// Largest accepted WebSocket frame/message (16 MiB), so `too_large` can be reported.
 pub const MAX_FRAME: usize = 16 << 20;
+/// Limit for the WebSocket handshake, TCP connect included (spec section 6).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Path of the LKG file.
 pub fn lkg_path(dir: &Path) -> PathBuf {
@@ -194,9 +196,13 @@ impl ControlPlane {
         let mut wsconf = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
         wsconf.max_message_size = Some(MAX_FRAME);
         wsconf.max_frame_size = Some(MAX_FRAME);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(wsconf), false)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let (ws, _) = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(url, Some(wsconf), false),
+        )
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
         if !*first {
             self.router.metrics.cp_reconnects.inc();
         }

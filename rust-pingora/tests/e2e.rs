@@ -1,0 +1,235 @@
+//! End to end: the built `pingora-router` binary against local scripted upstreams.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn closed_port() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn serves_lkg_and_reports_state() {
+    let up = Upstream::start("us");
+    let r = RouterProc::start(Some(&config(4, &[("us-1", &up.addr, None, 8, 1000)])), &[]);
+    let resp = http(&r.listen, "GET", "/echo", &[("X-Routing-Key", "key-us-1"), ("X-Forwarded-For", "10.0.0.1")], None).unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("X-Router-Placement"), Some("us-1"));
+    assert_eq!(resp.header("X-Upstream-Name"), Some("us"));
+    let seen = resp.text().to_ascii_lowercase();
+    assert!(seen.contains(&format!("host: {}", up.addr)), "{seen}");
+    assert!(seen.contains("x-forwarded-host: test.local"), "{seen}");
+    assert!(seen.contains("x-forwarded-proto: http"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1"), "{seen}");
+    assert!(seen.contains("x-routing-key: key-us-1"), "{seen}");
+    assert!(!seen.contains("connection: close"), "hop-by-hop forwarded: {seen}");
+    let st = r.state();
+    assert_eq!(st["impl"], "pingora");
+    assert_eq!(st["config_version"], 4);
+    assert_eq!(st["placements"]["us-1"]["breaker"], "closed");
+    assert_eq!(st["placements"]["us-1"]["fallback"], serde_json::Value::Null);
+    let m = r.metrics();
+    assert!(m.contains("router_requests_total{placement=\"us-1\",status=\"200\"} 1"), "{m}");
+    assert!(m.contains("router_config_version 4"), "{m}");
+    // local rejections
+    let resp = http(&r.listen, "GET", "/", &[], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Error")), (400, Some("missing_routing_key")));
+    let resp = http(&r.listen, "GET", "/", &[("X-Routing-Key", "nope")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Error")), (404, Some("unknown_routing_key")));
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["error"], "unknown_routing_key");
+    assert_eq!(resp.header("Content-Type"), Some("application/json"));
+}
+
+#[test]
+fn no_config_and_corrupt_lkg() {
+    let r = RouterProc::start(Some("{not json"), &[]);
+    let resp = http(&r.listen, "GET", "/", &[("X-Routing-Key", "a")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Error")), (503, Some("no_config")));
+    assert_eq!(http(&r.admin, "GET", "/readyz", &[], None).unwrap().status, 503);
+    assert!(r.dir.join("last-known-good.json.corrupt").exists());
+    assert!(!r.dir.join("last-known-good.json").exists());
+    assert!(r.metrics().contains("router_config_version -1"));
+}
+
+#[test]
+fn connect_failure_retries_down_the_chain_for_bodiless_requests() {
+    let up = Upstream::start("us");
+    let dead = closed_port();
+    let r = RouterProc::start(
+        Some(&config(1, &[("eu-1", &dead, Some("us-1"), 8, 1000), ("us-1", &up.addr, None, 8, 1000)])),
+        &[],
+    );
+    let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-eu-1")], None).unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("X-Router-Placement"), Some("us-1"));
+    // with a body: no retry, 502 naming the placement tried
+    let resp = http(&r.listen, "POST", "/ok", &[("X-Routing-Key", "key-eu-1")], Some(b"hello")).unwrap();
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.header("X-Router-Error"), Some("upstream_connect_failed"));
+    assert_eq!(resp.header("X-Router-Placement"), Some("eu-1"));
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let m = r.metrics();
+    assert!(m.contains("router_upstream_failures_total{kind=\"connect\",placement=\"eu-1\"} 2"), "{m}");
+    assert!(m.contains("router_failovers_total{from=\"eu-1\",to=\"us-1\"} 1"), "{m}");
+    assert_eq!(r.state()["placements"]["eu-1"]["inflight"], 0);
+    // end of chain: 502 after the last placement
+    let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-eu-1")], None).unwrap();
+    assert_eq!(resp.status, 200);
+    let r2 = RouterProc::start(Some(&config(1, &[("eu-1", &dead, None, 8, 1000)])), &[]);
+    let resp = http(&r2.listen, "GET", "/ok", &[("X-Routing-Key", "key-eu-1")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Error")), (502, Some("upstream_connect_failed")));
+}
+
+#[test]
+fn header_deadline_is_504_but_does_not_limit_the_body() {
+    let up = Upstream::start("slow");
+    let r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 300)])), &[]);
+    let t = Instant::now();
+    let resp = http(&r.listen, "GET", "/slowhdr/2000", &[("X-Routing-Key", "key-p")], None).unwrap();
+    let took = t.elapsed();
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.header("X-Router-Error"), Some("upstream_timeout"));
+    assert_eq!(resp.header("X-Router-Placement"), Some("p"));
+    assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(1500), "{took:?}");
+    // a body streaming slower than request_ms between chunks passes whole
+    let resp = http(&r.listen, "GET", "/stream/4/250", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete, "stream was cut: {:?}", resp.text());
+    assert_eq!(resp.text(), "chunk0;chunk1;chunk2;chunk3;");
+    let m = r.metrics();
+    assert!(m.contains("router_upstream_failures_total{kind=\"timeout\",placement=\"p\"} 1"), "{m}");
+    assert!(m.contains("router_errors_total{code=\"upstream_timeout\"} 1"), "{m}");
+}
+
+#[test]
+fn streamed_chunks_arrive_before_the_response_ends() {
+    let up = Upstream::start("s");
+    let r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 1000)])), &[]);
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&r.listen).unwrap();
+    s.write_all(b"GET /stream/2/700 HTTP/1.1\r\nHost: x\r\nX-Routing-Key: key-p\r\nConnection: close\r\n\r\n").unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("chunk0;") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // the first chunk comes ~700 ms in, the second ~1400 ms: it must not wait for the end
+    assert!(t.elapsed() < Duration::from_millis(1300), "first chunk was buffered: {:?}", t.elapsed());
+}
+
+#[test]
+fn protocol_error_and_5xx_and_committed_abort() {
+    let up = Upstream::start("u");
+    let r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 1000)])), &[]);
+    let resp = http(&r.listen, "GET", "/garbage", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Error")), (502, Some("upstream_protocol_error")));
+    let resp = http(&r.listen, "GET", "/status/503", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("X-Router-Error"), None, "upstream status passes through");
+    let resp = http(&r.listen, "GET", "/abort", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(!resp.complete, "aborted body must be short");
+    assert!(resp.body.len() < 100);
+    assert!(!resp.text().contains("error"), "no error body after commit");
+    let m = r.metrics();
+    for kind in ["protocol", "status_5xx", "aborted"] {
+        assert!(m.contains(&format!("router_upstream_failures_total{{kind=\"{kind}\",placement=\"p\"}} 1")), "{kind}: {m}");
+    }
+}
+
+#[test]
+fn concurrency_limit_is_exact_and_local() {
+    let up = Upstream::start("u");
+    let r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 1, 5000)])), &[]);
+    let listen = r.listen.clone();
+    let h = std::thread::spawn(move || http(&listen, "GET", "/hold/800", &[("X-Routing-Key", "key-p")], None).unwrap());
+    r.wait_state(5, "inflight 1", |s| s["placements"]["p"]["inflight"] == 1);
+    let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Error")), (503, Some("concurrency_limit")));
+    assert_eq!(resp.header("X-Router-Placement"), Some("p"));
+    assert_eq!(h.join().unwrap().status, 200);
+    r.wait_state(5, "inflight 0", |s| s["placements"]["p"]["inflight"] == 0);
+    assert_eq!(http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap().status, 200);
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_400_and_not_forwarded() {
+    let up = Upstream::start("u");
+    let r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 1000)])), &[]);
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&r.listen).unwrap();
+    s.write_all(
+        b"POST /ok HTTP/1.1\r\nHost: x\r\nX-Routing-Key: key-p\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_end(&mut raw);
+    let resp = parse_response(&raw).unwrap();
+    assert_eq!(resp.status, 400);
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn sigterm_drains_in_flight_then_exits_zero() {
+    let up = Upstream::start("u");
+    let mut r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 5000)])), &["--shutdown-grace-ms", "5000"]);
+    let listen = r.listen.clone();
+    let h = std::thread::spawn(move || http(&listen, "GET", "/hold/700", &[("X-Routing-Key", "key-p")], None).unwrap());
+    r.wait_state(5, "inflight 1", |s| s["placements"]["p"]["inflight"] == 1);
+    let t = Instant::now();
+    r.signal("TERM");
+    let resp = h.join().unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.complete);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = r.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "router did not exit after drain");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(3), "exit waited too long: {:?}", t.elapsed());
+}
+
+#[test]
+fn sigterm_cuts_requests_at_the_grace_deadline() {
+    let up = Upstream::start("u");
+    let mut r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 10000)])), &["--shutdown-grace-ms", "300"]);
+    let listen = r.listen.clone();
+    let h = std::thread::spawn(move || http(&listen, "GET", "/hold/5000", &[("X-Routing-Key", "key-p")], None));
+    r.wait_state(5, "inflight 1", |s| s["placements"]["p"]["inflight"] == 1);
+    let t = Instant::now();
+    r.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let status = loop {
+        if let Some(st) = r.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "router did not exit at the grace deadline");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = t.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(2000), "{took:?}");
+    assert!(h.join().unwrap().is_err(), "the running request must be cut");
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_error_line() {
+    for args in [vec!["--threads", "0"], vec!["--nope"], vec!["--control-plane", "http://x"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pingora-router")).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error:"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pingora-router")).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
