@@ -45,6 +45,8 @@ run: build
 	$(BIN)/parity bench scenarios/bench/quick.yaml --out results
 
 bench: build
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt-get install -y -qq nginx-light wrk >/dev/null 2>&1 \
+		|| echo "nginx not installed (apt-get install nginx-light): the nginx target will be absent"
 	$(BIN)/parity bench scenarios/bench/full.yaml --out results
 
 clean:

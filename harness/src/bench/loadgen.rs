@@ -7,7 +7,9 @@
 //! late, and its latency is still timed from its intended send time, so a stall of the
 //! target shows in the percentiles with its full weight (as in wrk2 and HdrHistogram's
 //! own guidance); there is no second correction on top. Tickets still unanswered when
-//! the drain deadline passes are counted as `dropped`, never silently forgotten.
+//! the drain deadline passes are counted as `dropped` and recorded in the histogram with
+//! the lower bound of their latency (deadline minus intended send time): never silently
+//! forgotten.
 //!
 //! Closed loop: every connection sends its next request as soon as the previous response
 //! has been read; the completion count over the window is the maximum throughput.
@@ -74,7 +76,8 @@ pub struct LoadResult {
     pub ok: u64,
     /// Failed requests in the window (connection errors, non-2xx).
     pub errors: u64,
-    /// Open loop: tickets of the window never answered before the drain deadline.
+    /// Open loop: tickets of the window never answered before the drain deadline (they are
+    /// in `hist` with their latency's lower bound, and not in `ok` or `errors`).
     pub dropped: u64,
     /// Requests per second answered over the window.
     pub achieved_rps: f64,
@@ -246,6 +249,9 @@ async fn open_loop(
 
     let sem = Arc::new(Semaphore::new(0));
     let next = Arc::new(AtomicU64::new(0));
+    // done[k - warm_n]: ticket k of the window got an answer (or an error).
+    let done_map: Arc<Vec<std::sync::atomic::AtomicBool>> =
+        Arc::new((0..measured).map(|_| std::sync::atomic::AtomicBool::new(false)).collect());
     let last_done = Arc::new(Mutex::new(None::<Instant>));
     let timer = TimerFd::periodic(lead, Duration::from_nanos(interval_ns))?;
     let start = Instant::now() + lead;
@@ -256,8 +262,8 @@ async fn open_loop(
     for mut sender in senders {
         let st = Arc::new(Mutex::new(ConnStats { hist: Some(new_hist()), lag: Some(new_hist()), ..Default::default() }));
         stats.push(st.clone());
-        let (sem, next, host, key, last_done) =
-            (sem.clone(), next.clone(), host.clone(), spec.routing_key.clone(), last_done.clone());
+        let (sem, next, host, key, last_done, done_map) =
+            (sem.clone(), next.clone(), host.clone(), spec.routing_key.clone(), last_done.clone(), done_map.clone());
         let addr = spec.addr;
         tasks.spawn(async move {
             loop {
@@ -276,6 +282,7 @@ async fn open_loop(
                 let in_window = k >= warm_n;
                 let failed = r.is_err();
                 if in_window {
+                    done_map[(k - warm_n) as usize].store(true, Ordering::Relaxed);
                     let mut s = st.lock().unwrap();
                     match r {
                         Ok(true) => {
@@ -332,13 +339,19 @@ async fn open_loop(
     sem.add_permits(spec.connections);
     let pacing_end = Instant::now();
 
-    let drain_deadline = tokio::time::Instant::from(pacing_end + spec.drain);
+    let drain_deadline = pacing_end + spec.drain;
+    let mut cut = None;
     loop {
         tokio::select! {
             r = tasks.join_next() => if r.is_none() { break },
-            _ = tokio::time::sleep_until(drain_deadline) => { tasks.abort_all(); break; }
+            _ = tokio::time::sleep_until(drain_deadline.into()) => {
+                tasks.abort_all();
+                cut = Some(Instant::now());
+                break;
+            }
         }
     }
+    while tasks.join_next().await.is_some() {}
     let (p0, c0) = probe_start.await?;
     let p1 = probe();
     let c1 = self_cpu_secs();
@@ -353,7 +366,18 @@ async fn open_loop(
         ok += s.ok;
         errors += s.errors;
     }
-    let dropped = measured.saturating_sub(ok + errors);
+    // Unanswered tickets: in the histogram at their latency's lower bound.
+    let mut dropped = 0;
+    if let Some(cut) = cut {
+        for (i, d) in done_map.iter().enumerate() {
+            if !d.load(Ordering::Relaxed) {
+                dropped += 1;
+                let intended = start + Duration::from_nanos((warm_n + i as u64) * interval_ns);
+                let lat = cut.saturating_duration_since(intended).as_nanos() as u64;
+                hist.saturating_record(lat.clamp(1, MAX_LATENCY_NS));
+            }
+        }
+    }
     let end = last_done.lock().unwrap().unwrap_or(window_start + spec.duration).max(window_start + spec.duration);
     let window_secs = end.saturating_duration_since(window_start).as_secs_f64();
     Ok(LoadResult {
@@ -551,6 +575,25 @@ mod tests {
         let slow = r.hist.count_between(10_000_000, MAX_LATENCY_NS);
         assert!(slow <= 8, "closed loop saw {slow} slow requests: only the 4 in flight should be");
         assert!(r.hist.max() >= 150_000_000, "the in-flight requests did see the stall");
+    }
+
+    /// A target that stops answering for longer than the drain allows: the requests it
+    /// never answers are counted as dropped and still weigh in the percentiles, at the
+    /// lower bound of their latency.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unanswered_requests_are_dropped_not_forgotten() {
+        let (addr, _) = upstream(Some((Duration::from_millis(700), Duration::from_secs(30)))).await;
+        let mut s = spec(addr, Some(500.0), 4, 1000);
+        s.drain = Duration::from_millis(300);
+        let t = Instant::now();
+        let r = run(s, zero()).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3), "the drain deadline is kept");
+        assert_eq!(r.ok + r.errors + r.dropped, 500);
+        // Requests meant for 700 ms .. 1100 ms after start never got an answer: ~200.
+        assert!(r.dropped >= 150 && r.dropped <= 260, "dropped {}", r.dropped);
+        assert_eq!(r.hist.len(), r.ok + r.dropped);
+        let p99 = r.hist.value_at_quantile(0.99);
+        assert!(p99 >= 300_000_000, "p99 {p99} ns must include the unanswered requests");
     }
 
     /// The pacer keeps the offered rate: 2000/s for 1 s gives 2000 answers and a send

@@ -116,6 +116,9 @@ pub struct RunData {
     pub tool_check: Option<extras::ToolCheckResult>,
     pub hotpath: extras::Hotpath,
     pub elapsed_secs: f64,
+    pub ladder_note: Option<String>,
+    /// /proc/loadavg (1, 5, 15 min) when the run started.
+    pub loadavg_start: String,
     pub nofile: u64,
 }
 
@@ -164,6 +167,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&work)?;
     let work = std::fs::canonicalize(&work)?;
     let t0 = Instant::now();
+    let loadavg_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let nofile = procs::raise_nofile(1 << 20);
     progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}", profile.name, out.display(), bin_dir.display()));
 
@@ -277,9 +281,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let ladder_base = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(0.0, f64::max);
     let ladder_base = if ladder_base > 0.0 { ladder_base } else { max_rps.get("direct").copied().unwrap_or(0.0) };
     let mut saturated: BTreeMap<String, bool> = BTreeMap::new();
+    let mut ladder_note = None;
     if profile.ladder.phase.repeats > 0 && ladder_base > 0.0 {
         for f in &profile.ladder.fractions {
             let rate = (ladder_base * f).round().max(1.0);
+            let left = running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)).count();
+            let cost = left as f64 * profile.ladder.phase.repeats as f64
+                * ((profile.ladder.phase.warmup_ms + profile.ladder.phase.duration_ms) as f64 / 1000.0 + 0.15);
+            if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + 1.5 > profile.max_seconds as f64 {
+                let msg = format!("ladder stopped before {rate} req/s: the profile's time budget of {} s", profile.max_seconds);
+                progress(t0, &msg);
+                ladder_note = Some(msg);
+                break;
+            }
             for rep in 0..profile.ladder.phase.repeats {
                 for r in running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)) {
                     ctx.segment(r, "ladder", Some(rate), rep, &profile.ladder.phase).await?;
@@ -334,6 +348,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         tool_check,
         hotpath,
         elapsed_secs: t0.elapsed().as_secs_f64(),
+        ladder_note,
+        loadavg_start,
         nofile,
     };
     report::write_all(&data, &out)?;
@@ -365,7 +381,7 @@ impl Ctx<'_> {
             rate,
             warmup: Duration::from_millis(ph.warmup_ms),
             duration: Duration::from_millis(ph.duration_ms),
-            drain: Duration::from_secs(5),
+            drain: Duration::from_millis(self.profile.drain_ms),
             routing_key: targets::ROUTING_KEY.into(),
             threads: self.profile.client_threads,
         };

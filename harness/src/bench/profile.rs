@@ -93,6 +93,13 @@ pub struct Profile {
     pub tool_check: ToolCheck,
     /// Run `go test -bench` and `cargo bench -p rust-pingora` (slow: full profile only).
     pub hotpath: bool,
+    /// Open loop: longest wait, after the last intended send, for outstanding answers;
+    /// what is still unanswered then is counted as dropped (milliseconds).
+    pub drain_ms: u64,
+    /// Time budget of the whole run in seconds (0: none). The ladder stops early, with a
+    /// note in the report, when its next rate would not fit.
+    #[serde(default)]
+    pub max_seconds: u64,
     /// RSS/CPU sampling period, milliseconds.
     pub sample_ms: u64,
 }

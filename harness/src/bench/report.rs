@@ -20,6 +20,7 @@ pub struct Agg {
     pub max: f64,
     pub achieved: f64,
     pub cpu: f64,
+    pub ok: u64,
     pub errors: u64,
     pub dropped: u64,
     pub rss_peak: f64,
@@ -45,6 +46,7 @@ pub fn agg(segs: &[Seg], target: &str, phase: &str, rate: Option<f64>) -> Agg {
         max: col(&|x| x.max_us).into_iter().fold(f64::NAN, f64::max),
         achieved: median(col(&|x| x.achieved_rps)),
         cpu: median(col(&|x| x.cpu_us_per_req)),
+        ok: s.iter().map(|x| x.ok).sum(),
         errors: s.iter().map(|x| x.errors).sum(),
         dropped: s.iter().map(|x| x.dropped).sum(),
         rss_peak: col(&|x| x.rss_peak_bytes as f64).into_iter().fold(f64::NAN, f64::max),
@@ -115,10 +117,8 @@ fn bench_json(d: &RunData, rows: &[Row]) -> Value {
             .filter(|(_, a)| a.n > 0)
             .map(|(rate, a)| {
                 let sat = &d.profile.saturation;
-                let total = a.achieved.max(1.0);
-                let saturated = a.achieved < sat.min_achieved * rate
-                    || (a.errors + a.dropped) as f64 / (total * d.profile.ladder.phase.duration_ms as f64 / 1000.0 * a.n as f64) > sat.max_error_ratio
-                    || a.p99 > sat.max_p99_ms * 1000.0;
+                let bad = (a.errors + a.dropped) as f64 / ((a.ok + a.errors + a.dropped).max(1)) as f64;
+                let saturated = a.achieved < sat.min_achieved * rate || bad > sat.max_error_ratio || a.p99 > sat.max_p99_ms * 1000.0;
                 json!({"rate_rps": rate, "achieved_rps": num(a.achieved), "p50_us": num(a.p50), "p90_us": num(a.p90),
                        "p99_us": num(a.p99), "p999_us": num(a.p999), "max_us": num(a.max), "errors": a.errors,
                        "dropped": a.dropped, "cpu_us_per_req": num(a.cpu), "repeats": a.n, "saturated": saturated})
@@ -159,6 +159,7 @@ fn bench_json(d: &RunData, rows: &[Row]) -> Value {
         "host": host(),
         "reference_rate_rps": d.reference_rate,
         "elapsed_s": num(d.elapsed_secs),
+        "ladder_note": d.ladder_note,
         "rlimit_nofile": d.nofile,
         "targets": targets,
         "generator": {
@@ -182,7 +183,8 @@ fn host() -> Value {
         .unwrap_or("")
         .trim()
         .to_string();
-    json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu_model": cpu, "kernel": kernel})
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu_model": cpu, "kernel": kernel, "loadavg_at_report": load})
 }
 
 enum Block {
@@ -202,8 +204,9 @@ fn f1(x: f64) -> String {
 fn mib(x: f64) -> String {
     if x.is_finite() { format!("{:.1}", x / 1048576.0) } else { "—".into() }
 }
+/// a / b, when both are positive (an overhead at or below zero is noise: no ratio).
 fn ratio(a: f64, b: f64) -> String {
-    if a.is_finite() && b.is_finite() && b > 0.0 { format!("{:.2}x", a / b) } else { "—".into() }
+    if a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0 { format!("{:.2}x", a / b) } else { "—".into() }
 }
 
 fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
@@ -212,11 +215,11 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
     b.push(Block::H(1, format!("parity bench: {} ({})", p.name, d.run_id)));
     let h = host();
     b.push(Block::P(format!(
-        "Host: {} CPUs ({}), Linux {}. Every target runs with {} worker thread(s) (GOMAXPROCS, `ServerConf.threads`, nginx `worker_processes`); the upstream has {} thread(s) in its own process, the load generator {} thread(s) inside `parity`. {} client connections. Reference rate: **{} req/s** ({}). Open-loop latency is timed from each request's intended send time. Run time {:.0} s.",
+        "Host: {} CPUs ({}), Linux {}. Every target runs with {} worker thread(s) (GOMAXPROCS, `ServerConf.threads`, nginx `worker_processes`); the upstream has {} thread(s) in its own process, the load generator {} thread(s) inside `parity`. {} client connections. Reference rate: **{} req/s** ({}). Open-loop latency is timed from each request's intended send time. Run time {:.0} s. Load average when the run started: {}; at its end: {} (other work on the machine shows up as noise in every figure).",
         h["cpus"], h["cpu_model"].as_str().unwrap_or(""), h["kernel"].as_str().unwrap_or(""),
         p.threads, p.upstream_threads, p.client_threads, p.connections, d.reference_rate,
         match p.reference_rate { super::profile::RefRate::Fixed(_) => "fixed by the profile".to_string(), _ => "auto: half of nginx's closed-loop maximum, or of the slower bare proxy without nginx".to_string() },
-        d.elapsed_secs
+        d.elapsed_secs, d.loadavg_start, h["loadavg_at_report"].as_str().unwrap_or("")
     )));
     let mut present: Vec<String> = d.present.iter().map(|(n, note)| format!("`{n}`: {note}")).collect();
     present.extend(d.absent.iter().map(|a| format!("`{}`: **absent** ({})", a.name, a.reason)));
@@ -293,10 +296,14 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
             if a.n == 0 {
                 continue;
             }
-            lt.push(vec![format!("`{}`", r.name), f0(*rate), f0(a.achieved), f0(a.p50), f0(a.p99), f0(a.p999), f1(a.cpu), format!("{}", a.errors + a.dropped)]);
+            let gen = if a.gen_util >= 0.9 { format!("**{:.0}%** (generator-bound)", a.gen_util * 100.0) } else { format!("{:.0}%", a.gen_util * 100.0) };
+            lt.push(vec![format!("`{}`", r.name), f0(*rate), f0(a.achieved), f0(a.p50), f0(a.p99), f0(a.p999), f1(a.cpu), format!("{}", a.errors + a.dropped), gen]);
         }
     }
-    b.push(Block::Table(["target", "offered req/s", "achieved req/s", "p50 µs", "p99 µs", "p99.9 µs", "CPU µs/req", "errors+dropped"].iter().map(|s| s.to_string()).collect(), lt));
+    b.push(Block::Table(["target", "offered req/s", "achieved req/s", "p50 µs", "p99 µs", "p99.9 µs", "CPU µs/req", "errors+dropped", "generator CPU"].iter().map(|s| s.to_string()).collect(), lt));
+    if let Some(n) = &d.ladder_note {
+        b.push(Block::P(format!("Note: {n}.")));
+    }
     b.push(Block::P(format!("A target leaves the ladder after the first rate where it is saturated (achieved < {}x offered, errors > {}%, or p99 > {} ms).", p.saturation.min_achieved, p.saturation.max_error_ratio * 100.0, p.saturation.max_p99_ms)));
 
     b.push(Block::H(2, "The load generator".into()));
