@@ -141,9 +141,7 @@ pub fn handle_frame(router: &Router, text: &str) -> Reply {
     if ty != "config" {
         return count(router, malformed("frame type is not config"));
     }
-    let raw = raw.get().as_bytes();
-    let reply = apply_config_bytes(router, raw);
-    count(router, reply)
+    apply_config_bytes(router, raw.get().as_bytes())
 }
 
 fn count(router: &Router, r: Reply) -> Reply {
@@ -154,7 +152,13 @@ fn count(router: &Router, r: Reply) -> Reply {
 }
 
 /// Apply a config document from the control plane (raw bytes of the `config` member).
+/// Nacks are counted in `router_config_rejected_total{code}`, applied configs in
+/// `router_config_accepted_total`.
 pub fn apply_config_bytes(router: &Router, raw: &[u8]) -> Reply {
+    count(router, apply_inner(router, raw))
+}
+
+fn apply_inner(router: &Router, raw: &[u8]) -> Reply {
     let cfg = match config::parse_and_validate(raw) {
         Ok(c) => c,
         Err(r) => {

@@ -1,0 +1,233 @@
+//! Core state machines and decisions: breaker half-open racing across threads, routing
+//! over a snapshot with an injected clock, LKG persistence and the `.corrupt` rename.
+
+use rust_pingora::breaker::{Breaker, Outcome, State};
+use rust_pingora::config::{parse_and_validate, BreakerCfg};
+use rust_pingora::control_plane::{apply_config_bytes, handle_frame, load_lkg, write_lkg, LkgLoad, Reply};
+use rust_pingora::health::Health;
+use rust_pingora::limit::Limiter;
+use rust_pingora::routing::{acquire_slot, select, PlacementRt, Selection, Snapshot};
+use rust_pingora::state::Router;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+fn bcfg(ft: u32, open_ms: u64, hmax: u32, st: u32) -> Option<BreakerCfg> {
+    Some(BreakerCfg { failure_threshold: ft, open_ms, half_open_max_requests: hmax, success_threshold: st })
+}
+
+#[test]
+fn half_open_permits_are_exact_under_racing_threads() {
+    for hmax in [1u32, 3] {
+        for _round in 0..50 {
+            let t0 = Instant::now();
+            let b = Breaker::new(bcfg(1, 5, hmax, 1000), t0);
+            b.try_admit(t0).unwrap().record(Outcome::Failure, t0);
+            let t1 = t0 + Duration::from_millis(5);
+            assert_eq!(b.state(t1), State::HalfOpen);
+            let threads = 16;
+            let barrier = Barrier::new(threads);
+            let admitted = AtomicUsize::new(0);
+            let concurrent = AtomicU32::new(0);
+            let max_seen = AtomicU32::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        barrier.wait();
+                        for _ in 0..200 {
+                            if let Some(p) = b.try_admit(t1) {
+                                let c = concurrent.fetch_add(1, Ordering::SeqCst) + 1;
+                                max_seen.fetch_max(c, Ordering::SeqCst);
+                                admitted.fetch_add(1, Ordering::SeqCst);
+                                std::thread::yield_now();
+                                concurrent.fetch_sub(1, Ordering::SeqCst);
+                                drop(p); // no outcome: permit returns
+                            }
+                        }
+                    });
+                }
+            });
+            assert!(max_seen.load(Ordering::SeqCst) <= hmax, "more than {hmax} half-open requests at once");
+            assert!(admitted.load(Ordering::SeqCst) > 0);
+            assert_eq!(b.state(t1), State::HalfOpen);
+        }
+    }
+}
+
+#[test]
+fn racing_outcomes_reopen_once_and_stale_ones_are_ignored() {
+    let t0 = Instant::now();
+    let b = Breaker::new(bcfg(1, 10, 4, 1), t0);
+    b.try_admit(t0).unwrap().record(Outcome::Failure, t0);
+    let t1 = t0 + Duration::from_millis(10);
+    let permits: Vec<_> = (0..4).map(|_| b.try_admit(t1).unwrap()).collect();
+    assert!(b.try_admit(t1).is_none());
+    let gen = b.generation(t1);
+    // all four fail at once from different threads: the first reopens, the rest are stale
+    std::thread::scope(|s| {
+        for p in permits {
+            s.spawn(move || p.record(Outcome::Failure, t1));
+        }
+    });
+    assert_eq!(b.state(t1), State::Open);
+    assert_eq!(b.generation(t1), gen + 1, "exactly one transition");
+    assert_eq!(b.state(t1 + Duration::from_millis(10)), State::HalfOpen);
+}
+
+fn rt(id: &str, fallback: Option<&str>, healthy: bool, breaker: Option<BreakerCfg>, max: u32, t0: Instant) -> Arc<PlacementRt> {
+    let doc = format!(
+        r#"{{"version":1,"routes":{{}},"placements":{{"{id}":{{"endpoint":"http://127.0.0.1:1","max_concurrency":{max},"timeouts":{{"connect_ms":1,"request_ms":1}}}}}}}}"#
+    );
+    let mut cfg = parse_and_validate(doc.as_bytes()).unwrap().placements.remove(id).unwrap();
+    cfg.fallback = fallback.map(str::to_string);
+    Arc::new(PlacementRt {
+        cfg,
+        health: Health::manual(healthy),
+        breaker: Breaker::new(breaker, t0),
+        limiter: Limiter::new(),
+        peer: Err("test".into()),
+    })
+}
+
+fn snapshot(ps: Vec<Arc<PlacementRt>>) -> Snapshot {
+    let doc = r#"{"version":1,"routes":{},"placements":{}}"#;
+    Snapshot {
+        config: Arc::new(parse_and_validate(doc.as_bytes()).unwrap()),
+        placements: ps.into_iter().map(|p| (p.cfg.id.clone(), p)).collect::<HashMap<_, _>>(),
+    }
+}
+
+#[test]
+fn routing_walks_health_then_breaker_and_counts_failovers() {
+    let t0 = Instant::now();
+    let a = rt("a", Some("b"), false, bcfg(1, 1000, 1, 1), 1, t0);
+    let b = rt("b", Some("c"), true, bcfg(1, 1000, 1, 1), 1, t0);
+    let c = rt("c", None, true, None, 1, t0);
+    let snap = snapshot(vec![a.clone(), b.clone(), c.clone()]);
+    // open b's breaker
+    b.breaker.try_admit(t0).unwrap().record(Outcome::Failure, t0);
+    let mut f = Vec::new();
+    match select(&snap, "a", t0, &mut f) {
+        Selection::Chosen(p, _) => assert_eq!(p.cfg.id, "c"),
+        Selection::Exhausted => panic!("c is available"),
+    }
+    assert_eq!(f, vec![("a".into(), "b".into()), ("b".into(), "c".into())]);
+    // the unhealthy placement's breaker was not asked: a's breaker still closed with no permit taken
+    assert_eq!(a.breaker.state(t0), State::Closed);
+    // b half-open after open_ms: it takes the one permit, the next request goes on to c
+    let t1 = t0 + Duration::from_millis(1000);
+    let mut f = Vec::new();
+    let held = match select(&snap, "b", t1, &mut f) {
+        Selection::Chosen(p, permit) => {
+            assert_eq!(p.cfg.id, "b");
+            permit
+        }
+        _ => panic!(),
+    };
+    match select(&snap, "b", t1, &mut Vec::new()) {
+        Selection::Chosen(p, _) => assert_eq!(p.cfg.id, "c"),
+        _ => panic!(),
+    }
+    drop(held);
+    // nothing available
+    c.health.set_manual(false);
+    b.health.set_manual(false);
+    assert!(matches!(select(&snap, "a", t1, &mut Vec::new()), Selection::Exhausted));
+    // limit: no spill
+    c.health.set_manual(true);
+    let slot = acquire_slot(&c).unwrap();
+    assert!(acquire_slot(&c).is_none());
+    drop(slot);
+    assert!(acquire_slot(&c).is_some());
+}
+
+fn doc(version: u64, port: u16) -> String {
+    format!(
+        r#"{{"version":{version},"routes":{{"k":"p"}},"placements":{{"p":{{"endpoint":"http://127.0.0.1:{port}","max_concurrency":2,"timeouts":{{"connect_ms":10,"request_ms":10}}}}}}}}"#
+    )
+}
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("pingora-core-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn lkg_round_trip_and_corrupt_rename() {
+    let d = tmpdir("lkg");
+    assert!(matches!(load_lkg(&d), LkgLoad::Missing));
+    write_lkg(&d, doc(3, 9).as_bytes()).unwrap();
+    match load_lkg(&d) {
+        LkgLoad::Loaded(c) => assert_eq!(c.version, 3),
+        other => panic!("{other:?}"),
+    }
+    // no temp files left behind
+    let names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("last-known-good.json")]);
+    // an older .corrupt is replaced
+    std::fs::write(d.join("last-known-good.json.corrupt"), "old").unwrap();
+    std::fs::write(d.join("last-known-good.json"), r#"{"version":1}"#).unwrap();
+    assert!(matches!(load_lkg(&d), LkgLoad::Corrupt(_)));
+    assert!(!d.join("last-known-good.json").exists());
+    assert_eq!(std::fs::read_to_string(d.join("last-known-good.json.corrupt")).unwrap(), r#"{"version":1}"#);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn control_plane_apply_rules() {
+    let d = tmpdir("cp");
+    let router = Router::new(d.clone(), false);
+    assert_eq!(apply_config_bytes(&router, doc(5, 9).as_bytes()), Reply::Ack(5));
+    assert_eq!(std::fs::read_to_string(d.join("last-known-good.json")).unwrap(), doc(5, 9));
+    assert_eq!(router.metrics.config_accepted.get(), 1);
+    // same version, same content (other spacing): re-ack, nothing applied
+    let spaced = doc(5, 9).replace(',', " ,\n ");
+    assert_eq!(apply_config_bytes(&router, spaced.as_bytes()), Reply::Ack(5));
+    assert_eq!(router.metrics.config_accepted.get(), 1);
+    // same version, other content; lower version: stale
+    for bad in [doc(5, 10), doc(4, 9)] {
+        match apply_config_bytes(&router, bad.as_bytes()) {
+            Reply::Nack(v, r) => {
+                assert_eq!((r.code, r.path.as_str()), ("stale_version", "/version"));
+                assert!(v.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read_to_string(d.join("last-known-good.json")).unwrap(), doc(5, 9));
+    // frames
+    let r = handle_frame(&router, r#"{"type":"hello"}"#);
+    assert!(matches!(&r, Reply::Nack(None, rej) if rej.code == "malformed_json"));
+    let r = handle_frame(&router, &format!(r#"{{"type":"config","config":{}}}"#, doc(6, 9).replace("\"k\"", "\"\"")));
+    match &r {
+        Reply::Nack(Some(v), rej) => {
+            assert_eq!(v.to_string(), "6");
+            assert_eq!((rej.code, rej.path.as_str()), ("invalid_value", "/routes/"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(handle_frame(&router, &format!(r#"{{"type":"config","config":{}}}"#, doc(7, 9))), Reply::Ack(7));
+    let big = format!(r#"{{"version":8,"routes":{{}},"placements":{{}}{}}}"#, " ".repeat(1 << 20));
+    match handle_frame(&router, &format!(r#"{{"type":"config","config":{big}}}"#)) {
+        Reply::Nack(v, rej) => {
+            assert_eq!(rej.code, "too_large");
+            assert_eq!(v.map(|n| n.to_string()), Some("8".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let m = rust_pingora::admin::render_metrics(&router);
+    assert!(m.contains("router_config_rejected_total{code=\"stale_version\"} 2"), "{m}");
+    assert!(m.contains("router_config_version 7"), "{m}");
+    // an unwritable state dir: internal_error, nothing applied
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::write(&d, "a file where the directory was").unwrap();
+    match apply_config_bytes(&router, doc(9, 9).as_bytes()) {
+        Reply::Nack(_, rej) => assert_eq!(rej.code, "internal_error"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(router.current_config().unwrap().version, 7);
+    std::fs::remove_file(&d).unwrap();
+}
