@@ -1,1 +1,65 @@
-fn main(){}
+//! The three hot paths the Go router benchmarks, with the same inputs
+//! (spec/bench-config.json): routing decision for `tenant-a`, breaker admit+record with
+//! (5, 1000 ms, 1, 1), and validate + atomic swap of the whole document.
+
+use arc_swap::ArcSwapOption;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use rust_pingora::breaker::{Breaker, Outcome};
+use rust_pingora::config::{parse_and_validate, BreakerCfg};
+use rust_pingora::routing::{select, Selection};
+use rust_pingora::state::Router;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn bench_doc() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/bench-config.json")).expect("spec/bench-config.json")
+}
+
+fn hot_paths(c: &mut Criterion) {
+    let doc = bench_doc();
+
+    // Routing decision over a real snapshot (Pingora LoadBalancer health lookups included,
+    // probe loops not started).
+    let router = Router::new(std::env::temp_dir(), false);
+    router.install(parse_and_validate(&doc).unwrap());
+    let snap = router.snapshot.load_full().unwrap();
+    let now = Instant::now();
+    c.bench_function("routing_select", |b| {
+        b.iter(|| {
+            let first = snap.config.routes.get(black_box("tenant-a")).unwrap();
+            let mut f = Vec::new();
+            match select(&snap, first, now, &mut f) {
+                Selection::Chosen(p, permit) => {
+                    black_box(&p);
+                    drop(permit);
+                }
+                Selection::Exhausted => panic!("bench placement unavailable"),
+            }
+        })
+    });
+
+    let br = Breaker::new(
+        Some(BreakerCfg { failure_threshold: 5, open_ms: 1000, half_open_max_requests: 1, success_threshold: 1 }),
+        now,
+    );
+    c.bench_function("breaker_admit_record", |b| {
+        b.iter(|| {
+            let p = br.try_admit(now).unwrap();
+            p.record(Outcome::Success, now);
+        })
+    });
+
+    let cur: ArcSwapOption<rust_pingora::config::Config> = ArcSwapOption::empty();
+    let mut g = c.benchmark_group("validate_swap");
+    g.throughput(Throughput::Bytes(doc.len() as u64));
+    g.bench_function("validate_swap", |b| {
+        b.iter(|| {
+            let cfg = parse_and_validate(black_box(&doc)).unwrap();
+            cur.store(Some(Arc::new(cfg)));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hot_paths);
+criterion_main!(benches);
