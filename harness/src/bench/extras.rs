@@ -308,7 +308,7 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
     let o = tokio::time::timeout(
         Duration::from_secs(1800),
         tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["bench", "-p", "rust-pingora"])
+            .args(["bench", "-p", "rust-pingora", "--benches"])
             .current_dir(repo)
             .output(),
     )
@@ -318,7 +318,7 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
             let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
             let _ = std::fs::write(out.join("hotpath-rust.txt"), &text);
             h.rust = parse_criterion(&text);
-            notes.push(format!("cargo bench -p rust-pingora: exit {}, {} benchmarks", o.status, h.rust.len()));
+            notes.push(format!("cargo bench -p rust-pingora --benches: exit {}, {} benchmarks", o.status, h.rust.len()));
         }
         Ok(Err(e)) => notes.push(format!("cargo bench failed to start: {e}")),
         Err(_) => notes.push("cargo bench timed out after 1800 s".into()),
