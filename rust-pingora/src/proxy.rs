@@ -508,6 +508,8 @@ impl ProxyHttp for RouterProxy {
         ctx.deadline = None; // headers arrived: the request_ms deadline no longer applies
         ctx.dup_fd = None;
         ctx.upstream_status = Some(status);
+        // The client talks HTTP/1.1 to the router whatever the upstream spoke.
+        resp.set_version(http::Version::HTTP_11);
         for name in strip_hop_by_hop(&resp.headers, status == 101) {
             if name == "transfer-encoding" {
                 continue; // Pingora frames the downstream body from it

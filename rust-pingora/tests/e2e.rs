@@ -233,3 +233,33 @@ fn bad_flags_exit_2_with_one_error_line() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pingora-router")).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn active_health_marks_unhealthy_and_fails_over_without_trying() {
+    let up = Upstream::start("us");
+    let dead = closed_port();
+    let doc = serde_json::json!({
+        "version": 2,
+        "routes": {"k": "eu-1"},
+        "placements": {
+            "eu-1": {"endpoint": format!("http://{dead}"), "fallback": "us-1", "max_concurrency": 4,
+                     "timeouts": {"connect_ms": 200, "request_ms": 1000},
+                     "health_check": {"path": "/healthz", "interval_ms": 20, "timeout_ms": 100,
+                                      "unhealthy_threshold": 2, "healthy_threshold": 1}},
+            "us-1": {"endpoint": format!("http://{}", up.addr), "max_concurrency": 4,
+                     "timeouts": {"connect_ms": 200, "request_ms": 1000},
+                     "health_check": {"path": "/healthz", "interval_ms": 20, "timeout_ms": 100,
+                                      "unhealthy_threshold": 2, "healthy_threshold": 1}}
+        }
+    })
+    .to_string();
+    let r = RouterProc::start(Some(&doc), &[]);
+    r.wait_state(5, "eu-1 unhealthy", |s| s["placements"]["eu-1"]["healthy"] == false);
+    assert_eq!(r.state()["placements"]["us-1"]["healthy"], true);
+    let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "k")], None).unwrap();
+    assert_eq!(resp.header("X-Router-Placement"), Some("us-1"));
+    let m = r.metrics();
+    assert!(!m.contains("kind=\"connect\""), "an unhealthy placement is not tried: {m}");
+    assert!(m.contains("router_endpoint_healthy{placement=\"eu-1\"} 0"), "{m}");
+    assert!(m.contains("router_failovers_total{from=\"eu-1\",to=\"us-1\"} 1"), "{m}");
+}
