@@ -436,7 +436,7 @@ mod tests {
         assert_eq!(g[0].name, "Route");
         assert_eq!(g[0].ns, 1234.0);
         assert_eq!(g[1].name, "X/sub_case");
-        let cr = "route                   time:   [1.0000 µs 1.5000 µs 2.0000 µs]\nvery/long/benchmark/name/here\n                        time:   [10.0 ns 20.0 ns 30.0 ns]\n";
+        let cr = "route                   time:   [1.0000 µs 1.5000 µs 2.0000 µs]\nvery/long/benchmark/name/here\n                        time:   [10.0 ns 20.0 ns 30.0 ns]\n                        thrpt:  [91.994 MiB/s 93.580 MiB/s 94.815 MiB/s]\n                 change:\n                        time:   [-21.893% -18.923% -15.740%] (p = 0.00 < 0.05)\n";
         let c = parse_criterion(cr);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].name, "route");

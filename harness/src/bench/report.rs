@@ -363,7 +363,16 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
     if hp.go.is_empty() && hp.rust.is_empty() {
         b.push(Block::P("No hot-path benchmark figures: the routers' benchmarks do not exist yet or were not run.".into()));
     } else {
-        let norm = |s: &str| s.to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>();
+        // Match by name: case and punctuation ignored, a repeated path segment collapsed
+        // (Criterion's `validate_swap/validate_swap` is Go's `ValidateSwap`).
+        let norm = |s: &str| {
+            let mut parts: Vec<String> = s
+                .split('/')
+                .map(|p| p.to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>())
+                .collect();
+            parts.dedup();
+            parts.join("/")
+        };
         let mut names: BTreeMap<String, (Option<&extras::Bench>, Option<&extras::Bench>)> = BTreeMap::new();
         for g in &hp.go {
             names.entry(norm(&g.name)).or_default().0 = Some(g);
