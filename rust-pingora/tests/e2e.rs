@@ -263,3 +263,56 @@ fn active_health_marks_unhealthy_and_fails_over_without_trying() {
     assert!(m.contains("router_endpoint_healthy{placement=\"eu-1\"} 0"), "{m}");
     assert!(m.contains("router_failovers_total{from=\"eu-1\",to=\"us-1\"} 1"), "{m}");
 }
+
+#[test]
+fn upgrade_becomes_a_tunnel_after_101() {
+    let up = Upstream::start("ws");
+    let r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 1000)])), &[]);
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&r.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nX-Routing-Key: key-p\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("X-Router-Placement: p"), "{head}");
+    s.write_all(b"ping-through-tunnel").unwrap();
+    let mut echoed = Vec::new();
+    while echoed.len() < 19 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "tunnel closed");
+        echoed.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&echoed, b"ping-through-tunnel");
+}
+
+#[test]
+fn client_going_away_frees_the_slot_without_an_outcome() {
+    let up = Upstream::start("u");
+    let doc = serde_json::json!({
+        "version": 1, "routes": {"k": "p"},
+        "placements": {"p": {"endpoint": format!("http://{}", up.addr), "max_concurrency": 1,
+            "timeouts": {"connect_ms": 200, "request_ms": 5000},
+            "circuit_breaker": {"failure_threshold": 1, "open_ms": 60000, "half_open_max_requests": 1, "success_threshold": 1}}}
+    })
+    .to_string();
+    let r = RouterProc::start(Some(&doc), &[]);
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(&r.listen).unwrap();
+    s.write_all(b"GET /hold/4000 HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\n\r\n").unwrap();
+    r.wait_state(5, "inflight 1", |s| s["placements"]["p"]["inflight"] == 1);
+    drop(s);
+    r.wait_state(2, "slot freed before the upstream answers", |s| s["placements"]["p"]["inflight"] == 0);
+    assert_eq!(r.state()["placements"]["p"]["breaker"], "closed");
+    assert!(!r.metrics().contains("router_upstream_failures_total"), "no failure recorded");
+    assert_eq!(http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "k")], None).unwrap().status, 200);
+}

@@ -132,6 +132,23 @@ fn serve_conn(s: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
                 )
             }
             "echo" => ok(&mut w, &head),
+            "upgrade" => {
+                let _ = w.write_all(
+                    format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Upstream-Name: {name}\r\n\r\n").as_bytes(),
+                );
+                // tunnel: echo bytes back until close
+                let mut buf = [0u8; 1024];
+                loop {
+                    match rd.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if w.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
             _ => ok(&mut w, "ok"),
         };
         if res.is_err() {
