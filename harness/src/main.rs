@@ -1,10 +1,32 @@
 //! `parity`: the scenario engine and benchmark driver of pingora-parity.
+//!
+//! Pipeline (docs/scenarios.md): scenario files → [`scenario`] model → [`env`]
+//! (router process, [`control_plane`], [`upstreams`]) → [`engine`] (steps, observation
+//! trace, expectations) → [`verdict`] (pass/fail per implementation, parity) →
+//! [`report`] (terminal, summary.json, report.md, report.html, junit.xml).
 mod bench;
+mod control_plane;
+mod engine;
+mod env;
+mod metrics;
+mod report;
+mod scenario;
+mod upstreams;
+mod verdict;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  every scenario passed on every implementation and the traces were identical
+  1  an expectation failed or the implementations diverged
+  2  a scenario file is invalid
+  3  the harness itself failed (missing router binary, I/O error, interrupted)";
 
 #[derive(Parser)]
-#[command(name = "parity", about = "Run the same scenarios against both routers")]
+#[command(name = "parity", about = "Run the same failure scenarios against both routers", after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -12,8 +34,61 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run scenarios against the routers and write results/<run-id>/.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// List scenarios: id, tags, description.
+    #[command(after_help = EXIT_CODES)]
+    List {
+        /// Scenario files, folders or id globs (default: scenarios/).
+        targets: Vec<String>,
+        /// Only scenarios with this tag (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Check scenario files; errors name the file, line and field.
+    #[command(after_help = EXIT_CODES)]
+    Validate {
+        /// Files or folders (default: scenarios/).
+        files: Vec<PathBuf>,
+    },
+    /// Print the reports of an earlier run again (and rewrite report.md/html, junit.xml).
+    #[command(after_help = EXIT_CODES)]
+    Report {
+        /// The run folder (default: results/latest).
+        #[arg(default_value = "results/latest")]
+        run: PathBuf,
+    },
+    /// Print the JSON Schema of scenario files.
+    Schema,
     /// Benchmark profiles (issue 5).
     Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files, folders (any location) or id globs such as `breaker-*`
+    /// (matched against scenarios/). Default: scenarios/.
+    targets: Vec<String>,
+    /// Implementations, comma separated: go, pingora.
+    #[arg(long = "impl", value_delimiter = ',', default_value = "go,pingora")]
+    impls: Vec<String>,
+    /// Only scenarios with this tag (repeatable).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Results root: the run goes to <out>/<run-id>/, <out>/latest points at it.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Also write the JUnit XML here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Scenario × implementation runs at a time.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Where go-router and pingora-router are (default: $PARITY_BIN_DIR, the folder of
+    /// this executable, ./bin).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -27,6 +102,317 @@ async fn main() {
                 3
             }
         },
+        Cmd::Schema => {
+            let s = schemars::schema_for!(scenario::Scenario);
+            println!("{}", serde_json::to_string_pretty(&s).unwrap());
+            0
+        }
+        Cmd::Validate { files } => validate(files),
+        Cmd::List { targets, tag } => match select(&targets, &tag) {
+            Err(c) => c,
+            Ok(list) => {
+                for l in list {
+                    println!("{:<28} [{}] {}", l.scenario.id, l.scenario.tags.join(","), l.scenario.description.trim().lines().next().unwrap_or(""));
+                }
+                0
+            }
+        },
+        Cmd::Report { run } => report_cmd(&run),
+        Cmd::Run(a) => {
+            tokio::select! {
+                c = run(a) => c,
+                _ = tokio::signal::ctrl_c() => {
+                    env::kill_all();
+                    eprintln!("interrupted: every router process was killed; partial results are kept");
+                    3
+                }
+            }
+        }
     };
+    env::kill_all();
     std::process::exit(code);
+}
+
+fn validate(files: Vec<PathBuf>) -> i32 {
+    let files = if files.is_empty() { vec![PathBuf::from("scenarios")] } else { files };
+    let mut all = Vec::new();
+    for f in &files {
+        match scenario::files_in(f) {
+            Ok(mut v) => all.append(&mut v),
+            Err(e) => {
+                eprintln!("{}:0: field `.`: {e}", f.display());
+                return 2;
+            }
+        }
+    }
+    let (ok, errs) = scenario::load_all(&all);
+    for e in &errs {
+        eprintln!("{e}");
+    }
+    println!("{} valid, {} errors", ok.len(), errs.len());
+    if errs.is_empty() {
+        0
+    } else {
+        2
+    }
+}
+
+/// Resolves targets (files, folders, id globs) and tags; prints errors and returns exit
+/// code 2 on an invalid file or a target that matches nothing.
+fn select(targets: &[String], tags: &[String]) -> Result<Vec<scenario::Loaded>, i32> {
+    let default = PathBuf::from("scenarios");
+    let mut files = Vec::new();
+    let mut globs = Vec::new();
+    if targets.is_empty() {
+        files.extend(scenario::files_in(&default).map_err(|e| {
+            eprintln!("scenarios: {e}");
+            2
+        })?);
+    }
+    for t in targets {
+        let p = Path::new(t);
+        if p.exists() {
+            files.extend(scenario::files_in(p).map_err(|e| {
+                eprintln!("{t}: {e}");
+                2
+            })?);
+        } else {
+            match glob::Pattern::new(t) {
+                Ok(g) => globs.push((t.clone(), g)),
+                Err(e) => {
+                    eprintln!("{t}: neither a file nor a valid id glob: {e}");
+                    return Err(2);
+                }
+            }
+        }
+    }
+    if !globs.is_empty() {
+        let all = scenario::files_in(&default).unwrap_or_default();
+        let (loaded, errs) = scenario::load_all(&all);
+        if !errs.is_empty() {
+            for e in &errs {
+                eprintln!("{e}");
+            }
+            return Err(2);
+        }
+        for (t, g) in &globs {
+            let m: Vec<_> = loaded.iter().filter(|l| g.matches(&l.scenario.id)).collect();
+            if m.is_empty() {
+                eprintln!("{t}: no scenario id in scenarios/ matches");
+                return Err(2);
+            }
+            for l in m {
+                if !files.contains(&l.file) {
+                    files.push(l.file.clone());
+                }
+            }
+        }
+    }
+    let (loaded, errs) = scenario::load_all(&files);
+    if !errs.is_empty() {
+        for e in &errs {
+            eprintln!("{e}");
+        }
+        return Err(2);
+    }
+    Ok(loaded
+        .into_iter()
+        .filter(|l| tags.is_empty() || tags.iter().any(|t| l.scenario.tags.contains(t)))
+        .collect())
+}
+
+fn report_cmd(run: &Path) -> i32 {
+    let text = match std::fs::read_to_string(run.join("summary.json")) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", run.join("summary.json").display());
+            return 3;
+        }
+    };
+    let s: report::Summary = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: summary.json: {e}");
+            return 3;
+        }
+    };
+    for sc in &s.scenarios {
+        println!("{}", report::line(sc, &s.impls));
+        for d in report::details(sc) {
+            println!("{d}");
+        }
+    }
+    if let Err(e) = report::write_all(run, &s, None) {
+        eprintln!("error: {e:#}");
+        return 3;
+    }
+    let (n, ok) = s.counts();
+    println!("{ok}/{n} scenarios pass with identical traces; reports in {}", run.display());
+    s.exit_code()
+}
+
+async fn run(a: RunArgs) -> i32 {
+    let list = match select(&a.targets, &a.tag) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    if list.is_empty() {
+        eprintln!("no scenario selected");
+        return 2;
+    }
+    let bin_dir = env::find_bin_dir(a.bin_dir.clone());
+    for imp in &a.impls {
+        match env::binary_name(imp) {
+            None => {
+                eprintln!("error: unknown implementation {imp:?} (go, pingora)");
+                return 3;
+            }
+            Some(b) if !bin_dir.join(b).exists() => {
+                eprintln!("error: {} not found (run `make build`, or pass --bin-dir / PARITY_BIN_DIR)", bin_dir.join(b).display());
+                return 3;
+            }
+            _ => {}
+        }
+    }
+    let bin_dir = std::fs::canonicalize(&bin_dir).unwrap_or(bin_dir);
+    let started = chrono::Utc::now();
+    let run_id = format!("{}-{}", started.format("%Y%m%dT%H%M%SZ"), std::process::id());
+    let dir = a.out.join(&run_id);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: {}: {e}", dir.display());
+        return 3;
+    }
+    let latest = a.out.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(&run_id, &latest);
+
+    let tty = std::io::stderr().is_terminal();
+    let total = list.len() * a.impls.len();
+    let pb = if tty {
+        let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}").unwrap());
+        Some(pb)
+    } else {
+        None
+    };
+    eprintln!("parity run {run_id}: {} scenarios x {} ({}), jobs {}, routers from {}", list.len(), a.impls.join(","), a.impls.len(), a.jobs, bin_dir.display());
+
+    let list = Arc::new(list);
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.jobs.max(1)));
+    let mut handles = Vec::new();
+    for (si, l) in list.iter().enumerate() {
+        for imp in &a.impls {
+            let sem = sem.clone();
+            let sc = l.scenario.clone();
+            let imp = imp.clone();
+            let bin_dir = bin_dir.clone();
+            let log_dir = dir.join("logs").join(&sc.id).join(&imp);
+            handles.push((si, imp.clone(), tokio::spawn(async move {
+                let _p = sem.acquire_owned().await.unwrap();
+                engine::run(&sc, &imp, &bin_dir, &log_dir).await
+            })));
+        }
+    }
+    let mut summary = report::Summary {
+        schema_version: 1,
+        run_id: run_id.clone(),
+        started_at: started.to_rfc3339(),
+        duration_ms: 0,
+        impls: a.impls.clone(),
+        scenarios: Vec::new(),
+    };
+    let t0 = std::time::Instant::now();
+    let mut pending: Vec<(usize, String, tokio::task::JoinHandle<engine::ImplRun>)> = handles;
+    // Results in scenario order; each scenario is reported once all its runs are done.
+    let mut runs: Vec<Vec<(String, engine::ImplRun)>> = vec![Vec::new(); list.len()];
+    let mut next_print = 0;
+    while !pending.is_empty() {
+        let (si, imp, h) = pending.remove(0);
+        let r = match h.await {
+            Ok(r) => r,
+            Err(e) => engine::ImplRun {
+                status: "error".into(),
+                duration_ms: 0,
+                latencies_us: vec![],
+                rss_peak_bytes: 0,
+                failures: vec![],
+                error: Some(format!("harness task failed: {e}")),
+                trace: vec![],
+            },
+        };
+        if let Some(pb) = &pb {
+            pb.inc(1);
+            pb.set_message(format!("{} [{imp}]", list[si].scenario.id));
+        }
+        runs[si].push((imp, r));
+        while next_print < list.len() && runs[next_print].len() == a.impls.len() {
+            let l = &list[next_print];
+            let sr = scenario_result(l, &dir, std::mem::take(&mut runs[next_print]));
+            let mut lines = vec![report::line(&sr, &a.impls)];
+            lines.extend(report::details(&sr));
+            for line in lines {
+                match &pb {
+                    Some(pb) => pb.println(line),
+                    None => println!("{line}"),
+                }
+            }
+            summary.scenarios.push(sr);
+            summary.duration_ms = t0.elapsed().as_millis() as u64;
+            // Partial results are kept: the summary is rewritten after every scenario.
+            let _ = report::write_all(&dir, &summary, None);
+            next_print += 1;
+        }
+    }
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    summary.duration_ms = t0.elapsed().as_millis() as u64;
+    if let Err(e) = report::write_all(&dir, &summary, a.junit.as_deref()) {
+        eprintln!("error: writing reports: {e:#}");
+        return 3;
+    }
+    let (n, ok) = summary.counts();
+    println!("{ok}/{n} scenarios pass on {} with identical traces in {:.1} s; results in {}", a.impls.join(" and "), summary.duration_ms as f64 / 1000.0, dir.display());
+    summary.exit_code()
+}
+
+fn scenario_result(l: &scenario::Loaded, dir: &Path, runs: Vec<(String, engine::ImplRun)>) -> report::ScenarioResult {
+    let traces: Vec<(String, &[engine::Obs])> = runs.iter().map(|(i, r)| (i.clone(), r.trace.as_slice())).collect();
+    let diff = if runs.len() > 1 { verdict::first_difference(&traces) } else { None };
+    let parity = if runs.len() < 2 {
+        "n/a"
+    } else if diff.is_some() {
+        "diverged"
+    } else {
+        "identical"
+    };
+    let mut impls = std::collections::BTreeMap::new();
+    for (imp, r) in &runs {
+        let mut lat = r.latencies_us.clone();
+        lat.sort_unstable();
+        let logs = dir.join("logs").join(&l.scenario.id).join(imp);
+        let logs = logs.strip_prefix(dir).map(|p| p.display().to_string()).unwrap_or_else(|_| logs.display().to_string());
+        impls.insert(
+            imp.clone(),
+            report::ImplResult {
+                status: r.status.clone(),
+                duration_ms: r.duration_ms,
+                latency_us: report::Latency { p50: verdict::percentile(&lat, 50.0), p99: verdict::percentile(&lat, 99.0) },
+                requests: lat.len() as u64,
+                rss_peak_bytes: r.rss_peak_bytes,
+                failures: r.failures.clone(),
+                error: r.error.clone(),
+                logs,
+            },
+        );
+    }
+    report::ScenarioResult {
+        id: l.scenario.id.clone(),
+        file: l.file.display().to_string(),
+        description: l.scenario.description.clone(),
+        tags: l.scenario.tags.clone(),
+        impls,
+        parity: parity.into(),
+        first_difference: diff,
+    }
 }

@@ -1,0 +1,411 @@
+//! The isolated environment of one scenario against one implementation: a temp dir with
+//! the router's state dir, fresh loopback ports, the mock upstreams, the control plane and
+//! the router process.
+//!
+//! Router processes run in their own process group, are registered in a process-wide
+//! table so that Ctrl-C can kill them all ([`kill_all`]), are stopped with SIGTERM then
+//! SIGKILL after a deadline, and are killed when their [`RouterProc`] is dropped (a
+//! failure or panic never leaves one running). Their stdout and stderr go to files.
+
+use crate::control_plane::ControlPlane;
+use crate::scenario::Scenario;
+use crate::upstreams::{free_port, Upstream};
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static CHILDREN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn register(pid: i32) {
+    CHILDREN.lock().unwrap().get_or_insert_with(HashSet::new).insert(pid);
+}
+fn unregister(pid: i32) {
+    if let Some(s) = CHILDREN.lock().unwrap().as_mut() {
+        s.remove(&pid);
+    }
+}
+
+/// SIGKILLs the process group of every router still running (Ctrl-C, fatal errors).
+pub fn kill_all() {
+    if let Some(s) = CHILDREN.lock().unwrap().as_mut() {
+        for pid in s.drain() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Implementation names and their binaries in the bin dir.
+pub fn binary_name(imp: &str) -> Option<&'static str> {
+    match imp {
+        "go" => Some("go-router"),
+        "pingora" => Some("pingora-router"),
+        _ => None,
+    }
+}
+
+/// Finds the bin dir: the flag, then `PARITY_BIN_DIR`, then the folder of this
+/// executable when it holds a router, then `./bin`.
+pub fn find_bin_dir(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(f) = flag {
+        return f;
+    }
+    if let Ok(e) = std::env::var("PARITY_BIN_DIR") {
+        if !e.is_empty() {
+            return PathBuf::from(e);
+        }
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(d) = exe.parent() {
+            if d.join("go-router").exists() || d.join("pingora-router").exists() {
+                return d.to_path_buf();
+            }
+        }
+    }
+    PathBuf::from("bin")
+}
+
+/// A router process (possibly restarted several times on the same ports and state dir).
+pub struct RouterProc {
+    /// `go` or `pingora`.
+    pub imp: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    /// Data-plane port.
+    pub listen_port: u16,
+    /// Admin port.
+    pub admin_port: u16,
+    log_dir: PathBuf,
+    child: Option<tokio::process::Child>,
+    starts: u32,
+    /// Peak resident set (VmHWM) over every process started, bytes.
+    pub rss_peak: u64,
+    /// Exit code of the last process that ended (None: killed by a signal or running).
+    pub last_exit: Option<Option<i32>>,
+}
+
+impl RouterProc {
+    /// PID of the running process.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| c.id()).map(|p| p as i32)
+    }
+
+    /// Starts the process and waits up to 10 s for `GET /healthz` to answer 200.
+    pub async fn start(&mut self, client: &reqwest::Client) -> Result<()> {
+        self.starts += 1;
+        let out = std::fs::File::create(self.log_dir.join(format!("router.{}.stdout", self.starts)))?;
+        let err = std::fs::File::create(self.log_dir.join(format!("router.{}.stderr", self.starts)))?;
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(&self.args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd.spawn().with_context(|| format!("start {}", self.bin.display()))?;
+        if let Some(pid) = child.id() {
+            register(pid as i32);
+        }
+        self.child = Some(child);
+        self.last_exit = None;
+        let url = format!("http://127.0.0.1:{}/healthz", self.admin_port);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
+                if r.status().as_u16() == 200 {
+                    return Ok(());
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.forget(st.code());
+                    bail!("{} exited with {:?} before /healthz answered: {}", self.imp, st.code(), self.stderr_tail());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{}: /healthz did not answer 200 within 10 s: {}", self.imp, self.stderr_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn forget(&mut self, code: Option<i32>) {
+        if let Some(pid) = self.pid() {
+            unregister(pid);
+        }
+        self.child = None;
+        self.last_exit = Some(code);
+    }
+
+    /// Last lines of the current process's stderr.
+    pub fn stderr_tail(&self) -> String {
+        let p = self.log_dir.join(format!("router.{}.stderr", self.starts));
+        let t = std::fs::read_to_string(p).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().rev().take(5).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    }
+
+    /// Reads VmHWM of the running process into `rss_peak`; returns the current peak.
+    pub fn sample_rss(&mut self) -> u64 {
+        if let Some(pid) = self.pid() {
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                for l in s.lines() {
+                    if let Some(v) = l.strip_prefix("VmHWM:") {
+                        let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                        self.rss_peak = self.rss_peak.max(kb * 1024);
+                    }
+                }
+            }
+        }
+        self.rss_peak
+    }
+
+    /// Sends SIGTERM to the running process.
+    pub fn sigterm(&mut self) {
+        self.sample_rss();
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code (None: signal) or Err on
+    /// timeout (the process keeps running).
+    pub async fn wait_exit(&mut self, within: Duration) -> Result<Option<i32>> {
+        let Some(c) = self.child.as_mut() else {
+            return Ok(self.last_exit.flatten());
+        };
+        match tokio::time::timeout(within, c.wait()).await {
+            Ok(Ok(st)) => {
+                self.forget(st.code());
+                Ok(st.code())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => bail!("did not exit within {} ms", within.as_millis()),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL to the group after `grace`. Returns the exit code when the
+    /// process ended by itself.
+    pub async fn stop(&mut self, grace: Duration) -> Option<i32> {
+        if self.child.is_none() {
+            return self.last_exit.flatten();
+        }
+        self.sigterm();
+        match self.wait_exit(grace).await {
+            Ok(c) => c,
+            Err(_) => {
+                self.kill();
+                None
+            }
+        }
+    }
+
+    /// SIGKILL to the process group, now.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            unregister(pid);
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+        }
+    }
+
+}
+
+impl Drop for RouterProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Everything one scenario run needs.
+pub struct Env {
+    /// Temp dir (state dir, TLS files); removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The router's `--state-dir`.
+    pub state_dir: PathBuf,
+    /// Upstreams by name.
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// The control plane, when the scenario has one.
+    pub cp: Option<ControlPlane>,
+    /// The router.
+    pub router: RouterProc,
+    /// A port nothing listens on.
+    pub unused_port: u16,
+    /// HTTP client for admin calls and sends: no proxy, no pooled connections.
+    pub client: reqwest::Client,
+}
+
+/// A plain HTTP client: no proxy, no idle connections kept (every request on a fresh
+/// connection, so router restarts never hit a stale one).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+impl Env {
+    /// Builds the environment and starts the router (not yet waiting for the initial
+    /// config). `log_dir` receives the router's output.
+    pub async fn create(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path) -> Result<Env> {
+        let bin_name = binary_name(imp).with_context(|| format!("unknown implementation {imp:?}"))?;
+        let bin = bin_dir.join(bin_name);
+        if !bin.exists() {
+            bail!("router binary {} not found (run `make build` or pass --bin-dir)", bin.display());
+        }
+        std::fs::create_dir_all(log_dir)?;
+        let dir = tempfile::Builder::new().prefix("parity-").tempdir()?;
+        let state_dir = dir.path().join("state");
+        let mut upstreams = BTreeMap::new();
+        for (name, spec) in &sc.upstreams {
+            upstreams.insert(name.clone(), Upstream::start(name, spec, dir.path()).await?);
+        }
+        let unused_port = free_port()?;
+        let listen_port = free_port()?;
+        let admin_port = free_port()?;
+        let mut env = Env {
+            dir,
+            state_dir,
+            upstreams,
+            cp: None,
+            router: RouterProc {
+                imp: imp.to_string(),
+                bin,
+                args: Vec::new(),
+                listen_port,
+                admin_port,
+                log_dir: log_dir.to_path_buf(),
+                child: None,
+                starts: 0,
+                rss_peak: 0,
+                last_exit: None,
+            },
+            unused_port,
+            client: client(),
+        };
+        let initial = sc.config.as_ref().map(|c| env.fill_value(c).to_string());
+        if sc.router.control_plane {
+            env.cp = Some(ControlPlane::start(initial.clone(), sc.router.push_on_hello).await?);
+        } else if let Some(text) = &initial {
+            std::fs::create_dir_all(&env.state_dir)?;
+            std::fs::write(env.state_dir.join("last-known-good.json"), text)?;
+        }
+        let r = &sc.router;
+        let mut args = vec![
+            format!("--listen=127.0.0.1:{listen_port}"),
+            format!("--admin-listen=127.0.0.1:{admin_port}"),
+            format!("--state-dir={}", env.state_dir.display()),
+            format!("--threads={}", r.threads),
+            format!("--reconnect-initial-ms={}", r.reconnect_initial_ms),
+            format!("--reconnect-max-ms={}", r.reconnect_max_ms),
+        ];
+        if let Some(cp) = &env.cp {
+            args.push(format!("--control-plane={}", cp.url()));
+        }
+        if let Some(g) = r.shutdown_grace_ms {
+            args.push(format!("--shutdown-grace-ms={g}"));
+        }
+        std::fs::write(log_dir.join("router.args"), args.join(" "))?;
+        env.router.args = args;
+        let client = env.client.clone();
+        env.router.start(&client).await?;
+        Ok(env)
+    }
+
+    /// Fills `{{...}}` templates in a string (see `scenario::templates`).
+    pub fn fill(&self, s: &str) -> String {
+        if !s.contains("{{") {
+            return s.to_string();
+        }
+        let mut out = s.to_string();
+        for t in crate::scenario::templates(s) {
+            let val = self.template_value(&t).unwrap_or_default();
+            // replace both spellings (with and without inner spaces)
+            out = out.replace(&format!("{{{{{t}}}}}"), &val).replace(&format!("{{{{ {t} }}}}"), &val);
+        }
+        out
+    }
+
+    fn template_value(&self, t: &str) -> Option<String> {
+        match t {
+            "unused_port" => return Some(self.unused_port.to_string()),
+            "state_dir" => return Some(self.state_dir.display().to_string()),
+            _ => {}
+        }
+        let parts: Vec<&str> = t.split('.').collect();
+        let up = self.upstreams.get(*parts.get(1)?)?;
+        Some(match parts.get(2).copied() {
+            None => up.origin(),
+            Some("port") => up.port.to_string(),
+            Some("hostport") => format!("127.0.0.1:{}", up.port),
+            Some("ca_file") => up.ca_file.as_ref()?.display().to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Fills templates in every string of a JSON value.
+    pub fn fill_value(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.fill(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.fill_value(x)).collect()),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (self.fill(k), self.fill_value(x))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Replaces run-specific text (ports, paths) by stable placeholders, so that traces
+    /// of two environments compare equal.
+    pub fn normalise(&self, s: &str) -> String {
+        let mut out = s.replace(&self.state_dir.display().to_string(), "{{state_dir}}");
+        out = out.replace(&self.dir.path().display().to_string(), "{{tmp}}");
+        for (name, up) in &self.upstreams {
+            out = out.replace(&format!("127.0.0.1:{}", up.port), &format!("{{{{up.{name}.hostport}}}}"));
+        }
+        out = out.replace(&format!("127.0.0.1:{}", self.unused_port), "{{unused}}");
+        out = out.replace(&format!("127.0.0.1:{}", self.router.listen_port), "{{router}}");
+        out = out.replace(&format!("127.0.0.1:{}", self.router.admin_port), "{{admin}}");
+        out
+    }
+
+    /// `GET /admin/state` as JSON.
+    pub async fn admin_state(&self) -> Result<Value> {
+        let r = self
+            .client
+            .get(format!("http://127.0.0.1:{}/admin/state", self.router.admin_port))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    /// `GET /metrics`, parsed.
+    pub async fn metrics(&self) -> Result<crate::metrics::Scrape> {
+        let r = self
+            .client
+            .get(format!("http://127.0.0.1:{}/metrics", self.router.admin_port))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await?;
+        Ok(crate::metrics::Scrape::parse(&r.text().await?))
+    }
+
+    /// Stops the router (SIGTERM, SIGKILL after 5 s), the control plane and upstreams.
+    pub async fn teardown(&mut self) {
+        self.router.sample_rss();
+        self.router.stop(Duration::from_secs(5)).await;
+        if let Some(cp) = &self.cp {
+            cp.stop().await;
+        }
+        for up in self.upstreams.values() {
+            up.shutdown().await;
+        }
+    }
+}

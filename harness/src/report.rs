@@ -1,0 +1,414 @@
+//! Results of a run: `summary.json` (stable schema, [`Summary`]), `report.md`,
+//! `report.html` (a scenario × implementation matrix, then details), `junit.xml`
+//! (quick-junit, one test case per scenario and implementation), and the terminal lines.
+
+use crate::verdict::Difference;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// `summary.json`. Schema version 1; fields are only ever added.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// Always 1 for this layout.
+    pub schema_version: u32,
+    /// Run id, also the results folder name (`YYYYMMDDTHHMMSSZ-PID`).
+    pub run_id: String,
+    /// RFC 3339 start time.
+    pub started_at: String,
+    /// Wall time of the run, milliseconds.
+    pub duration_ms: u64,
+    /// Implementations run, in order.
+    pub impls: Vec<String>,
+    /// One entry per scenario, in run order.
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// One scenario's results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// Scenario id.
+    pub id: String,
+    /// Source file.
+    pub file: String,
+    /// Description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Per implementation.
+    pub impls: BTreeMap<String, ImplResult>,
+    /// `identical`, `diverged`, or `n/a` when fewer than two implementations ran.
+    pub parity: String,
+    /// The first differing observation when `diverged`.
+    pub first_difference: Option<Difference>,
+}
+
+/// One implementation's result on one scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImplResult {
+    /// `pass`, `fail` or `error`.
+    pub status: String,
+    /// Wall time, milliseconds.
+    pub duration_ms: u64,
+    /// Latency percentiles of the requests the scenario sent, microseconds.
+    pub latency_us: Latency,
+    /// Requests sent.
+    pub requests: u64,
+    /// Peak router RSS (VmHWM), bytes.
+    pub rss_peak_bytes: u64,
+    /// Failed expectations.
+    pub failures: Vec<String>,
+    /// Harness error text (status `error`).
+    pub error: Option<String>,
+    /// Path of the trace and router logs, relative to the run folder.
+    pub logs: String,
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+}
+
+impl Summary {
+    /// Process exit code: 3 when an implementation errored, 1 when one failed or the
+    /// implementations diverged, else 0.
+    pub fn exit_code(&self) -> i32 {
+        let any = |st: &str| self.scenarios.iter().any(|s| s.impls.values().any(|i| i.status == st));
+        if any("error") {
+            3
+        } else if any("fail") || self.scenarios.iter().any(|s| s.parity == "diverged") {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Counts: (scenarios, passed everywhere and identical).
+    pub fn counts(&self) -> (usize, usize) {
+        let ok = self
+            .scenarios
+            .iter()
+            .filter(|s| s.impls.values().all(|i| i.status == "pass") && s.parity != "diverged")
+            .count();
+        (self.scenarios.len(), ok)
+    }
+}
+
+/// The one terminal line of a scenario.
+pub fn line(s: &ScenarioResult, impls: &[String]) -> String {
+    let mut out = format!("{:<28}", s.id);
+    for imp in impls {
+        let st = s.impls.get(imp).map(|i| i.status.as_str()).unwrap_or("-");
+        let ms = s.impls.get(imp).map(|i| i.duration_ms).unwrap_or(0);
+        let _ = write!(out, " {imp}={:<5} ({:>5} ms)", st.to_uppercase(), ms);
+    }
+    let _ = write!(out, "  parity={}", s.parity);
+    out
+}
+
+/// Short failure details for the terminal.
+pub fn details(s: &ScenarioResult) -> Vec<String> {
+    let mut v = Vec::new();
+    for (imp, r) in &s.impls {
+        if let Some(e) = &r.error {
+            v.push(format!("    {imp}: error: {e}"));
+        }
+        for f in r.failures.iter().take(4) {
+            v.push(format!("    {imp}: {f}"));
+        }
+        if r.failures.len() > 4 {
+            v.push(format!("    {imp}: ... {} more", r.failures.len() - 4));
+        }
+    }
+    if let Some(d) = &s.first_difference {
+        v.push(format!("    first difference at observation {} (step {}):", d.index, d.step));
+        for (imp, o) in &d.observations {
+            v.push(format!("      {imp}: {o}"));
+        }
+    }
+    v
+}
+
+/// Writes summary.json, report.md, report.html and junit.xml into `dir`; `junit` is an
+/// extra place for the JUnit file.
+pub fn write_all(dir: &Path, s: &Summary, junit: Option<&Path>) -> Result<()> {
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(s)?)?;
+    std::fs::write(dir.join("report.md"), markdown(s))?;
+    std::fs::write(dir.join("report.html"), html(s))?;
+    let j = junit_xml(s)?;
+    std::fs::write(dir.join("junit.xml"), &j)?;
+    if let Some(p) = junit {
+        std::fs::write(p, &j)?;
+    }
+    Ok(())
+}
+
+fn cell(r: Option<&ImplResult>) -> String {
+    match r {
+        None => "–".into(),
+        Some(r) => match r.status.as_str() {
+            "pass" => "✅ pass".into(),
+            "fail" => "❌ fail".into(),
+            other => format!("⚠️ {other}"),
+        },
+    }
+}
+
+/// `report.md`.
+pub fn markdown(s: &Summary) -> String {
+    let (n, ok) = s.counts();
+    let mut m = format!("# Parity run {}\n\nStarted {}, {} ms. {ok}/{n} scenarios pass on every implementation with identical traces.\n\n", s.run_id, s.started_at, s.duration_ms);
+    m.push_str("| scenario |");
+    for i in &s.impls {
+        let _ = write!(m, " {i} |");
+    }
+    m.push_str(" parity |\n|---|");
+    for _ in &s.impls {
+        m.push_str("---|");
+    }
+    m.push_str("---|\n");
+    for sc in &s.scenarios {
+        let _ = write!(m, "| [{}](#{}) |", sc.id, sc.id);
+        for i in &s.impls {
+            let _ = write!(m, " {} |", cell(sc.impls.get(i)));
+        }
+        let _ = writeln!(m, " {} |", sc.parity);
+    }
+    m.push_str("\n## Details\n");
+    for sc in &s.scenarios {
+        let _ = write!(m, "\n### {}\n\n{}\n\nFile `{}`; tags: {}.\n\n", sc.id, sc.description.trim(), sc.file, sc.tags.join(", "));
+        m.push_str("| impl | status | duration ms | requests | p50 µs | p99 µs | peak RSS MiB |\n|---|---|---|---|---|---|---|\n");
+        for (imp, r) in &sc.impls {
+            let _ = writeln!(
+                m,
+                "| {imp} | {} | {} | {} | {} | {} | {:.1} |",
+                r.status,
+                r.duration_ms,
+                r.requests,
+                r.latency_us.p50,
+                r.latency_us.p99,
+                r.rss_peak_bytes as f64 / 1048576.0
+            );
+        }
+        for (imp, r) in &sc.impls {
+            if let Some(e) = &r.error {
+                let _ = writeln!(m, "\n{imp} error: `{e}`");
+            }
+            if !r.failures.is_empty() {
+                let _ = writeln!(m, "\n{imp} failures:\n");
+                for f in &r.failures {
+                    let _ = writeln!(m, "- `{}`", f.replace('`', "'"));
+                }
+            }
+            let _ = writeln!(m, "\n{imp} logs and trace: `{}`", r.logs);
+        }
+        if let Some(d) = &sc.first_difference {
+            let _ = writeln!(m, "\nFirst difference, observation {} (step {}):\n", d.index, d.step);
+            for (imp, o) in &d.observations {
+                let _ = writeln!(m, "- {imp}: `{o}`");
+            }
+        }
+    }
+    m
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// `report.html`: the same content as the Markdown, self-contained.
+pub fn html(s: &Summary) -> String {
+    let (n, ok) = s.counts();
+    let mut h = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>parity report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}.pass{background:#dfd}.fail{background:#fdd}.error{background:#ffd}.diverged{background:#fdd}.identical{background:#dfd}code{white-space:pre-wrap}</style></head><body>");
+    let _ = write!(h, "<h1>Parity run {}</h1><p>Started {}, {} ms. {ok}/{n} scenarios pass on every implementation with identical traces.</p>", esc(&s.run_id), esc(&s.started_at), s.duration_ms);
+    h.push_str("<table><tr><th>scenario</th>");
+    for i in &s.impls {
+        let _ = write!(h, "<th>{}</th>", esc(i));
+    }
+    h.push_str("<th>parity</th></tr>");
+    for sc in &s.scenarios {
+        let _ = write!(h, "<tr><td><a href=\"#{0}\">{0}</a></td>", esc(&sc.id));
+        for i in &s.impls {
+            let st = sc.impls.get(i).map(|r| r.status.clone()).unwrap_or_default();
+            let _ = write!(h, "<td class=\"{0}\">{0}</td>", esc(&st));
+        }
+        let _ = write!(h, "<td class=\"{0}\">{0}</td></tr>", esc(&sc.parity));
+    }
+    h.push_str("</table>");
+    for sc in &s.scenarios {
+        let _ = write!(h, "<h2 id=\"{0}\">{0}</h2><p>{1}</p><p>File <code>{2}</code>; tags: {3}</p>", esc(&sc.id), esc(sc.description.trim()), esc(&sc.file), esc(&sc.tags.join(", ")));
+        h.push_str("<table><tr><th>impl</th><th>status</th><th>duration ms</th><th>requests</th><th>p50 µs</th><th>p99 µs</th><th>peak RSS MiB</th><th>logs</th></tr>");
+        for (imp, r) in &sc.impls {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"{1}\">{1}</td><td>{2}</td><td>{3}</td><td>{4}</td><td>{5}</td><td>{6:.1}</td><td><a href=\"{7}\">{7}</a></td></tr>",
+                esc(imp),
+                esc(&r.status),
+                r.duration_ms,
+                r.requests,
+                r.latency_us.p50,
+                r.latency_us.p99,
+                r.rss_peak_bytes as f64 / 1048576.0,
+                esc(&r.logs)
+            );
+        }
+        h.push_str("</table>");
+        for (imp, r) in &sc.impls {
+            if r.error.is_some() || !r.failures.is_empty() {
+                let _ = write!(h, "<p>{} :</p><ul>", esc(imp));
+                if let Some(e) = &r.error {
+                    let _ = write!(h, "<li><code>error: {}</code></li>", esc(e));
+                }
+                for f in &r.failures {
+                    let _ = write!(h, "<li><code>{}</code></li>", esc(f));
+                }
+                h.push_str("</ul>");
+            }
+        }
+        if let Some(d) = &sc.first_difference {
+            let _ = write!(h, "<p>First difference, observation {} (step {}):</p><ul>", d.index, d.step);
+            for (imp, o) in &d.observations {
+                let _ = write!(h, "<li>{}: <code>{}</code></li>", esc(imp), esc(&o.to_string()));
+            }
+            h.push_str("</ul>");
+        }
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// `junit.xml`: one suite per implementation, one case per scenario; divergence is a
+/// failure of a separate `parity` suite.
+pub fn junit_xml(s: &Summary) -> Result<String> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut rep = Report::new("parity");
+    rep.set_time(std::time::Duration::from_millis(s.duration_ms));
+    for imp in &s.impls {
+        let mut suite = TestSuite::new(format!("parity.{imp}"));
+        for sc in &s.scenarios {
+            let Some(r) = sc.impls.get(imp) else { continue };
+            let status = match r.status.as_str() {
+                "pass" => TestCaseStatus::success(),
+                "fail" => {
+                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    st.set_message(r.failures.first().cloned().unwrap_or_default());
+                    st.set_description(r.failures.join("\n"));
+                    st
+                }
+                _ => {
+                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    st.set_message(r.error.clone().unwrap_or_default());
+                    st
+                }
+            };
+            let mut tc = TestCase::new(format!("{}[{imp}]", sc.id), status);
+            tc.set_classname(format!("parity.{imp}"));
+            tc.set_time(std::time::Duration::from_millis(r.duration_ms));
+            suite.add_test_case(tc);
+        }
+        rep.add_test_suite(suite);
+    }
+    if s.impls.len() > 1 {
+        let mut suite = TestSuite::new("parity.diff");
+        for sc in &s.scenarios {
+            let status = if sc.parity == "diverged" {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(sc.first_difference.as_ref().map(|d| serde_json::to_string(d).unwrap_or_default()).unwrap_or_default());
+                st
+            } else {
+                TestCaseStatus::success()
+            };
+            let mut tc = TestCase::new(format!("{}[parity]", sc.id), status);
+            tc.set_classname("parity.diff");
+            suite.add_test_case(tc);
+        }
+        rep.add_test_suite(suite);
+    }
+    Ok(rep.to_string()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Summary {
+        let mut impls = BTreeMap::new();
+        for (imp, st) in [("go", "pass"), ("pingora", "fail")] {
+            impls.insert(
+                imp.to_string(),
+                ImplResult {
+                    status: st.into(),
+                    duration_ms: 10,
+                    latency_us: Latency { p50: 100, p99: 900 },
+                    requests: 3,
+                    rss_peak_bytes: 1 << 20,
+                    failures: if st == "fail" { vec!["step 0 (send): status 502, expected 200".into()] } else { vec![] },
+                    error: None,
+                    logs: format!("logs/x/{imp}"),
+                },
+            );
+        }
+        Summary {
+            schema_version: 1,
+            run_id: "r".into(),
+            started_at: "t".into(),
+            duration_ms: 20,
+            impls: vec!["go".into(), "pingora".into()],
+            scenarios: vec![ScenarioResult {
+                id: "x".into(),
+                file: "x.yaml".into(),
+                description: "d".into(),
+                tags: vec![],
+                impls,
+                parity: "diverged".into(),
+                first_difference: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn summary_json_has_the_documented_shape() {
+        let s = sample();
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        let sc = &v["scenarios"][0];
+        assert_eq!(sc["id"], "x");
+        assert_eq!(sc["impls"]["go"]["status"], "pass");
+        assert!(sc["impls"]["go"]["duration_ms"].is_u64());
+        assert_eq!(sc["impls"]["pingora"]["latency_us"]["p50"], 100);
+        assert_eq!(sc["impls"]["pingora"]["latency_us"]["p99"], 900);
+        assert!(sc["impls"]["go"]["rss_peak_bytes"].is_u64());
+        assert_eq!(sc["parity"], "diverged");
+        assert!(sc.get("first_difference").is_some());
+        // round trip (parity report reads it back)
+        let back: Summary = serde_json::from_value(v).unwrap();
+        assert_eq!(back.exit_code(), 1);
+    }
+
+    #[test]
+    fn exit_codes() {
+        let mut s = sample();
+        assert_eq!(s.exit_code(), 1);
+        for r in s.scenarios[0].impls.values_mut() {
+            r.status = "pass".into();
+        }
+        s.scenarios[0].parity = "identical".into();
+        assert_eq!(s.exit_code(), 0);
+        s.scenarios[0].impls.get_mut("go").unwrap().status = "error".into();
+        assert_eq!(s.exit_code(), 3);
+    }
+
+    #[test]
+    fn reports_render() {
+        let s = sample();
+        let j = junit_xml(&s).unwrap();
+        assert!(j.contains("x[pingora]") && j.contains("<failure"));
+        assert!(markdown(&s).contains("| x |") || markdown(&s).contains("[x](#x)"));
+        assert!(html(&s).contains("<td class=\"fail\">fail</td>"));
+    }
+}
