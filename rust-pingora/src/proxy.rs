@@ -466,13 +466,17 @@ impl ProxyHttp for RouterProxy {
             .iter()
             .filter_map(|v| v.to_str().ok().map(|s| s.to_string()))
             .collect();
+        let upgrade_value = if is_upgrade { down.headers.get(http::header::UPGRADE).cloned() } else { None };
         // Framing headers are Pingora's: it re-frames bodies itself.
-        let keep_upgrade = is_upgrade && up.headers.contains_key(http::header::UPGRADE);
-        for name in strip_hop_by_hop(&down.headers, keep_upgrade) {
+        for name in strip_hop_by_hop(&down.headers, false) {
             if name == "transfer-encoding" {
                 continue;
             }
             up.remove_header(&name);
+        }
+        if let Some(u) = upgrade_value {
+            up.insert_header(http::header::CONNECTION, "Upgrade")?;
+            up.insert_header(http::header::UPGRADE, u)?;
         }
         if te_trailers {
             up.insert_header("TE", "trailers")?;

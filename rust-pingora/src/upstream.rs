@@ -110,6 +110,11 @@ pub fn build_peer(p: &Placement) -> PeerResult {
     peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
     peer.options.read_timeout = None;
     peer.options.write_timeout = None;
+    // Any Upgrade protocol may become a tunnel (spec section 3), not only WebSocket:
+    // Pingora then leaves upgrade requests alone and `upstream_request_filter` normalises
+    // their hop-by-hop fields itself (Connection: Upgrade plus the Upgrade value).
+    peer.options.http_upstream_request_policy.h1_upgrade =
+        pingora::upstreams::peer::H1UpgradePolicy::Preserve;
     if p.endpoint.tls {
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;

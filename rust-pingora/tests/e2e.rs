@@ -272,7 +272,7 @@ fn upgrade_becomes_a_tunnel_after_101() {
     let mut s = std::net::TcpStream::connect(&r.listen).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(
-        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nX-Routing-Key: key-p\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nX-Routing-Key: key-p\r\nConnection: keep-alive, Upgrade\r\nUpgrade: custom-proto/1\r\n\r\n",
     )
     .unwrap();
     let mut got = Vec::new();
@@ -315,4 +315,21 @@ fn client_going_away_frees_the_slot_without_an_outcome() {
     assert_eq!(r.state()["placements"]["p"]["breaker"], "closed");
     assert!(!r.metrics().contains("router_upstream_failures_total"), "no failure recorded");
     assert_eq!(http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "k")], None).unwrap().status, 200);
+}
+
+#[test]
+fn listener_that_cannot_bind_exits_1() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("pingora-bind-{}", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pingora-router"))
+        .args(["--listen", &addr, "--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--state-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
