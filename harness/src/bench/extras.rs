@@ -297,7 +297,7 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
                 let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
                 let _ = std::fs::write(out.join("hotpath-go.txt"), &text);
                 h.go = parse_go_bench(&text);
-                notes.push(format!("go test -bench: exit {}, {} benchmarks", o.status, h.go.len()));
+                notes.push(format!("go test -bench: {}, {} benchmarks", o.status, h.go.len()));
             }
             Ok(Err(e)) => notes.push(format!("go test -bench failed to start: {e}")),
             Err(_) => notes.push("go test -bench timed out after 900 s".into()),
@@ -318,7 +318,7 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
             let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
             let _ = std::fs::write(out.join("hotpath-rust.txt"), &text);
             h.rust = parse_criterion(&text);
-            notes.push(format!("cargo bench -p rust-pingora --benches: exit {}, {} benchmarks", o.status, h.rust.len()));
+            notes.push(format!("cargo bench -p rust-pingora --benches: {}, {} benchmarks", o.status, h.rust.len()));
         }
         Ok(Err(e)) => notes.push(format!("cargo bench failed to start: {e}")),
         Err(_) => notes.push("cargo bench timed out after 1800 s".into()),
@@ -331,7 +331,12 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
 /// The hot-path results of the newest earlier run under `out_root` that has them.
 pub fn previous_hotpath(out_root: &Path) -> Hotpath {
     let mut runs: Vec<_> = std::fs::read_dir(out_root)
-        .map(|d| d.flatten().filter(|e| e.path().join("hotpath.json").is_file()).map(|e| e.file_name()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) && e.path().join("hotpath.json").is_file())
+                .map(|e| e.file_name())
+                .collect()
+        })
         .unwrap_or_default();
     runs.sort();
     if let Some(last) = runs.last() {
