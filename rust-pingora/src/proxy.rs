@@ -467,8 +467,12 @@ impl ProxyHttp for RouterProxy {
             .filter_map(|v| v.to_str().ok().map(|s| s.to_string()))
             .collect();
         let upgrade_value = if is_upgrade { down.headers.get(http::header::UPGRADE).cloned() } else { None };
+        let strip = strip_hop_by_hop(&down.headers, false);
+        if strip.iter().any(|n| n == "x-forwarded-for") {
+            xff.clear(); // a hop-by-hop X-Forwarded-For does not travel on
+        }
         // Framing headers are Pingora's: it re-frames bodies itself.
-        for name in strip_hop_by_hop(&down.headers, false) {
+        for name in strip {
             if name == "transfer-encoding" {
                 continue;
             }

@@ -115,6 +115,10 @@ pub fn build_peer(p: &Placement) -> PeerResult {
     // their hop-by-hop fields itself (Connection: Upgrade plus the Upgrade value).
     peer.options.http_upstream_request_policy.h1_upgrade =
         pingora::upstreams::peer::H1UpgradePolicy::Preserve;
+    // Pingora would refuse a request whose `Connection` names `Host` or an
+    // `X-Forwarded-*` field; the contract strips the named fields and forwards, which
+    // `upstream_request_filter` does (the router then sets those fields itself).
+    peer.options.http_upstream_request_policy.strip_connection_nominated = false;
     if p.endpoint.tls {
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;
