@@ -386,7 +386,24 @@ impl Ctx<'_> {
             threads: self.profile.client_threads,
         };
         let ts = self.t0.elapsed().as_secs_f64();
-        let res = loadgen::run(spec, probe).await?;
+        let res = match loadgen::run(spec, probe).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A target that died or refuses connections: record the failure, go on.
+                progress(self.t0, &format!("{phase} #{repeat} {}: run failed: {e:#}", r.name));
+                loadgen::LoadResult {
+                    hist: loadgen::new_hist(),
+                    send_lag: loadgen::new_hist(),
+                    ok: 0,
+                    errors: self.profile.connections as u64,
+                    dropped: 0,
+                    achieved_rps: 0.0,
+                    window_secs: ph.duration_ms as f64 / 1000.0,
+                    probe_delta: f64::NAN,
+                    self_cpu_secs: f64::NAN,
+                }
+            }
+        };
         let te = self.t0.elapsed().as_secs_f64();
         let (mut peak, mut sum, mut n) = (0u64, 0u64, 0u64);
         for s in self.mem.lock().unwrap().iter().filter(|s| s.target == r.name && s.t >= ts && s.t <= te) {
@@ -395,16 +412,17 @@ impl Ctx<'_> {
             n += 1;
         }
         let h = &res.hist;
+        let q = |x: f64| if h.len() > 0 { us(h.value_at_quantile(x)) } else { f64::NAN };
         let seg = Seg {
             target: r.name.clone(),
             phase: phase.into(),
             rate_rps: rate,
             repeat,
-            p50_us: us(h.value_at_quantile(0.5)),
-            p90_us: us(h.value_at_quantile(0.9)),
-            p99_us: us(h.value_at_quantile(0.99)),
-            p999_us: us(h.value_at_quantile(0.999)),
-            max_us: us(h.max()),
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if h.len() > 0 { us(h.max()) } else { f64::NAN },
             ok: res.ok,
             errors: res.errors,
             dropped: res.dropped,
@@ -413,7 +431,7 @@ impl Ctx<'_> {
             rss_peak_bytes: peak,
             rss_mean_bytes: if n > 0 { sum / n } else { 0 },
             generator_cpu_util: res.self_cpu_secs / (res.window_secs.max(1e-9) * self.profile.client_threads as f64),
-            send_lag_p99_us: if rate.is_some() { us(res.send_lag.value_at_quantile(0.99)) } else { f64::NAN },
+            send_lag_p99_us: if rate.is_some() && res.send_lag.len() > 0 { us(res.send_lag.value_at_quantile(0.99)) } else { f64::NAN },
         };
         progress(
             self.t0,
