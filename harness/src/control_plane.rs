@@ -215,10 +215,11 @@ impl ControlPlane {
     }
 
     /// The first ack or nack at or after event `from` whose version is `version`.
-    pub async fn answer(&self, from: usize, version: Option<u64>, within: Duration) -> Option<CpEvent> {
+    /// `version` None: the first answer whatever its version.
+    pub async fn answer(&self, from: usize, version: Option<Option<u64>>, within: Duration) -> Option<CpEvent> {
         let find = |ev: &[CpEvent]| -> Option<CpEvent> {
             ev.iter().skip(from).find(|e| match e {
-                CpEvent::Ack { version: v } | CpEvent::Nack { version: v, .. } => *v == version,
+                CpEvent::Ack { version: v } | CpEvent::Nack { version: v, .. } => version.is_none_or(|w| *v == w),
                 _ => false,
             }).cloned()
         };
@@ -318,14 +319,14 @@ mod tests {
         let m = ws.next().await.unwrap().unwrap();
         assert_eq!(m.to_text().unwrap(), r#"{"type":"config","config":{"version":1}}"#);
         ws.send(Message::text(r#"{"type":"ack","version":1}"#)).await.unwrap();
-        let a = cp.answer(0, Some(1), Duration::from_secs(5)).await;
+        let a = cp.answer(0, Some(Some(1)), Duration::from_secs(5)).await;
         assert_eq!(a, Some(CpEvent::Ack { version: Some(1) }));
         assert!(cp.wait_live(1, Duration::from_secs(5)).await);
         let idx = cp.send_frame(config_frame("{\"version\":2}")).unwrap();
         let m = ws.next().await.unwrap().unwrap();
         assert!(m.to_text().unwrap().contains("\"version\":2"));
         ws.send(Message::text(r#"{"type":"nack","version":null,"error":{"code":"malformed_json","path":"","message":"x"}}"#)).await.unwrap();
-        let a = cp.answer(idx, None, Duration::from_secs(5)).await.unwrap();
+        let a = cp.answer(idx, Some(None), Duration::from_secs(5)).await.unwrap();
         assert_eq!(a, CpEvent::Nack { version: None, code: "malformed_json".into(), path: "".into() });
         // stop: connection closed and port refuses; restart on the same port
         cp.stop().await;

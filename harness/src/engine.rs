@@ -16,6 +16,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// How long `expect_admin` and `expect_metrics` keep reading until their values match:
+/// a router may update its state just after the client got the response.
+pub const SETTLE: Duration = Duration::from_millis(1000);
+
 /// One observation: what a step saw, normalised (no ports, paths or timings), so that
 /// the traces of two implementations compare equal when they behave the same.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -144,7 +148,7 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
     if let (Some(cp), Some(cfg)) = (&ctx.env.cp, &ctx.sc.config) {
         if ctx.sc.router.push_on_hello {
             let v = cfg.get("version").and_then(|v| v.as_u64());
-            let a = cp.answer(0, v, Duration::from_secs(10)).await;
+            let a = cp.answer(0, Some(v), Duration::from_secs(10)).await;
             let ok = matches!(a, Some(crate::control_plane::CpEvent::Ack { .. }));
             ctx.obs(-1, "setup", json!({"initial_config_acked": ok}));
             if !ok {
@@ -219,29 +223,52 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
             Step::Router(a) => do_router(ctx, i, a).await?,
             Step::Wait(w) => do_wait(ctx, i, w).await,
             Step::ExpectAdmin(m) => {
-                let st = ctx.env.admin_state().await.unwrap_or(Value::Null);
-                let mut seen = serde_json::Map::new();
-                for (ptr, want) in m {
-                    let want = ctx.env.fill_value(want);
-                    let got = st.pointer(ptr).cloned().unwrap_or(Value::String("<absent>".into()));
-                    seen.insert(ptr.clone(), got.clone());
-                    if !json_eq(&got, &want) {
-                        let msg = format!("admin {ptr} = {got}, expected {want}");
-                        ctx.fail(i, "expect_admin", msg);
+                // A router may record an outcome just after the response reached the
+                // client: read again until everything matches or SETTLE passes.
+                let settle = Instant::now() + SETTLE;
+                let (seen, fails) = loop {
+                    let st = ctx.env.admin_state().await.unwrap_or(Value::Null);
+                    let mut seen = serde_json::Map::new();
+                    let mut fails = vec![];
+                    for (ptr, want) in m {
+                        let want = ctx.env.fill_value(want);
+                        let got = st.pointer(ptr).cloned().unwrap_or(Value::String("<absent>".into()));
+                        seen.insert(ptr.clone(), got.clone());
+                        if !json_eq(&got, &want) {
+                            fails.push(format!("admin {ptr} = {got}, expected {want}"));
+                        }
                     }
+                    if fails.is_empty() || Instant::now() >= settle {
+                        break (seen, fails);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                for f in fails {
+                    ctx.fail(i, "expect_admin", f);
                 }
                 ctx.obs(i, "expect_admin", Value::Object(seen));
             }
             Step::ExpectMetrics(m) => {
-                let scrape = ctx.env.metrics().await.unwrap_or_default();
-                let mut seen = serde_json::Map::new();
-                for (k, want) in m {
-                    let key = SeriesKey::parse(k).map_err(anyhow::Error::msg)?;
-                    let got = scrape.get(&key);
-                    seen.insert(k.clone(), json!(got));
-                    if got != *want {
-                        ctx.fail(i, "expect_metrics", format!("{k} = {got}, expected {want}"));
+                let settle = Instant::now() + SETTLE;
+                let (seen, fails) = loop {
+                    let scrape = ctx.env.metrics().await.unwrap_or_default();
+                    let mut seen = serde_json::Map::new();
+                    let mut fails = vec![];
+                    for (k, want) in m {
+                        let key = SeriesKey::parse(k).map_err(anyhow::Error::msg)?;
+                        let got = scrape.get(&key);
+                        seen.insert(k.clone(), json!(got));
+                        if got != *want {
+                            fails.push(format!("{k} = {got}, expected {want}"));
+                        }
                     }
+                    if fails.is_empty() || Instant::now() >= settle {
+                        break (seen, fails);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                for f in fails {
+                    ctx.fail(i, "expect_metrics", f);
                 }
                 ctx.obs(i, "expect_metrics", Value::Object(seen));
             }
@@ -381,6 +408,9 @@ async fn http_request(client: &reqwest::Client, port: u16, s: &Send) -> Resp {
     let mut rb = client.request(method, url);
     if let Some(k) = &s.key {
         rb = rb.header("X-Routing-Key", k);
+    }
+    if let Some(n) = s.pad_header_bytes {
+        rb = rb.header("X-Padding", "p".repeat(n));
     }
     for (k, v) in &s.headers {
         rb = rb.header(k, v);
@@ -629,8 +659,17 @@ fn check_send(ctx: &mut Ctx<'_>, i: i64, s: &Send, rs: &[Resp]) {
     if total > 5 {
         ctx.fail(i, "send", format!("... and {} more", total - 5));
     }
+    let default_dims: Vec<String> = if s.raw.is_some() || s.pad_header_bytes.is_some() {
+        vec!["status".into()]
+    } else {
+        ["status", "error", "upstream", "placement", "complete"].iter().map(|x| x.to_string()).collect()
+    };
+    let dims = s.trace.clone().unwrap_or(default_dims);
     for (k, v) in tally {
-        extra.insert(k.to_string(), json!(v));
+        let core = ["status", "error", "upstream", "placement", "complete"].contains(&k);
+        if !core || dims.iter().any(|d| d == k) {
+            extra.insert(k.to_string(), json!(v));
+        }
     }
     ctx.obs(i, "send", Value::Object(extra));
 }
@@ -645,15 +684,21 @@ async fn do_push(ctx: &mut Ctx<'_>, i: i64, p: &Push) -> Result<()> {
             _ => unreachable!("validated"),
         };
         if let Some(n) = p.pad_to_bytes {
-            while text.len() < n {
-                text.push(' ');
+            // Spaces inside the object (before its closing brace), so that they belong to
+            // the config member's raw value, which is what the size limit measures.
+            let pad = " ".repeat(n.saturating_sub(text.len()));
+            match text.rfind('}') {
+                Some(k) => text.insert_str(k, &pad),
+                None => text.push_str(&pad),
             }
         }
         let version = serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("version").and_then(|x| x.as_u64()));
         (crate::control_plane::config_frame(&text), version, Some(text))
     };
     // A nack of a frame that is not a config has version null.
-    let want_version = if let Some(n) = &p.nack { n.version.unwrap_or(version) } else { p.ack.or(version) };
+    // An ack is matched by version; a nack by its version when the scenario gives one,
+    // else it is the first answer after the push.
+    let want_version: Option<Option<u64>> = if let Some(n) = &p.nack { n.version } else { Some(p.ack.or(version)) };
     let idx = match ctx.env.cp.as_ref().expect("validated").send_frame(frame) {
         Ok(i) => i,
         Err(e) => {
@@ -801,6 +846,17 @@ async fn do_wait(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
         let ok = cp.wait_live(n, within).await;
         last = json!(cp.live());
         ok
+    } else if w.data_port_refused.is_some() {
+        let want = w.data_port_refused == Some(true);
+        let port = ctx.env.router.listen_port;
+        let ok = wait_until(within, || async move {
+            let r = tokio::net::TcpStream::connect(crate::upstreams::addr(port)).await;
+            let refused = matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+            refused == want
+        })
+        .await;
+        last = json!(ok);
+        ok
     } else if let Some(name) = &w.upstream_requests {
         let sh = ctx.env.upstreams[name].shared().clone();
         let n = w.at_least.unwrap_or(1.0);
@@ -817,7 +873,9 @@ async fn do_wait(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
     ctx.obs(i, "wait", json!({"met": met}));
     if !met {
         let what = w.admin.clone().or(w.metric.clone()).or(w.upstream_requests.clone()).unwrap_or_else(|| {
-            if w.hellos.is_some() {
+            if w.data_port_refused.is_some() {
+                "data_port_refused".into()
+            } else if w.hellos.is_some() {
                 "hellos".into()
             } else {
                 "cp_connections".into()

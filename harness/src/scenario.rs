@@ -245,6 +245,15 @@ pub struct Send {
     /// requests); `\r\n` must be written out in the YAML string.
     #[serde(default)]
     pub raw: Option<String>,
+    /// Add a header `X-Padding` of this many bytes (oversized request heads).
+    #[serde(default)]
+    pub pad_header_bytes: Option<usize>,
+    /// What of the responses goes into the observation trace: any of `status`, `error`,
+    /// `upstream`, `placement`, `complete`. Default: all of them (only `status` for `raw`
+    /// and `pad_header_bytes` sends, whose error documents the HTTP stack may make).
+    /// Expectations are checked whatever is traced.
+    #[serde(default)]
+    pub trace: Option<Vec<String>>,
     /// Number of requests (default 1).
     #[serde(default = "one")]
     pub count: u32,
@@ -476,6 +485,9 @@ pub struct Wait {
     /// Number of live control-plane connections.
     #[serde(default)]
     pub cp_connections: Option<u32>,
+    /// The data-plane port refuses new connections (after SIGTERM).
+    #[serde(default)]
+    pub data_port_refused: Option<bool>,
     /// Requests an upstream has received (by name), at least `at_least`.
     #[serde(default)]
     pub upstream_requests: Option<String>,
@@ -759,6 +771,13 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
                 if bodies.iter().filter(|x| **x).count() > 1 {
                     err(b.clone(), "at most one of body, body_bytes, raw".into());
                 }
+                if let Some(t) = &s.trace {
+                    for (k, d) in t.iter().enumerate() {
+                        if !["status", "error", "upstream", "placement", "complete"].contains(&d.as_str()) {
+                            err(format!("{b}.trace[{k}]"), format!("{d:?} is not one of status, error, upstream, placement, complete"));
+                        }
+                    }
+                }
                 if s.raw.is_some() && s.read_chunks.is_some() {
                     err(format!("{b}.read_chunks"), "not with raw".into());
                 }
@@ -835,12 +854,13 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
                     w.hellos.is_some(),
                     w.cp_connections.is_some(),
                     w.upstream_requests.is_some(),
+                    w.data_port_refused.is_some(),
                 ]
                 .iter()
                 .filter(|x| **x)
                 .count();
                 if n != 1 {
-                    err(format!("{base}.wait"), "exactly one of admin, metric, hellos, cp_connections, upstream_requests".into());
+                    err(format!("{base}.wait"), "exactly one of admin, metric, hellos, cp_connections, upstream_requests, data_port_refused".into());
                 }
                 if (w.admin.is_some() || w.metric.is_some()) && w.equals.is_none() && w.at_least.is_none() {
                     err(format!("{base}.wait"), "admin and metric need equals or at_least".into());
