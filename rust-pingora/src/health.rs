@@ -189,8 +189,9 @@ impl Health {
                 RUNNING_CHECKERS.fetch_sub(1, Ordering::AcqRel);
             }
         }
+        let count = Count; // moved into the task: dropped even if it never runs
         *t = Some(rt.spawn(async move {
-            let _c = Count;
+            let _c = count;
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
