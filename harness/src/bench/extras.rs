@@ -409,19 +409,54 @@ pub fn code_size(repo: &Path) -> (Vec<ModuleSize>, Vec<ModuleSize>) {
     (go, rust)
 }
 
-/// The section headings of docs/divergences.md (levels 2 and 3), or why there are none.
+/// The entries of docs/divergences.md: `"<section>: <bold lead of each bullet>"`, or the
+/// section headings (levels 2 and 3) where a section has no bold-led bullets.
 pub fn divergences(repo: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(repo.join("docs/divergences.md")).map_err(|e| format!("docs/divergences.md: {e}"))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.strip_prefix("### ").or_else(|| l.strip_prefix("## ")))
-        .map(|s| s.trim().to_string())
-        .collect())
+    Ok(divergence_entries(&text))
+}
+
+/// See [`divergences`].
+pub fn divergence_entries(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut section: Option<String> = None;
+    let mut section_had_entry = true;
+    for l in text.lines() {
+        if let Some(h) = l.strip_prefix("### ").or_else(|| l.strip_prefix("## ")) {
+            if let (Some(s), false) = (&section, section_had_entry) {
+                out.push(s.clone());
+            }
+            section = Some(h.trim().to_string());
+            section_had_entry = false;
+        } else if let Some(rest) = l.strip_prefix("- **") {
+            if let Some(end) = rest.find("**") {
+                let lead = rest[..end].trim_end_matches(['.', ':']).to_string();
+                out.push(match &section {
+                    Some(s) => format!("{s}: {lead}"),
+                    None => lead,
+                });
+                section_had_entry = true;
+            }
+        }
+    }
+    if let (Some(s), false) = (&section, section_had_entry) {
+        out.push(s.clone());
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn divergence_entries_are_listed() {
+        let t = "# D\n\n## Go: net/http\n\n- **431 for oversized headers** comes from...\n  more\n- **Header name case**: x\n\n## Pingora: empty\n\ntext\n";
+        assert_eq!(
+            divergence_entries(t),
+            vec!["Go: net/http: 431 for oversized headers", "Go: net/http: Header name case", "Pingora: empty"]
+        );
+    }
 
     #[test]
     fn wrk_output_is_parsed() {
