@@ -231,3 +231,52 @@ fn control_plane_apply_rules() {
     assert_eq!(router.current_config().unwrap().version, 7);
     std::fs::remove_file(&d).unwrap();
 }
+
+fn hc_doc(version: u64, ids: &[(&str, u64)]) -> Vec<u8> {
+    let mut pl = serde_json::Map::new();
+    for (id, interval) in ids {
+        pl.insert(
+            id.to_string(),
+            serde_json::json!({"endpoint": "http://127.0.0.1:1", "max_concurrency": 1,
+                "timeouts": {"connect_ms": 5, "request_ms": 5},
+                "health_check": {"path": "/h", "interval_ms": interval, "timeout_ms": 5,
+                                 "unhealthy_threshold": 1, "healthy_threshold": 1},
+                "circuit_breaker": {"failure_threshold": 1, "open_ms": 60000, "half_open_max_requests": 1, "success_threshold": 1}}),
+        );
+    }
+    serde_json::json!({"version": version, "routes": {}, "placements": pl}).to_string().into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_across_updates_and_no_checker_leak() {
+    use rust_pingora::health::RUNNING_CHECKERS;
+    let router = Router::new(std::env::temp_dir(), false);
+    router.start_checkers(tokio::runtime::Handle::current());
+    router.install(parse_and_validate(&hc_doc(1, &[("a", 1000), ("b", 1000)])).unwrap());
+    assert_eq!(RUNNING_CHECKERS.load(Ordering::SeqCst), 2);
+    let snap1 = router.snapshot.load_full().unwrap();
+    // open a's breaker
+    snap1.placements["a"].breaker.try_admit(Instant::now()).unwrap().record(Outcome::Failure, Instant::now());
+    // same blocks: state kept
+    router.install(parse_and_validate(&hc_doc(2, &[("a", 1000), ("b", 1000)])).unwrap());
+    let snap2 = router.snapshot.load_full().unwrap();
+    assert!(Arc::ptr_eq(&snap1.placements["a"].health, &snap2.placements["a"].health));
+    assert_eq!(snap2.placements["a"].breaker.state(Instant::now()), State::Open);
+    // b's health_check changes: new health, old checker stopped; a removed
+    for v in 3..103 {
+        router.install(parse_and_validate(&hc_doc(v, &[("b", 2000 + v)])).unwrap());
+    }
+    let snap3 = router.snapshot.load_full().unwrap();
+    assert!(!Arc::ptr_eq(&snap1.placements["b"].health, &snap3.placements["b"].health));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while RUNNING_CHECKERS.load(Ordering::SeqCst) != 1 {
+        assert!(Instant::now() < deadline, "checkers: {}", RUNNING_CHECKERS.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // the probe against a closed port marks b unhealthy (first probe at creation)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while snap3.placements["b"].health.is_healthy() {
+        assert!(Instant::now() < deadline, "first probe did not run");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -135,9 +135,14 @@ fn protocol_error_and_5xx_and_committed_abort() {
     assert!(!resp.complete, "aborted body must be short");
     assert!(resp.body.len() < 100);
     assert!(!resp.text().contains("error"), "no error body after commit");
+    let resp = http(&r.listen, "GET", "/abortchunked", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("Transfer-Encoding"), Some("chunked"));
+    assert!(!resp.complete, "no final chunk after an upstream abort");
+    assert_eq!(resp.text(), "hello");
     let m = r.metrics();
-    for kind in ["protocol", "status_5xx", "aborted"] {
-        assert!(m.contains(&format!("router_upstream_failures_total{{kind=\"{kind}\",placement=\"p\"}} 1")), "{kind}: {m}");
+    for (kind, n) in [("protocol", 1), ("status_5xx", 1), ("aborted", 2)] {
+        assert!(m.contains(&format!("router_upstream_failures_total{{kind=\"{kind}\",placement=\"p\"}} {n}")), "{kind}: {m}");
     }
 }
 

@@ -120,6 +120,15 @@ fn serve_conn(s: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
                 let _ = w.shutdown(Shutdown::Both);
                 return;
             }
+            "abortchunked" => {
+                let _ = w.write_all(
+                    format!("HTTP/1.1 200 OK\r\nX-Upstream-Name: {name}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                        .as_bytes(),
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = w.shutdown(Shutdown::Both);
+                return;
+            }
             "garbage" => {
                 let _ = w.write_all(b"THIS IS NOT HTTP\r\n\r\n");
                 let _ = w.shutdown(Shutdown::Both);
