@@ -115,18 +115,42 @@ fn fatal(msg: String) -> ! {
 /// accepting, and start the drain thread.
 struct DrainOnSignal {
     grace: Duration,
+    signalled: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Install the SIGTERM/SIGINT handlers at the very start of the process (before the LKG
+/// load and long before `/healthz` answers), on a small thread of their own, so a signal
+/// that arrives while Pingora is still starting its services is not fatal.
+fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+                let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+                let _ = ready_tx.send(());
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+                let _ = tx.send(true);
+                std::future::pending::<()>().await;
+            });
+        })
+        .expect("signal thread");
+    let _ = ready_rx.recv();
+    rx
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for DrainOnSignal {
     async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
+        let mut rx = self.signalled.clone();
+        let _ = rx.wait_for(|s| *s).await;
         let deadline = Instant::now() + self.grace;
         std::thread::spawn(move || {
             // Let Pingora close its listeners first, then wait for in-flight requests.
@@ -143,6 +167,7 @@ impl ShutdownSignalWatch for DrainOnSignal {
 
 /// Run the router with the given flags; returns only by exiting the process.
 pub fn run(flags: Flags) -> ! {
+    let signalled = watch_signals();
     if let Err(e) = std::fs::create_dir_all(&flags.state_dir) {
         fatal(format!("cannot create state dir {}: {e}", flags.state_dir.display()));
     }
@@ -196,6 +221,6 @@ pub fn run(flags: Flags) -> ! {
     server.add_service(admin);
     server.add_service(cp);
     let _keep: Arc<Router> = router;
-    server.run(RunArgs { shutdown_signal: Box::new(DrainOnSignal { grace: Duration::from_millis(flags.shutdown_grace_ms) }) });
+    server.run(RunArgs { shutdown_signal: Box::new(DrainOnSignal { grace: Duration::from_millis(flags.shutdown_grace_ms), signalled }) });
     std::process::exit(0);
 }

@@ -338,3 +338,20 @@ fn listener_that_cannot_bind_exits_1() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sigterm_right_after_healthz_still_exits_zero() {
+    for _ in 0..3 {
+        let mut r = RouterProc::start(None, &[]);
+        r.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(st) = r.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "no exit");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(status.code(), Some(0));
+    }
+}
