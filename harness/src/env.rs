@@ -117,7 +117,21 @@ impl RouterProc {
         loop {
             if let Ok(r) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
                 if r.status().as_u16() == 200 {
-                    return Ok(());
+                    // Make sure it is our process answering (another program may have
+                    // taken the port between our pick and the router's bind).
+                    let st = client
+                        .get(format!("http://127.0.0.1:{}/admin/state", self.admin_port))
+                        .timeout(Duration::from_millis(500))
+                        .send()
+                        .await;
+                    let imp = match st {
+                        Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v.get("impl").and_then(|i| i.as_str()).map(String::from)),
+                        Err(_) => None,
+                    };
+                    let exited = self.child.as_mut().map(|c| matches!(c.try_wait(), Ok(Some(_)))).unwrap_or(true);
+                    if !exited && imp.as_deref() == Some(self.imp.as_str()) {
+                        return Ok(());
+                    }
                 }
             }
             if let Some(c) = self.child.as_mut() {
@@ -269,8 +283,7 @@ impl Env {
             upstreams.insert(name.clone(), Upstream::start(name, spec, dir.path()).await?);
         }
         let unused_port = free_port()?;
-        let listen_port = free_port()?;
-        let admin_port = free_port()?;
+        let (listen_port, admin_port) = (free_port()?, free_port()?);
         let mut env = Env {
             dir,
             state_dir,
@@ -313,11 +326,27 @@ impl Env {
         if let Some(g) = r.shutdown_grace_ms {
             args.push(format!("--shutdown-grace-ms={g}"));
         }
-        std::fs::write(log_dir.join("router.args"), args.join(" "))?;
-        env.router.args = args;
         let client = env.client.clone();
-        env.router.start(&client).await?;
-        Ok(env)
+        // Ports are picked free and then handed to the router, so another program can take
+        // one in between: on a bind failure, pick new ports and try again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut a = args.clone();
+            a[0] = format!("--listen=127.0.0.1:{}", env.router.listen_port);
+            a[1] = format!("--admin-listen=127.0.0.1:{}", env.router.admin_port);
+            std::fs::write(log_dir.join("router.args"), a.join(" "))?;
+            env.router.args = a;
+            match env.router.start(&client).await {
+                Ok(()) => return Ok(env),
+                Err(e) if attempt < 4 && format!("{e:#}").contains("in use") => {
+                    env.router.kill();
+                    env.router.listen_port = free_port()?;
+                    env.router.admin_port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Fills `{{...}}` templates in a string (see `scenario::templates`).

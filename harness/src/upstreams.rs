@@ -129,7 +129,16 @@ impl Upstream {
                 h.abort();
                 let _ = h.await;
             }
-            None => {}
+            None => return,
+        }
+        // wiremock shuts its server down on another thread after the drop: return only
+        // once the port refuses connections, so that "down" is true when the step ends.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            match tokio::net::TcpStream::connect(addr(self.port)).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
         }
     }
 
