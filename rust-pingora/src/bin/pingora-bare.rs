@@ -51,6 +51,9 @@ fn main() {
     let conf = ServerConf {
         threads: args.threads as usize,
         upstream_keepalive_pool_size: 256,
+        // SIGTERM: stop at once (Pingora's default grace period is minutes).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         // Per-process paths: several bare proxies may run at once.
         pid_file: format!("/tmp/pingora-bare-{}.pid", std::process::id()),
         upgrade_sock: format!("/tmp/pingora-bare-{}.sock", std::process::id()),
