@@ -311,6 +311,10 @@ impl Env {
             std::fs::create_dir_all(&env.state_dir)?;
             std::fs::write(env.state_dir.join("last-known-good.json"), text)?;
         }
+        if let Some(t) = &sc.router.lkg_text {
+            std::fs::create_dir_all(&env.state_dir)?;
+            std::fs::write(env.state_dir.join("last-known-good.json"), env.fill(t))?;
+        }
         let r = &sc.router;
         let mut args = vec![
             format!("--listen=127.0.0.1:{listen_port}"),

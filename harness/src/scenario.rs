@@ -163,6 +163,10 @@ pub struct RouterSpec {
     /// `--reconnect-max-ms` (default 400).
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_ms: u64,
+    /// Exact text of `last-known-good.json` written to the state dir before the first
+    /// start (templates filled in), e.g. a corrupt file.
+    #[serde(default)]
+    pub lkg_text: Option<String>,
     /// `--threads` (default 2).
     #[serde(default = "default_threads")]
     pub threads: u32,
@@ -174,6 +178,7 @@ impl Default for RouterSpec {
             control_plane: true,
             push_on_hello: true,
             shutdown_grace_ms: None,
+            lkg_text: None,
             reconnect_initial_ms: default_reconnect_initial(),
             reconnect_max_ms: default_reconnect_max(),
             threads: default_threads(),
@@ -217,6 +222,22 @@ pub enum Step {
     ExpectControlPlane(CpExpect),
     /// Check what an upstream received.
     ExpectUpstream(UpstreamExpect),
+    /// Check a file the router keeps (e.g. `{{state_dir}}/last-known-good.json`).
+    ExpectFile(FileExpect),
+}
+
+/// A file check.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileExpect {
+    /// Path (templates allowed).
+    pub path: String,
+    /// Whether it exists.
+    #[serde(default)]
+    pub exists: Option<bool>,
+    /// Its JSON `version` member.
+    #[serde(default)]
+    pub json_version: Option<u64>,
 }
 
 /// Requests to send.
@@ -752,8 +773,8 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
     if let Some(c) = &sc.config {
         check_templates(c, "config".into(), &mut err);
     }
-    if sc.config.is_none() && !sc.router.control_plane {
-        // fine: a router with neither serves no_config
+    if sc.router.lkg_text.is_some() && sc.config.is_some() && !sc.router.control_plane {
+        err("router.lkg_text".into(), "without a control plane `config` is the LKG file already; give one of them".into());
     }
     let mut backgrounds: Vec<String> = Vec::new();
     for (i, step) in sc.steps.iter().enumerate() {
@@ -902,6 +923,9 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
                 if !known(&u.name) {
                     err(format!("{base}.expect_upstream.name"), format!("unknown upstream {:?}", u.name));
                 }
+            }
+            Step::ExpectFile(f) => {
+                check_templates(&Value::String(f.path.clone()), format!("{base}.expect_file.path"), &mut err);
             }
             Step::ControlPlane(_) | Step::ExpectControlPlane(_) => {
                 if !sc.router.control_plane {
