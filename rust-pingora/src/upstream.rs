@@ -101,11 +101,26 @@ fn x509_ok(der: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The connection-pool group of a placement: hash of id, endpoint and `tls` block.
+pub fn pool_group(p: &Placement) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    p.id.hash(&mut h);
+    p.endpoint_raw.hash(&mut h);
+    format!("{:?}", p.tls).hash(&mut h);
+    h.finish()
+}
+
 /// Build the peer template of a placement.
 pub fn build_peer(p: &Placement) -> PeerResult {
     let addr = resolve(&p.endpoint.host, p.endpoint.port)?;
     let sni = if p.endpoint.tls { tls_name(p) } else { String::new() };
     let mut peer = HttpPeer::new(addr, p.endpoint.tls, sni);
+    // Pingora's pool key is address + scheme + SNI (+ client cert): without a group key a
+    // placement without a CA file could reuse a connection another placement verified
+    // against its own CA. One pool per placement (as Go's one Transport per placement),
+    // stable across config updates that keep the same id, endpoint and TLS settings.
+    peer.group_key = pool_group(p);
     peer.options.connection_timeout = Some(Duration::from_millis(p.connect_ms));
     peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
     peer.options.read_timeout = None;

@@ -88,6 +88,32 @@ fn tls_verification_sni_and_client_certificates() {
         }
     }
 
+    // two placements on the same endpoint in one router: the one that trusts only the
+    // system roots fails even after the other succeeded. (`s_server -www` closes after each
+    // response, so pool isolation itself is shown by the harness scenario upstream-tls.)
+    let two = serde_json::json!({
+        "version": 1,
+        "routes": {"good": "pgood", "noca": "pnoca"},
+        "placements": {
+            "pgood": {"endpoint": format!("https://127.0.0.1:{port}"), "max_concurrency": 4,
+                      "timeouts": {"connect_ms": 2000, "request_ms": 3000},
+                      "tls": {"ca_file": p("ca.pem"), "server_name": "api.internal"}},
+            "pnoca": {"endpoint": format!("https://127.0.0.1:{port}"), "max_concurrency": 4,
+                      "timeouts": {"connect_ms": 2000, "request_ms": 3000},
+                      "tls": {"server_name": "api.internal"}}
+        }
+    })
+    .to_string();
+    let r = RouterProc::start(Some(&two), &[]);
+    // keep-alive requests so that pgood's connection goes back to the pool
+    for _ in 0..2 {
+        let resp = http_keepalive_pair(&r.listen, "good");
+        assert_eq!(resp, 200);
+    }
+    let resp = http(&r.listen, "GET", "/", &[("X-Routing-Key", "noca")], None).unwrap();
+    assert_eq!(resp.status, 502, "pooled connection of another placement reused");
+    drop(r);
+
     let port = free_port();
     let _srv = s_server(&dir, port, true);
     let with = serde_json::json!({"ca_file": p("ca.pem"), "server_name": "api.internal",
@@ -100,4 +126,17 @@ fn tls_verification_sni_and_client_certificates() {
     let resp = http(&r.listen, "GET", "/", &[("X-Routing-Key", "k")], None).unwrap();
     assert!(resp.status == 502, "no client certificate must fail: {}", resp.status);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One request with keep-alive on the client side (the router may pool its upstream
+/// connection); returns the status.
+fn http_keepalive_pair(addr: &str, key: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: {key}\r\n\r\n").as_bytes()).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
