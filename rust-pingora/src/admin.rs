@@ -24,19 +24,33 @@ pub const DURATION_BUCKETS: &[f64] =
 
 /// All router metrics, registered in one registry.
 pub struct Metrics {
+    /// The registry `/metrics` renders.
     pub registry: Registry,
+    /// `router_requests_total{placement,status}`
     pub requests: IntCounterVec,
+    /// `router_errors_total{code}`
     pub errors: IntCounterVec,
+    /// `router_upstream_failures_total{placement,kind}`
     pub upstream_failures: IntCounterVec,
+    /// `router_failovers_total{from,to}`
     pub failovers: IntCounterVec,
+    /// `router_breaker_state{placement}` (refilled at each scrape)
     pub breaker_state: IntGaugeVec,
+    /// `router_endpoint_healthy{placement}` (refilled at each scrape)
     pub endpoint_healthy: IntGaugeVec,
+    /// `router_inflight{placement}` (refilled at each scrape)
     pub inflight: IntGaugeVec,
+    /// `router_config_version`
     pub config_version: IntGauge,
+    /// `router_config_accepted_total`
     pub config_accepted: IntCounter,
+    /// `router_config_rejected_total{code}`
     pub config_rejected: IntCounterVec,
+    /// `router_control_plane_connected`
     pub cp_connected: IntGauge,
+    /// `router_control_plane_reconnects_total`
     pub cp_reconnects: IntCounter,
+    /// `router_request_duration_seconds{placement}`
     pub duration: HistogramVec,
 }
 

@@ -121,28 +121,41 @@ pub fn parse_endpoint(s: &str) -> Option<Endpoint> {
 /// `health_check` block (spec section 4). Times in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckCfg {
+    /// Probe path, starts with `/`.
     pub path: String,
+    /// Time between probes, ms.
     pub interval_ms: u64,
+    /// Whole-probe deadline, ms.
     pub timeout_ms: u64,
+    /// Consecutive failures that mark the endpoint unhealthy.
     pub unhealthy_threshold: u32,
+    /// Consecutive successes that mark it healthy again.
     pub healthy_threshold: u32,
 }
 
 /// `circuit_breaker` block (spec section 5). Times in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerCfg {
+    /// Consecutive failures that open a closed breaker.
     pub failure_threshold: u32,
+    /// Time from opening to half-open, ms.
     pub open_ms: u64,
+    /// Half-open permits outstanding at once.
     pub half_open_max_requests: u32,
+    /// Consecutive half-open successes that close it.
     pub success_threshold: u32,
 }
 
 /// `tls` block: file paths of PEM material and the verified/SNI name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsCfg {
+    /// PEM file of trusted CAs; `None`: the system roots.
     pub ca_file: Option<String>,
+    /// SNI and verified name; `None` or empty: the endpoint host.
     pub server_name: Option<String>,
+    /// PEM client certificate chain.
     pub client_cert_file: Option<String>,
+    /// PEM client private key.
     pub client_key_file: Option<String>,
 }
 
@@ -155,18 +168,26 @@ pub struct Placement {
     pub endpoint_raw: String,
     /// The parsed endpoint.
     pub endpoint: Endpoint,
+    /// Next placement of the chain.
     pub fallback: Option<String>,
+    /// Requests in flight at most.
     pub max_concurrency: u32,
+    /// TCP connect (and TLS handshake) timeout, ms.
     pub connect_ms: u64,
+    /// Response-header deadline after the request was written, ms.
     pub request_ms: u64,
+    /// Active health check; `None`: always healthy.
     pub health_check: Option<HealthCheckCfg>,
+    /// Breaker; `None`: always admits.
     pub circuit_breaker: Option<BreakerCfg>,
+    /// TLS settings of an `https://` endpoint.
     pub tls: Option<TlsCfg>,
 }
 
 /// A validated config document.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Document version, 0..=2^53-1.
     pub version: u64,
     /// routing key -> placement id
     pub routes: HashMap<String, String>,

@@ -188,10 +188,13 @@ fn apply_inner(router: &Router, raw: &[u8]) -> Reply {
 
 /// The control-plane background service.
 pub struct ControlPlane {
+    /// Shared router state.
     pub router: Arc<Router>,
     /// `--control-plane` URL; `None` runs on the LKG file alone.
     pub url: Option<String>,
+    /// `--reconnect-initial-ms`
     pub initial_ms: u64,
+    /// `--reconnect-max-ms`
     pub max_ms: u64,
 }
 
