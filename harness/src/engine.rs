@@ -408,7 +408,7 @@ async fn one_request(client: &reqwest::Client, port: u16, s: &Send) -> Resp {
     let t0 = Instant::now();
     let timeout = Duration::from_millis(s.timeout_ms);
     let mut r = match &s.raw {
-        Some(raw) => tokio::time::timeout(timeout, raw_request(port, raw)).await.unwrap_or_else(|_| Resp {
+        Some(raw) => tokio::time::timeout(timeout, raw_request(port, raw, s.tunnel_write.as_deref())).await.unwrap_or_else(|_| Resp {
             failure: Some("timeout".into()),
             ..Default::default()
         }),
@@ -505,7 +505,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Writes raw bytes on a fresh connection and reads one response (head and a
 /// Content-Length body), or until the router closes.
-async fn raw_request(port: u16, raw: &str) -> Resp {
+async fn raw_request(port: u16, raw: &str, tunnel: Option<&str>) -> Resp {
     let mut s = match tokio::net::TcpStream::connect(crate::upstreams::addr(port)).await {
         Ok(s) => s,
         Err(e) => return Resp { failure: Some(e.to_string()), ..Default::default() },
@@ -525,6 +525,20 @@ async fn raw_request(port: u16, raw: &str) -> Resp {
                 .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                 .collect();
             let status = resp.code;
+            if let (Some(101), Some(t)) = (status, tunnel) {
+                let mut body = buf[n..].to_vec();
+                if s.write_all(t.as_bytes()).await.is_err() {
+                    return Resp { status, headers, failure: Some("tunnel write failed".into()), ..Default::default() };
+                }
+                while body.len() < t.len() {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => body.extend_from_slice(&tmp[..k]),
+                    }
+                }
+                let complete = body.len() >= t.len();
+                return Resp { status, headers, body, complete, ..Default::default() };
+            }
             let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.trim().parse().ok()).unwrap_or(0);
             let mut body = buf[n..].to_vec();
             while body.len() < len {

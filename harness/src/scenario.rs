@@ -108,6 +108,9 @@ pub enum Behaviour {
     },
     /// Holds every request until a step `release`s the upstream, then answers 200.
     Hold,
+    /// Answers `101 Switching Protocols` (echoing the request's `Upgrade`), then echoes
+    /// every byte it receives on the tunnel.
+    Upgrade,
 }
 
 impl Default for Behaviour {
@@ -275,6 +278,10 @@ pub struct Send {
     /// Expectations are checked whatever is traced.
     #[serde(default)]
     pub trace: Option<Vec<String>>,
+    /// With `raw`: after a `101` response, write these bytes on the tunnel and read as
+    /// many back into the body.
+    #[serde(default)]
+    pub tunnel_write: Option<String>,
     /// Number of requests (default 1).
     #[serde(default = "one")]
     pub count: u32,
@@ -798,6 +805,9 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
                             err(format!("{b}.trace[{k}]"), format!("{d:?} is not one of status, error, upstream, placement, complete"));
                         }
                     }
+                }
+                if s.tunnel_write.is_some() && s.raw.is_none() {
+                    err(format!("{b}.tunnel_write"), "needs raw".into());
                 }
                 if s.raw.is_some() && s.read_chunks.is_some() {
                     err(format!("{b}.read_chunks"), "not with raw".into());

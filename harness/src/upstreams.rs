@@ -550,6 +550,23 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 s.write_all(b"0\r\n\r\n").await?;
                 s.flush().await?;
             }
+            Behaviour::Upgrade => {
+                read_body(&mut s, &mut buf, &head, shared).await?;
+                let proto = head.get("upgrade").unwrap_or("websocket").to_string();
+                let h = format!("HTTP/1.1 101 Switching Protocols\r\nX-Upstream-Name: {name}\r\nConnection: Upgrade\r\nUpgrade: {proto}\r\n\r\n");
+                s.write_all(h.as_bytes()).await?;
+                s.write_all(&buf).await?;
+                s.flush().await?;
+                let mut tmp = [0u8; 16384];
+                loop {
+                    let n = s.read(&mut tmp).await?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    s.write_all(&tmp[..n]).await?;
+                    s.flush().await?;
+                }
+            }
             Behaviour::Hold => {
                 read_body(&mut s, &mut buf, &head, shared).await?;
                 let mut rx = shared.released.subscribe();
