@@ -3,7 +3,7 @@
 //! (5, 1000 ms, 1, 1), and validate + atomic swap of the whole document.
 
 use arc_swap::ArcSwapOption;
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rust_pingora::breaker::{Breaker, Outcome};
 use rust_pingora::config::{parse_and_validate, BreakerCfg};
 use rust_pingora::routing::{select, Selection};
@@ -50,15 +50,13 @@ fn hot_paths(c: &mut Criterion) {
     });
 
     let cur: ArcSwapOption<rust_pingora::config::Config> = ArcSwapOption::empty();
-    let mut g = c.benchmark_group("validate_swap");
-    g.throughput(Throughput::Bytes(doc.len() as u64));
-    g.bench_function("validate_swap", |b| {
+    // plain name (no group) so the harness matches it with Go's BenchmarkValidateSwap
+    c.bench_function("validate_swap", |b| {
         b.iter(|| {
             let cfg = parse_and_validate(black_box(&doc)).unwrap();
             cur.store(Some(Arc::new(cfg)));
         })
     });
-    g.finish();
 }
 
 criterion_group!(benches, hot_paths);
