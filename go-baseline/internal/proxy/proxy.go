@@ -89,8 +89,38 @@ func New(st *store.Store, m *admin.Metrics, logW io.Writer) *Handler {
 		ErrorHandler:   h.errorHandler,
 		ModifyResponse: h.modifyResponse,
 		ErrorLog:       log.New(io.Discard, "", 0),
+		BufferPool:     copyBuffers,
 	}
 	return h
+}
+
+// copyBufferSize is the size of the buffers ReverseProxy copies response bodies through
+// (its own default, allocated afresh per request when no BufferPool is set).
+const copyBufferSize = 32 << 10
+
+// copyBuffers reuses ReverseProxy's body-copy buffers across requests. Without it every
+// response allocates (and zeroes) 32 KiB, which is most of the garbage a proxied request
+// makes, so most of the garbage collector's work.
+var copyBuffers httputil.BufferPool = &bufferPool{}
+
+// bufferPool is an httputil.BufferPool over sync.Pool. It holds array pointers, so that
+// neither Get nor Put allocates.
+type bufferPool struct{ p sync.Pool }
+
+// Get returns a buffer of copyBufferSize bytes.
+func (b *bufferPool) Get() []byte {
+	if a, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return a[:]
+	}
+	return make([]byte, copyBufferSize)
+}
+
+// Put gives back a buffer obtained from Get.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return
+	}
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 }
 
 type ctxKey struct{}

@@ -27,7 +27,7 @@ type router struct {
 }
 
 // newRouter serves the data plane for doc like cmd/router does.
-func newRouter(t *testing.T, doc string) *router {
+func newRouter(t testing.TB, doc string) *router {
 	t.Helper()
 	st := store.New()
 	t.Cleanup(st.Close)
