@@ -309,6 +309,55 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
                 }
                 ctx.obs(i, "expect_control_plane", Value::Object(seen));
             }
+            Step::ExpectAccessLog(a) => {
+                let settle = Instant::now() + SETTLE;
+                let (seen, fails) = loop {
+                    let lines = ctx.env.router.access_log();
+                    let mut fails = vec![];
+                    let mut seen = serde_json::Map::new();
+                    if let Some(n) = a.count {
+                        seen.insert("count".into(), json!(lines.len()));
+                        if lines.len() != n {
+                            fails.push(format!("{} access-log lines, expected {n}", lines.len()));
+                        }
+                    }
+                    let tail: Vec<&Value> = lines.iter().rev().take(a.last.len()).rev().collect();
+                    let mut shown = vec![];
+                    for (k, want) in a.last.iter().enumerate() {
+                        let Some(got) = tail.get(k) else {
+                            fails.push(format!("access-log line {k} of the last {} missing", a.last.len()));
+                            continue;
+                        };
+                        let mut norm = (*got).clone();
+                        if let Some(o) = norm.as_object_mut() {
+                            let ts_ok = o.get("ts").and_then(|t| t.as_str()).map(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()) == Some(true);
+                            let d_ok = o.get("duration_ms").map(|d| d.is_number()) == Some(true);
+                            o.insert("ts".into(), json!(ts_ok));
+                            o.insert("duration_ms".into(), json!(d_ok));
+                            if !ts_ok || !d_ok {
+                                fails.push(format!("access-log line {k}: ts must be RFC 3339 and duration_ms a number: {got}"));
+                            }
+                        }
+                        for (f, v) in want {
+                            let v = ctx.env.fill_value(v);
+                            let g = norm.get(f).cloned().unwrap_or(Value::String("<absent>".into()));
+                            if !json_eq(&g, &v) {
+                                fails.push(format!("access-log line {k}: {f} = {g}, expected {v}"));
+                            }
+                        }
+                        shown.push(norm);
+                    }
+                    seen.insert("last".into(), Value::Array(shown));
+                    if fails.is_empty() || Instant::now() >= settle {
+                        break (seen, fails);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                for f in fails {
+                    ctx.fail(i, "expect_access_log", f);
+                }
+                ctx.obs(i, "expect_access_log", Value::Object(seen));
+            }
             Step::ExpectFile(f) => {
                 let path = ctx.env.fill(&f.path);
                 let text = std::fs::read_to_string(&path).ok();

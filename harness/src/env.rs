@@ -155,6 +155,16 @@ impl RouterProc {
         self.last_exit = Some(code);
     }
 
+    /// Access-log lines (JSON objects with `ts`) of the current process's stderr.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        let p = self.log_dir.join(format!("router.{}.stderr", self.starts));
+        let t = std::fs::read_to_string(p).unwrap_or_default();
+        t.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+            .filter(|v| v.get("ts").is_some())
+            .collect()
+    }
+
     /// Last lines of the current process's stderr.
     pub fn stderr_tail(&self) -> String {
         let p = self.log_dir.join(format!("router.{}.stderr", self.starts));
@@ -326,6 +336,9 @@ impl Env {
         ];
         if let Some(cp) = &env.cp {
             args.push(format!("--control-plane={}", cp.url()));
+        }
+        if r.access_log {
+            args.push("--access-log".into());
         }
         if let Some(g) = r.shutdown_grace_ms {
             args.push(format!("--shutdown-grace-ms={g}"));

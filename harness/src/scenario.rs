@@ -170,6 +170,9 @@ pub struct RouterSpec {
     /// start (templates filled in), e.g. a corrupt file.
     #[serde(default)]
     pub lkg_text: Option<String>,
+    /// Pass `--access-log` (JSON lines on stderr).
+    #[serde(default)]
+    pub access_log: bool,
     /// `--threads` (default 2).
     #[serde(default = "default_threads")]
     pub threads: u32,
@@ -182,6 +185,7 @@ impl Default for RouterSpec {
             push_on_hello: true,
             shutdown_grace_ms: None,
             lkg_text: None,
+            access_log: false,
             reconnect_initial_ms: default_reconnect_initial(),
             reconnect_max_ms: default_reconnect_max(),
             threads: default_threads(),
@@ -227,6 +231,22 @@ pub enum Step {
     ExpectUpstream(UpstreamExpect),
     /// Check a file the router keeps (e.g. `{{state_dir}}/last-known-good.json`).
     ExpectFile(FileExpect),
+    /// Check the access log (JSON lines with a `ts` member on the current process's
+    /// stderr; needs `router.access_log`).
+    ExpectAccessLog(AccessLogExpect),
+}
+
+/// Access-log expectations.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogExpect {
+    /// Number of access-log lines so far.
+    #[serde(default)]
+    pub count: Option<usize>,
+    /// The last lines, oldest first: each listed member must be equal (other members,
+    /// `ts` and `duration_ms` included, are only checked for presence and type).
+    #[serde(default)]
+    pub last: Vec<BTreeMap<String, Value>>,
 }
 
 /// A file check.
@@ -932,6 +952,11 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
             Step::ExpectUpstream(u) => {
                 if !known(&u.name) {
                     err(format!("{base}.expect_upstream.name"), format!("unknown upstream {:?}", u.name));
+                }
+            }
+            Step::ExpectAccessLog(_) => {
+                if !sc.router.access_log {
+                    err(base.clone(), "needs router.access_log: true".into());
                 }
             }
             Step::ExpectFile(f) => {
