@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,14 @@ func TestAdminAPI(t *testing.T) {
 	_, _, text = fetch(t, srv.URL+"/metrics")
 	if strings.Contains(text, `router_inflight{placement="a"}`) || !strings.Contains(text, `router_inflight{placement="c"} 0`) {
 		t.Fatalf("gauges of a removed placement:\n%s", text)
+	}
+}
+
+// The status label is the status in decimal, from the table or not.
+func TestStatusLabel(t *testing.T) {
+	for _, s := range []int{0, 99, 100, 101, 200, 404, 503, 599, 600, 999} {
+		if got, want := statusLabel(s), strconv.Itoa(s); got != want {
+			t.Fatalf("statusLabel(%d) = %q, want %q", s, got, want)
+		}
 	}
 }

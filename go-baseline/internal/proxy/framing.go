@@ -104,7 +104,8 @@ func (c *scanConn) take(method, target string) bool {
 	defer c.mu.Unlock()
 	for len(c.heads) > 0 {
 		h := c.heads[0]
-		c.heads = c.heads[1:]
+		n := copy(c.heads, c.heads[1:]) // keep the backing array: no allocation per head
+		c.heads = c.heads[:n]
 		if h.method == method && h.target == target {
 			return h.conflict
 		}
@@ -163,12 +164,14 @@ func (c *scanConn) lineDone(line []byte) {
 				return // empty lines before a request line are skipped
 			}
 			c.started = true
-			f := bytes.Fields(line)
-			if len(f) >= 2 {
-				c.cur.method, c.cur.target = string(f[0]), string(f[1])
+			// Split like net/http's parseRequestLine: METHOD SP request-target SP version.
+			method, rest, ok1 := bytes.Cut(line, []byte{' '})
+			target, proto, ok2 := bytes.Cut(rest, []byte{' '})
+			if ok1 && ok2 {
+				c.cur.method, c.cur.target = methodString(method), string(target)
 			}
 			// net/http ignores Transfer-Encoding below HTTP/1.1.
-			c.http10 = len(f) == 3 && bytes.Equal(f[2], []byte("HTTP/1.0"))
+			c.http10 = ok1 && ok2 && bytes.Equal(proto, []byte("HTTP/1.0"))
 			return
 		}
 		if len(line) > 0 {
@@ -231,6 +234,18 @@ func (c *scanConn) header(line []byte) {
 		}
 	}
 }
+
+// methodString is string(m), without an allocation for the common methods.
+func methodString(m []byte) string {
+	for _, s := range commonMethods {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
+}
+
+var commonMethods = [...]string{"GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS"}
 
 // parseHex parses a chunk size (1 to 15 hex digits).
 func parseHex(b []byte) (int64, error) {

@@ -142,6 +142,8 @@ type reqState struct {
 
 	mu         sync.Mutex // reqBodyErr is set by the transport's body-writing goroutine
 	reqBodyErr error      // client request body read error
+
+	rw respWriter // the client's response writer (one allocation with the state)
 }
 
 func stateOf(ctx context.Context) *reqState { return ctx.Value(ctxKey{}).(*reqState) }
@@ -149,8 +151,9 @@ func stateOf(ctx context.Context) *reqState { return ctx.Value(ctxKey{}).(*reqSt
 // ServeHTTP runs steps 1 to 9 of docs/spec.md section 3 for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	rw := &respWriter{ResponseWriter: w}
 	st := &reqState{}
+	rw := &st.rw
+	rw.ResponseWriter = w
 	defer h.finish(rw, r, st, start)
 
 	if conflictingFraming(r) {
@@ -229,9 +232,9 @@ func (st *reqState) clientBodyFailed() bool {
 }
 
 func target(out *http.Request, p *routing.Placement) {
-	ep := p.Config.Endpoint
-	out.URL.Scheme = ep.Scheme
-	out.URL.Host = ep.HostPort()
+	up := p.Upstream.(*upstream.Upstream)
+	out.URL.Scheme = up.Endpoint.Scheme
+	out.URL.Host = up.HostPort
 	out.Host = ""
 }
 
@@ -444,6 +447,20 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
-func (w *respWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+func (w *respWriter) Flush() { _ = w.FlushError() }
+
+// FlushError flushes the real writer; ReverseProxy's http.ResponseController calls it
+// after every write (FlushInterval -1). Asserting the writer's interfaces directly
+// avoids a ResponseController allocation per flush.
+func (w *respWriter) FlushError() error {
+	switch f := w.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
 
 func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

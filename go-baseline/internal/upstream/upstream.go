@@ -44,6 +44,9 @@ type Upstream struct {
 	Probe *http.Client
 	// Endpoint is the placement's parsed endpoint.
 	Endpoint config.Endpoint
+	// HostPort is Endpoint.HostPort(), computed once: the upstream URL's host and the
+	// Host header of every proxied request.
+	HostPort string
 }
 
 // Same reports whether an Upstream built for a can serve b unchanged: same endpoint,
@@ -72,7 +75,7 @@ func New(p *config.Placement) *Upstream {
 	pt.IdleConnTimeout = IdleConnTimeout
 	return &Upstream{Transport: t, Probe: &http.Client{Transport: pt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Endpoint: p.Endpoint}
+		Endpoint: p.Endpoint, HostPort: p.Endpoint.HostPort()}
 }
 
 // Close drops idle connections of both pools (in-flight requests finish).
