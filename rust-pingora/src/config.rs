@@ -395,7 +395,7 @@ pub fn validate_value(value: Value) -> Result<Config, Rejection> {
     }
 
     // chains
-    for (id, _) in &placements {
+    for id in placements.keys() {
         let mut seen: Vec<&str> = vec![id.as_str()];
         let mut cur = id.as_str();
         while let Some(next) = placements[cur].fallback.as_deref() {

@@ -634,7 +634,7 @@ impl ProxyHttp for RouterProxy {
         ctx.dup_fd = None;
         let now = Instant::now();
         // Breaker outcome and failure metrics.
-        let kind = ctx.fail.or_else(|| match ctx.upstream_status {
+        let kind = ctx.fail.or(match ctx.upstream_status {
             Some(s) if s >= 500 => Some(FailKind::Status5xx),
             _ => None,
         });

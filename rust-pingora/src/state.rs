@@ -93,7 +93,7 @@ impl Router {
                 }
                 _ => Breaker::new(p.circuit_breaker.clone(), now),
             };
-            let limiter = limiters.entry(id.clone()).or_insert_with(Limiter::new).clone();
+            let limiter = limiters.entry(id.clone()).or_default().clone();
             placements.insert(
                 id.clone(),
                 Arc::new(PlacementRt { cfg: p.clone(), health, breaker, limiter, peer }),
