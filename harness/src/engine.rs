@@ -86,6 +86,7 @@ struct Ctx<'a> {
     failures: Vec<String>,
     latencies: Vec<u64>,
     background: HashMap<String, (usize, Send, tokio::task::JoinHandle<Vec<Resp>>)>,
+    progress: HashMap<String, std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Ctx<'_> {
@@ -118,7 +119,7 @@ pub async fn run(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path) -> Im
             };
         }
     };
-    let mut ctx = Ctx { env: &mut env, sc, trace: vec![], failures: vec![], latencies: vec![], background: HashMap::new() };
+    let mut ctx = Ctx { env: &mut env, sc, trace: vec![], failures: vec![], latencies: vec![], background: HashMap::new(), progress: HashMap::new() };
     let deadline = Duration::from_millis(sc.timeout_ms);
     let res = tokio::time::timeout(deadline, run_steps(&mut ctx)).await;
     match res {
@@ -172,11 +173,13 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
             Step::Send(s) => {
                 let s = s.clone();
                 if let Some(name) = &s.background {
-                    let h = tokio::spawn(do_send(ctx.env.client.clone(), ctx.env.router.listen_port, fill_send(ctx.env, &s)));
+                    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                    ctx.progress.insert(name.clone(), progress.clone());
+                    let h = tokio::spawn(do_send(ctx.env.client.clone(), ctx.env.router.listen_port, fill_send(ctx.env, &s), progress));
                     ctx.background.insert(name.clone(), (i as usize, s.clone(), h));
                     ctx.obs(i, "send", json!({"background": name}));
                 } else {
-                    let rs = do_send(ctx.env.client.clone(), ctx.env.router.listen_port, fill_send(ctx.env, &s)).await;
+                    let rs = do_send(ctx.env.client.clone(), ctx.env.router.listen_port, fill_send(ctx.env, &s), Default::default()).await;
                     check_send(ctx, i, &s, &rs);
                 }
             }
@@ -321,13 +324,13 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
                             fails.push(format!("{} access-log lines, expected {n}", lines.len()));
                         }
                     }
+                    // The last lines in any order: a router may log a request just after
+                    // the client got its response, so sequential requests can log out of
+                    // order. Each expected entry must match a distinct line.
                     let tail: Vec<&Value> = lines.iter().rev().take(a.last.len()).rev().collect();
                     let mut shown = vec![];
-                    for (k, want) in a.last.iter().enumerate() {
-                        let Some(got) = tail.get(k) else {
-                            fails.push(format!("access-log line {k} of the last {} missing", a.last.len()));
-                            continue;
-                        };
+                    let mut normed: Vec<Value> = Vec::new();
+                    for got in &tail {
                         let mut norm = (*got).clone();
                         if let Some(o) = norm.as_object_mut() {
                             let ts_ok = o.get("ts").and_then(|t| t.as_str()).map(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()) == Some(true);
@@ -335,18 +338,27 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
                             o.insert("ts".into(), json!(ts_ok));
                             o.insert("duration_ms".into(), json!(d_ok));
                             if !ts_ok || !d_ok {
-                                fails.push(format!("access-log line {k}: ts must be RFC 3339 and duration_ms a number: {got}"));
+                                fails.push(format!("access-log line: ts must be RFC 3339 and duration_ms a number: {got}"));
                             }
                         }
-                        for (f, v) in want {
-                            let v = ctx.env.fill_value(v);
-                            let g = norm.get(f).cloned().unwrap_or(Value::String("<absent>".into()));
-                            if !json_eq(&g, &v) {
-                                fails.push(format!("access-log line {k}: {f} = {g}, expected {v}"));
-                            }
-                        }
-                        shown.push(norm);
+                        normed.push(norm);
                     }
+                    if tail.len() < a.last.len() {
+                        fails.push(format!("{} access-log lines, expected at least {}", tail.len(), a.last.len()));
+                    }
+                    let mut used = vec![false; normed.len()];
+                    for want in &a.last {
+                        let want: BTreeMap<String, Value> = want.iter().map(|(k, v)| (k.clone(), ctx.env.fill_value(v))).collect();
+                        let hit = normed.iter().enumerate().position(|(j, g)| {
+                            !used[j] && want.iter().all(|(f, v)| json_eq(&g.get(f).cloned().unwrap_or(Value::Null), v) && g.get(f).is_some())
+                        });
+                        match hit {
+                            Some(j) => used[j] = true,
+                            None => fails.push(format!("no access-log line matches {}", serde_json::to_string(&want).unwrap_or_default())),
+                        }
+                    }
+                    normed.sort_by_key(|v| v.to_string());
+                    shown.extend(normed);
                     seen.insert("last".into(), Value::Array(shown));
                     if fails.is_empty() || Instant::now() >= settle {
                         break (seen, fails);
@@ -443,17 +455,19 @@ fn fill_send(env: &Env, s: &Send) -> Send {
 }
 
 /// Sends the step's requests, `concurrency` at a time.
-pub async fn do_send(client: reqwest::Client, port: u16, s: Send) -> Vec<Resp> {
+/// `progress` counts response body chunks received over all the step's requests.
+pub async fn do_send(client: reqwest::Client, port: u16, s: Send, progress: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Vec<Resp> {
     let s = std::sync::Arc::new(s);
     let futs = (0..s.count).map(|_| {
         let c = client.clone();
         let s = s.clone();
-        async move { one_request(&c, port, &s).await }
+        let p = progress.clone();
+        async move { one_request(&c, port, &s, &p).await }
     });
     futures_util::stream::iter(futs).buffered(s.concurrency as usize).collect().await
 }
 
-async fn one_request(client: &reqwest::Client, port: u16, s: &Send) -> Resp {
+async fn one_request(client: &reqwest::Client, port: u16, s: &Send, progress: &std::sync::atomic::AtomicU64) -> Resp {
     let t0 = Instant::now();
     let timeout = Duration::from_millis(s.timeout_ms);
     let mut r = match &s.raw {
@@ -461,7 +475,7 @@ async fn one_request(client: &reqwest::Client, port: u16, s: &Send) -> Resp {
             failure: Some("timeout".into()),
             ..Default::default()
         }),
-        None => match tokio::time::timeout(timeout, http_request(client, port, s)).await {
+        None => match tokio::time::timeout(timeout, http_request(client, port, s, progress)).await {
             Ok(r) => r,
             Err(_) => Resp { failure: Some("timeout".into()), ..Default::default() },
         },
@@ -470,7 +484,7 @@ async fn one_request(client: &reqwest::Client, port: u16, s: &Send) -> Resp {
     r
 }
 
-async fn http_request(client: &reqwest::Client, port: u16, s: &Send) -> Resp {
+async fn http_request(client: &reqwest::Client, port: u16, s: &Send, progress: &std::sync::atomic::AtomicU64) -> Resp {
     let url = format!("http://127.0.0.1:{port}{}", s.path);
     let method = reqwest::Method::from_bytes(s.method.as_bytes()).unwrap_or(reqwest::Method::GET);
     let mut rb = client.request(method, url);
@@ -524,6 +538,7 @@ async fn http_request(client: &reqwest::Client, port: u16, s: &Send) -> Resp {
                 out.max_gap_ms = out.max_gap_ms.max(now.duration_since(last).as_millis() as u64);
                 last = now;
                 out.chunks += 1;
+                progress.fetch_add(1, Ordering::SeqCst);
                 if out.body.len() < 1 << 20 {
                     out.body.extend_from_slice(&c);
                 }
@@ -939,6 +954,16 @@ async fn do_wait(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
         .await;
         last = json!(ok);
         ok
+    } else if let Some(name) = &w.background_chunks {
+        let p = ctx.progress.get(name).cloned().unwrap_or_default();
+        let n = w.at_least.unwrap_or(1.0);
+        let ok = wait_until(within, || {
+            let v = p.load(Ordering::SeqCst) as f64;
+            async move { v >= n }
+        })
+        .await;
+        last = json!(p.load(Ordering::SeqCst));
+        ok
     } else if let Some(name) = &w.upstream_requests {
         let sh = ctx.env.upstreams[name].shared().clone();
         let n = w.at_least.unwrap_or(1.0);
@@ -954,7 +979,7 @@ async fn do_wait(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
     };
     ctx.obs(i, "wait", json!({"met": met}));
     if !met {
-        let what = w.admin.clone().or(w.metric.clone()).or(w.upstream_requests.clone()).unwrap_or_else(|| {
+        let what = w.admin.clone().or(w.metric.clone()).or(w.upstream_requests.clone()).or(w.background_chunks.clone()).unwrap_or_else(|| {
             if w.data_port_refused.is_some() {
                 "data_port_refused".into()
             } else if w.hellos.is_some() {

@@ -243,8 +243,8 @@ pub struct AccessLogExpect {
     /// Number of access-log lines so far.
     #[serde(default)]
     pub count: Option<usize>,
-    /// The last lines, oldest first: each listed member must be equal (other members,
-    /// `ts` and `duration_ms` included, are only checked for presence and type).
+    /// The last lines, in any order: each entry's members must be equal in a distinct
+    /// line (`ts` must be RFC 3339 and `duration_ms` a number in every one of them).
     #[serde(default)]
     pub last: Vec<BTreeMap<String, Value>>,
 }
@@ -536,6 +536,9 @@ pub struct Wait {
     /// The data-plane port refuses new connections (after SIGTERM).
     #[serde(default)]
     pub data_port_refused: Option<bool>,
+    /// Body chunks received by a background send (by name), at least `at_least`.
+    #[serde(default)]
+    pub background_chunks: Option<String>,
     /// Requests an upstream has received (by name), at least `at_least`.
     #[serde(default)]
     pub upstream_requests: Option<String>,
@@ -906,15 +909,21 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
                     w.cp_connections.is_some(),
                     w.upstream_requests.is_some(),
                     w.data_port_refused.is_some(),
+                    w.background_chunks.is_some(),
                 ]
                 .iter()
                 .filter(|x| **x)
                 .count();
                 if n != 1 {
-                    err(format!("{base}.wait"), "exactly one of admin, metric, hellos, cp_connections, upstream_requests, data_port_refused".into());
+                    err(format!("{base}.wait"), "exactly one of admin, metric, hellos, cp_connections, upstream_requests, data_port_refused, background_chunks".into());
                 }
                 if (w.admin.is_some() || w.metric.is_some()) && w.equals.is_none() && w.at_least.is_none() {
                     err(format!("{base}.wait"), "admin and metric need equals or at_least".into());
+                }
+                if let Some(n) = &w.background_chunks {
+                    if !backgrounds.contains(n) {
+                        err(format!("{base}.wait.background_chunks"), format!("no earlier background send named {n:?}"));
+                    }
                 }
                 if w.upstream_requests.is_some() && w.at_least.is_none() {
                     err(format!("{base}.wait"), "upstream_requests needs at_least".into());
