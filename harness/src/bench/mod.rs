@@ -2,9 +2,9 @@
 //! Owned by the benchmark work (issue 5); see `scenarios/bench/` and docs/benchmarks.md.
 //!
 //! A run: start the shared upstream (a separate `parity bench --serve-upstream` process)
-//! and every target; measure idle keep-alive memory on the fresh processes; closed-loop
-//! maximum throughput; the `wrk` cross-check on `direct`; open-loop runs at the reference
-//! rate; the open-loop rate ladder; optionally the hot-path micro-benchmarks. Targets are
+//! and every target; closed-loop maximum throughput; the `wrk` cross-check on `direct`;
+//! open-loop runs at the reference rate; the open-loop rate ladder; idle keep-alive
+//! memory; optionally the hot-path micro-benchmarks. Targets are
 //! interleaved (A B C ... A B C ...) within each phase. Results go to
 //! `<out>/<run-id>/bench.json`, `report.md`, `report.html` and SVG plots, and
 //! `<out>/latest` points at the run.
@@ -220,20 +220,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
 
     let mut ctx = Ctx { t0, profile: &profile, pids: &pids, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new() };
 
-    // 1. Idle keep-alive memory, on the fresh processes.
-    let mut idle = BTreeMap::new();
-    if profile.idle_connections > 0 {
-        for r in &running {
-            let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
-            match &res {
-                Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
-                Err(e) => progress(t0, &format!("idle {}: failed: {e:#}", r.name)),
-            }
-            idle.insert(r.name.clone(), res.unwrap_or_else(|e| extras::IdleResult::failed(format!("{e:#}"))));
-        }
-    }
-
-    // 2. Closed loop, interleaved.
+    // 1. Closed loop, interleaved.
     for rep in 0..profile.closed_loop.repeats {
         for r in &running {
             ctx.segment(r, "closed", None, rep, &profile.closed_loop).await?;
@@ -244,7 +231,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         .map(|r| (r.name.clone(), median(ctx.values(&r.name, "closed", None, |s| s.achieved_rps))))
         .collect();
 
-    // 3. The generator against wrk on direct.
+    // 2. The generator against wrk on direct.
     let tool_check = if profile.tool_check.enabled {
         match running.iter().find(|r| r.name == "direct") {
             Some(d) => Some(extras::tool_check(d, &profile, &pids["direct"]).await),
@@ -257,7 +244,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         progress(t0, &format!("tool check: {}", tc.summary()));
     }
 
-    // 4. Reference rate.
+    // 3. Reference rate.
     let reference_rate = match &profile.reference_rate {
         RefRate::Fixed(x) => *x,
         RefRate::Auto(_) => {
@@ -277,7 +264,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         }
     }
 
-    // 5. The ladder, relative to the fastest proxy.
+    // 4. The ladder, relative to the fastest proxy.
     let ladder_base = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(0.0, f64::max);
     let ladder_base = if ladder_base > 0.0 { ladder_base } else { max_rps.get("direct").copied().unwrap_or(0.0) };
     let mut saturated: BTreeMap<String, bool> = BTreeMap::new();
@@ -288,7 +275,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             let left = running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)).count();
             let cost = left as f64 * profile.ladder.phase.repeats as f64
                 * ((profile.ladder.phase.warmup_ms + profile.ladder.phase.duration_ms) as f64 / 1000.0 + 0.15);
-            if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + 1.5 > profile.max_seconds as f64 {
+            // Keep room for the idle-connection phase that follows (about 0.5 s per target
+            // and 1000 connections, measured on the reference box).
+            let idle_reserve = running.len() as f64 * (0.5 + profile.idle_connections as f64 / 2000.0);
+            if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + idle_reserve + 1.5 > profile.max_seconds as f64 {
                 let msg = format!("ladder stopped before {rate} req/s: the profile's time budget of {} s", profile.max_seconds);
                 progress(t0, &msg);
                 ladder_note = Some(msg);
@@ -314,6 +304,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                     saturated.insert(r.name.clone(), true);
                 }
             }
+        }
+    }
+
+    // 5. Idle keep-alive memory, last: the RSS the idle connections leave behind (allocators
+    // rarely give it back) must not inflate the load phases' memory figures.
+    let mut idle = BTreeMap::new();
+    if profile.idle_connections > 0 {
+        for r in &running {
+            let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
+            match &res {
+                Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
+                Err(e) => progress(t0, &format!("idle {}: failed: {e:#}", r.name)),
+            }
+            idle.insert(r.name.clone(), res.unwrap_or_else(|e| extras::IdleResult::failed(format!("{e:#}"))));
         }
     }
 
