@@ -20,6 +20,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 static CHILDREN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// Temp dirs of live environments, removed by [`kill_all`] (their `TempDir` guards do not
+/// run when the process exits on Ctrl-C).
+static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn register(pid: i32) {
     CHILDREN.lock().unwrap().get_or_insert_with(HashSet::new).insert(pid);
@@ -30,12 +33,16 @@ fn unregister(pid: i32) {
     }
 }
 
-/// SIGKILLs the process group of every router still running (Ctrl-C, fatal errors).
+/// SIGKILLs the process group of every router still running and removes the temp dirs
+/// of live environments (Ctrl-C, fatal errors).
 pub fn kill_all() {
     if let Some(s) = CHILDREN.lock().unwrap().as_mut() {
         for pid in s.drain() {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
+    }
+    for d in TEMP_DIRS.lock().unwrap().drain(..) {
+        let _ = std::fs::remove_dir_all(d);
     }
 }
 
@@ -287,6 +294,7 @@ impl Env {
         }
         std::fs::create_dir_all(log_dir)?;
         let dir = tempfile::Builder::new().prefix("parity-").tempdir()?;
+        TEMP_DIRS.lock().unwrap().push(dir.path().to_path_buf());
         let state_dir = dir.path().join("state");
         let mut upstreams = BTreeMap::new();
         for (name, spec) in &sc.upstreams {
@@ -453,5 +461,6 @@ impl Env {
         for up in self.upstreams.values() {
             up.shutdown().await;
         }
+        TEMP_DIRS.lock().unwrap().retain(|d| d != self.dir.path());
     }
 }
