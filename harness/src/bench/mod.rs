@@ -119,6 +119,8 @@ pub struct RunData {
     pub ladder_note: Option<String>,
     /// /proc/loadavg (1, 5, 15 min) when the run started.
     pub loadavg_start: String,
+    /// Nice value the run had (see `Profile::nice`).
+    pub nice: i32,
     pub nofile: u64,
 }
 
@@ -169,7 +171,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let t0 = Instant::now();
     let loadavg_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let nofile = procs::raise_nofile(1 << 20);
-    progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}", profile.name, out.display(), bin_dir.display()));
+    let nice = procs::set_nice(profile.nice);
+    progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}; nice {nice}", profile.name, out.display(), bin_dir.display()));
 
     let parity = std::env::current_exe()?;
     let up = targets::start_upstream(&parity, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log")).await?;
@@ -354,6 +357,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         elapsed_secs: t0.elapsed().as_secs_f64(),
         ladder_note,
         loadavg_start,
+        nice,
         nofile,
     };
     report::write_all(&data, &out)?;

@@ -100,8 +100,16 @@ pub struct Profile {
     /// note in the report, when its next rate would not fit.
     #[serde(default)]
     pub max_seconds: u64,
+    /// Nice value for parity and every process it starts (default -10: ahead of
+    /// background builds on a shared machine; needs root, else the current value stays).
+    #[serde(default = "default_nice")]
+    pub nice: i32,
     /// RSS/CPU sampling period, milliseconds.
     pub sample_ms: u64,
+}
+
+fn default_nice() -> i32 {
+    -10
 }
 
 impl Profile {

@@ -167,6 +167,7 @@ fn bench_json(d: &RunData, rows: &[Row]) -> Value {
         "elapsed_s": num(d.elapsed_secs),
         "ladder_note": d.ladder_note,
         "rlimit_nofile": d.nofile,
+        "nice": d.nice,
         "targets": targets,
         "generator": {
             "max_cpu_util": num(d.segs.iter().map(|s| s.generator_cpu_util).fold(f64::NAN, f64::max)),
@@ -221,11 +222,11 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
     b.push(Block::H(1, format!("parity bench: {} ({})", p.name, d.run_id)));
     let h = host();
     b.push(Block::P(format!(
-        "Host: {} CPUs ({}), Linux {}. Every target runs with {} worker thread(s) (GOMAXPROCS, `ServerConf.threads`, nginx `worker_processes`); the upstream has {} thread(s) in its own process, the load generator {} thread(s) inside `parity`. {} client connections. Reference rate: **{} req/s** ({}). Open-loop latency is timed from each request's intended send time. Run time {:.0} s. Load average when the run started: {}; at its end: {} (other work on the machine shows up as noise in every figure).",
+        "Host: {} CPUs ({}), Linux {}. Every target runs with {} worker thread(s) (GOMAXPROCS, `ServerConf.threads`, nginx `worker_processes`); the upstream has {} thread(s) in its own process, the load generator {} thread(s) inside `parity`. {} client connections. Reference rate: **{} req/s** ({}). Open-loop latency is timed from each request's intended send time. Run time {:.0} s. Load average when the run started: {}; at its end: {} (other work on the machine shows up as noise in every figure; the benchmark's processes ran at nice {}).",
         h["cpus"], h["cpu_model"].as_str().unwrap_or(""), h["kernel"].as_str().unwrap_or(""),
         p.threads, p.upstream_threads, p.client_threads, p.connections, d.reference_rate,
         match p.reference_rate { super::profile::RefRate::Fixed(_) => "fixed by the profile".to_string(), _ => "auto: half of nginx's closed-loop maximum, or of the slower bare proxy without nginx".to_string() },
-        d.elapsed_secs, d.loadavg_start, h["loadavg_at_report"].as_str().unwrap_or("")
+        d.elapsed_secs, d.loadavg_start, h["loadavg_at_report"].as_str().unwrap_or(""), d.nice
     )));
     let mut present: Vec<String> = d.present.iter().map(|(n, note)| format!("`{n}`: {note}")).collect();
     present.extend(d.absent.iter().map(|a| format!("`{}`: **absent** ({})", a.name, a.reason)));
