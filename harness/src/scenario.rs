@@ -744,6 +744,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Scenario, Vec<ScenarioError>> {
             if let Some(i) = msg.find(" at line ") {
                 msg.truncate(i);
             }
+            // and may start with the path of the mapping ("steps[0].send: unknown field").
+            if let Some((head, rest)) = msg.split_once(": ") {
+                if !head.contains(' ') && field.starts_with(head) {
+                    msg = rest.to_string();
+                }
+            }
             return Err(vec![ScenarioError { file: file.to_path_buf(), line, field, message: msg }]);
         }
     };
