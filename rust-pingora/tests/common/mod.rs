@@ -200,7 +200,7 @@ impl RouterProc {
             .arg(&dir)
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("router.stderr")).unwrap())
             .spawn()
             .unwrap();
         let r = RouterProc { child, listen, admin, dir };
@@ -253,6 +253,11 @@ impl Drop for RouterProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() || std::env::var_os("KEEP_ROUTER_LOGS").is_some() {
+            let log = std::fs::read_to_string(self.dir.join("router.stderr")).unwrap_or_default();
+            let tail: String = log.chars().rev().take(20000).collect::<Vec<_>>().into_iter().rev().collect();
+            eprintln!("--- router stderr (tail) ---\n{tail}");
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
