@@ -137,7 +137,7 @@ impl RouterProc {
                     };
                     let exited = self.child.as_mut().map(|c| matches!(c.try_wait(), Ok(Some(_)))).unwrap_or(true);
                     if !exited && imp.as_deref() == Some(self.imp.as_str()) {
-                        return Ok(());
+                        return self.check_data_port().await;
                     }
                 }
             }
@@ -151,6 +151,32 @@ impl RouterProc {
                 bail!("{}: /healthz did not answer 200 within 10 s: {}", self.imp, self.stderr_tail());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// After `/healthz` answered, the data port must accept connections (spec: healthz
+    /// answers once both listeners are bound). A router whose bind lost a race for the
+    /// port (picked free by the harness, taken meanwhile) may keep running without it: that
+    /// is reported as "address in use" so the caller retries on fresh ports, and noted in
+    /// `router.notes` in the log folder.
+    async fn check_data_port(&mut self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match tokio::net::TcpStream::connect(crate::upstreams::addr(self.listen_port)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    let note = format!(
+                        "start {}: /healthz answered 200 but the data port {} refused connections for 2 s ({e}); retried on new ports\n",
+                        self.starts, self.listen_port
+                    );
+                    use std::io::Write;
+                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join("router.notes")) {
+                        let _ = f.write_all(note.as_bytes());
+                    }
+                    bail!("data port {} not listening although /healthz answered (address in use?)", self.listen_port);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
         }
     }
 
