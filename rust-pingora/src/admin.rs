@@ -113,6 +113,9 @@ impl Default for Metrics {
 
 /// Refresh the per-placement gauges from the current snapshot and render the text format.
 pub fn render_metrics(router: &Router) -> String {
+    // one scrape at a time: the per-placement gauges are reset and refilled below
+    static SCRAPE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = SCRAPE.lock().unwrap_or_else(|e| e.into_inner());
     let m = &router.metrics;
     m.breaker_state.reset();
     m.endpoint_healthy.reset();
