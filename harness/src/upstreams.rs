@@ -523,9 +523,9 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 s.write_all(h.as_bytes()).await?;
                 s.write_all(&vec![b'x'; sent as usize]).await?;
                 s.flush().await?;
-                // Give the router time to forward the head and the partial body.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                set_linger_zero(fd);
+                // A FIN, not an RST: an RST could make the router's kernel drop the head
+                // before the router read it; the short body is the failure either way.
+                let _ = s.shutdown().await;
                 return Ok(());
             }
             Behaviour::Drip { chunks, interval_ms, sse } => {
