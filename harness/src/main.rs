@@ -111,8 +111,13 @@ async fn main() {
         Cmd::List { targets, tag } => match select(&targets, &tag) {
             Err(c) => c,
             Ok(list) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
                 for l in list {
-                    println!("{:<28} [{}] {}", l.scenario.id, l.scenario.tags.join(","), l.scenario.description.trim().lines().next().unwrap_or(""));
+                    // A closed pipe (`parity list | head`) just ends the listing.
+                    if writeln!(out, "{:<28} [{}] {}", l.scenario.id, l.scenario.tags.join(","), l.scenario.description.trim().lines().next().unwrap_or("")).is_err() {
+                        break;
+                    }
                 }
                 0
             }
