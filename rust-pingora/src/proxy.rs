@@ -23,6 +23,8 @@ use crate::routing::{self, PlacementRt, Selection, Snapshot};
 use crate::state::{ActiveGuard, Router};
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use std::fmt::Write as _;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Digest;
 use pingora_proxy_patched::{FailToProxy, ProxyHttp, Session};
@@ -49,6 +51,22 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// [`HOP_BY_HOP`] as header names (no parsing or allocation per request).
+static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_ROUTING_KEY: HeaderName = HeaderName::from_static("x-routing-key");
+
 /// Response-header deadline (`request_ms`), implemented as a timer that shuts the upstream
 /// socket down when it fires. Pingora's `PeerOptions.read_timeout` applies to every read,
 /// body included, so it cannot express "no response headers within request_ms" without
@@ -56,32 +74,52 @@ pub const HOP_BY_HOP: &[&str] = &[
 /// headers. The socket is a `dup` of Pingora's descriptor held under a mutex, so the timer
 /// can never act on a descriptor number that was closed and reused.
 pub struct HeaderDeadline {
-    fd: Arc<Mutex<Option<OwnedFd>>>,
-    task: tokio::task::JoinHandle<()>,
+    shared: Arc<DeadlineShared>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What the timer task and the request share (one allocation per armed deadline).
+struct DeadlineShared {
+    fired: AtomicBool,
+    fd: Mutex<Option<OwnedFd>>,
 }
 
 impl HeaderDeadline {
-    /// Start the deadline on `fd` (owned dup); `fired` is set before the socket is shut.
-    pub fn start(fd: OwnedFd, after: Duration, fired: Arc<AtomicBool>) -> Self {
-        let fd = Arc::new(Mutex::new(Some(fd)));
-        let fd2 = fd.clone();
+    /// Start the deadline on `fd` (owned dup); [`HeaderDeadline::fired`] is set before the
+    /// socket is shut.
+    pub fn start(fd: OwnedFd, after: Duration) -> Self {
+        let shared = Arc::new(DeadlineShared { fired: AtomicBool::new(false), fd: Mutex::new(Some(fd)) });
+        let s2 = shared.clone();
         let task = tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            let mut g = fd2.lock().unwrap();
+            let mut g = s2.fd.lock().unwrap();
             if let Some(f) = g.take() {
-                fired.store(true, Ordering::Release);
+                s2.fired.store(true, Ordering::Release);
                 let s = std::net::TcpStream::from(f);
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }
         });
-        HeaderDeadline { fd, task }
+        HeaderDeadline { shared, task: Some(task) }
+    }
+
+    /// Stop the timer and close the duplicate (idempotent); [`HeaderDeadline::fired`]
+    /// keeps its value.
+    pub fn disarm(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            self.shared.fd.lock().unwrap().take();
+        }
+    }
+
+    /// Whether the deadline fired (the socket was shut down by the timer).
+    pub fn fired(&self) -> bool {
+        self.shared.fired.load(Ordering::Acquire)
     }
 }
 
 impl Drop for HeaderDeadline {
     fn drop(&mut self) {
-        self.task.abort();
-        self.fd.lock().unwrap().take();
+        self.disarm();
     }
 }
 
@@ -129,10 +167,25 @@ pub struct Ctx {
     upstream_status: Option<u16>,
     committed: bool,
     fail: Option<FailKind>,
-    timed_out: Arc<AtomicBool>,
     dup_fd: Option<OwnedFd>,
     body_done: bool,
+    /// The current connection attempt's deadline (kept after disarming for `fired`).
     deadline: Option<HeaderDeadline>,
+}
+
+impl Ctx {
+    /// The header deadline of the current attempt fired.
+    fn timed_out(&self) -> bool {
+        self.deadline.as_ref().is_some_and(HeaderDeadline::fired)
+    }
+
+    /// Stop the header deadline (headers arrived, or the attempt ended) and close the dup.
+    fn disarm(&mut self) {
+        if let Some(d) = &mut self.deadline {
+            d.disarm();
+        }
+        self.dup_fd = None;
+    }
 }
 
 /// The `ProxyHttp` implementation.
@@ -238,7 +291,7 @@ impl RouterProxy {
             return;
         }
         let (Some(fd), Some(p)) = (ctx.dup_fd.take(), &ctx.placement) else { return };
-        ctx.deadline = Some(HeaderDeadline::start(fd, Duration::from_millis(p.cfg.request_ms), ctx.timed_out.clone()));
+        ctx.deadline = Some(HeaderDeadline::start(fd, Duration::from_millis(p.cfg.request_ms)));
     }
 }
 
@@ -248,25 +301,33 @@ fn has_header_raw(raw: &[u8], name: &[u8]) -> bool {
     })
 }
 
-fn strip_hop_by_hop(headers: &http::HeaderMap, keep_upgrade: bool) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for v in headers.get_all(http::header::CONNECTION) {
+/// Field names nominated by `Connection` (RFC 9110 section 7.6.1), lowercased; tokens that
+/// are not valid field names are skipped (they name no header). Empty (no allocation)
+/// when the message has no `Connection` header.
+fn nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    let mut names = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
         if let Ok(s) = v.to_str() {
             for t in s.split(',') {
-                let t = t.trim().to_ascii_lowercase();
+                let t = t.trim();
                 if !t.is_empty() {
-                    names.push(t);
+                    if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                        names.push(n);
+                    }
                 }
             }
         }
     }
-    for h in HOP_BY_HOP {
-        names.push((*h).to_string());
-    }
-    if keep_upgrade {
-        names.retain(|n| n != "connection" && n != "upgrade");
-    }
     names
+}
+
+/// The hop-by-hop names to remove: the nominated ones and [`HOP_BY_HOP`], except
+/// `Transfer-Encoding` (Pingora frames bodies itself from it) and, when `keep_upgrade`
+/// (a `101`), except `Connection` and `Upgrade`.
+fn hop_by_hop_names(nominated: &[HeaderName], keep_upgrade: bool) -> impl Iterator<Item = &HeaderName> {
+    nominated.iter().chain(HOP_BY_HOP_NAMES.iter()).filter(move |n| {
+        **n != header::TRANSFER_ENCODING && !(keep_upgrade && (**n == header::CONNECTION || **n == header::UPGRADE))
+    })
 }
 
 #[async_trait]
@@ -290,7 +351,6 @@ impl ProxyHttp for RouterProxy {
             upstream_status: None,
             committed: false,
             fail: None,
-            timed_out: Arc::new(AtomicBool::new(false)),
             dup_fd: None,
             body_done: false,
             deadline: None,
@@ -323,20 +383,25 @@ impl ProxyHttp for RouterProxy {
         };
         ctx.snap = Some(snap.clone());
         let req = session.req_header();
-        let key = match req.headers.get("x-routing-key") {
+        let key = match req.headers.get(X_ROUTING_KEY) {
             None => None,
             Some(v) if v.is_empty() => None,
-            Some(v) => Some(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            // borrowed when the value is UTF-8 (no allocation)
+            Some(v) => Some(String::from_utf8_lossy(v.as_bytes())),
         };
         let Some(key) = key else {
             self.respond(session, ctx, "missing_routing_key", false).await?;
             return Ok(true);
         };
-        ctx.key = Some(key.clone());
-        let Some(first) = snap.config.routes.get(&key) else {
+        let first = snap.config.routes.get(&*key);
+        if self.router.access_log {
+            ctx.key = Some(key.into_owned()); // only the access log reads it
+        }
+        let Some(first) = first else {
             self.respond(session, ctx, "unknown_routing_key", false).await?;
             return Ok(true);
         };
+        let req = session.req_header();
         let h = &req.headers;
         ctx.has_body = h.contains_key(http::header::TRANSFER_ENCODING)
             || h
@@ -344,8 +409,7 @@ impl ProxyHttp for RouterProxy {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .is_some_and(|n| n > 0);
-        let first = first.clone();
-        if let Err(code) = self.choose(ctx, &snap, &first) {
+        if let Err(code) = self.choose(ctx, &snap, first) {
             let with = code == "concurrency_limit";
             self.respond(session, ctx, code, with).await?;
             return Ok(true);
@@ -422,9 +486,8 @@ impl ProxyHttp for RouterProxy {
         // SAFETY: `fd` is the live upstream socket of this request for the duration of
         // this call; we only duplicate it.
         let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned();
-        ctx.deadline = None;
+        ctx.deadline = None; // a new attempt: the previous one's deadline and flag are gone
         ctx.dup_fd = dup.ok();
-        ctx.timed_out.store(false, Ordering::Release);
         if !ctx.has_body || ctx.body_done {
             self.start_deadline(ctx);
         }
@@ -460,23 +523,28 @@ impl ProxyHttp for RouterProxy {
             .iter()
             .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))).unwrap_or(false));
         let client_host = down.headers.get(http::header::HOST).cloned();
-        let mut xff: Vec<String> = down
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(|s| s.to_string()))
-            .collect();
-        let upgrade_value = if is_upgrade { down.headers.get(http::header::UPGRADE).cloned() } else { None };
-        let strip = strip_hop_by_hop(&down.headers, false);
-        if strip.iter().any(|n| n == "x-forwarded-for") {
-            xff.clear(); // a hop-by-hop X-Forwarded-For does not travel on
-        }
-        // Framing headers are Pingora's: it re-frames bodies itself.
-        for name in strip {
-            if name == "transfer-encoding" {
-                continue;
+        let nominated = nominated(&down.headers);
+        // X-Forwarded-For: the incoming values joined, then the client address; a
+        // hop-by-hop X-Forwarded-For does not travel on. One string, built in place.
+        let mut xff = String::new();
+        let mut xff_parts = 0usize;
+        if !nominated.contains(&X_FORWARDED_FOR) {
+            for v in down.headers.get_all(&X_FORWARDED_FOR) {
+                if let Ok(s) = v.to_str() {
+                    if xff_parts > 0 {
+                        xff.push_str(", ");
+                    }
+                    xff.push_str(s);
+                    xff_parts += 1;
+                }
             }
-            up.remove_header(&name);
+        }
+        let upgrade_value = if is_upgrade { down.headers.get(http::header::UPGRADE).cloned() } else { None };
+        // Framing headers are Pingora's: it re-frames bodies itself.
+        for name in hop_by_hop_names(&nominated, false) {
+            if up.headers.contains_key(name) {
+                up.remove_header(name);
+            }
         }
         if let Some(u) = upgrade_value {
             up.insert_header(http::header::CONNECTION, "Upgrade")?;
@@ -485,20 +553,29 @@ impl ProxyHttp for RouterProxy {
         if te_trailers {
             up.insert_header("TE", "trailers")?;
         }
-        up.insert_header(http::header::HOST, p.cfg.endpoint.authority())?;
+        match &p.hot.host {
+            Some(v) => up.insert_header(http::header::HOST, v.clone())?,
+            None => up.insert_header(http::header::HOST, p.cfg.endpoint.authority())?,
+        }
         match client_host {
             Some(h) => up.insert_header("X-Forwarded-Host", h)?,
             None => {
                 up.remove_header("X-Forwarded-Host");
             }
         }
-        up.insert_header("X-Forwarded-Proto", "http")?;
+        up.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            xff.push(addr.ip().to_string());
+            if xff_parts > 0 {
+                xff.push_str(", ");
+            }
+            let _ = write!(xff, "{}", addr.ip());
+            xff_parts += 1;
         }
-        up.remove_header("X-Forwarded-For");
-        if !xff.is_empty() {
-            up.insert_header("X-Forwarded-For", xff.join(", "))?;
+        if up.headers.contains_key(&X_FORWARDED_FOR) {
+            up.remove_header(&X_FORWARDED_FOR);
+        }
+        if xff_parts > 0 {
+            up.insert_header("X-Forwarded-For", xff)?;
         }
         Ok(())
     }
@@ -513,19 +590,22 @@ impl ProxyHttp for RouterProxy {
         if resp.status.is_informational() && status != 101 {
             return Ok(());
         }
-        ctx.deadline = None; // headers arrived: the request_ms deadline no longer applies
-        ctx.dup_fd = None;
+        ctx.disarm(); // headers arrived: the request_ms deadline no longer applies
         ctx.upstream_status = Some(status);
         // The client talks HTTP/1.1 to the router whatever the upstream spoke.
         resp.set_version(http::Version::HTTP_11);
-        for name in strip_hop_by_hop(&resp.headers, status == 101) {
-            if name == "transfer-encoding" {
-                continue; // Pingora frames the downstream body from it
+        // Transfer-Encoding stays: Pingora frames the downstream body from it.
+        let nominated = nominated(&resp.headers);
+        for name in hop_by_hop_names(&nominated, status == 101) {
+            if resp.headers.contains_key(name) {
+                resp.remove_header(name);
             }
-            resp.remove_header(&name);
         }
         if let Some(p) = &ctx.placement {
-            resp.insert_header("X-Router-Placement", p.cfg.id.as_str())?;
+            match &p.hot.placement {
+                Some(v) => resp.insert_header("X-Router-Placement", v.clone())?,
+                None => resp.insert_header("X-Router-Placement", p.cfg.id.as_str())?,
+            }
         }
         Ok(())
     }
@@ -538,8 +618,7 @@ impl ProxyHttp for RouterProxy {
     }
 
     fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        ctx.deadline = None;
-        ctx.dup_fd = None;
+        ctx.disarm();
         self.record_failure(ctx, FailKind::Connect);
         ctx.slot = None;
         if !ctx.has_body {
@@ -561,9 +640,8 @@ impl ProxyHttp for RouterProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let fired = ctx.timed_out.load(Ordering::Acquire);
-        ctx.deadline = None;
-        ctx.dup_fd = None;
+        let fired = ctx.timed_out();
+        ctx.disarm();
         // A pooled connection the upstream had already closed: Pingora's default retry of
         // idempotent requests on reused connections, to the same placement, before any
         // response byte (as Go's Transport does). Everything else is final.
@@ -585,8 +663,7 @@ impl ProxyHttp for RouterProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        ctx.deadline = None;
-        ctx.dup_fd = None;
+        ctx.disarm();
         let no_reuse = FailToProxy { error_code: 0, can_reuse_downstream: false };
         if ctx.committed || session.response_written().is_some() {
             // Headers already went out: abort; never add an error body.
@@ -597,7 +674,7 @@ impl ProxyHttp for RouterProxy {
         }
         let code: Option<&'static str> = if let Some(c) = ctx.error_code {
             Some(c)
-        } else if ctx.timed_out.load(Ordering::Acquire) {
+        } else if ctx.timed_out() {
             ctx.fail = Some(FailKind::Timeout);
             Some("upstream_timeout")
         } else {
@@ -630,8 +707,7 @@ impl ProxyHttp for RouterProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        ctx.deadline = None;
-        ctx.dup_fd = None;
+        ctx.disarm();
         let now = Instant::now();
         // Breaker outcome and failure metrics.
         let kind = ctx.fail.or(match ctx.upstream_status {
@@ -662,13 +738,27 @@ impl ProxyHttp for RouterProxy {
             self.router.metrics.errors.with_label_values(&[code]).inc();
         }
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
-        let placement = ctx.placement.as_ref().map(|p| p.cfg.id.as_str()).unwrap_or("");
-        let status_s = status.to_string();
-        if status != 0 {
-            self.router.metrics.requests.with_label_values(&[placement, &status_s]).inc();
-        }
+        let m = &self.router.metrics;
         let dur = ctx.start.elapsed();
-        self.router.metrics.duration.with_label_values(&[placement]).observe(dur.as_secs_f64());
+        // Metric children cached on the placement (no label hashing per request).
+        match &ctx.placement {
+            Some(p) => {
+                let id = p.cfg.id.as_str();
+                if status != 0 {
+                    match p.hot.requests(&m.requests, id, status) {
+                        Some(c) => c.inc(),
+                        None => m.requests.with_label_values(&[id, &status.to_string()]).inc(),
+                    }
+                }
+                p.hot.duration(&m.duration, id).observe(dur.as_secs_f64());
+            }
+            None => {
+                if status != 0 {
+                    m.requests.with_label_values(&["", &status.to_string()]).inc();
+                }
+                m.duration.with_label_values(&[""]).observe(dur.as_secs_f64());
+            }
+        }
         if self.router.access_log {
             let req = session.req_header();
             let line = serde_json::json!({

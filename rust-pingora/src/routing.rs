@@ -8,7 +8,9 @@ use crate::health::Health;
 use crate::limit::{Limiter, Slot};
 use pingora::upstreams::peer::HttpPeer;
 use std::collections::HashMap;
-use std::sync::Arc;
+use http::HeaderValue;
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Everything the data plane needs about one placement of the current snapshot.
@@ -23,6 +25,46 @@ pub struct PlacementRt {
     pub limiter: Arc<Limiter>,
     /// Peer template, or why it could not be built (then every connect fails).
     pub peer: Result<HttpPeer, String>,
+    /// Per-request values prepared once per snapshot (header values, metric children).
+    pub hot: PlacementHot,
+}
+
+/// Values the request path would otherwise rebuild on every request: the `Host` and
+/// `X-Router-Placement` header values and this placement's metric children (the
+/// Prometheus label lookup is a hash + lock per call). Metric children are created
+/// lazily, on first use, so `/metrics` shows a series only once a request produced it.
+pub struct PlacementHot {
+    /// `Host` sent upstream (`host:port` of the endpoint); `None` if not a valid value.
+    pub host: Option<HeaderValue>,
+    /// `X-Router-Placement` (the placement id); `None` if not a valid value.
+    pub placement: Option<HeaderValue>,
+    duration: OnceLock<Histogram>,
+    /// `router_requests_total{placement, status}` children, index = status - 100.
+    requests: Box<[OnceLock<IntCounter>]>,
+}
+
+impl PlacementHot {
+    /// Prepare the values of placement `cfg`.
+    pub fn new(cfg: &Placement) -> Self {
+        PlacementHot {
+            host: HeaderValue::from_str(&cfg.endpoint.authority()).ok(),
+            placement: HeaderValue::from_str(&cfg.id).ok(),
+            duration: OnceLock::new(),
+            requests: (100..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// `router_request_duration_seconds{placement=id}` of `vec`.
+    pub fn duration(&self, vec: &HistogramVec, id: &str) -> &Histogram {
+        self.duration.get_or_init(|| vec.with_label_values(&[id]))
+    }
+
+    /// `router_requests_total{placement=id, status}` of `vec`; `None` for a status outside
+    /// 100..=599 (the caller then uses the label lookup).
+    pub fn requests(&self, vec: &IntCounterVec, id: &str, status: u16) -> Option<&IntCounter> {
+        let slot = self.requests.get(usize::from(status).checked_sub(100)?)?;
+        Some(slot.get_or_init(|| vec.with_label_values(&[id, &status.to_string()])))
+    }
 }
 
 /// One immutable config snapshot with its runtime objects.

@@ -13,7 +13,7 @@ use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::health::Health;
 use crate::limit::Limiter;
-use crate::routing::{PlacementRt, Snapshot};
+use crate::routing::{PlacementHot, PlacementRt, Snapshot};
 use crate::upstream;
 use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
@@ -96,7 +96,7 @@ impl Router {
             let limiter = limiters.entry(id.clone()).or_default().clone();
             placements.insert(
                 id.clone(),
-                Arc::new(PlacementRt { cfg: p.clone(), health, breaker, limiter, peer }),
+                Arc::new(PlacementRt { cfg: p.clone(), health, breaker, limiter, peer, hot: PlacementHot::new(p) }),
             );
         }
         limiters.retain(|id, l| cfg.placements.contains_key(id) || l.inflight() > 0);

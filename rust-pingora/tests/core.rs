@@ -6,7 +6,7 @@ use rust_pingora::config::{parse_and_validate, BreakerCfg};
 use rust_pingora::control_plane::{apply_config_bytes, handle_frame, load_lkg, write_lkg, LkgLoad, Reply};
 use rust_pingora::health::Health;
 use rust_pingora::limit::Limiter;
-use rust_pingora::routing::{acquire_slot, select, PlacementRt, Selection, Snapshot};
+use rust_pingora::routing::{acquire_slot, select, PlacementHot, PlacementRt, Selection, Snapshot};
 use rust_pingora::state::Router;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -81,7 +81,9 @@ fn rt(id: &str, fallback: Option<&str>, healthy: bool, breaker: Option<BreakerCf
     );
     let mut cfg = parse_and_validate(doc.as_bytes()).unwrap().placements.remove(id).unwrap();
     cfg.fallback = fallback.map(str::to_string);
+    let hot = PlacementHot::new(&cfg);
     Arc::new(PlacementRt {
+        hot,
         cfg,
         health: Health::manual(healthy),
         breaker: Breaker::new(breaker, t0),
