@@ -7,7 +7,7 @@
 //! memory; optionally the hot-path micro-benchmarks. Targets are
 //! interleaved (A B C ... A B C ...) within each phase. Results go to
 //! `<out>/<run-id>/bench.json`, `report.md`, `report.html` and SVG plots, and
-//! `<out>/latest` points at the run.
+//! `<out>/latest` and `<out>/latest-bench` point at the run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,8 @@ pub struct BenchArgs {
     /// Benchmark profile (YAML) under scenarios/bench/.
     #[arg(required_unless_present = "serve_upstream")]
     pub profile: Option<PathBuf>,
-    /// Results root; the run goes to <out>/<run-id>/ and <out>/latest points at it.
+    /// Results root; the run goes to <out>/<run-id>/; <out>/latest and <out>/latest-bench
+    /// point at it.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
     /// Directory holding go-router, pingora-router, go-bare, pingora-bare
@@ -361,10 +362,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         nofile,
     };
     report::write_all(&data, &out)?;
-    let latest = args.out.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    #[cfg(unix)]
-    std::os::unix::fs::symlink(&run_id, &latest)?;
+    // `latest` is shared with `parity run` (the newest run of either kind);
+    // `latest-bench` always names the newest benchmark.
+    for link in ["latest", "latest-bench"] {
+        let latest = args.out.join(link);
+        let _ = std::fs::remove_file(&latest);
+        std::os::unix::fs::symlink(&run_id, &latest)?;
+    }
     progress(t0, &format!("done: {}/report.md ({:.1}s)", out.display(), t0.elapsed().as_secs_f64()));
     Ok(0)
 }
