@@ -118,6 +118,8 @@ pub struct RunData {
     pub hotpath: extras::Hotpath,
     pub elapsed_secs: f64,
     pub ladder_note: Option<String>,
+    /// Seconds since the start when the idle-connection phase began.
+    pub idle_start: Option<f64>,
     /// /proc/loadavg (1, 5, 15 min) when the run started.
     pub loadavg_start: String,
     /// Nice value the run had (see `Profile::nice`).
@@ -314,6 +316,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     // 5. Idle keep-alive memory, last: the RSS the idle connections leave behind (allocators
     // rarely give it back) must not inflate the load phases' memory figures.
     let mut idle = BTreeMap::new();
+    let idle_start = (profile.idle_connections > 0).then(|| t0.elapsed().as_secs_f64());
     if profile.idle_connections > 0 {
         for r in &running {
             let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
@@ -357,6 +360,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         hotpath,
         elapsed_secs: t0.elapsed().as_secs_f64(),
         ladder_note,
+        idle_start,
         loadavg_start,
         nice,
         nofile,

@@ -642,37 +642,49 @@ fn plot_rate(d: &RunData, path: &Path) -> PlotResult {
     Ok(())
 }
 
-/// RSS of every target's process tree over the whole run.
+/// RSS of every target's process tree over the run: the load phases on the left, the
+/// idle-connection phase (whose 10,000 connections would flatten everything else) on
+/// the right.
 fn plot_memory(d: &RunData, path: &Path) -> PlotResult {
     if d.mem.is_empty() {
         return Ok(());
     }
-    let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
     root.fill(&WHITE)?;
-    let tmax = d.mem.iter().map(|s| s.t).fold(0.0, f64::max).max(1.0);
-    let ymax = d.mem.iter().map(|s| s.rss_bytes as f64 / 1048576.0).fold(0.0, f64::max).max(1.0);
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Resident memory of each target's process tree", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..tmax, 0f64..ymax * 1.1)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since start")
-        .y_desc("RSS (MiB)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()?;
-    for n in KNOWN {
-        let pts: Vec<(f64, f64)> = d.mem.iter().filter(|s| s.target == *n).map(|s| (s.t, s.rss_bytes as f64 / 1048576.0)).collect();
-        if pts.is_empty() {
-            continue;
+    let tend = d.mem.iter().map(|s| s.t).fold(0.0, f64::max).max(1.0);
+    let split = d.idle_start.filter(|t| *t > 0.0 && *t < tend);
+    let panels: Vec<(f64, f64, &str)> = match split {
+        Some(t) => vec![(0.0, t, "load phases"), (t, tend, "idle keep-alive connections")],
+        None => vec![(0.0, tend, "whole run")],
+    };
+    let areas = root.split_evenly((1, panels.len()));
+    for (area, (from, to, title)) in areas.iter().zip(panels) {
+        let in_range = |t: f64| t >= from && t <= to;
+        let ymax = d.mem.iter().filter(|s| in_range(s.t)).map(|s| s.rss_bytes as f64 / 1048576.0).fold(0.0, f64::max).max(1.0);
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("RSS of each target's process tree: {title}"), ("sans-serif", 16))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(from..to.max(from + 1.0), 0f64..ymax * 1.1)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since start")
+            .y_desc("RSS (MiB)")
+            .x_label_formatter(&|v| if to - from < 20.0 { format!("{v:.1}") } else { format!("{v:.0}") })
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        for n in KNOWN {
+            let pts: Vec<(f64, f64)> =
+                d.mem.iter().filter(|s| s.target == *n && in_range(s.t)).map(|s| (s.t, s.rss_bytes as f64 / 1048576.0)).collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let c = color(n);
+            chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?.label(*n).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         }
-        let c = color(n);
-        chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?.label(*n).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
 }
