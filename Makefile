@@ -26,8 +26,8 @@ build-go:
 build-rust:
 	@mkdir -p $(BIN)
 	$(CARGO) build --release --workspace --bins
-	cp $(REL)/pingora-router $(REL)/parity $(BIN)/
-	if [ -f $(REL)/pingora-bare ]; then cp $(REL)/pingora-bare $(BIN)/; fi
+	cp --remove-destination $(REL)/pingora-router $(REL)/parity $(BIN)/
+	if [ -f $(REL)/pingora-bare ]; then cp --remove-destination $(REL)/pingora-bare $(BIN)/; fi
 
 test: test-go test-rust suite
 
@@ -40,9 +40,13 @@ test-rust:
 suite: build
 	$(BIN)/parity run scenarios --out results
 
+# The suite's verdict decides the exit status; the quick benchmark runs either way.
 run: build
-	$(BIN)/parity run scenarios --out results
-	$(BIN)/parity bench scenarios/bench/quick.yaml --out results
+	@rc=0; $(BIN)/parity run scenarios --out results || rc=$$?; \
+	$(BIN)/parity bench scenarios/bench/quick.yaml --out results; b=$$?; \
+	[ $$rc -ne 0 ] || rc=$$b; \
+	echo "scenario matrix: results/latest-suite/report.md   benchmark: results/latest-bench/report.md"; \
+	exit $$rc
 
 bench: build
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt-get install -y -qq nginx-light wrk >/dev/null 2>&1 \
@@ -50,4 +54,4 @@ bench: build
 	$(BIN)/parity bench scenarios/bench/full.yaml --out results
 
 clean:
-	rm -rf $(BIN) target results/*/ results/latest
+	rm -rf $(BIN) target results/*/ results/latest results/latest-suite results/latest-bench

@@ -287,9 +287,13 @@ async fn run(a: RunArgs) -> i32 {
         eprintln!("error: {}: {e}", dir.display());
         return 3;
     }
-    let latest = a.out.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    let _ = std::os::unix::fs::symlink(&run_id, &latest);
+    // `latest` is the newest run of either kind (shared with `parity bench`);
+    // `latest-suite` always names the newest scenario run.
+    for link in ["latest", "latest-suite"] {
+        let latest = a.out.join(link);
+        let _ = std::fs::remove_file(&latest);
+        let _ = std::os::unix::fs::symlink(&run_id, &latest);
+    }
 
     let tty = std::io::stderr().is_terminal();
     let total = list.len() * a.impls.len();

@@ -222,6 +222,24 @@ pub fn run(flags: Flags) -> ! {
     );
     cp.threads = Some(1);
 
+    // Pingora binds each listener inside its service's thread and panics there
+    // ("Failed to build listeners") when the bind fails, e.g. when the port was taken after
+    // the check above; the process would run on without that listener. The contract makes
+    // a bind failure fatal (exit 1), so that panic ends the process.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Failed to build listeners") {
+            fatal(format!("cannot bind a listener: {msg}"));
+        }
+    }));
+
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(cp);
