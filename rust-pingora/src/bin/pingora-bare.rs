@@ -51,6 +51,9 @@ fn main() {
     let conf = ServerConf {
         threads: args.threads as usize,
         upstream_keepalive_pool_size: 256,
+        // As the router: work stealing only with more than one thread (NoSteal, a tokio
+        // current-thread runtime, with one), so the two differ only by the router's logic.
+        work_stealing: args.threads > 1,
         // SIGTERM: stop at once (Pingora's default grace period is minutes).
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
