@@ -420,13 +420,22 @@ fn nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
     names
 }
 
-/// The hop-by-hop names to remove: the nominated ones and [`HOP_BY_HOP`], except
-/// `Transfer-Encoding` (Pingora frames bodies itself from it) and, when `keep_upgrade`
-/// (a `101`), except `Connection` and `Upgrade`.
-fn hop_by_hop_names(nominated: &[HeaderName], keep_upgrade: bool) -> impl Iterator<Item = &HeaderName> {
-    nominated.iter().chain(HOP_BY_HOP_NAMES.iter()).filter(move |n| {
-        **n != header::TRANSFER_ENCODING && !(keep_upgrade && (**n == header::CONNECTION || **n == header::UPGRADE))
-    })
+/// The hop-by-hop names present in `headers` to remove: the nominated ones and
+/// [`HOP_BY_HOP`], except `Transfer-Encoding` (Pingora frames bodies itself from it) and,
+/// when `keep_upgrade` (a `101`), except `Connection` and `Upgrade`. One pass over the
+/// names present (a handful) rather than a hash lookup per listed name; no allocation
+/// when there is nothing to remove.
+fn hop_by_hop_present(headers: &http::HeaderMap, nominated: &[HeaderName], keep_upgrade: bool) -> Vec<HeaderName> {
+    let mut out = Vec::new();
+    for n in headers.keys() {
+        if (HOP_BY_HOP_NAMES.contains(n) || nominated.contains(n))
+            && *n != header::TRANSFER_ENCODING
+            && !(keep_upgrade && (*n == header::CONNECTION || *n == header::UPGRADE))
+        {
+            out.push(n.clone());
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -640,10 +649,8 @@ impl ProxyHttp for RouterProxy {
         }
         let upgrade_value = if is_upgrade { down.headers.get(http::header::UPGRADE).cloned() } else { None };
         // Framing headers are Pingora's: it re-frames bodies itself.
-        for name in hop_by_hop_names(&nominated, false) {
-            if up.headers.contains_key(name) {
-                up.remove_header(name);
-            }
+        for name in hop_by_hop_present(&up.headers, &nominated, false) {
+            up.remove_header(&name);
         }
         if let Some(u) = upgrade_value {
             up.insert_header(http::header::CONNECTION, "Upgrade")?;
@@ -695,10 +702,8 @@ impl ProxyHttp for RouterProxy {
         resp.set_version(http::Version::HTTP_11);
         // Transfer-Encoding stays: Pingora frames the downstream body from it.
         let nominated = nominated(&resp.headers);
-        for name in hop_by_hop_names(&nominated, status == 101) {
-            if resp.headers.contains_key(name) {
-                resp.remove_header(name);
-            }
+        for name in hop_by_hop_present(&resp.headers, &nominated, status == 101) {
+            resp.remove_header(&name);
         }
         if let Some(p) = &ctx.placement {
             match &p.hot.placement {
