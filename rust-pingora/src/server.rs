@@ -186,17 +186,20 @@ pub fn run(flags: Flags) -> ! {
     let threads = flags
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let mut conf = ServerConf::default();
-    conf.threads = threads;
-    conf.upstream_keepalive_pool_size = 256;
-    // With one thread there is nothing to steal from: Pingora's "NoSteal" flavour runs the
-    // service on a tokio current-thread runtime, which saves the multi-thread scheduler's
-    // cross-thread bookkeeping (about 12% CPU per request, wrk closed loop, 1 thread).
-    // With more threads, work stealing (the default) keeps balancing connections.
-    conf.work_stealing = threads > 1;
-    // Our drain thread exits the process first; Pingora's sleep is only an upper bound.
-    conf.grace_period_seconds = Some(flags.shutdown_grace_ms.div_ceil(1000) + 5);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let conf = ServerConf {
+        threads,
+        upstream_keepalive_pool_size: 256,
+        // With one thread there is nothing to steal from: Pingora's "NoSteal" flavour runs
+        // the service on a tokio current-thread runtime, which saves the multi-thread
+        // scheduler's cross-thread bookkeeping (about 12% CPU per request, wrk closed
+        // loop, 1 thread). With more threads, work stealing (the default) keeps balancing
+        // connections.
+        work_stealing: threads > 1,
+        // Our drain thread exits the process first; Pingora's sleep is only an upper bound.
+        grace_period_seconds: Some(flags.shutdown_grace_ms.div_ceil(1000) + 5),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
