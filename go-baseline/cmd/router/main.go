@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,12 +64,14 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	fs.BoolVar(&o.accessLog, "access-log", false, "one JSON line per request on stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: go-router [flags]")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
+			fmt.Fprintln(stdout, "usage: go-router [flags]   (flags take --name value or --name=value)")
+			fs.VisitAll(func(f *flag.Flag) {
+				fmt.Fprintf(stdout, "  --%s\n    \t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
+			})
 			return nil, err
 		}
-		return nil, usageError{err.Error()}
+		// The flag package names flags with one dash ("-bogus"); the contract's are "--".
+		return nil, usageError{strings.Replace(err.Error(), ": -", ": --", 1)}
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -84,8 +88,14 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 		return nil, usageError{"--state-dir must not be empty"}
 	}
 	for name, addr := range map[string]string{"--listen": o.listen, "--admin-listen": o.adminListen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
 			return nil, usageError{fmt.Sprintf("%s %q: %v", name, addr, err)}
+		}
+		// A port outside 0..65535 is a bad flag (exit 2), as in the Pingora router, not
+		// a bind failure (exit 1).
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return nil, usageError{fmt.Sprintf("%s %q: port must be a number from 0 to 65535", name, addr)}
 		}
 	}
 	if o.controlPlane != "" {

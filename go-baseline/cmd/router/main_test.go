@@ -38,6 +38,8 @@ func TestFlagErrorsExit2(t *testing.T) {
 		{"--threads", "0"},
 		{"--threads=x"},
 		{"--listen", "nope"},
+		{"--listen=127.0.0.1:99999"},
+		{"--admin-listen", "127.0.0.1:-1"},
 		{"--control-plane", "http://127.0.0.1:1"},
 		{"--reconnect-initial-ms", "500", "--reconnect-max-ms", "100"},
 		{"extra"},
@@ -50,9 +52,12 @@ func TestFlagErrorsExit2(t *testing.T) {
 		if !strings.HasPrefix(msg, "error:") || strings.Count(msg, "\n") != 1 {
 			t.Fatalf("%v: stderr %q, want one line starting with error:", args, msg)
 		}
+		if args[0] == "--bogus" && !strings.Contains(msg, "--bogus") {
+			t.Fatalf("unknown flag named %q, want it as --bogus", msg)
+		}
 	}
 	var out, errb bytes.Buffer
-	if code := run([]string{"--help"}, &out, &errb, nil, nil); code != 0 || !strings.Contains(out.String(), "--listen") && !strings.Contains(out.String(), "-listen") {
+	if code := run([]string{"--help"}, &out, &errb, nil, nil); code != 0 || !strings.Contains(out.String(), "--listen") || !strings.Contains(out.String(), "--shutdown-grace-ms") {
 		t.Fatalf("--help: exit %d, %q", code, out.String())
 	}
 }
