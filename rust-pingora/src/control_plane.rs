@@ -256,7 +256,9 @@ impl ControlPlane {
                 failures = 0;
             }
             if let Err(e) = r {
-                log::info!("control plane: {e}");
+                // Always on stderr, as the Go router's log line: an operator must see why
+                // the router is running without its control plane.
+                eprintln!("pingora-router: control plane {url}: {e}");
             }
             let d = backoff_delay(failures, self.initial_ms, self.max_ms, &mut rand::rng());
             failures = failures.saturating_add(1);

@@ -183,6 +183,8 @@ pub fn run(flags: Flags) -> ! {
         }
     }
 
+    eprintln!("pingora-router: listening on {}, admin on {}", flags.listen, flags.admin_listen);
+
     let threads = flags
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
