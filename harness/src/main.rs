@@ -126,9 +126,9 @@ async fn main() {
         Cmd::Run(a) => {
             tokio::select! {
                 c = run(a) => c,
-                _ = tokio::signal::ctrl_c() => {
+                sig = shutdown_signal() => {
                     env::kill_all();
-                    eprintln!("interrupted: every router process was killed; partial results are kept");
+                    eprintln!("interrupted ({sig}): every router process was killed; partial results are kept");
                     3
                 }
             }
@@ -136,6 +136,23 @@ async fn main() {
     };
     env::kill_all();
     std::process::exit(code);
+}
+
+/// Waits for SIGINT, SIGTERM or SIGHUP and returns its name: all three end a run the
+/// same way (routers killed, temp dirs removed, partial results kept, exit 3), so that
+/// `timeout`, a closed terminal or a CI cancel leave no router behind.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        // Cannot install handlers (should not happen): fall back to Ctrl-C only.
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
 }
 
 fn validate(files: Vec<PathBuf>) -> i32 {
