@@ -289,6 +289,8 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
             tokio::process::Command::new("go")
                 .args(["test", "-run", "^$", "-bench", ".", "-benchmem", "./..."])
                 .current_dir(&go_dir)
+                .kill_on_drop(true)
+                .process_group(0)
                 .output(),
         )
         .await;
@@ -310,6 +312,8 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
         tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["bench", "-p", "rust-pingora", "--benches"])
             .current_dir(repo)
+            .kill_on_drop(true)
+            .process_group(0)
             .output(),
     )
     .await;

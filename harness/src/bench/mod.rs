@@ -125,6 +125,8 @@ pub struct RunData {
     /// Nice value the run had (see `Profile::nice`).
     pub nice: i32,
     pub nofile: u64,
+    /// The signal that interrupted the run (a partial report), if any.
+    pub interrupted: Option<String>,
 }
 
 fn us(ns: u64) -> f64 {
@@ -156,7 +158,51 @@ fn default_bin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("bin"))
 }
 
-/// Runs a benchmark profile. Returns the process exit code.
+/// What a run has measured so far, shared with the interrupt handler so that an
+/// interrupted run can still write a partial report.
+#[derive(Default)]
+struct Partial {
+    present: Vec<(String, String)>,
+    absent: Vec<Absent>,
+    segs: Vec<Seg>,
+    reference_rate: f64,
+    tool_check: Option<extras::ToolCheckResult>,
+    ladder_note: Option<String>,
+    mem: Option<Arc<Mutex<Vec<MemSample>>>>,
+}
+
+/// The fixed facts of a run, set up before anything starts.
+struct Setup {
+    profile: Profile,
+    repo: PathBuf,
+    bin_dir: PathBuf,
+    run_id: String,
+    out: PathBuf,
+    work: PathBuf,
+    t0: Instant,
+    loadavg_start: String,
+    nofile: u64,
+    nice: i32,
+}
+
+/// Waits for SIGINT, SIGTERM or SIGHUP; returns the signal's name.
+async fn interrupt_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
+/// Runs a benchmark profile. Returns the process exit code: 0 done, 3 a harness
+/// failure or an interrupt (SIGINT, SIGTERM, SIGHUP:
+/// every started process is killed and a partial report is written).
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if let Some(addr) = &args.serve_upstream {
         return upstream::serve_process(addr, args.upstream_threads, args.response_bytes);
@@ -175,6 +221,52 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let loadavg_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let nofile = procs::raise_nofile(1 << 20);
     let nice = procs::set_nice(profile.nice);
+    let setup = Setup { profile, repo, bin_dir, run_id, out, work, t0, loadavg_start, nofile, nice };
+    let partial = Arc::new(Mutex::new(Partial::default()));
+    // Every child is in its own process group, registered in procs; this guard kills
+    // them all on every way out of here (return, error, panic).
+    let _guard = procs::GroupGuard;
+    tokio::select! {
+        r = measure(&args, &setup, partial.clone()) => r,
+        sig = interrupt_signal() => {
+            procs::kill_groups();
+            eprintln!("interrupted ({sig}): stopped every started process; writing a partial report");
+            let p = std::mem::take(&mut *partial.lock().unwrap_or_else(|e| e.into_inner()));
+            let mem = p.mem.map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default();
+            let data = RunData {
+                run_id: setup.run_id.clone(),
+                profile: setup.profile.clone(),
+                repo: setup.repo.clone(),
+                present: p.present,
+                absent: p.absent,
+                segs: p.segs,
+                ref_hists: BTreeMap::new(),
+                reference_rate: p.reference_rate,
+                idle: BTreeMap::new(),
+                mem,
+                tool_check: p.tool_check,
+                hotpath: extras::Hotpath { note: "not run: the run was interrupted".into(), ..Default::default() },
+                elapsed_secs: setup.t0.elapsed().as_secs_f64(),
+                ladder_note: p.ladder_note,
+                idle_start: None,
+                loadavg_start: setup.loadavg_start.clone(),
+                nice: setup.nice,
+                nofile: setup.nofile,
+                interrupted: Some(sig.to_string()),
+            };
+            match report::write_all(&data, &setup.out) {
+                Ok(()) => eprintln!("interrupted: partial report in {}/report.md (bench.json has \"interrupted\": true)", setup.out.display()),
+                Err(e) => eprintln!("interrupted: could not write the partial report: {e:#}"),
+            }
+            Ok(3)
+        }
+    }
+}
+
+/// The measurement itself (everything after the set-up); `partial` follows its progress.
+async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<Partial>>) -> anyhow::Result<i32> {
+    let Setup { profile, repo, bin_dir, run_id, out, work, t0, loadavg_start, nofile, nice } = setup;
+    let (t0, nofile, nice) = (*t0, *nofile, *nice);
     progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}; nice {nice}", profile.name, out.display(), bin_dir.display()));
 
     let parity = std::env::current_exe()?;
@@ -200,6 +292,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    {
+        let mut p = partial.lock().unwrap();
+        p.present = running.iter().map(|r| (r.name.clone(), r.note.clone())).collect();
+        p.absent = absent.clone();
+    }
     let pids: BTreeMap<String, Vec<i32>> =
         running.iter().map(|r| (r.name.clone(), procs::tree_pids(r.pid))).collect();
     // Kill every process of every target's tree on the way out, even on an error
@@ -224,7 +321,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         })
     };
 
-    let mut ctx = Ctx { t0, profile: &profile, pids: &pids, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new() };
+    partial.lock().unwrap().mem = Some(mem.clone());
+    let mut ctx = Ctx { t0, profile, pids: &pids, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new(), partial: partial.clone() };
 
     // 1. Closed loop, interleaved.
     for rep in 0..profile.closed_loop.repeats {
@@ -240,7 +338,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     // 2. The generator against wrk on direct.
     let tool_check = if profile.tool_check.enabled {
         match running.iter().find(|r| r.name == "direct") {
-            Some(d) => Some(extras::tool_check(d, &profile, &pids["direct"]).await),
+            Some(d) => Some(extras::tool_check(d, profile, &pids["direct"]).await),
             None => None,
         }
     } else {
@@ -249,6 +347,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if let Some(tc) = &tool_check {
         progress(t0, &format!("tool check: {}", tc.summary()));
     }
+    partial.lock().unwrap().tool_check = tool_check.clone();
 
     // 3. Reference rate.
     let reference_rate = match &profile.reference_rate {
@@ -263,6 +362,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         }
     };
     progress(t0, &format!("reference rate {reference_rate} req/s"));
+    partial.lock().unwrap().reference_rate = reference_rate;
     for rep in 0..profile.reference.repeats {
         for r in &running {
             let h = ctx.segment(r, "reference", Some(reference_rate), rep, &profile.reference).await?;
@@ -287,6 +387,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + idle_reserve + 1.5 > profile.max_seconds as f64 {
                 let msg = format!("ladder stopped before {rate} req/s: the profile's time budget of {} s", profile.max_seconds);
                 progress(t0, &msg);
+                partial.lock().unwrap().ladder_note = Some(msg.clone());
                 ladder_note = Some(msg);
                 break;
             }
@@ -340,7 +441,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     drop(up);
     let hotpath = if profile.hotpath {
         progress(t0, "hot-path micro-benchmarks (go test -bench, cargo bench -p rust-pingora)");
-        extras::run_hotpath(&repo, &out).await
+        extras::run_hotpath(repo, out).await
     } else {
         extras::previous_hotpath(&args.out)
     };
@@ -361,17 +462,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         elapsed_secs: t0.elapsed().as_secs_f64(),
         ladder_note,
         idle_start,
-        loadavg_start,
+        loadavg_start: loadavg_start.clone(),
         nice,
         nofile,
+        interrupted: None,
     };
-    report::write_all(&data, &out)?;
+    report::write_all(&data, out)?;
     // `latest` is shared with `parity run` (the newest run of either kind);
     // `latest-bench` always names the newest benchmark.
     for link in ["latest", "latest-bench"] {
         let latest = args.out.join(link);
         let _ = std::fs::remove_file(&latest);
-        std::os::unix::fs::symlink(&run_id, &latest)?;
+        std::os::unix::fs::symlink(run_id, &latest)?;
     }
     progress(t0, &format!("done: {}/report.md ({:.1}s)", out.display(), t0.elapsed().as_secs_f64()));
     Ok(0)
@@ -384,6 +486,7 @@ struct Ctx<'a> {
     mem: Arc<Mutex<Vec<MemSample>>>,
     segs: Vec<Seg>,
     ref_hists: BTreeMap<String, Histogram<u64>>,
+    partial: Arc<Mutex<Partial>>,
 }
 
 impl Ctx<'_> {
@@ -464,6 +567,7 @@ impl Ctx<'_> {
                 seg.generator_cpu_util * 100.0
             ),
         );
+        self.partial.lock().unwrap().segs.push(seg.clone());
         self.segs.push(seg);
         Ok(res.hist)
     }

@@ -161,6 +161,8 @@ fn bench_json(d: &RunData, rows: &[Row]) -> Value {
     json!({
         "schema_version": 1,
         "run_id": d.run_id,
+        "interrupted": d.interrupted.is_some(),
+        "interrupted_by": d.interrupted,
         "profile": d.profile,
         "host": host(),
         "reference_rate_rps": d.reference_rate,
@@ -220,6 +222,9 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
     let mut b = Vec::new();
     let p = &d.profile;
     b.push(Block::H(1, format!("parity bench: {} ({})", p.name, d.run_id)));
+    if let Some(sig) = &d.interrupted {
+        b.push(Block::P(format!("**Interrupted** ({sig}) after {:.0} s: a partial report with the segments measured until then; phases that did not run are empty.", d.elapsed_secs)));
+    }
     let h = host();
     b.push(Block::P(format!(
         "Host: {} CPUs ({}), Linux {}. Every target runs with {} worker thread(s) (GOMAXPROCS, `ServerConf.threads`, nginx `worker_processes`); the upstream has {} thread(s) in its own process, the load generator {} thread(s) inside `parity`. {} client connections. Reference rate: **{} req/s** ({}). Open-loop latency is timed from each request's intended send time. Run time {:.0} s. Load average when the run started: {}; at its end: {} (other work on the machine shows up as noise in every figure; the benchmark's processes ran at nice {}).",

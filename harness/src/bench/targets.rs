@@ -50,7 +50,9 @@ pub async fn start_upstream(parity: &Path, threads: usize, body: usize, log: &Pa
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log)?)
         .kill_on_drop(true)
+        .process_group(0)
         .spawn()?;
+    super::procs::register_group(child.id().unwrap_or(0) as i32);
     let out = child.stdout.take().expect("piped");
     let mut lines = tokio::io::BufReader::new(out).lines();
     let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
@@ -198,9 +200,11 @@ pub async fn start(name: &str, env: &Env<'_>) -> Result<Running, String> {
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
+        .process_group(0) // own group: an interrupt kills it with its workers (nginx)
         .spawn()
         .map_err(|e| format!("{}: {e}", prog.display()))?;
     let pid = child.id().unwrap_or(0) as i32;
+    super::procs::register_group(pid);
     let mut r = Running { name: name.into(), addr: listen, pid, child: Some(child), note };
     // Ready when a benchmark request through it answers 2xx.
     let deadline = Instant::now() + Duration::from_secs(20);
