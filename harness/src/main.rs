@@ -61,7 +61,7 @@ enum Cmd {
     },
     /// Print the JSON Schema of scenario files.
     Schema,
-    /// Benchmark profiles (issue 5).
+    /// Benchmark both routers against their bare proxies, nginx and the upstream alone (latency, throughput, CPU, memory).
     Bench(bench::BenchArgs),
 }
 
@@ -128,7 +128,8 @@ async fn main() {
                 c = run(a) => c,
                 sig = shutdown_signal() => {
                     env::kill_all();
-                    eprintln!("interrupted ({sig}): every router process was killed; partial results are kept");
+                    let kept = write_interrupted();
+                    eprintln!("interrupted ({sig}): every router process was killed; partial results are kept{kept}");
                     3
                 }
             }
@@ -136,6 +137,41 @@ async fn main() {
     };
     env::kill_all();
     std::process::exit(code);
+}
+
+/// The run in progress, for the signal path: results folder, summary so far, extra
+/// JUnit path, and the scenario ids planned, in order.
+struct Partial {
+    dir: PathBuf,
+    summary: report::Summary,
+    junit: Option<PathBuf>,
+    planned: Vec<String>,
+}
+
+static PARTIAL: std::sync::Mutex<Option<Partial>> = std::sync::Mutex::new(None);
+
+/// Marks the run in progress as interrupted (`interrupted: true`, `not_run` listing every
+/// scenario × implementation not recorded) and rewrites its reports; returns a note for
+/// the interruption message.
+fn write_interrupted() -> String {
+    let Some(mut p) = PARTIAL.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return String::new();
+    };
+    mark_interrupted(&mut p.summary, &p.planned);
+    match report::write_all(&p.dir, &p.summary, p.junit.as_deref()) {
+        Ok(()) => format!(" in {} (marked interrupted)", p.dir.display()),
+        Err(e) => format!("; writing the interrupted reports in {} failed: {e:#}", p.dir.display()),
+    }
+}
+
+/// Sets the interrupted marker and lists the runs of `planned` scenarios not in `s`.
+fn mark_interrupted(s: &mut report::Summary, planned: &[String]) {
+    s.interrupted = true;
+    s.not_run = planned
+        .iter()
+        .filter(|id| !s.scenarios.iter().any(|sc| &sc.id == *id))
+        .flat_map(|id| s.impls.iter().map(move |imp| report::NotRun { id: id.clone(), imp: imp.clone() }))
+        .collect();
 }
 
 /// Waits for SIGINT, SIGTERM or SIGHUP and returns its name: all three end a run the
@@ -346,7 +382,14 @@ async fn run(a: RunArgs) -> i32 {
         duration_ms: 0,
         impls: a.impls.clone(),
         scenarios: Vec::new(),
+        interrupted: false,
+        not_run: Vec::new(),
     };
+    let planned: Vec<String> = list.iter().map(|l| l.scenario.id.clone()).collect();
+    let set_partial = |s: &report::Summary| {
+        *PARTIAL.lock().unwrap_or_else(|e| e.into_inner()) = Some(Partial { dir: dir.clone(), summary: s.clone(), junit: a.junit.clone(), planned: planned.clone() });
+    };
+    set_partial(&summary);
     let t0 = std::time::Instant::now();
     let mut pending: Vec<(usize, String, tokio::task::JoinHandle<engine::ImplRun>)> = handles;
     // Results in scenario order; each scenario is reported once all its runs are done.
@@ -384,8 +427,12 @@ async fn run(a: RunArgs) -> i32 {
             }
             summary.scenarios.push(sr);
             summary.duration_ms = t0.elapsed().as_millis() as u64;
-            // Partial results are kept: the summary is rewritten after every scenario.
-            let _ = report::write_all(&dir, &summary, None);
+            // Partial results are kept: the summary is rewritten after every scenario,
+            // marked interrupted until the last one (a SIGKILL leaves an honest file).
+            let mut partial = summary.clone();
+            mark_interrupted(&mut partial, &planned);
+            let _ = report::write_all(&dir, &partial, None);
+            set_partial(&summary);
             next_print += 1;
         }
     }
@@ -393,6 +440,7 @@ async fn run(a: RunArgs) -> i32 {
         pb.finish_and_clear();
     }
     summary.duration_ms = t0.elapsed().as_millis() as u64;
+    PARTIAL.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Err(e) = report::write_all(&dir, &summary, a.junit.as_deref()) {
         eprintln!("error: writing reports: {e:#}");
         return 3;

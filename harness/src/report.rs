@@ -24,6 +24,24 @@ pub struct Summary {
     pub impls: Vec<String>,
     /// One entry per scenario, in run order.
     pub scenarios: Vec<ScenarioResult>,
+    /// True when a signal stopped the run before every scenario × implementation run was
+    /// recorded (added field: absent in older files means false).
+    #[serde(default)]
+    pub interrupted: bool,
+    /// The scenario × implementation runs not recorded because the run was interrupted
+    /// (added field: absent means none).
+    #[serde(default)]
+    pub not_run: Vec<NotRun>,
+}
+
+/// One scenario × implementation run that an interrupted run did not record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotRun {
+    /// Scenario id.
+    pub id: String,
+    /// Implementation.
+    #[serde(rename = "impl")]
+    pub imp: String,
 }
 
 /// One scenario's results.
@@ -76,11 +94,11 @@ pub struct Latency {
 }
 
 impl Summary {
-    /// Process exit code: 3 when an implementation errored, 1 when one failed or the
-    /// implementations diverged, else 0.
+    /// Process exit code: 3 when the run was interrupted or an implementation errored, 1
+    /// when one failed or the implementations diverged, else 0.
     pub fn exit_code(&self) -> i32 {
         let any = |st: &str| self.scenarios.iter().any(|s| s.impls.values().any(|i| i.status == st));
-        if any("error") {
+        if self.interrupted || any("error") {
             3
         } else if any("fail") || self.scenarios.iter().any(|s| s.parity == "diverged") {
             1
@@ -97,6 +115,24 @@ impl Summary {
             .filter(|s| s.impls.values().all(|i| i.status == "pass") && s.parity != "diverged")
             .count();
         (self.scenarios.len(), ok)
+    }
+}
+
+/// The one-sentence verdict of a run (report.md/html headline and the last terminal
+/// line): says when the run was interrupted and how many runs were done, and claims
+/// identical traces only when more than one implementation ran.
+pub fn headline(s: &Summary) -> String {
+    let (n, ok) = s.counts();
+    let verdict = if s.impls.len() > 1 {
+        format!("{ok}/{n} scenarios pass on every implementation with identical traces")
+    } else {
+        format!("{ok}/{n} scenarios pass on {}", s.impls.join(","))
+    };
+    if s.interrupted {
+        let done = s.scenarios.iter().map(|sc| sc.impls.len()).sum::<usize>();
+        format!("INTERRUPTED: only {done} of {} scenario×impl runs were done; {} not run. Of the recorded ones, {verdict}", done + s.not_run.len(), s.not_run.len())
+    } else {
+        verdict
     }
 }
 
@@ -162,8 +198,7 @@ fn cell(r: Option<&ImplResult>) -> String {
 
 /// `report.md`.
 pub fn markdown(s: &Summary) -> String {
-    let (n, ok) = s.counts();
-    let mut m = format!("# Parity run {}\n\nStarted {}, {} ms. {ok}/{n} scenarios pass on every implementation with identical traces.\n\n", s.run_id, s.started_at, s.duration_ms);
+    let mut m = format!("# Parity run {}\n\nStarted {}, {} ms. {}.\n\n", s.run_id, s.started_at, s.duration_ms, headline(s));
     m.push_str("| scenario |");
     for i in &s.impls {
         let _ = write!(m, " {i} |");
@@ -224,9 +259,8 @@ fn esc(s: &str) -> String {
 
 /// `report.html`: the same content as the Markdown, self-contained.
 pub fn html(s: &Summary) -> String {
-    let (n, ok) = s.counts();
     let mut h = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>parity report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}.pass{background:#dfd}.fail{background:#fdd}.error{background:#ffd}.diverged{background:#fdd}.identical{background:#dfd}code{white-space:pre-wrap}</style></head><body>");
-    let _ = write!(h, "<h1>Parity run {}</h1><p>Started {}, {} ms. {ok}/{n} scenarios pass on every implementation with identical traces.</p>", esc(&s.run_id), esc(&s.started_at), s.duration_ms);
+    let _ = write!(h, "<h1>Parity run {}</h1><p>Started {}, {} ms. {}.</p>", esc(&s.run_id), esc(&s.started_at), s.duration_ms, esc(&headline(s)));
     h.push_str("<table><tr><th>scenario</th>");
     for i in &s.impls {
         let _ = write!(h, "<th>{}</th>", esc(i));
@@ -312,6 +346,14 @@ pub fn junit_xml(s: &Summary) -> Result<String> {
             tc.set_time(std::time::Duration::from_millis(r.duration_ms));
             suite.add_test_case(tc);
         }
+        // An interrupted run must never look green to CI: every run it did not do is an error.
+        for nr in s.not_run.iter().filter(|nr| &nr.imp == imp) {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+            st.set_message("not run: the parity run was interrupted");
+            let mut tc = TestCase::new(format!("{}[{imp}]", nr.id), st);
+            tc.set_classname(format!("parity.{imp}"));
+            suite.add_test_case(tc);
+        }
         rep.add_test_suite(suite);
     }
     if s.impls.len() > 1 {
@@ -369,7 +411,44 @@ mod tests {
                 parity: "diverged".into(),
                 first_difference: None,
             }],
+            interrupted: false,
+            not_run: vec![],
         }
+    }
+
+    #[test]
+    fn interrupted_runs_are_never_green() {
+        let mut s = sample();
+        for r in s.scenarios[0].impls.values_mut() {
+            r.status = "pass".into();
+        }
+        s.scenarios[0].parity = "identical".into();
+        s.interrupted = true;
+        s.not_run = vec![NotRun { id: "y".into(), imp: "go".into() }, NotRun { id: "y".into(), imp: "pingora".into() }];
+        assert_eq!(s.exit_code(), 3);
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["interrupted"], true);
+        assert_eq!(v["not_run"][0]["impl"], "go");
+        assert!(markdown(&s).contains("INTERRUPTED: only 2 of 4 scenario×impl runs were done"), "{}", markdown(&s));
+        assert!(html(&s).contains("INTERRUPTED"));
+        let j = junit_xml(&s).unwrap();
+        assert!(j.contains("y[go]") && j.contains("y[pingora]") && j.contains("errors=\"2\""), "{j}");
+        // Older summary.json files (no marker) still load as complete runs.
+        let mut old = serde_json::to_value(sample()).unwrap();
+        old.as_object_mut().unwrap().remove("interrupted");
+        old.as_object_mut().unwrap().remove("not_run");
+        let back: Summary = serde_json::from_value(old).unwrap();
+        assert!(!back.interrupted && back.not_run.is_empty());
+    }
+
+    #[test]
+    fn headline_claims_parity_only_with_two_impls() {
+        let mut s = sample();
+        assert!(headline(&s).contains("identical traces"));
+        s.impls = vec!["go".into()];
+        s.scenarios[0].impls.remove("pingora");
+        s.scenarios[0].parity = "n/a".into();
+        assert_eq!(headline(&s), "1/1 scenarios pass on go");
     }
 
     #[test]
