@@ -25,6 +25,12 @@ const EXIT_CODES: &str = "Exit codes:
   2  a scenario file is invalid
   3  the harness itself failed (missing router binary, I/O error, interrupted)";
 
+const REPORT_EXIT_CODES: &str = "Exit codes (the verdict of the run reported):
+  0  every scenario passed on every implementation and the traces were identical
+  1  an expectation failed or the implementations diverged
+  3  the run was interrupted or errored, or its summary.json cannot be read or the
+     reports cannot be written";
+
 #[derive(Parser)]
 #[command(name = "parity", about = "Run the same failure scenarios against both routers", after_help = EXIT_CODES)]
 struct Cli {
@@ -53,11 +59,10 @@ enum Cmd {
         files: Vec<PathBuf>,
     },
     /// Print the reports of an earlier run again (and rewrite report.md/html, junit.xml).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = REPORT_EXIT_CODES)]
     Report {
-        /// The run folder (default: results/latest).
-        #[arg(default_value = "results/latest")]
-        run: PathBuf,
+        /// The run folder [default: results/latest-suite, else results/latest].
+        run: Option<PathBuf>,
     },
     /// Print the JSON Schema of scenario files.
     Schema,
@@ -122,7 +127,7 @@ async fn main() {
                 0
             }
         },
-        Cmd::Report { run } => report_cmd(&run),
+        Cmd::Report { run } => report_cmd(&run.unwrap_or_else(default_report_dir)),
         Cmd::Run(a) => {
             tokio::select! {
                 c = run(a) => c,
@@ -279,6 +284,17 @@ fn select(targets: &[String], tags: &[String]) -> Result<Vec<scenario::Loaded>, 
         .collect())
 }
 
+/// `results/latest-suite` (the newest scenario run; `results/latest` may be a benchmark)
+/// when it exists, else `results/latest`.
+fn default_report_dir() -> PathBuf {
+    let suite = PathBuf::from("results/latest-suite");
+    if suite.exists() {
+        suite
+    } else {
+        PathBuf::from("results/latest")
+    }
+}
+
 fn report_cmd(run: &Path) -> i32 {
     let text = match std::fs::read_to_string(run.join("summary.json")) {
         Ok(t) => t,
@@ -290,7 +306,7 @@ fn report_cmd(run: &Path) -> i32 {
     let s: report::Summary = match serde_json::from_str(&text) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: summary.json: {e}");
+            eprintln!("error: {}: {e}", run.join("summary.json").display());
             return 3;
         }
     };
@@ -304,8 +320,7 @@ fn report_cmd(run: &Path) -> i32 {
         eprintln!("error: {e:#}");
         return 3;
     }
-    let (n, ok) = s.counts();
-    println!("{ok}/{n} scenarios pass with identical traces; reports in {}", run.display());
+    println!("{}; reports in {}", report::headline(&s), run.display());
     s.exit_code()
 }
 
