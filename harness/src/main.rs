@@ -324,7 +324,37 @@ fn report_cmd(run: &Path) -> i32 {
     s.exit_code()
 }
 
-async fn run(a: RunArgs) -> i32 {
+/// Checks `--impl`: every name must be `go` or `pingora`; duplicates are dropped (a
+/// second run of the same implementation would overwrite the first's results).
+fn parse_impls(raw: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in raw {
+        let i = i.trim();
+        if env::binary_name(i).is_none() {
+            return Err(format!("--impl: unknown implementation {i:?}; choose from go, pingora (comma separated)"));
+        }
+        if !out.iter().any(|o| o == i) {
+            out.push(i.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err("--impl: no implementation given; choose from go, pingora (comma separated)".into());
+    }
+    Ok(out)
+}
+
+async fn run(mut a: RunArgs) -> i32 {
+    match parse_impls(&a.impls) {
+        Ok(v) => a.impls = v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
+    if a.jobs == 0 {
+        eprintln!("error: --jobs must be at least 1");
+        return 2;
+    }
     let list = match select(&a.targets, &a.tag) {
         Ok(l) => l,
         Err(c) => return c,
@@ -336,10 +366,7 @@ async fn run(a: RunArgs) -> i32 {
     let bin_dir = env::find_bin_dir(a.bin_dir.clone());
     for imp in &a.impls {
         match env::binary_name(imp) {
-            None => {
-                eprintln!("error: unknown implementation {imp:?} (go, pingora)");
-                return 3;
-            }
+            None => unreachable!("checked by parse_impls"),
             Some(b) if !bin_dir.join(b).exists() => {
                 eprintln!("error: {} not found (run `make build`, or pass --bin-dir / PARITY_BIN_DIR)", bin_dir.join(b).display());
                 return 3;
@@ -375,7 +402,7 @@ async fn run(a: RunArgs) -> i32 {
     eprintln!("parity run {run_id}: {} scenarios x {} ({}), jobs {}, routers from {}", list.len(), a.impls.join(","), a.impls.len(), a.jobs, bin_dir.display());
 
     let list = Arc::new(list);
-    let sem = Arc::new(tokio::sync::Semaphore::new(a.jobs.max(1)));
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.jobs));
     let mut handles = Vec::new();
     for (si, l) in list.iter().enumerate() {
         for imp in &a.impls {
@@ -503,5 +530,23 @@ fn scenario_result(l: &scenario::Loaded, dir: &Path, runs: Vec<(String, engine::
         impls,
         parity: parity.into(),
         first_difference: diff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn impls_are_checked_and_deduplicated() {
+        assert_eq!(parse_impls(&v(&["go", "go"])).unwrap(), v(&["go"]));
+        assert_eq!(parse_impls(&v(&["pingora", "go", "pingora"])).unwrap(), v(&["pingora", "go"]));
+        assert!(parse_impls(&v(&["rust"])).unwrap_err().contains("go, pingora"));
+        assert!(parse_impls(&v(&[""])).is_err());
+        assert!(parse_impls(&v(&[])).is_err());
     }
 }
