@@ -31,8 +31,12 @@ use targets::{Absent, Running};
 
 /// Arguments of `parity bench`.
 #[derive(Debug, Args)]
+#[command(override_usage = "parity bench <PROFILE> [--out DIR] [--bin-dir DIR]")]
 pub struct BenchArgs {
-    /// Benchmark profile (YAML) under scenarios/bench/.
+    /// Required. The benchmark profile: `quick` (about 60 s, indicative figures), `full`
+    /// (about 20 minutes) or the path of a profile file. A bare name is looked up as
+    /// scenarios/bench/<name>.yaml in the current directory, then next to this executable
+    /// (<exe dir>/../scenarios/bench/).
     #[arg(required_unless_present = "serve_upstream")]
     pub profile: Option<PathBuf>,
     /// Results root; the run goes to <out>/<run-id>/; <out>/latest and <out>/latest-bench
@@ -158,6 +162,32 @@ fn default_bin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("bin"))
 }
 
+/// Resolves the profile argument: an existing path as given; a bare name (`quick`,
+/// `full`, with or without `.yaml`) as `scenarios/bench/<name>.yaml` under the current
+/// directory, else under `<dir of this executable>/../scenarios/bench/`.
+pub fn resolve_profile(arg: &Path) -> Result<PathBuf, String> {
+    if arg.is_file() {
+        return Ok(arg.to_path_buf());
+    }
+    let s = arg.to_string_lossy();
+    if arg.components().count() == 1 {
+        let file = if s.ends_with(".yaml") || s.ends_with(".yml") { s.to_string() } else { format!("{s}.yaml") };
+        let mut dirs = vec![PathBuf::from("scenarios/bench")];
+        if let Some(exe_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            dirs.push(exe_dir.join("../scenarios/bench"));
+        }
+        for d in &dirs {
+            let p = d.join(&file);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        let tried: Vec<String> = dirs.iter().map(|d| d.join(&file).display().to_string()).collect();
+        return Err(format!("no benchmark profile {s:?}: not a file, and not found as {}", tried.join(" or ")));
+    }
+    Err(format!("no benchmark profile {}: no such file", arg.display()))
+}
+
 /// What a run has measured so far, shared with the interrupt handler so that an
 /// interrupted run can still write a partial report.
 #[derive(Default)]
@@ -200,15 +230,31 @@ async fn interrupt_signal() -> &'static str {
     }
 }
 
-/// Runs a benchmark profile. Returns the process exit code: 0 done, 3 a harness
-/// failure or an interrupt (SIGINT, SIGTERM, SIGHUP:
+/// Runs a benchmark profile. Returns the process exit code: 0 done, 2 the profile is
+/// missing or invalid, 3 a harness failure or an interrupt (SIGINT, SIGTERM, SIGHUP:
 /// every started process is killed and a partial report is written).
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if let Some(addr) = &args.serve_upstream {
         return upstream::serve_process(addr, args.upstream_threads, args.response_bytes);
     }
-    let profile_path = args.profile.clone().expect("clap requires it");
-    let profile = Profile::load(&profile_path)?;
+    let Some(arg) = args.profile.clone() else {
+        eprintln!("error: parity bench needs a profile: `quick`, `full` or a profile file (scenarios/bench/*.yaml)");
+        return Ok(2);
+    };
+    let profile_path = match resolve_profile(&arg) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    let profile = match Profile::load(&profile_path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(2);
+        }
+    };
     let repo = repo_root(&profile_path);
     let bin_dir = args.bin_dir.clone().unwrap_or_else(default_bin_dir);
     let bin_dir = std::fs::canonicalize(&bin_dir).unwrap_or(bin_dir);

@@ -117,8 +117,27 @@ impl Profile {
     pub fn load(path: &std::path::Path) -> anyhow::Result<Profile> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading profile {}: {e}", path.display()))?;
-        let p: Profile = serde_yaml_ng::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
+        let p: Profile = serde_yaml_ng::from_str(&text).map_err(|e| {
+            let msg = e.to_string();
+            // serde reports an unknown field without a position: find the key's line.
+            let line = e.location().map(|l| l.line()).or_else(|| {
+                let field = msg.split('`').nth(1).filter(|_| msg.starts_with("unknown field"))?;
+                text.lines().position(|l| l.trim_start().starts_with(&format!("{field}:"))).map(|i| i + 1)
+            });
+            // The position goes in front (`file:line:`), not at the end of the message.
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            match line {
+                Some(n) => anyhow::anyhow!("{}:{n}: not a benchmark profile: {msg}", path.display()),
+                None => anyhow::anyhow!("{}: not a benchmark profile: {msg}", path.display()),
+            }
+        })?;
+        let p = p.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(p)
+    }
+
+    /// The checks serde cannot express.
+    fn check(self) -> anyhow::Result<Profile> {
+        let p = self;
         anyhow::ensure!(p.threads >= 1, "threads must be >= 1");
         anyhow::ensure!(p.upstream_threads >= 1, "upstream_threads must be >= 1");
         anyhow::ensure!(p.client_threads >= 1, "client_threads must be >= 1");
@@ -135,5 +154,30 @@ impl Profile {
             );
         }
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_profile_names_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("parity-profile-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("scenario.yaml");
+        std::fs::write(&f, "# a scenario file\nid: x\ndescription: y\n").unwrap();
+        let e = Profile::load(&f).unwrap_err().to_string();
+        assert!(e.contains("scenario.yaml:2: not a benchmark profile: unknown field `id`"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_shipped_profiles_load() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/bench");
+        for name in ["quick", "full"] {
+            let p = Profile::load(&dir.join(format!("{name}.yaml"))).unwrap();
+            assert_eq!(p.name, name);
+        }
     }
 }
