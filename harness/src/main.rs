@@ -179,6 +179,23 @@ fn mark_interrupted(s: &mut report::Summary, planned: &[String]) {
         .collect();
 }
 
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints one line to stdout; once stdout is closed (`parity run | head -1`) it stops
+/// printing instead of panicking like `println!`, so the run still finishes, writes its
+/// results and stops its routers.
+fn say(line: &str) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Waits for SIGINT, SIGTERM or SIGHUP and returns its name: all three end a run the
 /// same way (routers killed, temp dirs removed, partial results kept, exit 3), so that
 /// `timeout`, a closed terminal or a CI cancel leave no router behind.
@@ -212,7 +229,7 @@ fn validate(files: Vec<PathBuf>) -> i32 {
     for e in &errs {
         eprintln!("{e}");
     }
-    println!("{} valid, {} errors", ok.len(), errs.len());
+    say(&format!("{} valid, {} errors", ok.len(), errs.len()));
     if errs.is_empty() {
         0
     } else {
@@ -311,16 +328,16 @@ fn report_cmd(run: &Path) -> i32 {
         }
     };
     for sc in &s.scenarios {
-        println!("{}", report::line(sc, &s.impls));
+        say(&report::line(sc, &s.impls));
         for d in report::details(sc) {
-            println!("{d}");
+            say(&d);
         }
     }
     if let Err(e) = report::write_all(run, &s, None) {
         eprintln!("error: {e:#}");
         return 3;
     }
-    println!("{}; reports in {}", report::headline(&s), run.display());
+    say(&format!("{}; reports in {}", report::headline(&s), run.display()));
     s.exit_code()
 }
 
@@ -464,7 +481,7 @@ async fn run(mut a: RunArgs) -> i32 {
             for line in lines {
                 match &pb {
                     Some(pb) => pb.println(line),
-                    None => println!("{line}"),
+                    None => say(&line),
                 }
             }
             summary.scenarios.push(sr);
@@ -488,7 +505,7 @@ async fn run(mut a: RunArgs) -> i32 {
         return 3;
     }
     let (n, ok) = summary.counts();
-    println!("{ok}/{n} scenarios pass on {} with identical traces in {:.1} s; results in {}", a.impls.join(" and "), summary.duration_ms as f64 / 1000.0, dir.display());
+    say(&format!("{ok}/{n} scenarios pass on {} with identical traces in {:.1} s; results in {}", a.impls.join(" and "), summary.duration_ms as f64 / 1000.0, dir.display()));
     summary.exit_code()
 }
 
