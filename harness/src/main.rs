@@ -391,13 +391,21 @@ async fn run(mut a: RunArgs) -> i32 {
             _ => {}
         }
     }
+    // Output places are checked before any scenario runs, not after the whole suite.
+    if let Some(j) = &a.junit {
+        let parent = j.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            eprintln!("error: --junit {}: folder {} does not exist", j.display(), parent.display());
+            return 2;
+        }
+    }
     let bin_dir = std::fs::canonicalize(&bin_dir).unwrap_or(bin_dir);
     let started = chrono::Utc::now();
     let run_id = format!("{}-{}", started.format("%Y%m%dT%H%M%SZ"), std::process::id());
     let dir = a.out.join(&run_id);
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: {}: {e}", dir.display());
-        return 3;
+        eprintln!("error: --out {}: cannot create {}: {e}", a.out.display(), dir.display());
+        return 2;
     }
     // `latest` is the newest run of either kind (shared with `parity bench`);
     // `latest-suite` always names the newest scenario run.

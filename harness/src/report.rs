@@ -174,13 +174,15 @@ pub fn details(s: &ScenarioResult) -> Vec<String> {
 /// Writes summary.json, report.md, report.html and junit.xml into `dir`; `junit` is an
 /// extra place for the JUnit file.
 pub fn write_all(dir: &Path, s: &Summary, junit: Option<&Path>) -> Result<()> {
-    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(s)?)?;
-    std::fs::write(dir.join("report.md"), markdown(s))?;
-    std::fs::write(dir.join("report.html"), html(s))?;
+    use anyhow::Context as _;
+    let write = |p: &Path, data: &[u8]| std::fs::write(p, data).with_context(|| format!("writing {}", p.display()));
+    write(&dir.join("summary.json"), serde_json::to_string_pretty(s)?.as_bytes())?;
+    write(&dir.join("report.md"), markdown(s).as_bytes())?;
+    write(&dir.join("report.html"), html(s).as_bytes())?;
     let j = junit_xml(s)?;
-    std::fs::write(dir.join("junit.xml"), &j)?;
+    write(&dir.join("junit.xml"), j.as_bytes())?;
     if let Some(p) = junit {
-        std::fs::write(p, &j)?;
+        write(p, j.as_bytes())?;
     }
     Ok(())
 }
@@ -480,6 +482,13 @@ mod tests {
         assert_eq!(s.exit_code(), 0);
         s.scenarios[0].impls.get_mut("go").unwrap().status = "error".into();
         assert_eq!(s.exit_code(), 3);
+    }
+
+    #[test]
+    fn write_errors_name_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let e = write_all(d.path(), &sample(), Some(&d.path().join("nodir/j.xml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("nodir/j.xml"), "{e:#}");
     }
 
     #[test]
