@@ -217,6 +217,10 @@ fn validate(files: Vec<PathBuf>) -> i32 {
     let files = if files.is_empty() { vec![PathBuf::from("scenarios")] } else { files };
     let mut all = Vec::new();
     for f in &files {
+        if !f.exists() {
+            eprintln!("{}: no such file", f.display());
+            return 2;
+        }
         match scenario::files_in(f) {
             Ok(mut v) => all.append(&mut v),
             Err(e) => {
@@ -251,6 +255,10 @@ fn select(targets: &[String], tags: &[String]) -> Result<Vec<scenario::Loaded>, 
     }
     for t in targets {
         let p = Path::new(t);
+        if !p.exists() && looks_like_path(t) {
+            eprintln!("no such file: {t}");
+            return Err(2);
+        }
         if p.exists() {
             files.extend(scenario::files_in(p).map_err(|e| {
                 eprintln!("{t}: {e}");
@@ -310,6 +318,11 @@ fn default_report_dir() -> PathBuf {
     } else {
         PathBuf::from("results/latest")
     }
+}
+
+/// A target naming a file rather than an id glob: it has a `/` or a YAML extension.
+fn looks_like_path(t: &str) -> bool {
+    t.contains('/') || t.ends_with(".yaml") || t.ends_with(".yml")
 }
 
 fn report_cmd(run: &Path) -> i32 {
@@ -564,6 +577,15 @@ mod tests {
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn path_like_targets_are_not_globs() {
+        assert!(looks_like_path("/tmp/does-not-exist.yaml"));
+        assert!(looks_like_path("x.yml"));
+        assert!(looks_like_path("scenarios/"));
+        assert!(!looks_like_path("breaker-*"));
+        assert!(!looks_like_path("routing-basics"));
     }
 
     #[test]
