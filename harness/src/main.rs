@@ -213,8 +213,39 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// The default scenarios folder: `./scenarios` when it exists, else `scenarios/` next
+/// to the folder of this executable (`bin/parity` sits in the repository root, so that
+/// is `<repo>/scenarios`); the error says where it looked.
+fn default_scenarios_dir() -> Result<PathBuf, String> {
+    let here = PathBuf::from("scenarios");
+    if here.is_dir() {
+        return Ok(here);
+    }
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().and_then(|d| d.parent()).map(|r| r.join("scenarios")));
+    if let Some(b) = &beside {
+        if b.is_dir() {
+            return Ok(b.clone());
+        }
+    }
+    let looked = match &beside {
+        Some(b) => format!("./scenarios and {}", b.display()),
+        None => "./scenarios".into(),
+    };
+    Err(format!("no scenarios folder found (looked in {looked}); run from the repository root or pass scenario files or folders"))
+}
+
 fn validate(files: Vec<PathBuf>) -> i32 {
-    let files = if files.is_empty() { vec![PathBuf::from("scenarios")] } else { files };
+    let files = if files.is_empty() {
+        match default_scenarios_dir() {
+            Ok(d) => vec![d],
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        }
+    } else {
+        files
+    };
     let mut all = Vec::new();
     for f in &files {
         if !f.exists() {
@@ -244,12 +275,18 @@ fn validate(files: Vec<PathBuf>) -> i32 {
 /// Resolves targets (files, folders, id globs) and tags; prints errors and returns exit
 /// code 2 on an invalid file or a target that matches nothing.
 fn select(targets: &[String], tags: &[String]) -> Result<Vec<scenario::Loaded>, i32> {
-    let default = PathBuf::from("scenarios");
+    let default = || {
+        default_scenarios_dir().map_err(|e| {
+            eprintln!("error: {e}");
+            2
+        })
+    };
     let mut files = Vec::new();
     let mut globs = Vec::new();
     if targets.is_empty() {
-        files.extend(scenario::files_in(&default).map_err(|e| {
-            eprintln!("scenarios: {e}");
+        let d = default()?;
+        files.extend(scenario::files_in(&d).map_err(|e| {
+            eprintln!("{}: {e}", d.display());
             2
         })?);
     }
@@ -275,7 +312,8 @@ fn select(targets: &[String], tags: &[String]) -> Result<Vec<scenario::Loaded>, 
         }
     }
     if !globs.is_empty() {
-        let all = scenario::files_in(&default).unwrap_or_default();
+        let d = default()?;
+        let all = scenario::files_in(&d).unwrap_or_default();
         let (loaded, errs) = scenario::load_all(&all);
         if !errs.is_empty() {
             for e in &errs {
@@ -286,7 +324,7 @@ fn select(targets: &[String], tags: &[String]) -> Result<Vec<scenario::Loaded>, 
         for (t, g) in &globs {
             let m: Vec<_> = loaded.iter().filter(|l| g.matches(&l.scenario.id)).collect();
             if m.is_empty() {
-                eprintln!("{t}: no scenario id in scenarios/ matches");
+                eprintln!("{t}: no scenario id in {} matches", d.display());
                 return Err(2);
             }
             for l in m {
