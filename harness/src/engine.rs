@@ -96,7 +96,12 @@ impl Ctx<'_> {
         self.trace.push(Obs { step, kind: kind.to_string(), value });
     }
     fn fail(&mut self, step: i64, kind: &str, msg: String) {
-        self.failures.push(format!("step {step} ({kind}): {msg}"));
+        let label = crate::report::step_label(step);
+        if label == kind {
+            self.failures.push(format!("{label}: {msg}"));
+        } else {
+            self.failures.push(format!("{label} ({kind}): {msg}"));
+        }
     }
 }
 
@@ -149,11 +154,18 @@ async fn run_steps(ctx: &mut Ctx<'_>) -> Result<()> {
     if let (Some(cp), Some(cfg)) = (&ctx.env.cp, &ctx.sc.config) {
         if ctx.sc.router.push_on_hello {
             let v = cfg.get("version").and_then(|v| v.as_u64());
+            let t0 = std::time::Instant::now();
             let a = cp.answer(0, Some(v), Duration::from_secs(10)).await;
             let ok = matches!(a, Some(crate::control_plane::CpEvent::Ack { .. }));
             ctx.obs(-1, "setup", json!({"initial_config_acked": ok}));
-            if !ok {
-                ctx.fail(-1, "setup", format!("initial config not acked within 10 s (answer: {a:?})"));
+            match a {
+                Some(crate::control_plane::CpEvent::Ack { .. }) => {}
+                Some(crate::control_plane::CpEvent::Nack { code, path, .. }) => {
+                    ctx.fail(-1, "setup", format!("initial config rejected by the router: code {code}, path {path}"));
+                }
+                _ => {
+                    ctx.fail(-1, "setup", format!("initial config not answered within {:.1} s", t0.elapsed().as_secs_f64()));
+                }
             }
         }
     } else if !ctx.sc.router.control_plane && ctx.sc.config.is_some() {

@@ -22,8 +22,18 @@ use std::sync::Arc;
 const EXIT_CODES: &str = "Exit codes:
   0  every scenario passed on every implementation and the traces were identical
   1  an expectation failed or the implementations diverged
-  2  a scenario file is invalid
-  3  the harness itself failed (missing router binary, I/O error, interrupted)";
+  2  usage error: a scenario file is invalid or missing, nothing selected, a bad
+     --impl/--jobs, an unwritable --junit/--out
+  3  the harness itself failed (missing router binary, I/O error) or the run was
+     interrupted (SIGINT, SIGTERM, SIGHUP)";
+
+const LIST_EXIT_CODES: &str = "Exit codes:
+  0  the scenarios were listed
+  2  a scenario file is invalid, a file does not exist or a target matches nothing";
+
+const VALIDATE_EXIT_CODES: &str = "Exit codes:
+  0  every scenario file is valid
+  2  a scenario file is invalid or does not exist";
 
 const REPORT_EXIT_CODES: &str = "Exit codes (the verdict of the run reported):
   0  every scenario passed on every implementation and the traces were identical
@@ -44,7 +54,7 @@ enum Cmd {
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// List scenarios: id, tags, description.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = LIST_EXIT_CODES)]
     List {
         /// Scenario files, folders or id globs (default: scenarios/).
         targets: Vec<String>,
@@ -53,7 +63,7 @@ enum Cmd {
         tag: Vec<String>,
     },
     /// Check scenario files; errors name the file, line and field.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = VALIDATE_EXIT_CODES)]
     Validate {
         /// Files or folders (default: scenarios/).
         files: Vec<PathBuf>,
@@ -563,8 +573,7 @@ async fn run(mut a: RunArgs) -> i32 {
         eprintln!("error: writing reports: {e:#}");
         return 3;
     }
-    let (n, ok) = summary.counts();
-    say(&format!("{ok}/{n} scenarios pass on {} with identical traces in {:.1} s; results in {}", a.impls.join(" and "), summary.duration_ms as f64 / 1000.0, dir.display()));
+    say(&format!("{} in {}; results in {}", report::headline(&summary), report::human_duration(summary.duration_ms), dir.display()));
     summary.exit_code()
 }
 

@@ -136,6 +136,25 @@ pub fn headline(s: &Summary) -> String {
     }
 }
 
+/// How messages name a step index of the trace: `setup` for -1, else the 1-based step
+/// number (`step 1` is `steps[0]` in the scenario file). Traces keep the 0-based index.
+pub fn step_label(step: i64) -> String {
+    if step < 0 {
+        "setup".into()
+    } else {
+        format!("step {}", step + 1)
+    }
+}
+
+/// A run's wall time for people: milliseconds under 10 s, else seconds.
+pub fn human_duration(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 /// The one terminal line of a scenario.
 pub fn line(s: &ScenarioResult, impls: &[String]) -> String {
     let mut out = format!("{:<28}", s.id);
@@ -163,7 +182,7 @@ pub fn details(s: &ScenarioResult) -> Vec<String> {
         }
     }
     if let Some(d) = &s.first_difference {
-        v.push(format!("    first difference at observation {} (step {}):", d.index, d.step));
+        v.push(format!("    first difference at observation {} ({}):", d.index, step_label(d.step)));
         for (imp, o) in &d.observations {
             v.push(format!("      {imp}: {o}"));
         }
@@ -246,7 +265,7 @@ pub fn markdown(s: &Summary) -> String {
             let _ = writeln!(m, "\n{imp} logs and trace: `{}`", r.logs);
         }
         if let Some(d) = &sc.first_difference {
-            let _ = writeln!(m, "\nFirst difference, observation {} (step {}):\n", d.index, d.step);
+            let _ = writeln!(m, "\nFirst difference, observation {} ({}):\n", d.index, step_label(d.step));
             for (imp, o) in &d.observations {
                 let _ = writeln!(m, "- {imp}: `{o}`");
             }
@@ -308,7 +327,7 @@ pub fn html(s: &Summary) -> String {
             }
         }
         if let Some(d) = &sc.first_difference {
-            let _ = write!(h, "<p>First difference, observation {} (step {}):</p><ul>", d.index, d.step);
+            let _ = write!(h, "<p>First difference, observation {} ({}):</p><ul>", d.index, step_label(d.step));
             for (imp, o) in &d.observations {
                 let _ = write!(h, "<li>{}: <code>{}</code></li>", esc(imp), esc(&o.to_string()));
             }
@@ -489,6 +508,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = write_all(d.path(), &sample(), Some(&d.path().join("nodir/j.xml"))).unwrap_err();
         assert!(format!("{e:#}").contains("nodir/j.xml"), "{e:#}");
+    }
+
+    #[test]
+    fn steps_and_durations_read_as_people_count() {
+        assert_eq!(step_label(-1), "setup");
+        assert_eq!(step_label(0), "step 1");
+        assert_eq!(human_duration(42), "42 ms");
+        assert_eq!(human_duration(12_345), "12.3 s");
     }
 
     #[test]
