@@ -63,6 +63,10 @@ pub struct ToolCheck {
 pub struct Profile {
     /// Profile name (goes into the report).
     pub name: String,
+    /// What the profile is for and how far to trust its figures; printed at the top of
+    /// the report.
+    #[serde(default)]
+    pub description: Option<String>,
     /// Worker threads of every target: GOMAXPROCS, `ServerConf.threads`, nginx
     /// `worker_processes`.
     pub threads: usize,
