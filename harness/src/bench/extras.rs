@@ -352,7 +352,7 @@ pub fn previous_hotpath(out_root: &Path) -> Hotpath {
             }
         }
     }
-    Hotpath { note: "not run in this profile and no earlier run has them (make bench runs them)".into(), ..Default::default() }
+    Hotpath { note: "this profile does not run them (`hotpath: false`) and no earlier run in the results folder has them; `make bench` runs them".into(), ..Default::default() }
 }
 
 /// Lines of one module of a router.

@@ -291,7 +291,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 idle: BTreeMap::new(),
                 mem,
                 tool_check: p.tool_check,
-                hotpath: extras::Hotpath { note: "not run: the run was interrupted".into(), ..Default::default() },
+                hotpath: extras::Hotpath { note: "the run was interrupted before them".into(), ..Default::default() },
                 elapsed_secs: setup.t0.elapsed().as_secs_f64(),
                 ladder_note: p.ladder_note,
                 idle_start: None,

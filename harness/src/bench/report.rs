@@ -82,6 +82,23 @@ fn ladder_rates(segs: &[Seg]) -> Vec<f64> {
     r
 }
 
+/// The highest ladder rate at which every present target ran and none was saturated.
+fn common_rate(d: &RunData) -> Option<f64> {
+    let names: Vec<&String> = d.present.iter().map(|(n, _)| n).collect();
+    ladder_rates(&d.segs).into_iter().rev().find(|rate| {
+        !names.is_empty()
+            && names.iter().all(|n| {
+                let a = agg(&d.segs, n, "ladder", Some(*rate));
+                a.n > 0 && !is_saturated(d, &a, *rate)
+            })
+    })
+}
+
+/// "median of N" / "single run": how many samples a figure is made of.
+fn samples(n: usize) -> String {
+    if n == 1 { "single run".into() } else { format!("median of {n}") }
+}
+
 /// The per-target figures at the reference rate, with overheads and ratios.
 struct Row {
     name: String,
@@ -93,13 +110,18 @@ struct Row {
 }
 
 fn rows(d: &RunData) -> Vec<Row> {
-    let rate = Some(d.reference_rate);
-    let direct = agg(&d.segs, "direct", "reference", rate);
+    rows_at(d, "reference", d.reference_rate)
+}
+
+/// The per-target rows of one open-loop phase (`reference` or `ladder`) at one rate.
+fn rows_at(d: &RunData, phase: &str, rate: f64) -> Vec<Row> {
+    let rate = Some(rate);
+    let direct = agg(&d.segs, "direct", phase, rate);
     KNOWN
         .iter()
         .filter(|n| d.present.iter().any(|(p, _)| p == *n))
         .map(|n| {
-            let r = agg(&d.segs, n, "reference", rate);
+            let r = agg(&d.segs, n, phase, rate);
             let (ovh50, ovh99) = if direct.n > 0 { (r.p50 - direct.p50, r.p99 - direct.p99) } else { (f64::NAN, f64::NAN) };
             Row {
                 name: n.to_string(),
@@ -213,9 +235,18 @@ fn f1(x: f64) -> String {
 fn mib(x: f64) -> String {
     if x.is_finite() { format!("{:.1}", x / 1048576.0) } else { "—".into() }
 }
-/// a / b, when both are positive (an overhead at or below zero is noise: no ratio).
+/// a / b, when both are positive (an overhead at or below zero is noise: no ratio);
+/// otherwise, or when it would print as 0.00x, "n/a".
 fn ratio(a: f64, b: f64) -> String {
-    if a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0 { format!("{:.2}x", a / b) } else { "—".into() }
+    match ratio_val(a, b) {
+        Some(x) => format!("{x:.2}x"),
+        None => "n/a".into(),
+    }
+}
+
+fn ratio_val(a: f64, b: f64) -> Option<f64> {
+    let x = a / b;
+    (a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0 && x >= 0.005).then_some(x)
 }
 
 fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
@@ -233,12 +264,35 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
         match p.reference_rate { super::profile::RefRate::Fixed(_) => "fixed by the profile".to_string(), _ => "auto: half of nginx's closed-loop maximum, or of the slower bare proxy without nginx".to_string() },
         d.elapsed_secs, d.loadavg_start, h["loadavg_at_report"].as_str().unwrap_or(""), d.nice
     )));
+    if let Some(desc) = &p.description {
+        b.push(Block::P(format!("**Profile `{}`:** {}", p.name, desc.split_whitespace().collect::<Vec<_>>().join(" "))));
+    }
     let mut present: Vec<String> = d.present.iter().map(|(n, note)| format!("`{n}`: {note}")).collect();
     present.extend(d.absent.iter().map(|a| format!("`{}`: **absent** ({})", a.name, a.reason)));
     b.push(Block::H(2, "Targets".into()));
     b.push(Block::List(present));
 
-    b.push(Block::H(2, format!("At the reference rate ({} req/s), medians of {} repeats", d.reference_rate, p.reference.repeats)));
+    let ref_rows_sat = rows.iter().any(|r| is_saturated(d, &r.r, d.reference_rate));
+    let common = common_rate(d);
+    // When the reference rate saturates a target, the first table is the highest ladder
+    // rate every target sustains, so that the first figures a reader sees are meaningful.
+    let headline = if ref_rows_sat { common } else { None };
+    if let Some(rate) = headline {
+        let lrows = rows_at(d, "ladder", rate);
+        b.push(Block::H(2, format!("At {rate} req/s: the highest ladder rate every target sustains ({} per target)", samples(p.ladder.phase.repeats))));
+        let t: Vec<Vec<String>> = lrows
+            .iter()
+            .map(|r| vec![format!("`{}`", r.name), f0(r.r.p50), f0(r.r.p90), f0(r.r.p99), f0(r.r.p999), f0(r.ovh50), f0(r.ovh99), f1(r.r.cpu), format!("{}", r.r.errors + r.r.dropped)])
+            .collect();
+        b.push(Block::Table(
+            ["target", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "p50 overhead µs", "p99 overhead µs", "CPU µs/req", "errors+dropped"].iter().map(|s| s.to_string()).collect(),
+            t,
+        ));
+        b.push(Block::P(format!("Some targets are saturated at the reference rate ({} req/s, below), where their latency is the queue the run built, not the proxy. This table shows every target at the highest rate of the ladder where none is saturated.", d.reference_rate)));
+    } else if ref_rows_sat {
+        b.push(Block::P("Some targets are saturated at the reference rate and no ladder rate is sustained by every target: no table compares all targets at a sustained rate.".into()));
+    }
+    b.push(Block::H(2, format!("At the reference rate ({} req/s), {} of {} per target", d.reference_rate, if p.reference.repeats == 1 { "one run" } else { "medians" }, p.reference.repeats)));
     let head = ["target", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "p99 spread µs", "p50 overhead µs", "p99 overhead µs", "max req/s (closed)", "CPU µs/req", "RSS peak MiB", "idle B/conn", "errors+dropped"];
     let t: Vec<Vec<String>> = rows
         .iter()
@@ -256,12 +310,21 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
     b.push(Block::P("Overhead = target minus `direct` at the same rate (the upstream's own cost is the `direct` row). CPU is utime+stime of the target's process tree over the measured window divided by the requests answered (for `direct`: the upstream's). Idle B/conn = RSS growth of the target's tree per idle keep-alive connection.".into()));
 
     let get = |n: &str| rows.iter().find(|r| r.name == n);
-    b.push(Block::H(3, "Ratios (p99 overhead and CPU per request)".into()));
+    // Ratios at the headline rate when there is one (every target sustains it), else at
+    // the reference rate; a saturated target's figures give no ratio.
+    let (ratio_rows, ratio_at, ratio_n) = match headline {
+        Some(rate) => (rows_at(d, "ladder", rate), rate, p.ladder.phase.repeats),
+        None => (rows_at(d, "reference", d.reference_rate), d.reference_rate, p.reference.repeats),
+    };
+    let ratio_phase_sat = |r: &Row| headline.is_none() && is_saturated(d, &r.r, d.reference_rate);
+    let rget = |n: &str| ratio_rows.iter().find(|r| r.name == n);
+    b.push(Block::H(3, format!("Ratios (p99 overhead and CPU per request) at {ratio_at} req/s{}", if ratio_n == 1 { ", indicative (1 sample)" } else { "" })));
     let mut rt = Vec::new();
-    for r in rows.iter().filter(|r| r.name != "direct") {
+    for r in ratio_rows.iter().filter(|r| r.name != "direct") {
         let mut row = vec![format!("`{}`", r.name)];
         for base in ["pingora", "nginx"] {
-            match get(base) {
+            match rget(base) {
+                Some(x) if ratio_phase_sat(r) || ratio_phase_sat(x) => row.extend(["n/a (saturated)".to_string(), "n/a (saturated)".to_string()]),
                 Some(x) => {
                     row.push(ratio(r.ovh99, x.ovh99));
                     row.push(ratio(r.r.cpu, x.r.cpu));
@@ -275,22 +338,38 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
         ["target", "p99 ovh / pingora", "CPU / pingora", "p99 ovh / nginx", "CPU / nginx"].iter().map(|s| s.to_string()).collect(),
         rt,
     ));
+    b.push(Block::P("n/a: a saturated target, or an overhead at or below zero (noise: `direct` was as slow), gives no ratio.".into()));
     b.push(Block::H(3, "Targets to reach: each router within 1.25x of its own stack's bare proxy".into()));
     let mut tt = Vec::new();
     let rates = ladder_rates(&d.segs);
     let direct_at = |rate: f64| agg(&d.segs, "direct", "ladder", Some(rate));
+    let ok = |a: f64, b: f64| match ratio_val(a, b) {
+        Some(x) if x <= 1.25 => "yes",
+        Some(_) => "**no**",
+        None => "—",
+    };
+    let ladder_n = p.ladder.phase.repeats;
     for (router, bare) in [("go", "go-bare"), ("pingora", "pingora-bare")] {
-        let ok = |a: f64, b: f64| if a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite() { if a / b <= 1.25 { "yes" } else { "**no**" } } else { "—" };
         match (get(router), get(bare)) {
             (Some(a), Some(x)) => {
                 let sat = is_saturated(d, &a.r, d.reference_rate) || is_saturated(d, &x.r, d.reference_rate);
-                tt.push(vec![
-                    format!("`{router}` vs `{bare}`"),
-                    format!("{} (reference){}", d.reference_rate, if sat { ", **saturated**" } else { "" }),
-                    ratio(a.ovh99, x.ovh99), ok(a.ovh99, x.ovh99).into(),
-                    ratio(a.r.cpu, x.r.cpu), ok(a.r.cpu, x.r.cpu).into(),
-                ]);
-                // The highest ladder rate that both sustain.
+                if sat {
+                    tt.push(vec![
+                        format!("`{router}` vs `{bare}`"),
+                        format!("{} (reference)", d.reference_rate),
+                        "n/a (saturated)".into(), "—".into(), "n/a (saturated)".into(), "—".into(),
+                        "none: saturated at this rate".into(),
+                    ]);
+                } else {
+                    tt.push(vec![
+                        format!("`{router}` vs `{bare}`"),
+                        format!("{} (reference)", d.reference_rate),
+                        ratio(a.ovh99, x.ovh99), ok(a.ovh99, x.ovh99).into(),
+                        ratio(a.r.cpu, x.r.cpu), ok(a.r.cpu, x.r.cpu).into(),
+                        "for information (the verdict is the next row)".into(),
+                    ]);
+                }
+                // The verdict: the highest ladder rate that both sustain.
                 let common = rates.iter().rev().find(|rate| {
                     let (ra, rx) = (agg(&d.segs, router, "ladder", Some(**rate)), agg(&d.segs, bare, "ladder", Some(**rate)));
                     ra.n > 0 && rx.n > 0 && !is_saturated(d, &ra, **rate) && !is_saturated(d, &rx, **rate)
@@ -298,19 +377,28 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
                 if let Some(rate) = common {
                     let (ra, rx, dr) = (agg(&d.segs, router, "ladder", Some(*rate)), agg(&d.segs, bare, "ladder", Some(*rate)), direct_at(*rate));
                     let (oa, ox) = (ra.p99 - dr.p99, rx.p99 - dr.p99);
+                    let verdict = match (ok(oa, ox), ok(ra.cpu, rx.cpu)) {
+                        ("yes", "yes") => "reached".to_string(),
+                        ("—", _) | (_, "—") => "no verdict (a ratio is n/a)".to_string(),
+                        _ => "**not reached**".to_string(),
+                    };
+                    let verdict = if ladder_n == 1 && !verdict.starts_with("no verdict") { format!("{verdict}, indicative (1 sample)") } else { verdict };
                     tt.push(vec![
                         format!("`{router}` vs `{bare}`"),
                         format!("{rate} (highest ladder rate both sustain)"),
                         ratio(oa, ox), ok(oa, ox).into(),
                         ratio(ra.cpu, rx.cpu), ok(ra.cpu, rx.cpu).into(),
+                        verdict,
                     ]);
+                } else {
+                    tt.push(vec![format!("`{router}` vs `{bare}`"), "no ladder rate both sustain".into(), "—".into(), "—".into(), "—".into(), "—".into(), "no verdict".into()]);
                 }
             }
-            _ => tt.push(vec![format!("`{router}` vs `{bare}`"), "—".into(), "absent".into(), "—".into(), "absent".into(), "—".into()]),
+            _ => tt.push(vec![format!("`{router}` vs `{bare}`"), "—".into(), "absent".into(), "—".into(), "absent".into(), "—".into(), "no verdict".into()]),
         }
     }
-    b.push(Block::Table(["pair", "at req/s", "p99 overhead ratio", "≤ 1.25x", "CPU/req ratio", "≤ 1.25x"].iter().map(|s| s.to_string()).collect(), tt));
-    b.push(Block::P("A saturated target (it cannot keep up with the offered rate) builds a queue whose length depends on the window, so its figures at that rate measure the run, not the proxy; the second row of each pair compares the two at the highest ladder rate both sustain.".into()));
+    b.push(Block::Table(["pair", "at req/s", "p99 overhead ratio", "≤ 1.25x", "CPU/req ratio", "≤ 1.25x", "verdict"].iter().map(|s| s.to_string()).collect(), tt));
+    b.push(Block::P(format!("The verdict is taken at the highest ladder rate both the router and its bare proxy sustain ({} per rate): a saturated target (it cannot keep up with the offered rate) builds a queue whose length depends on the window, so its figures measure the run, not the proxy, and never count as a pass. The reference-rate row is shown for information.", samples(ladder_n))));
     if d.reference_rate > 0.0 && get("nginx").is_some() {
         b.push(Block::P(format!("The issue's targets are stated at half of nginx's maximum rate; this run's reference rate ({} req/s) is that rate when `reference_rate: auto`.", d.reference_rate)));
     }
@@ -320,7 +408,7 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
         b.push(Block::Img(file.clone(), alt.clone()));
     }
 
-    b.push(Block::H(2, "Rate ladder (open loop, medians)".into()));
+    b.push(Block::H(2, format!("Rate ladder (open loop, {} per rate)", if p.ladder.phase.repeats == 1 { "single run".to_string() } else { format!("median of {}", p.ladder.phase.repeats) })));
     let rates = ladder_rates(&d.segs);
     let mut lt = Vec::new();
     for r in rows {
@@ -359,16 +447,19 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
 
     b.push(Block::H(2, "Hot paths (Go testing.B, Rust Criterion)".into()));
     let hp = &d.hotpath;
-    let mut note = hp.note.clone();
-    if let Some(r) = &hp.from_run {
-        note = format!("from the earlier run {r} ({note})");
-    } else if hp.ran {
-        note = format!("run now: {note}");
-    }
-    b.push(Block::P(note));
     if hp.go.is_empty() && hp.rust.is_empty() {
-        b.push(Block::P("No hot-path benchmark figures: the routers' benchmarks do not exist yet or were not run.".into()));
+        // One sentence: why there are no figures.
+        let why = match &hp.from_run {
+            Some(r) => format!("the earlier run {r} has none ({})", hp.note),
+            None => hp.note.clone(),
+        };
+        b.push(Block::P(format!("No hot-path figures: {why}.")));
     } else {
+        let note = match &hp.from_run {
+            Some(r) => format!("From the earlier run {r} ({}).", hp.note),
+            None => format!("Run now: {}.", hp.note),
+        };
+        b.push(Block::P(note));
         // Match by name: case and punctuation ignored, a repeated path segment collapsed
         // (Criterion's `validate_swap/validate_swap` is Go's `ValidateSwap`).
         let norm = |s: &str| {
@@ -714,4 +805,20 @@ pub fn write_all(d: &RunData, out: &Path) -> anyhow::Result<()> {
     std::fs::write(out.join("report.md"), md(&b))?;
     std::fs::write(out.join("report.html"), html(&b, &format!("parity bench {}", d.run_id)))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_without_a_meaningful_denominator_are_na() {
+        assert_eq!(ratio(2.0, 1.0), "2.00x");
+        assert_eq!(ratio(1.0, 0.0), "n/a");
+        assert_eq!(ratio(1.0, -5.0), "n/a");
+        assert_eq!(ratio(1.0, 619.66), "n/a"); // would print 0.00x
+        assert_eq!(ratio(f64::NAN, 1.0), "n/a");
+        assert_eq!(samples(1), "single run");
+        assert_eq!(samples(3), "median of 3");
+    }
 }
