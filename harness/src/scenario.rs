@@ -808,6 +808,10 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
     };
     if let Some(c) = &sc.config {
         check_templates(c, "config".into(), &mut err);
+        // The initial config must be accepted (acked, or served as the LKG file).
+        for (field, message) in config_schema_errors(c, "config") {
+            err(field, message);
+        }
     }
     if sc.router.lkg_text.is_some() && sc.config.is_some() && !sc.router.control_plane {
         err("router.lkg_text".into(), "without a control plane `config` is the LKG file already; give one of them".into());
@@ -894,6 +898,13 @@ fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioError> {
                 }
                 if p.ack.is_some() == p.nack.is_some() {
                     err(b.clone(), "exactly one of ack, nack".into());
+                }
+                // Only a push expected to be acked must match the config schema; pushes
+                // expecting a nack are invalid on purpose.
+                if let (Some(c), Some(_)) = (&p.config, p.ack) {
+                    for (field, message) in config_schema_errors(c, &format!("{b}.config")) {
+                        err(field, message);
+                    }
                 }
                 if !sc.router.control_plane {
                     err(b.clone(), "push needs router.control_plane: true".into());
@@ -1002,6 +1013,55 @@ pub fn templates(s: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// spec/config.schema.json, embedded so that validation works from any folder.
+const CONFIG_SCHEMA: &str = include_str!("../../spec/config.schema.json");
+
+/// Structural errors of a config document that the scenario expects the router to accept,
+/// checked against spec/config.schema.json after filling templates with placeholder
+/// values (`up.NAME` → `http://127.0.0.1:1`, ports → `1`). Each error is (field, message)
+/// with the field spelled as scenario fields are (`config.placements.pa.timeouts`).
+/// Cross-field rules (references, cycles, stale versions) are the routers' own checks.
+pub fn config_schema_errors(config: &Value, field: &str) -> Vec<(String, String)> {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let v = VALIDATOR.get_or_init(|| {
+        let schema: Value = serde_json::from_str(CONFIG_SCHEMA).expect("spec/config.schema.json is JSON");
+        jsonschema::validator_for(&schema).expect("spec/config.schema.json is a valid JSON Schema")
+    });
+    let filled = fill_placeholders(config);
+    v.iter_errors(&filled)
+        .map(|e| {
+            let ptr = e.instance_path().to_string();
+            let sub: String = ptr.split('/').filter(|s| !s.is_empty()).map(|s| format!(".{}", s.replace("~1", "/").replace("~0", "~"))).collect();
+            (format!("{field}{sub}"), format!("config schema (spec/config.schema.json): {e}"))
+        })
+        .collect()
+}
+
+/// Fills every template of a config document with a placeholder of the right shape.
+fn fill_placeholders(v: &Value) -> Value {
+    let fill = |s: &str| {
+        let mut out = s.to_string();
+        for t in templates(s) {
+            let val = match t.rsplit('.').next() {
+                _ if t == "unused_port" => "1",
+                _ if t == "state_dir" => "/tmp",
+                Some("port") if t.starts_with("up.") && t.split('.').count() == 3 => "1",
+                Some("hostport") if t.split('.').count() == 3 => "127.0.0.1:1",
+                Some("ca_file") if t.split('.').count() == 3 => "/tmp/ca.pem",
+                _ => "http://127.0.0.1:1",
+            };
+            out = out.replace(&format!("{{{{{t}}}}}"), val).replace(&format!("{{{{ {t} }}}}"), val);
+        }
+        out
+    };
+    match v {
+        Value::String(s) => Value::String(fill(s)),
+        Value::Array(a) => Value::Array(a.iter().map(fill_placeholders).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (fill(k), fill_placeholders(x))).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Known templates: `up.NAME` (origin `scheme://127.0.0.1:port`), `up.NAME.port`,
@@ -1122,6 +1182,20 @@ mod tests {
         assert_eq!(e[0].field, "config.placements.p.endpoint");
         assert_eq!(e[0].line, 9, "{}", e[0]);
         assert!(e[0].message.contains("secondary"));
+    }
+
+    #[test]
+    fn embedded_config_is_checked_against_the_config_schema() {
+        // A typo in an initial config is a validation error with line and field.
+        let t = OK.replace("connect_ms: 100", "conect_ms: 100");
+        let e = p(&t).unwrap_err();
+        assert!(e.iter().all(|e| e.field == "config.placements.p.timeouts" && e.line == 9), "{e:?}");
+        assert!(e.iter().any(|e| e.message.contains("'conect_ms' was unexpected")), "{e:?}");
+        // A push expected to be acked is checked; one expected to be nacked is not.
+        let push = |expect: &str| format!("{OK}  - push:\n      config: {{version: 2, routes: {{}}, placements: {{}}, extra: 1}}\n      {expect}\n");
+        let e = p(&push("ack: 2")).unwrap_err();
+        assert_eq!(e[0].field, "steps[3].push.config", "{}", e[0]);
+        assert!(p(&push("nack: {code: unknown_field, path: /extra}")).is_ok());
     }
 
     #[test]
