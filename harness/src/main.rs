@@ -574,6 +574,7 @@ async fn run(mut a: RunArgs) -> i32 {
         return 3;
     }
     say(&format!("{} in {}; results in {}", report::headline(&summary), report::human_duration(summary.duration_ms), dir.display()));
+    say(&report::tally(&summary));
     summary.exit_code()
 }
 

@@ -136,6 +136,22 @@ pub fn headline(s: &Summary) -> String {
     }
 }
 
+/// The run's closing line in the plain form CI runners read, `parity: N passed, M failed`:
+/// a scenario passes when it passed on every implementation that ran (and, with two, their
+/// traces were identical); every other selected scenario, not-run ones included, failed.
+pub fn tally(s: &Summary) -> String {
+    let not_run: std::collections::BTreeSet<&str> = s.not_run.iter().map(|r| r.id.as_str()).collect();
+    let passed = s
+        .scenarios
+        .iter()
+        .filter(|sc| !not_run.contains(sc.id.as_str()))
+        .filter(|sc| sc.impls.values().all(|i| i.status == "pass") && sc.parity != "diverged")
+        .count();
+    let mut all: std::collections::BTreeSet<&str> = s.scenarios.iter().map(|sc| sc.id.as_str()).collect();
+    all.extend(not_run);
+    format!("parity: {passed} passed, {} failed", all.len() - passed)
+}
+
 /// How messages name a step index of the trace: `setup` for -1, else the 1-based step
 /// number (`step 1` is `steps[0]` in the scenario file). Traces keep the 0-based index.
 pub fn step_label(step: i64) -> String {
@@ -460,6 +476,16 @@ mod tests {
         old.as_object_mut().unwrap().remove("not_run");
         let back: Summary = serde_json::from_value(old).unwrap();
         assert!(!back.interrupted && back.not_run.is_empty());
+    }
+
+    #[test]
+    fn tally_is_the_plain_closing_line() {
+        let mut s = sample(); // pingora failed, traces diverged
+        assert_eq!(tally(&s), "parity: 0 passed, 1 failed");
+        s.scenarios[0].impls.get_mut("pingora").unwrap().status = "pass".into();
+        assert_eq!(tally(&s), "parity: 0 passed, 1 failed", "diverged traces fail");
+        s.scenarios[0].parity = "identical".into();
+        assert_eq!(tally(&s), "parity: 1 passed, 0 failed");
     }
 
     #[test]
