@@ -284,52 +284,54 @@ pub async fn run_hotpath(repo: &Path, out: &Path) -> Hotpath {
     let mut notes = Vec::new();
     let go_dir = repo.join("go-baseline");
     if go_dir.join("go.mod").is_file() {
-        let o = tokio::time::timeout(
-            Duration::from_secs(900),
-            tokio::process::Command::new("go")
-                .args(["test", "-run", "^$", "-bench", ".", "-benchmem", "./..."])
-                .current_dir(&go_dir)
-                .kill_on_drop(true)
-                .process_group(0)
-                .output(),
-        )
-        .await;
-        match o {
-            Ok(Ok(o)) => {
-                let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-                let _ = std::fs::write(out.join("hotpath-go.txt"), &text);
-                h.go = parse_go_bench(&text);
-                notes.push(format!("go test -bench: {}, {} benchmarks", o.status, h.go.len()));
-            }
-            Ok(Err(e)) => notes.push(format!("go test -bench failed to start: {e}")),
-            Err(_) => notes.push("go test -bench timed out after 900 s".into()),
+        let mut go = tokio::process::Command::new("go");
+        go.args(["test", "-run", "^$", "-bench", ".", "-benchmem", "./..."]).current_dir(&go_dir);
+        if let Some(text) = capture(go, "go test -bench", 900, &out.join("hotpath-go.txt"), &mut notes).await {
+            h.go = parse_go_bench(&text);
+            notes.push(format!("go test -bench: {} benchmarks", h.go.len()));
         }
     } else {
         notes.push("go-baseline/go.mod missing".into());
     }
-    let o = tokio::time::timeout(
-        Duration::from_secs(1800),
-        tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["bench", "-p", "rust-pingora", "--benches"])
-            .current_dir(repo)
-            .kill_on_drop(true)
-            .process_group(0)
-            .output(),
-    )
-    .await;
-    match o {
-        Ok(Ok(o)) => {
-            let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-            let _ = std::fs::write(out.join("hotpath-rust.txt"), &text);
-            h.rust = parse_criterion(&text);
-            notes.push(format!("cargo bench -p rust-pingora --benches: {}, {} benchmarks", o.status, h.rust.len()));
-        }
-        Ok(Err(e)) => notes.push(format!("cargo bench failed to start: {e}")),
-        Err(_) => notes.push("cargo bench timed out after 1800 s".into()),
+    let mut cargo = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["bench", "-p", "rust-pingora", "--benches"]).current_dir(repo);
+    let label = "cargo bench -p rust-pingora --benches";
+    if let Some(text) = capture(cargo, label, 1800, &out.join("hotpath-rust.txt"), &mut notes).await {
+        h.rust = parse_criterion(&text);
+        notes.push(format!("{label}: {} benchmarks", h.rust.len()));
     }
     h.note = notes.join("; ");
     let _ = std::fs::write(out.join("hotpath.json"), serde_json::to_vec_pretty(&h).unwrap_or_default());
     h
+}
+
+/// Runs one hot-path benchmark command in its own process group (killed if dropped),
+/// stdout and stderr together written to `save`; `None` with a note in `notes` when it
+/// could not start or ran past `timeout_s` seconds. The exit status goes into `notes`.
+async fn capture(
+    mut cmd: tokio::process::Command,
+    label: &str,
+    timeout_s: u64,
+    save: &Path,
+    notes: &mut Vec<String>,
+) -> Option<String> {
+    cmd.kill_on_drop(true).process_group(0);
+    match tokio::time::timeout(Duration::from_secs(timeout_s), cmd.output()).await {
+        Ok(Ok(o)) => {
+            let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+            let _ = std::fs::write(save, &text);
+            notes.push(format!("{label}: {}", o.status));
+            Some(text)
+        }
+        Ok(Err(e)) => {
+            notes.push(format!("{label} failed to start: {e}"));
+            None
+        }
+        Err(_) => {
+            notes.push(format!("{label} timed out after {timeout_s} s"));
+            None
+        }
+    }
 }
 
 /// The hot-path results of the newest earlier run under `out_root` that has them.
