@@ -12,6 +12,7 @@ import (
 
 	"pingora-parity/go-baseline/internal/config"
 	"pingora-parity/go-baseline/internal/store"
+	"pingora-parity/go-baseline/internal/testwait"
 )
 
 type cpStub struct{}
@@ -76,17 +77,10 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("absent fallback must be null: %s", b)
 	}
 	// open_ms later the breaker reports half_open before any request.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.For(t, "breaker half_open in /admin/state", func() bool {
 		_, _, b = fetch(t, srv.URL+"/admin/state")
-		if strings.Contains(b, `"breaker":"half_open"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never half_open: %s", b)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return strings.Contains(b, `"breaker":"half_open"`)
+	})
 
 	m.ObserveRequest("a", 200, time.Millisecond)
 	m.Errors.WithLabelValues("no_config").Inc()

@@ -18,6 +18,7 @@ import (
 
 	"pingora-parity/go-baseline/internal/admin"
 	"pingora-parity/go-baseline/internal/store"
+	"pingora-parity/go-baseline/internal/testwait"
 )
 
 func TestBackoffBounds(t *testing.T) {
@@ -186,16 +187,8 @@ func (f *fakeCP) snapshot() (hellos, replies []string) {
 	return append([]string(nil), f.hellos...), append([]string(nil), f.replies...)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+// waitFor is the shared deadline poll (testwait.For).
+var waitFor = testwait.For
 
 func TestSessionHelloConfigAckAndReconnect(t *testing.T) {
 	f := newFakeCP(t, nil)

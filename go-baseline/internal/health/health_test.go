@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/testwait"
 )
 
 func TestThresholds(t *testing.T) {
@@ -53,13 +54,7 @@ func TestCheckerProbesAtOnceAndStops(t *testing.T) {
 	s := NewState(&config.HealthCheck{UnhealthyThreshold: 1, HealthyThreshold: 1})
 	var n atomic.Int64
 	c := Start(s, func(ctx context.Context) bool { n.Add(1); return false }, time.Hour, time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Healthy() {
-		if time.Now().After(deadline) {
-			t.Fatal("first probe did not run at once")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the first probe (run at once)", func() bool { return !s.Healthy() })
 	c.Stop()
 	if n.Load() != 1 {
 		t.Fatalf("want 1 probe with an hour's interval, got %d", n.Load())

@@ -18,6 +18,7 @@ import (
 	"pingora-parity/go-baseline/internal/admin"
 	"pingora-parity/go-baseline/internal/config"
 	"pingora-parity/go-baseline/internal/store"
+	"pingora-parity/go-baseline/internal/testwait"
 )
 
 type router struct {
@@ -126,17 +127,8 @@ func counter(t *testing.T, r *router, name string, labels ...string) float64 {
 	return 0
 }
 
-// waitFor polls cond until it holds or 5 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+// waitFor is the shared deadline poll (testwait.For).
+var waitFor = testwait.For
 
 func TestRoutingErrors(t *testing.T) {
 	r := newRouter(t, "")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/testwait"
 )
 
 func mustCfg(t *testing.T, doc string) *config.Config {
@@ -51,13 +52,8 @@ func TestStateKeptOrResetAcrossUpdates(t *testing.T) {
 		t.Fatalf("checkers %d", s.Checkers())
 	}
 	p := s.Load().Placements["p"]
-	deadline := time.Now().Add(5 * time.Second)
-	for p.Health.Healthy() { // first probe at once fails: threshold 1
-		if time.Now().After(deadline) {
-			t.Fatal("first probe did not mark unhealthy")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	// The first probe runs at once and fails: threshold 1.
+	testwait.For(t, "the first probe to mark the endpoint unhealthy", func() bool { return !p.Health.Healthy() })
 	pm, _ := p.Breaker.Admit(time.Now())
 	p.Breaker.Record(pm, false, time.Now()) // opens (threshold 1)
 	if !p.Limiter.TryAcquire() {
