@@ -356,60 +356,60 @@ async fn fill<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result<()> 
     Ok(())
 }
 
+/// Reads one CRLF-terminated line from `buf` (filling it from `s` as needed), removes it
+/// with its CRLF from `buf`, and returns it without the CRLF.
+async fn read_line<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result<String> {
+    let end = loop {
+        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+            break i;
+        }
+        fill(s, buf).await?;
+    };
+    let line = String::from_utf8_lossy(&buf[..end]).to_string();
+    buf.drain(..end + 2);
+    Ok(line)
+}
+
+/// Discards the next `n` bytes (from `buf`, then from `s`), calling `progress` with the
+/// size of each piece as it goes.
+async fn discard<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, n: u64, mut progress: impl FnMut(u64)) -> Result<()> {
+    let mut left = n;
+    while left > 0 {
+        if buf.is_empty() {
+            fill(s, buf).await?;
+        }
+        let take = (buf.len() as u64).min(left) as usize;
+        buf.drain(..take);
+        left -= take as u64;
+        progress(take as u64);
+    }
+    Ok(())
+}
+
 /// Reads (and discards) the body of `head`, returning its length.
 async fn read_body<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, head: &Head, shared: &Shared) -> Result<u64> {
     let chunked = head.get("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false);
     let mut total = 0u64;
     if chunked {
         loop {
-            let line_end = loop {
-                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                fill(s, buf).await?;
-            };
-            let line = String::from_utf8_lossy(&buf[..line_end]).to_string();
-            buf.drain(..line_end + 2);
+            let line = read_line(s, buf).await?;
             let size = u64::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).context("chunk size")?;
             if size == 0 {
                 // trailers until an empty line
-                loop {
-                    let end = loop {
-                        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                            break i;
-                        }
-                        fill(s, buf).await?;
-                    };
-                    buf.drain(..end + 2);
-                    if end == 0 {
-                        return Ok(total);
-                    }
-                }
+                while !read_line(s, buf).await?.is_empty() {}
+                return Ok(total);
             }
-            let mut left = size + 2;
-            while left > 0 {
-                if buf.is_empty() {
-                    fill(s, buf).await?;
-                }
-                let take = (buf.len() as u64).min(left) as usize;
-                buf.drain(..take);
-                left -= take as u64;
-            }
+            discard(s, buf, size + 2, |_| {}).await?;
             total += size;
             shared.body_bytes.fetch_add(size, Ordering::Relaxed);
         }
     } else {
-        let mut left: u64 = head.get("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        while left > 0 {
-            if buf.is_empty() {
-                fill(s, buf).await?;
-            }
-            let take = (buf.len() as u64).min(left) as usize;
-            buf.drain(..take);
-            left -= take as u64;
-            total += take as u64;
-            shared.body_bytes.fetch_add(take as u64, Ordering::Relaxed);
-        }
+        let len: u64 = head.get("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        discard(s, buf, len, |n| {
+            total += n;
+            shared.body_bytes.fetch_add(n, Ordering::Relaxed);
+        })
+        .await?;
         Ok(total)
     }
 }
