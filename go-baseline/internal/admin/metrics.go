@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/store"
 )
 
@@ -58,6 +59,30 @@ func NewMetrics(st *store.Store, cp ControlPlaneStatus) *Metrics {
 	m.Registry.MustRegister(m.Requests, m.Errors, m.UpstreamFailures, m.Failovers,
 		m.ConfigAccepted, m.ConfigRejected, m.Duration, &collector{st: st, cp: cp})
 	return m
+}
+
+// FailureKind is the kind label of router_upstream_failures_total (docs/spec.md
+// section 7; when each is counted: section 3 steps 6 to 9).
+type FailureKind string
+
+// The upstream failure kinds.
+const (
+	KindConnect   FailureKind = "connect"    // step 6: refused, unreachable, connect or TLS failure
+	KindTimeout   FailureKind = "timeout"    // step 7: no response headers within request_ms
+	KindProtocol  FailureKind = "protocol"   // step 7: broken or non-HTTP/1.x response before headers
+	KindStatus5xx FailureKind = "status_5xx" // step 9: upstream status >= 500
+	KindAborted   FailureKind = "aborted"    // step 8: upstream failed after headers were sent
+)
+
+// RouterError counts one router-made response (router_errors_total{code}).
+func (m *Metrics) RouterError(code errcode.Code) {
+	m.Errors.WithLabelValues(code.String()).Inc()
+}
+
+// UpstreamFailure counts one upstream failure of placement
+// (router_upstream_failures_total{placement,kind}).
+func (m *Metrics) UpstreamFailure(placement string, kind FailureKind) {
+	m.UpstreamFailures.WithLabelValues(placement, string(kind)).Inc()
 }
 
 // ObserveRequest counts one response sent to a client.

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"pingora-parity/go-baseline/internal/errcode"
 )
 
 // accessLog writes one JSON object per line (docs/spec.md section 8).
@@ -15,17 +17,17 @@ type accessLog struct {
 }
 
 type accessLine struct {
-	TS         string  `json:"ts"`
-	Method     string  `json:"method"`
-	Path       string  `json:"path"`
-	Key        *string `json:"key"`
-	Placement  *string `json:"placement"`
-	Status     int     `json:"status"`
-	Error      *string `json:"error"`
-	DurationMS float64 `json:"duration_ms"`
+	TS         string        `json:"ts"`
+	Method     string        `json:"method"`
+	Path       string        `json:"path"`
+	Key        *string       `json:"key"`
+	Placement  *string       `json:"placement"`
+	Status     int           `json:"status"`
+	Error      *errcode.Code `json:"error"`
+	DurationMS float64       `json:"duration_ms"`
 }
 
-func (l *accessLog) write(start time.Time, r *http.Request, placement string, status int, code string, d time.Duration) {
+func (l *accessLog) write(start time.Time, r *http.Request, placement string, status int, code errcode.Code, d time.Duration) {
 	line := accessLine{TS: start.UTC().Format(time.RFC3339Nano), Method: r.Method, Path: r.URL.Path,
 		Status: status, DurationMS: float64(d.Microseconds()) / 1000}
 	if k := r.Header["X-Routing-Key"]; len(k) > 0 {
@@ -34,7 +36,7 @@ func (l *accessLog) write(start time.Time, r *http.Request, placement string, st
 	if placement != "" {
 		line.Placement = &placement
 	}
-	if code != "" {
+	if code != 0 {
 		line.Error = &code
 	}
 	b, _ := json.Marshal(line)

@@ -19,52 +19,11 @@ import (
 
 	"pingora-parity/go-baseline/internal/admin"
 	"pingora-parity/go-baseline/internal/breaker"
+	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/routing"
 	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/upstream"
 )
-
-// Router-made error codes decided by the proxy (the routing ones are in package routing).
-const (
-	ErrConcurrencyLimit      = "concurrency_limit"
-	ErrUpstreamConnectFailed = "upstream_connect_failed"
-	ErrUpstreamTimeout       = "upstream_timeout"
-	ErrUpstreamProtocolError = "upstream_protocol_error"
-	ErrBadRequest            = "bad_request"
-)
-
-// Upstream failure kinds (router_upstream_failures_total{kind}).
-const (
-	KindConnect   = "connect"
-	KindTimeout   = "timeout"
-	KindProtocol  = "protocol"
-	KindStatus5xx = "status_5xx"
-	KindAborted   = "aborted"
-)
-
-var errorStatus = map[string]int{
-	routing.ErrNoConfig:          http.StatusServiceUnavailable,
-	routing.ErrMissingRoutingKey: http.StatusBadRequest,
-	routing.ErrUnknownRoutingKey: http.StatusNotFound,
-	routing.ErrNoHealthyUpstream: http.StatusServiceUnavailable,
-	ErrConcurrencyLimit:          http.StatusServiceUnavailable,
-	ErrUpstreamConnectFailed:     http.StatusBadGateway,
-	ErrUpstreamTimeout:           http.StatusGatewayTimeout,
-	ErrUpstreamProtocolError:     http.StatusBadGateway,
-	ErrBadRequest:                http.StatusBadRequest,
-}
-
-var errorMessage = map[string]string{
-	routing.ErrNoConfig:          "no config loaded",
-	routing.ErrMissingRoutingKey: "X-Routing-Key header is missing or empty",
-	routing.ErrUnknownRoutingKey: "no route for this routing key",
-	routing.ErrNoHealthyUpstream: "no available placement in the chain",
-	ErrConcurrencyLimit:          "placement is at max_concurrency",
-	ErrUpstreamConnectFailed:     "could not connect to the upstream",
-	ErrUpstreamTimeout:           "no response headers within request_ms",
-	ErrUpstreamProtocolError:     "upstream failed before sending complete response headers",
-	ErrBadRequest:                "bad request",
-}
 
 // Handler is the data-plane http.Handler.
 type Handler struct {
@@ -134,11 +93,11 @@ type reqState struct {
 	outcomeDue bool // permit of cur still needs a Record or Release
 	slot       bool // holds cur's concurrency slot
 	bodiless   bool
-	failKind   string // timeout or protocol, decided before headers
-	upStatus   int    // upstream response status
-	bodyErr    error  // upstream body read error
+	failKind   admin.FailureKind // timeout or protocol, decided before headers
+	upStatus   int               // upstream response status
+	bodyErr    error             // upstream body read error
 	clientGone bool
-	errCode    string // router-made response code
+	errCode    errcode.Code // router-made response code, 0: none
 
 	mu         sync.Mutex // reqBodyErr is set by the transport's body-writing goroutine
 	reqBodyErr error      // client request body read error
@@ -158,18 +117,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if conflictingFraming(r) {
 		w.Header().Set("Connection", "close")
-		h.writeError(rw, st, ErrBadRequest, "")
+		h.writeError(rw, st, errcode.BadRequest, "")
 		return
 	}
 	d := routing.Select(h.store.Load(), r.Header["X-Routing-Key"], start)
 	h.countFailovers(d.Failovers)
-	if d.Err != "" {
+	if d.Err != 0 {
 		h.writeError(rw, st, d.Err, "")
 		return
 	}
 	if !d.Placement.Limiter.TryAcquire() {
 		d.Placement.Breaker.Release(d.Permit)
-		h.writeError(rw, st, ErrConcurrencyLimit, d.Placement.ID)
+		h.writeError(rw, st, errcode.ConcurrencyLimit, d.Placement.ID)
 		return
 	}
 	st.chain, st.idx, st.cur, st.permit, st.outcomeDue, st.slot = d.Chain, d.Index, d.Placement, d.Permit, true, true
@@ -244,11 +203,11 @@ type retryTransport struct{ h *Handler }
 
 // routerError carries a router-made response out of the RoundTripper to ErrorHandler.
 type routerError struct {
-	code      string
+	code      errcode.Code
 	placement string
 }
 
-func (e *routerError) Error() string { return e.code }
+func (e *routerError) Error() string { return e.code.String() }
 
 func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	h := t.h
@@ -267,23 +226,23 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		now := h.now()
-		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindConnect).Inc()
+		h.metrics.UpstreamFailure(st.cur.ID, admin.KindConnect)
 		st.cur.Breaker.Record(st.permit, false, now)
 		st.outcomeDue = false
 		st.cur.Limiter.Release()
 		st.slot = false
 		if !st.bodiless {
-			return nil, &routerError{ErrUpstreamConnectFailed, st.cur.ID}
+			return nil, &routerError{errcode.UpstreamConnectFailed, st.cur.ID}
 		}
 		d := routing.SelectFrom(st.chain, st.idx+1, now)
 		h.countFailovers(d.Failovers)
-		if d.Err != "" {
-			return nil, &routerError{ErrUpstreamConnectFailed, st.cur.ID}
+		if d.Err != 0 {
+			return nil, &routerError{errcode.UpstreamConnectFailed, st.cur.ID}
 		}
 		if !d.Placement.Limiter.TryAcquire() {
 			d.Placement.Breaker.Release(d.Permit)
 			st.cur = d.Placement
-			return nil, &routerError{ErrConcurrencyLimit, d.Placement.ID}
+			return nil, &routerError{errcode.ConcurrencyLimit, d.Placement.ID}
 		}
 		st.idx, st.cur, st.permit, st.outcomeDue, st.slot = d.Index, d.Placement, d.Permit, true, true
 		out = out.Clone(out.Context())
@@ -303,19 +262,19 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		// The client's body broke off: neither an upstream failure nor a success.
 		st.clientGone = true
 		w.Header().Set("Connection", "close")
-		h.writeError(w, st, ErrBadRequest, st.cur.ID)
+		h.writeError(w, st, errcode.BadRequest, st.cur.ID)
 	case st.clientGone || r.Context().Err() != nil:
 		// Nobody to answer. Abort rather than return, or net/http would send an empty 200.
 		st.clientGone = true
 		panic(http.ErrAbortHandler)
 	case errors.As(err, &ne) && ne.Timeout():
-		st.failKind = KindTimeout
-		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindTimeout).Inc()
-		h.writeError(w, st, ErrUpstreamTimeout, st.cur.ID)
+		st.failKind = admin.KindTimeout
+		h.metrics.UpstreamFailure(st.cur.ID, admin.KindTimeout)
+		h.writeError(w, st, errcode.UpstreamTimeout, st.cur.ID)
 	default:
-		st.failKind = KindProtocol
-		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindProtocol).Inc()
-		h.writeError(w, st, ErrUpstreamProtocolError, st.cur.ID)
+		st.failKind = admin.KindProtocol
+		h.metrics.UpstreamFailure(st.cur.ID, admin.KindProtocol)
+		h.writeError(w, st, errcode.UpstreamProtocolError, st.cur.ID)
 	}
 }
 
@@ -328,7 +287,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	resp.Trailer = nil
 	st.upStatus = resp.StatusCode
 	if resp.StatusCode >= 500 {
-		h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindStatus5xx).Inc()
+		h.metrics.UpstreamFailure(st.cur.ID, admin.KindStatus5xx)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = &bodyWatch{ReadCloser: resp.Body, st: st, resp: resp}
@@ -359,22 +318,22 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 }
 
 // writeError sends a router-made response (section 3, "Router-made responses").
-func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code, placement string) {
+func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.Code, placement string) {
 	body, _ := json.Marshal(struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{code, errorMessage[code]})
+		Error   errcode.Code `json:"error"`
+		Message string       `json:"message"`
+	}{code, code.Message()})
 	hd := w.Header()
 	if placement != "" {
 		hd.Set("X-Router-Placement", placement)
 	}
-	hd.Set("X-Router-Error", code)
+	hd.Set("X-Router-Error", code.String())
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(errorStatus[code])
+	w.WriteHeader(code.Status())
 	_, _ = w.Write(body)
 	st.errCode = code
-	h.metrics.Errors.WithLabelValues(code).Inc()
+	h.metrics.RouterError(code)
 }
 
 // finish settles the breaker outcome and the slot, counts the response and writes the
@@ -391,7 +350,7 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 			b.Record(st.permit, false, now)
 		case rec != nil || st.bodyErr != nil:
 			if st.bodyErr != nil && r.Context().Err() == nil {
-				h.metrics.UpstreamFailures.WithLabelValues(st.cur.ID, KindAborted).Inc()
+				h.metrics.UpstreamFailure(st.cur.ID, admin.KindAborted)
 				b.Record(st.permit, false, now)
 			} else {
 				b.Release(st.permit) // the client went away

@@ -8,16 +8,9 @@ import (
 
 	"pingora-parity/go-baseline/internal/breaker"
 	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/health"
 	"pingora-parity/go-baseline/internal/limit"
-)
-
-// Router-made error codes decided here.
-const (
-	ErrNoConfig          = "no_config"
-	ErrMissingRoutingKey = "missing_routing_key"
-	ErrUnknownRoutingKey = "unknown_routing_key"
-	ErrNoHealthyUpstream = "no_healthy_upstream"
 )
 
 // Placement is one placement of a snapshot with its live state. Health, Breaker and
@@ -62,28 +55,29 @@ type Step struct{ From, To string }
 
 // Decision is the outcome of a selection. On success Placement is set, Index is its
 // position in Chain and Permit is the breaker permit taken (to be given back by exactly
-// one Record or Release). On failure Err is a router error code.
+// one Record or Release). On failure Err is the router error (no_config,
+// missing_routing_key, unknown_routing_key or no_healthy_upstream); on success it is 0.
 type Decision struct {
 	Placement *Placement
 	Chain     []*Placement
 	Index     int
 	Permit    breaker.Permit
 	Failovers []Step
-	Err       string
+	Err       errcode.Code
 }
 
 // Select decides for routing key key (keys holds the header's values, only the first
 // counts) over snapshot s at time now.
 func Select(s *Snapshot, keys []string, now time.Time) Decision {
 	if s == nil {
-		return Decision{Err: ErrNoConfig}
+		return Decision{Err: errcode.NoConfig}
 	}
 	if len(keys) == 0 || keys[0] == "" {
-		return Decision{Err: ErrMissingRoutingKey}
+		return Decision{Err: errcode.MissingRoutingKey}
 	}
 	id, ok := s.Config.Routes[keys[0]]
 	if !ok {
-		return Decision{Err: ErrUnknownRoutingKey}
+		return Decision{Err: errcode.UnknownRoutingKey}
 	}
 	return SelectFrom(s.Placements[id].Chain, 0, now)
 }
@@ -93,7 +87,7 @@ func Select(s *Snapshot, keys []string, now time.Time) Decision {
 // next is recorded in Failovers; with from > 0 the step from chain[from-1] (the placement
 // just given up) to chain[from] is recorded too.
 func SelectFrom(chain []*Placement, from int, now time.Time) Decision {
-	d := Decision{Chain: chain, Err: ErrNoHealthyUpstream}
+	d := Decision{Chain: chain, Err: errcode.NoHealthyUpstream}
 	for i := from; i < len(chain); i++ {
 		if i > 0 {
 			d.Failovers = append(d.Failovers, Step{From: chain[i-1].ID, To: chain[i].ID})
@@ -106,7 +100,7 @@ func SelectFrom(chain []*Placement, from int, now time.Time) Decision {
 		if !ok {
 			continue
 		}
-		d.Placement, d.Index, d.Permit, d.Err = p, i, permit, ""
+		d.Placement, d.Index, d.Permit, d.Err = p, i, permit, 0
 		return d
 	}
 	return d

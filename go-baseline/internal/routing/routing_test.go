@@ -9,6 +9,7 @@ import (
 
 	"pingora-parity/go-baseline/internal/breaker"
 	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/health"
 	"pingora-parity/go-baseline/internal/limit"
 )
@@ -40,20 +41,20 @@ func benchDoc(t testing.TB) []byte {
 
 func TestSelectErrors(t *testing.T) {
 	s := build(t, benchDoc(t))
-	if d := Select(nil, []string{"tenant-a"}, t0); d.Err != ErrNoConfig {
-		t.Fatalf("nil snapshot: %q", d.Err)
+	if d := Select(nil, []string{"tenant-a"}, t0); d.Err != errcode.NoConfig {
+		t.Fatalf("nil snapshot: %d", d.Err)
 	}
-	if d := Select(s, nil, t0); d.Err != ErrMissingRoutingKey {
-		t.Fatalf("no key: %q", d.Err)
+	if d := Select(s, nil, t0); d.Err != errcode.MissingRoutingKey {
+		t.Fatalf("no key: %d", d.Err)
 	}
-	if d := Select(s, []string{""}, t0); d.Err != ErrMissingRoutingKey {
-		t.Fatalf("empty key: %q", d.Err)
+	if d := Select(s, []string{""}, t0); d.Err != errcode.MissingRoutingKey {
+		t.Fatalf("empty key: %d", d.Err)
 	}
-	if d := Select(s, []string{"Tenant-a"}, t0); d.Err != ErrUnknownRoutingKey {
-		t.Fatalf("case-sensitive key: %q", d.Err)
+	if d := Select(s, []string{"Tenant-a"}, t0); d.Err != errcode.UnknownRoutingKey {
+		t.Fatalf("case-sensitive key: %d", d.Err)
 	}
-	if d := Select(s, []string{" tenant-a"}, t0); d.Err != ErrUnknownRoutingKey {
-		t.Fatalf("white space is part of the key: %q", d.Err)
+	if d := Select(s, []string{" tenant-a"}, t0); d.Err != errcode.UnknownRoutingKey {
+		t.Fatalf("white space is part of the key: %d", d.Err)
 	}
 	if d := Select(s, []string{"tenant-b", "tenant-a"}, t0); d.Placement == nil || d.Placement.ID != "b" {
 		t.Fatal("first header value must decide")
@@ -91,7 +92,7 @@ func TestFailoverDownTheChain(t *testing.T) {
 	}
 	trip(c, t0)
 	d = Select(s, []string{"tenant-a"}, t0)
-	if d.Err != ErrNoHealthyUpstream || d.Placement != nil {
+	if d.Err != errcode.NoHealthyUpstream || d.Placement != nil {
 		t.Fatalf("want no_healthy_upstream, got %+v", d)
 	}
 	// open_ms later b is half-open with one permit: the first request takes it, the
@@ -100,7 +101,7 @@ func TestFailoverDownTheChain(t *testing.T) {
 	d1 := Select(s, []string{"tenant-a"}, later)
 	d2 := Select(s, []string{"tenant-a"}, later)
 	d3 := Select(s, []string{"tenant-a"}, later)
-	if d1.Placement != b || d2.Placement != c || d3.Err != ErrNoHealthyUpstream {
+	if d1.Placement != b || d2.Placement != c || d3.Err != errcode.NoHealthyUpstream {
 		t.Fatalf("half-open permits: %v %v %v", d1.Placement, d2.Placement, d3.Err)
 	}
 }
@@ -127,7 +128,7 @@ func TestSelectFromContinuesAfterFailed(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 	d = SelectFrom(chain, 3, t0)
-	if d.Err != ErrNoHealthyUpstream || len(d.Failovers) != 0 {
+	if d.Err != errcode.NoHealthyUpstream || len(d.Failovers) != 0 {
 		t.Fatalf("past the end: %+v", d)
 	}
 }
