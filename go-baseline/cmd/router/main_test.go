@@ -1,282 +1,86 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func TestFlagErrorsExit2(t *testing.T) {
-	for _, args := range [][]string{
-		{"--bogus"},
-		{"--threads", "0"},
-		{"--threads=x"},
-		{"--listen", "nope"},
-		{"--listen=127.0.0.1:99999"},
-		{"--admin-listen", "127.0.0.1:-1"},
-		{"--control-plane", "http://127.0.0.1:1"},
-		{"--reconnect-initial-ms", "500", "--reconnect-max-ms", "100"},
-		{"extra"},
-	} {
-		var out, errb bytes.Buffer
-		if code := run(args, &out, &errb, nil, nil); code != 2 {
-			t.Fatalf("%v: exit %d", args, code)
-		}
-		msg := errb.String()
-		if !strings.HasPrefix(msg, "error:") || strings.Count(msg, "\n") != 1 {
-			t.Fatalf("%v: stderr %q, want one line starting with error:", args, msg)
-		}
-		if args[0] == "--bogus" && !strings.Contains(msg, "--bogus") {
-			t.Fatalf("unknown flag named %q, want it as --bogus", msg)
-		}
-	}
-	var out, errb bytes.Buffer
-	if code := run([]string{"--help"}, &out, &errb, nil, nil); code != 0 || !strings.Contains(out.String(), "--listen") || !strings.Contains(out.String(), "--shutdown-grace-ms") {
-		t.Fatalf("--help: exit %d, %q", code, out.String())
-	}
-}
-
-func TestBindFailureExit1(t *testing.T) {
-	busy := httptest.NewServer(http.NotFoundHandler())
-	defer busy.Close()
-	var errb syncBuf
-	code := run([]string{"--listen", strings.TrimPrefix(busy.URL, "http://"), "--admin-listen", "127.0.0.1:0",
-		"--state-dir", t.TempDir()}, io.Discard, &errb, nil, nil)
-	if code != 1 || !strings.Contains(errb.String(), "error:") {
-		t.Fatalf("exit %d, stderr %q", code, errb.String())
-	}
-}
-
-type proc struct {
-	sig    chan os.Signal
-	done   chan int
-	data   string
-	admin  string
-	stderr *syncBuf
-}
-
-func start(t *testing.T, args ...string) *proc {
+// build compiles this command into a temporary directory.
+func build(t *testing.T) string {
 	t.Helper()
-	p := &proc{sig: make(chan os.Signal, 1), done: make(chan int, 1), stderr: &syncBuf{}}
-	ready := make(chan [2]string, 1)
-	args = append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
-	go func() { p.done <- run(args, io.Discard, p.stderr, p.sig, ready) }()
-	select {
-	case a := <-ready:
-		p.data, p.admin = "http://"+a[0], "http://"+a[1]
-	case code := <-p.done:
-		t.Fatalf("exited %d: %s", code, p.stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("router did not start")
+	bin := filepath.Join(t.TempDir(), "go-router")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return p
+	return bin
 }
 
-func (p *proc) stop(t *testing.T) int {
-	p.sig <- syscall.SIGTERM
-	select {
-	case code := <-p.done:
-		return code
-	case <-time.After(15 * time.Second):
-		t.Fatal("router did not exit")
+// main's own part of the contract (docs/spec.md sections 1 and 8): bad flags exit 2 with
+// one "error:" line, --help exits 0, SIGTERM ends a running router with exit 0.
+func TestExitCodes(t *testing.T) {
+	bin := build(t)
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--bogus")
+	cmd.Stderr = &stderr
+	var ee *exec.ExitError
+	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 2 ||
+		!strings.HasPrefix(stderr.String(), "error:") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Fatalf("--bogus: %v, stderr %q", err, stderr.String())
 	}
-	return -1
-}
-
-func body(t *testing.T, url string, hdr ...string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func lkg(host string) string {
-	return fmt.Sprintf(`{"version":7,"routes":{"k":"p"},"placements":{"p":{"endpoint":"http://%s","max_concurrency":8,"timeouts":{"connect_ms":200,"request_ms":10000}}}}`, host)
-}
-
-// The router serves its LKG file with the control plane unreachable, and drains an
-// in-flight request on SIGTERM before exiting 0.
-func TestServesLKGAndDrainsOnSIGTERM(t *testing.T) {
-	release := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			entered <- struct{}{}
-			<-release
-		}
-		_, _ = io.WriteString(w, "from upstream")
-	}))
-	defer up.Close()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "last-known-good.json"), []byte(lkg(strings.TrimPrefix(up.URL, "http://"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, "--state-dir", dir, "--control-plane", "ws://127.0.0.1:1/", "--shutdown-grace-ms", "10000", "--access-log")
-	if code, b := body(t, p.admin+"/healthz"); code != 200 || b != "ok" {
-		t.Fatalf("healthz %d %q", code, b)
-	}
-	if code, b := body(t, p.admin+"/readyz"); code != 200 || b != `{"ready":true}` {
-		t.Fatalf("readyz %d %q", code, b)
-	}
-	if code, b := body(t, p.data+"/", "X-Routing-Key", "k"); code != 200 || b != "from upstream" {
-		t.Fatalf("proxied %d %q", code, b)
-	}
-	if _, b := body(t, p.admin+"/admin/state"); !strings.Contains(b, `"config_version":7`) || !strings.Contains(b, `"connected":false`) {
-		t.Fatalf("state %s", b)
-	}
-	if _, b := body(t, p.admin+"/metrics"); !strings.Contains(b, "router_config_version 7") ||
-		!strings.Contains(b, `router_requests_total{placement="p",status="200"} 1`) {
-		t.Fatalf("metrics %s", b)
+	if out, err := exec.Command(bin, "--help").Output(); err != nil || !strings.Contains(string(out), "--listen") {
+		t.Fatalf("--help: %v %q", err, out)
 	}
 
-	type result struct {
-		code int
-		body string
-		err  error
-	}
-	slow := make(chan result, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", p.data+"/slow", nil)
-		req.Header.Set("X-Routing-Key", "k")
-		resp, err := http.DefaultClient.Do(req)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		cmd = exec.Command(bin, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--state-dir", t.TempDir())
+		pipe, err := cmd.StderrPipe()
 		if err != nil {
-			slow <- result{err: err}
-			return
+			t.Fatal(err)
 		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		slow <- result{resp.StatusCode, string(b), err}
-	}()
-	<-entered
-	p.sig <- syscall.SIGTERM
-	// New connections are refused once shutdown has begun.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := http.Get(p.data + "/")
-		if err != nil {
-			break
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		c.Body.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("listener still accepting after SIGTERM")
+		// Wait for the "listening on" line: the signal handler is installed before Run.
+		started, eof := make(chan bool, 1), make(chan struct{})
+		go func() {
+			defer close(eof)
+			sc := bufio.NewScanner(pipe)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "listening on") {
+					started <- true
+				}
+			}
+			started <- false
+		}()
+		select {
+		case ok := <-started:
+			if !ok {
+				t.Fatalf("%v: router exited before listening", sig)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("%v: no start", sig)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	select {
-	case code := <-p.done:
-		t.Fatalf("exited (%d) with a request in flight", code)
-	default:
-	}
-	close(release)
-	r := <-slow
-	if r.err != nil || r.code != 200 || r.body != "from upstream" {
-		t.Fatalf("in-flight request: %+v", r)
-	}
-	select {
-	case code := <-p.done:
-		if code != 0 {
-			t.Fatalf("exit %d", code)
+		_ = cmd.Process.Signal(sig)
+		done := make(chan error, 1)
+		go func() { <-eof; done <- cmd.Wait() }() // Wait only after the pipe is read to its end
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%v: %v", sig, err)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("%v: no exit", sig)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after drain")
 	}
-	if !strings.Contains(p.stderr.String(), `"path":"/slow","key":"k","placement":"p","status":200,"error":null`) {
-		t.Fatalf("access log: %s", p.stderr.String())
-	}
-}
-
-// Requests still running at the grace deadline are cut and the router exits 0.
-func TestGraceDeadlineCutsRequests(t *testing.T) {
-	entered := make(chan struct{}, 1)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-r.Context().Done()
-	}))
-	defer up.Close()
-	dir := t.TempDir()
-	_ = os.WriteFile(filepath.Join(dir, "last-known-good.json"), []byte(lkg(strings.TrimPrefix(up.URL, "http://"))), 0o644)
-	p := start(t, "--state-dir", dir, "--shutdown-grace-ms", "100")
-	errc := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", p.data+"/", nil)
-		req.Header.Set("X-Routing-Key", "k")
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
-	<-entered
-	started := time.Now()
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	if el := time.Since(started); el < 100*time.Millisecond || el > 5*time.Second {
-		t.Fatalf("exit after %v with a 100 ms grace", el)
-	}
-	if err := <-errc; err == nil {
-		t.Fatal("cut request completed")
-	}
-}
-
-func TestCorruptLKGStartsWithoutConfig(t *testing.T) {
-	dir := t.TempDir()
-	_ = os.WriteFile(filepath.Join(dir, "last-known-good.json"), []byte(`{"version":1,`), 0o644)
-	p := start(t, "--state-dir", dir)
-	if code, _ := body(t, p.admin+"/readyz"); code != 503 {
-		t.Fatalf("readyz %d", code)
-	}
-	if code, _ := body(t, p.data+"/", "X-Routing-Key", "k"); code != 503 {
-		t.Fatalf("no_config %d", code)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "last-known-good.json.corrupt")); err != nil {
-		t.Fatal("corrupt file not set aside")
-	}
-	if _, b := body(t, p.admin+"/admin/state"); !strings.Contains(b, `"config_version":null`) || !strings.Contains(b, `"placements":{}`) {
-		t.Fatalf("state %s", b)
-	}
-	if _, b := body(t, p.admin+"/metrics"); !strings.Contains(b, "router_config_version -1") {
-		t.Fatal("config version gauge")
-	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	if !strings.Contains(p.stderr.String(), "corrupt") {
-		t.Fatalf("no log line: %s", p.stderr.String())
-	}
+	_ = os.Remove(bin)
 }
