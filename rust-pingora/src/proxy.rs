@@ -27,7 +27,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use std::fmt::Write as _;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Digest;
-use pingora_proxy_patched::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};

@@ -205,7 +205,7 @@ pub fn run(flags: Flags) -> ! {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy_patched::http_proxy_service_with_name(
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         RouterProxy { router: router.clone() },
         "router",
