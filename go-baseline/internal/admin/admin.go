@@ -1,3 +1,5 @@
+// Package admin serves the admin HTTP API of docs/spec.md section 7: /healthz, /readyz,
+// /admin/state and /metrics (the registry of package metrics).
 package admin
 
 import (
@@ -7,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/store"
 )
 
@@ -38,11 +41,9 @@ type State struct {
 }
 
 // Snapshot computes the /admin/state document at time now.
-func Snapshot(st *store.Store, cp ControlPlaneStatus, now time.Time) State {
+func Snapshot(st *store.Store, now time.Time) State {
 	s := State{Impl: Impl, Placements: map[string]PlacementState{}}
-	if cp != nil {
-		s.ControlPlane = ControlPlaneState{Connected: cp.Connected(), Reconnects: cp.Reconnects()}
-	}
+	s.ControlPlane.Connected, s.ControlPlane.Reconnects = st.ControlPlane()
 	if snap := st.Load(); snap != nil {
 		v := snap.Config.Version
 		s.ConfigVersion = &v
@@ -60,8 +61,8 @@ func Snapshot(st *store.Store, cp ControlPlaneStatus, now time.Time) State {
 	return s
 }
 
-// Handler serves /healthz, /readyz, /admin/state and /metrics.
-func Handler(st *store.Store, cp ControlPlaneStatus, m *Metrics) http.Handler {
+// Handler serves /healthz, /readyz, /admin/state (from st) and /metrics (m's registry).
+func Handler(st *store.Store, m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -78,7 +79,7 @@ func Handler(st *store.Store, cp ControlPlaneStatus, m *Metrics) http.Handler {
 	})
 	mux.HandleFunc("GET /admin/state", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(Snapshot(st, cp, time.Now()))
+		_ = json.NewEncoder(w).Encode(Snapshot(st, time.Now()))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	return mux

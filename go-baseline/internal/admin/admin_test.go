@@ -5,20 +5,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/errcode"
+	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/testwait"
 )
-
-type cpStub struct{}
-
-func (cpStub) Connected() bool   { return true }
-func (cpStub) Reconnects() int64 { return 3 }
 
 func fetch(t *testing.T, url string) (int, string, string) {
 	t.Helper()
@@ -34,8 +30,12 @@ func fetch(t *testing.T, url string) (int, string, string) {
 func TestAdminAPI(t *testing.T) {
 	st := store.New()
 	defer st.Close()
-	m := NewMetrics(st, cpStub{})
-	srv := httptest.NewServer(Handler(st, cpStub{}, m))
+	st.SetControlPlaneConnected(true)
+	for range 3 {
+		st.CountControlPlaneReconnect()
+	}
+	m := metrics.New(st)
+	srv := httptest.NewServer(Handler(st, m))
 	defer srv.Close()
 
 	if code, _, b := fetch(t, srv.URL+"/healthz"); code != 200 || b != "ok" {
@@ -83,8 +83,8 @@ func TestAdminAPI(t *testing.T) {
 	})
 
 	m.ObserveRequest("a", 200, time.Millisecond)
-	m.Errors.WithLabelValues("no_config").Inc()
-	m.UpstreamFailures.WithLabelValues("a", "connect").Inc()
+	m.RouterError(errcode.NoConfig)
+	m.UpstreamFailure("a", metrics.KindConnect)
 	m.Failovers.WithLabelValues("a", "b").Inc()
 	m.ConfigAccepted.Inc()
 	m.ConfigRejected.WithLabelValues("stale_version").Inc()
@@ -118,14 +118,5 @@ func TestAdminAPI(t *testing.T) {
 	_, _, text = fetch(t, srv.URL+"/metrics")
 	if strings.Contains(text, `router_inflight{placement="a"}`) || !strings.Contains(text, `router_inflight{placement="c"} 0`) {
 		t.Fatalf("gauges of a removed placement:\n%s", text)
-	}
-}
-
-// The status label is the status in decimal, from the table or not.
-func TestStatusLabel(t *testing.T) {
-	for _, s := range []int{0, 99, 100, 101, 200, 404, 503, 599, 600, 999} {
-		if got, want := statusLabel(s), strconv.Itoa(s); got != want {
-			t.Fatalf("statusLabel(%d) = %q, want %q", s, got, want)
-		}
 	}
 }

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"pingora-parity/go-baseline/internal/admin"
 	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/store"
 )
 
@@ -23,39 +23,25 @@ const MaxFrameBytes = 16 << 20
 // HandshakeTimeout limits one connection attempt (TCP connect and WebSocket handshake).
 const HandshakeTimeout = 10 * time.Second
 
-// Client is the control-plane client. Its Connected and Reconnects feed the admin API.
+// Client is the control-plane client. It records its session status in the store
+// (Store.ControlPlane), where the admin API and the metrics read it.
 type Client struct {
 	url      string
 	stateDir string
 	initial  time.Duration
 	max      time.Duration
 	store    *store.Store
-	metrics  *admin.Metrics
+	metrics  *metrics.Metrics
 	logf     func(format string, args ...any)
 
-	connected  atomic.Bool
-	reconnects atomic.Int64
-	everUp     bool
+	everUp bool // a session has been up before (the next one is a reconnect)
 }
 
-// New returns a client of url that applies configs to st, persisting them in stateDir.
-// metrics may be set later with SetMetrics (the metrics read the client's status).
-func New(url, stateDir string, initial, max time.Duration, st *store.Store, logf func(string, ...any)) *Client {
-	return &Client{url: url, stateDir: stateDir, initial: initial, max: max, store: st, logf: logf}
-}
-
-// SetMetrics sets where config counters go; call before Run.
-func (c *Client) SetMetrics(m *admin.Metrics) { c.metrics = m }
-
-// Connected reports whether a session is up.
-func (c *Client) Connected() bool { return c != nil && c.connected.Load() }
-
-// Reconnects counts successful connections after the first one.
-func (c *Client) Reconnects() int64 {
-	if c == nil {
-		return 0
-	}
-	return c.reconnects.Load()
+// New returns a client of url that applies configs to st, persisting them in stateDir,
+// and counts accepted and rejected configs in m. Reconnect waits are
+// Backoff(n, initial, max, ...).
+func New(url, stateDir string, initial, max time.Duration, st *store.Store, m *metrics.Metrics, logf func(string, ...any)) *Client {
+	return &Client{url: url, stateDir: stateDir, initial: initial, max: max, store: st, metrics: m, logf: logf}
 }
 
 // Run connects, serves sessions and reconnects with Backoff until ctx ends.
@@ -89,11 +75,11 @@ func (c *Client) session(ctx context.Context) bool {
 	defer conn.CloseNow()
 	conn.SetReadLimit(MaxFrameBytes)
 	if c.everUp {
-		c.reconnects.Add(1)
+		c.store.CountControlPlaneReconnect()
 	}
 	c.everUp = true
-	c.connected.Store(true)
-	defer c.connected.Store(false)
+	c.store.SetControlPlaneConnected(true)
+	defer c.store.SetControlPlaneConnected(false)
 
 	hello := struct {
 		Type          string `json:"type"`
@@ -175,17 +161,13 @@ func (c *Client) Handle(frame []byte) any {
 			return c.nack(version, &config.Error{Code: "internal_error", Path: "", Message: fmt.Sprintf("writing the LKG file: %v", err)})
 		}
 		c.store.Install(cfg)
-		if c.metrics != nil {
-			c.metrics.ConfigAccepted.Inc()
-		}
+		c.metrics.ConfigAccepted.Inc()
 	}
 	return Ack{Type: "ack", Version: cfg.Version}
 }
 
 func (c *Client) nack(version json.RawMessage, e *config.Error) Nack {
-	if c.metrics != nil {
-		c.metrics.ConfigRejected.WithLabelValues(string(e.Code)).Inc()
-	}
+	c.metrics.ConfigRejected.WithLabelValues(string(e.Code)).Inc()
 	if version == nil {
 		version = json.RawMessage("null")
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"pingora-parity/go-baseline/internal/admin"
+	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/testwait"
 )
@@ -87,15 +87,18 @@ func TestLKGWriteLoadAndCorrupt(t *testing.T) {
 	}
 }
 
-func newClient(t *testing.T) (*Client, *store.Store, *admin.Metrics, string) {
+func newClient(t *testing.T) (*Client, *store.Store, *metrics.Metrics, string) {
 	dir := t.TempDir()
 	st := store.New()
 	t.Cleanup(st.Close)
-	c := New("ws://unused", dir, 10*time.Millisecond, 50*time.Millisecond, st, t.Logf)
-	m := admin.NewMetrics(st, c)
-	c.SetMetrics(m)
+	m := metrics.New(st)
+	c := New("ws://unused", dir, 10*time.Millisecond, 50*time.Millisecond, st, m, t.Logf)
 	return c, st, m, dir
 }
+
+func connected(st *store.Store) bool { up, _ := st.ControlPlane(); return up }
+
+func reconnects(st *store.Store) int64 { _, n := st.ControlPlane(); return n }
 
 func reply(t *testing.T, v any) string {
 	b, err := json.Marshal(v)
@@ -212,7 +215,7 @@ func TestSessionHelloConfigAckAndReconnect(t *testing.T) {
 	go func() { defer close(done); c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	waitFor(t, "second session", func() bool { h, _ := f.snapshot(); return len(h) == 2 && c.Connected() })
+	waitFor(t, "second session", func() bool { h, _ := f.snapshot(); return len(h) == 2 && connected(st) })
 	hellos, replies := f.snapshot()
 	if hellos[0] != `{"type":"hello","impl":"go","config_version":null}` {
 		t.Fatalf("first hello %s", hellos[0])
@@ -223,19 +226,19 @@ func TestSessionHelloConfigAckAndReconnect(t *testing.T) {
 	if len(replies) != 1 || replies[0] != `{"type":"ack","version":3}` {
 		t.Fatalf("replies %v", replies)
 	}
-	if st.Config().Version != 3 || c.Reconnects() != 1 {
-		t.Fatalf("version %d reconnects %d", st.Config().Version, c.Reconnects())
+	if st.Config().Version != 3 || reconnects(st) != 1 {
+		t.Fatalf("version %d reconnects %d", st.Config().Version, reconnects(st))
 	}
 }
 
 func TestRunRetriesAnUnreachableControlPlane(t *testing.T) {
-	c, _, _, _ := newClient(t)
+	c, st, _, _ := newClient(t)
 	c.url = "ws://127.0.0.1:1/"
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	c.Run(ctx) // returns when ctx ends, never connected
-	if time.Since(start) < 250*time.Millisecond || c.Connected() || c.Reconnects() != 0 {
+	if time.Since(start) < 250*time.Millisecond || connected(st) || reconnects(st) != 0 {
 		t.Fatal("Run must keep retrying until its context ends")
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"sync"
 	"time"
 
-	"pingora-parity/go-baseline/internal/admin"
 	"pingora-parity/go-baseline/internal/breaker"
 	"pingora-parity/go-baseline/internal/errcode"
+	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/routing"
 	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/upstream"
@@ -28,7 +28,7 @@ import (
 // Handler is the data-plane http.Handler.
 type Handler struct {
 	store   *store.Store
-	metrics *admin.Metrics
+	metrics *metrics.Metrics
 	log     *accessLog // nil: off
 	rp      *httputil.ReverseProxy
 	now     func() time.Time
@@ -36,7 +36,7 @@ type Handler struct {
 
 // New returns the data-plane handler. logW, when not nil, receives one JSON line per
 // request (docs/spec.md section 8).
-func New(st *store.Store, m *admin.Metrics, logW io.Writer) *Handler {
+func New(st *store.Store, m *metrics.Metrics, logW io.Writer) *Handler {
 	h := &Handler{store: st, metrics: m, now: time.Now}
 	if logW != nil {
 		h.log = &accessLog{w: logW}
@@ -93,9 +93,9 @@ type reqState struct {
 	outcomeDue bool // permit of cur still needs a Record or Release
 	slot       bool // holds cur's concurrency slot
 	bodiless   bool
-	failKind   admin.FailureKind // timeout or protocol, decided before headers
-	upStatus   int               // upstream response status
-	bodyErr    error             // upstream body read error
+	failKind   metrics.FailureKind // timeout or protocol, decided before headers
+	upStatus   int                 // upstream response status
+	bodyErr    error               // upstream body read error
 	clientGone bool
 	errCode    errcode.Code // router-made response code, 0: none
 
@@ -226,7 +226,7 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		now := h.now()
-		h.metrics.UpstreamFailure(st.cur.ID, admin.KindConnect)
+		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindConnect)
 		st.cur.Breaker.Record(st.permit, false, now)
 		st.outcomeDue = false
 		st.cur.Limiter.Release()
@@ -268,12 +268,12 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		st.clientGone = true
 		panic(http.ErrAbortHandler)
 	case errors.As(err, &ne) && ne.Timeout():
-		st.failKind = admin.KindTimeout
-		h.metrics.UpstreamFailure(st.cur.ID, admin.KindTimeout)
+		st.failKind = metrics.KindTimeout
+		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindTimeout)
 		h.writeError(w, st, errcode.UpstreamTimeout, st.cur.ID)
 	default:
-		st.failKind = admin.KindProtocol
-		h.metrics.UpstreamFailure(st.cur.ID, admin.KindProtocol)
+		st.failKind = metrics.KindProtocol
+		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindProtocol)
 		h.writeError(w, st, errcode.UpstreamProtocolError, st.cur.ID)
 	}
 }
@@ -287,7 +287,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	resp.Trailer = nil
 	st.upStatus = resp.StatusCode
 	if resp.StatusCode >= 500 {
-		h.metrics.UpstreamFailure(st.cur.ID, admin.KindStatus5xx)
+		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindStatus5xx)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = &bodyWatch{ReadCloser: resp.Body, st: st, resp: resp}
@@ -350,7 +350,7 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 			b.Record(st.permit, false, now)
 		case rec != nil || st.bodyErr != nil:
 			if st.bodyErr != nil && r.Context().Err() == nil {
-				h.metrics.UpstreamFailure(st.cur.ID, admin.KindAborted)
+				h.metrics.UpstreamFailure(st.cur.ID, metrics.KindAborted)
 				b.Record(st.permit, false, now)
 			} else {
 				b.Release(st.permit) // the client went away

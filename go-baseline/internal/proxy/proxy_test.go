@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"pingora-parity/go-baseline/internal/admin"
 	"pingora-parity/go-baseline/internal/config"
+	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/testwait"
 )
@@ -24,7 +24,7 @@ import (
 type router struct {
 	url     string
 	store   *store.Store
-	metrics *admin.Metrics
+	metrics *metrics.Metrics
 }
 
 // newRouter serves the data plane for doc like cmd/router does.
@@ -39,7 +39,7 @@ func newRouter(t testing.TB, doc string) *router {
 		}
 		st.Install(cfg)
 	}
-	m := admin.NewMetrics(st, nil)
+	m := metrics.New(st)
 	srv := httptest.NewUnstartedServer(New(st, m, nil))
 	srv.Listener = Listener{srv.Listener}
 	srv.Config.ConnContext = ConnContext

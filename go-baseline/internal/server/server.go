@@ -18,6 +18,7 @@ import (
 
 	"pingora-parity/go-baseline/internal/admin"
 	"pingora-parity/go-baseline/internal/controlplane"
+	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/proxy"
 	"pingora-parity/go-baseline/internal/store"
 )
@@ -74,26 +75,24 @@ func run(ctx context.Context, f Flags, stderr io.Writer, ready func(data, admin 
 	if lkg != nil {
 		st.Install(lkg) // starts the health checkers
 	}
+	m := metrics.New(st)
 	var cp *controlplane.Client
-	var cpStatus admin.ControlPlaneStatus
 	if f.ControlPlane != "" {
-		cp = controlplane.New(f.ControlPlane, f.StateDir, f.ReconnectInitial, f.ReconnectMax, st, logger.Printf)
-		cpStatus = cp
+		cp = controlplane.New(f.ControlPlane, f.StateDir, f.ReconnectInitial, f.ReconnectMax, st, m, logger.Printf)
 	}
-	metrics := admin.NewMetrics(st, cpStatus)
 	var accessLog io.Writer
 	if f.AccessLog {
 		accessLog = stderr
 	}
 	discard := log.New(io.Discard, "", 0)
 	dataSrv := &http.Server{
-		Handler:           proxy.New(st, metrics, accessLog),
+		Handler:           proxy.New(st, m, accessLog),
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ReadHeaderTimeout: 60 * time.Second,
 		ConnContext:       proxy.ConnContext,
 		ErrorLog:          discard,
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(st, cpStatus, metrics), ErrorLog: discard,
+	adminSrv := &http.Server{Handler: admin.Handler(st, m), ErrorLog: discard,
 		ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- dataSrv.Serve(proxy.Listener{Listener: dataLn}) }()
@@ -107,7 +106,6 @@ func run(ctx context.Context, f Flags, stderr io.Writer, ready func(data, admin 
 	defer cpCancel()
 	cpDone := make(chan struct{})
 	if cp != nil {
-		cp.SetMetrics(metrics)
 		go func() { defer close(cpDone); cp.Run(cpCtx) }()
 	} else {
 		close(cpDone)

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"pingora-parity/go-baseline/internal/testwait"
 )
 
 type syncBuf struct {
@@ -183,10 +185,13 @@ func TestServesLKGAndDrainsOnSIGTERM(t *testing.T) {
 	if _, b := body(t, p.admin+"/admin/state"); !strings.Contains(b, `"config_version":7`) || !strings.Contains(b, `"connected":false`) {
 		t.Fatalf("state %s", b)
 	}
-	if _, b := body(t, p.admin+"/metrics"); !strings.Contains(b, "router_config_version 7") ||
-		!strings.Contains(b, `router_requests_total{placement="p",status="200"} 1`) {
-		t.Fatalf("metrics %s", b)
-	}
+	// The response is counted when the handler returns, which may be just after the
+	// client has read the body.
+	testwait.For(t, "the proxied request in the metrics", func() bool {
+		_, b := body(t, p.admin+"/metrics")
+		return strings.Contains(b, "router_config_version 7") &&
+			strings.Contains(b, `router_requests_total{placement="p",status="200"} 1`)
+	})
 
 	type result struct {
 		code int

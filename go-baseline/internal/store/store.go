@@ -1,8 +1,9 @@
-// Package store holds the current routing snapshot behind an atomic pointer and turns a
-// validated config into a new snapshot: it keeps health and breaker state across updates
-// by the identity rules of docs/spec.md section 4, reuses upstream pools, and starts and
-// stops the health checkers so that there is always exactly one per placement with a
-// health_check.
+// Package store holds the router's state in one owned value: the current routing
+// snapshot behind an atomic pointer, and Install, which turns a validated config into a
+// new snapshot: it keeps health and breaker state across updates by the identity rules of
+// docs/spec.md section 4, reuses upstream pools, and starts and stops the health checkers
+// so that there is always exactly one per placement with a health_check. It also holds
+// the control-plane session status that the admin API and the metrics report.
 package store
 
 import (
@@ -29,12 +30,18 @@ type entry struct {
 	checkCfg *config.Placement // the config the checker was started with
 }
 
-// Store is the router's config state. Load is lock-free; Install is serialised.
+// Store is the router's state, owned by one value per router: the current snapshot, the
+// per-placement state kept across updates, the running health checkers and the
+// control-plane session status. Load and ControlPlane are lock-free; Install is
+// serialised.
 type Store struct {
 	cur     atomic.Pointer[routing.Snapshot]
 	mu      sync.Mutex
 	entries map[string]*entry
 	closed  bool
+
+	cpConnected  atomic.Bool  // a control-plane WebSocket session is up
+	cpReconnects atomic.Int64 // successful control-plane connections after the first
 }
 
 // New returns an empty store (no config: requests get no_config).
@@ -49,6 +56,20 @@ func (s *Store) Config() *config.Config {
 		return snap.Config
 	}
 	return nil
+}
+
+// SetControlPlaneConnected records that a control-plane session came up (true) or ended
+// (false).
+func (s *Store) SetControlPlaneConnected(up bool) { s.cpConnected.Store(up) }
+
+// CountControlPlaneReconnect counts one successful control-plane connection after the
+// first (/admin/state "reconnects", router_control_plane_reconnects_total).
+func (s *Store) CountControlPlaneReconnect() { s.cpReconnects.Add(1) }
+
+// ControlPlane reports whether a control-plane session is up and how many reconnects
+// succeeded. A router without a control plane reports (false, 0).
+func (s *Store) ControlPlane() (connected bool, reconnects int64) {
+	return s.cpConnected.Load(), s.cpReconnects.Load()
 }
 
 // Checkers returns the number of running health checkers.

@@ -1,4 +1,4 @@
-package admin
+package metrics
 
 import (
 	"sort"
@@ -18,7 +18,7 @@ import (
 func TestEveryErrorCodeCounted(t *testing.T) {
 	st := store.New()
 	defer st.Close()
-	m := NewMetrics(st, nil)
+	m := New(st)
 	if n := testutil.CollectAndCount(m.Errors); n != 0 {
 		t.Fatalf("%d router_errors_total series before any error", n)
 	}
@@ -40,5 +40,14 @@ func TestEveryErrorCodeCounted(t *testing.T) {
 	}
 	if err := testutil.CollectAndCompare(m.Errors, strings.NewReader(want.String())); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The status label is the status in decimal, from the table or not.
+func TestStatusLabel(t *testing.T) {
+	for _, s := range []int{0, 99, 100, 101, 200, 404, 503, 599, 600, 999} {
+		if got, want := statusLabel(s), strconv.Itoa(s); got != want {
+			t.Fatalf("statusLabel(%d) = %q, want %q", s, got, want)
+		}
 	}
 }

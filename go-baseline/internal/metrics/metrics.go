@@ -1,6 +1,10 @@
 // Package admin serves the admin API of docs/spec.md section 7 (/healthz, /readyz,
 // /admin/state, /metrics) and owns the Prometheus metrics, named exactly as there.
-package admin
+// Package metrics is the router's Prometheus registry and metric families, named and
+// labelled exactly as docs/spec.md section 7. Counters and the duration histogram are
+// updated by the data plane and the control-plane client; per-placement gauges and the
+// config and control-plane gauges are computed at scrape time from the store.
+package metrics
 
 import (
 	"strconv"
@@ -12,16 +16,11 @@ import (
 	"pingora-parity/go-baseline/internal/store"
 )
 
-// ControlPlaneStatus is what the admin API reports about the control-plane client.
-type ControlPlaneStatus interface {
-	// Connected reports whether a WebSocket session is up.
-	Connected() bool
-	// Reconnects counts successful connections after the first one.
-	Reconnects() int64
+// DurationBuckets returns router_request_duration_seconds' bucket bounds in seconds
+// (spec section 7).
+func DurationBuckets() []float64 {
+	return []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 }
-
-// DurationBuckets are router_request_duration_seconds' buckets (seconds).
-var DurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // Metrics holds the router's counters and histogram; per-placement gauges and the
 // config/control-plane gauges are computed at scrape time by a custom Collector.
@@ -36,9 +35,8 @@ type Metrics struct {
 	Duration         *prometheus.HistogramVec
 }
 
-// NewMetrics registers all metrics on a fresh registry. cp may be nil (reported as
-// disconnected, 0 reconnects).
-func NewMetrics(st *store.Store, cp ControlPlaneStatus) *Metrics {
+// New registers all metrics on a fresh registry; the scrape-time gauges read st.
+func New(st *store.Store) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_requests_total",
@@ -54,10 +52,10 @@ func NewMetrics(st *store.Store, cp ControlPlaneStatus) *Metrics {
 		ConfigRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_config_rejected_total",
 			Help: "Configs nacked, by code."}, []string{"code"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "router_request_duration_seconds",
-			Help: "From arrival to the end of the response.", Buckets: DurationBuckets}, []string{"placement"}),
+			Help: "From arrival to the end of the response.", Buckets: DurationBuckets()}, []string{"placement"}),
 	}
 	m.Registry.MustRegister(m.Requests, m.Errors, m.UpstreamFailures, m.Failovers,
-		m.ConfigAccepted, m.ConfigRejected, m.Duration, &collector{st: st, cp: cp})
+		m.ConfigAccepted, m.ConfigRejected, m.Duration, &collector{st: st})
 	return m
 }
 
@@ -119,10 +117,7 @@ var (
 
 // collector reads the current snapshot at scrape time, so per-placement gauges exist
 // exactly for the placements of the current config.
-type collector struct {
-	st *store.Store
-	cp ControlPlaneStatus
-}
+type collector struct{ st *store.Store }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descHealthy, descInflight, descVersion, descConnected, descReconn} {
@@ -146,13 +141,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descVersion, prometheus.GaugeValue, version)
-	connected, reconnects := 0.0, 0.0
-	if c.cp != nil {
-		if c.cp.Connected() {
-			connected = 1
-		}
-		reconnects = float64(c.cp.Reconnects())
+	up, reconnects := c.st.ControlPlane()
+	connected := 0.0
+	if up {
+		connected = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
-	ch <- prometheus.MustNewConstMetric(descReconn, prometheus.CounterValue, reconnects)
+	ch <- prometheus.MustNewConstMetric(descReconn, prometheus.CounterValue, float64(reconnects))
 }
