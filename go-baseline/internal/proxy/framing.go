@@ -202,13 +202,26 @@ func (c *scanConn) lineDone(line []byte) {
 	}
 }
 
-var (
-	hContentLength    = []byte("Content-Length")
-	hTransferEncoding = []byte("Transfer-Encoding")
-	hConnection       = []byte("Connection")
-	tChunked          = []byte("chunked")
-	tUpgrade          = []byte("upgrade")
-)
+// equalFold reports whether b equals the ASCII string s ignoring ASCII case (header
+// names and these tokens are case-insensitive, RFC 9110 sections 5.1 and 7.6.1).
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
 
 func (c *scanConn) header(line []byte) {
 	i := bytes.IndexByte(line, ':')
@@ -217,18 +230,18 @@ func (c *scanConn) header(line []byte) {
 	}
 	name, value := line[:i], bytes.TrimSpace(line[i+1:])
 	switch {
-	case bytes.EqualFold(name, hContentLength):
+	case equalFold(name, "Content-Length"):
 		n, err := strconv.ParseInt(string(value), 10, 64)
 		if err != nil || n < 0 || (c.hasCL && n != c.cl) {
 			c.clBad = true
 		}
 		c.hasCL, c.cl = true, n
-	case bytes.EqualFold(name, hTransferEncoding):
-		c.teChunked = !c.hasTE && bytes.EqualFold(value, tChunked)
+	case equalFold(name, "Transfer-Encoding"):
+		c.teChunked = !c.hasTE && equalFold(value, "chunked")
 		c.hasTE = true
-	case bytes.EqualFold(name, hConnection):
+	case equalFold(name, "Connection"):
 		for _, tok := range bytes.Split(value, []byte{','}) {
-			if bytes.EqualFold(bytes.TrimSpace(tok), tUpgrade) {
+			if equalFold(bytes.TrimSpace(tok), "upgrade") {
 				c.upgrade = true
 			}
 		}
@@ -237,15 +250,24 @@ func (c *scanConn) header(line []byte) {
 
 // methodString is string(m), without an allocation for the common methods.
 func methodString(m []byte) string {
-	for _, s := range commonMethods {
-		if string(m) == s {
-			return s
-		}
+	switch string(m) { // no allocation: the compiler compares the bytes in place
+	case "GET":
+		return "GET"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "HEAD":
+		return "HEAD"
+	case "DELETE":
+		return "DELETE"
+	case "PATCH":
+		return "PATCH"
+	case "OPTIONS":
+		return "OPTIONS"
 	}
 	return string(m)
 }
-
-var commonMethods = [...]string{"GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS"}
 
 // parseHex parses a chunk size (1 to 15 hex digits).
 func parseHex(b []byte) (int64, error) {

@@ -45,3 +45,25 @@ func TestFramingScannerAnySplit(t *testing.T) {
 		}
 	}
 }
+
+func TestEqualFold(t *testing.T) {
+	for _, tc := range []struct {
+		b, s string
+		want bool
+	}{
+		{"content-length", "Content-Length", true}, {"CHUNKED", "chunked", true},
+		{"chunke", "chunked", false}, {"chunkeD ", "chunked", false}, {"Upgrade", "upgrade", true},
+		{"\xc3\xa9", "\xc3\x89", false}, // ASCII only
+	} {
+		if got := equalFold([]byte(tc.b), tc.s); got != tc.want {
+			t.Fatalf("equalFold(%q, %q) = %v", tc.b, tc.s, got)
+		}
+	}
+}
+
+func TestMethodStringAllocs(t *testing.T) {
+	m := []byte("OPTIONS")
+	if n := testing.AllocsPerRun(100, func() { _ = methodString(m) }); n != 0 || methodString(m) != "OPTIONS" {
+		t.Fatalf("%v allocations", n)
+	}
+}

@@ -1,19 +1,29 @@
-// Package proxy is the data plane of docs/spec.md section 3 on httputil.ReverseProxy:
-// Rewrite picks the upstream, a RoundTripper wraps the per-placement http.Transport and
-// does the connect-failure retry, ErrorHandler writes router-made responses and
-// ModifyResponse tags the response and watches the body for a committed abort.
+// Package proxy is the data plane of docs/spec.md section 3 on httputil.ReverseProxy.
+//
+// Layout:
+//   - proxy.go: Handler (steps 1 to 4 before ReverseProxy runs) and ReverseProxy's hooks:
+//     Rewrite points the request at the chosen placement, the Transport field is a
+//     RoundTripper over the per-placement http.Transport that does the connect-failure
+//     retry (step 6), ErrorHandler maps upstream failures (step 7), ModifyResponse tags
+//     the response and watches the body for a committed abort (step 8); finish settles
+//     breaker, slot, metrics and access log for every request.
+//   - headers.go: the header rules of section 3, "Headers" (hop-by-hop, X-Forwarded-*,
+//     Host, trailers), for both directions.
+//   - respond.go: router-made responses (errcode.Code → status, headers, JSON body) and
+//     the response writer that records the status sent.
+//   - framing.go: the connection scanner that finds Content-Length + Transfer-Encoding
+//     heads, which net/http hides from handlers.
+//   - accesslog.go: the --access-log line (section 8).
 package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"sync"
 	"time"
 
@@ -48,7 +58,7 @@ func New(st *store.Store, m *metrics.Metrics, logW io.Writer) *Handler {
 		ErrorHandler:   h.errorHandler,
 		ModifyResponse: h.modifyResponse,
 		ErrorLog:       log.New(io.Discard, "", 0),
-		BufferPool:     copyBuffers,
+		BufferPool:     &bufferPool{},
 	}
 	return h
 }
@@ -57,13 +67,11 @@ func New(st *store.Store, m *metrics.Metrics, logW io.Writer) *Handler {
 // (its own default, allocated afresh per request when no BufferPool is set).
 const copyBufferSize = 32 << 10
 
-// copyBuffers reuses ReverseProxy's body-copy buffers across requests. Without it every
-// response allocates (and zeroes) 32 KiB, which is most of the garbage a proxied request
-// makes, so most of the garbage collector's work.
-var copyBuffers httputil.BufferPool = &bufferPool{}
-
-// bufferPool is an httputil.BufferPool over sync.Pool. It holds array pointers, so that
-// neither Get nor Put allocates.
+// bufferPool is an httputil.BufferPool over sync.Pool, one per Handler: it reuses
+// ReverseProxy's body-copy buffers across requests. Without it every response allocates
+// (and zeroes) 32 KiB, which is most of the garbage a proxied request makes, so most of
+// the garbage collector's work. It holds array pointers, so that neither Get nor Put
+// allocates.
 type bufferPool struct{ p sync.Pool }
 
 // Get returns a buffer of copyBufferSize bytes.
@@ -142,23 +150,12 @@ func (h *Handler) countFailovers(steps []routing.Step) {
 	}
 }
 
-// rewrite builds the upstream request: X-Forwarded-For appended to (trust nothing,
-// record everything), X-Forwarded-Host and -Proto replaced, Host = the endpoint's
-// host:port. ReverseProxy has already removed hop-by-hop headers (RFC 9110 section
-// 7.6.1, plus those named in Connection), keeping TE: trailers.
+// rewrite is ReverseProxy's Rewrite hook: it builds the upstream request from the
+// client's (headers: forwardRequestHeaders) and points it at the chosen placement's
+// endpoint (target). It watches the request body for a client fault.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In.Context())
-	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
-		pr.Out.Header["X-Forwarded-For"] = prior
-	}
-	pr.SetXForwarded()
-	pr.Out.Header.Set("X-Forwarded-Proto", "http")
-	// Rewrite mode also drops "Forwarded"; the contract passes it through like any
-	// end-to-end header it does not name.
-	if fwd, ok := pr.In.Header["Forwarded"]; ok {
-		pr.Out.Header["Forwarded"] = fwd
-	}
-	pr.Out.Trailer = nil // Trailer is hop-by-hop: request trailers are not forwarded
+	forwardRequestHeaders(pr)
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
 	}
@@ -188,13 +185,6 @@ func (st *reqState) clientBodyFailed() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.reqBodyErr != nil
-}
-
-func target(out *http.Request, p *routing.Placement) {
-	up := p.Upstream.(*upstream.Upstream)
-	out.URL.Scheme = up.Endpoint.Scheme
-	out.URL.Host = up.HostPort
-	out.Host = ""
 }
 
 // retryTransport sends the request to the current placement's transport and, on a
@@ -278,13 +268,13 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	}
 }
 
+// modifyResponse is ReverseProxy's ModifyResponse hook: it runs once the upstream's
+// response head is in, before anything is written to the client (so also before a 101).
+// It applies the response header rules, counts a 5xx and watches the body for a
+// committed abort (step 8).
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request.Context())
-	resp.Header.Set("X-Router-Placement", st.cur.ID)
-	// Trailer is hop-by-hop (section 3, "Headers"): with resp.Trailer unset ReverseProxy
-	// does not announce trailers, and bodyWatch.Close clears what the transport fills in
-	// at the end of the body, so none are copied either.
-	resp.Trailer = nil
+	forwardResponseHeaders(resp, st.cur.ID)
 	st.upStatus = resp.StatusCode
 	if resp.StatusCode >= 500 {
 		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindStatus5xx)
@@ -302,7 +292,8 @@ type bodyWatch struct {
 	resp *http.Response
 }
 
-// Close closes the upstream body and drops the trailers read with it.
+// Close closes the upstream body and drops the trailers read with it (Trailer is
+// hop-by-hop, see forwardResponseHeaders).
 func (b *bodyWatch) Close() error {
 	err := b.ReadCloser.Close()
 	b.resp.Trailer = nil
@@ -315,25 +306,6 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 		b.st.bodyErr = err
 	}
 	return n, err
-}
-
-// writeError sends a router-made response (section 3, "Router-made responses").
-func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.Code, placement string) {
-	body, _ := json.Marshal(struct {
-		Error   errcode.Code `json:"error"`
-		Message string       `json:"message"`
-	}{code, code.Message()})
-	hd := w.Header()
-	if placement != "" {
-		hd.Set("X-Router-Placement", placement)
-	}
-	hd.Set("X-Router-Error", code.String())
-	hd.Set("Content-Type", "application/json")
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(code.Status())
-	_, _ = w.Write(body)
-	st.errCode = code
-	h.metrics.RouterError(code)
 }
 
 // finish settles the breaker outcome and the slot, counts the response and writes the
@@ -384,42 +356,3 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 		panic(rec)
 	}
 }
-
-// respWriter records the status sent to the client. Unwrap lets ReverseProxy's
-// http.ResponseController reach Flush and Hijack of the real writer.
-type respWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *respWriter) WriteHeader(code int) {
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *respWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *respWriter) Flush() { _ = w.FlushError() }
-
-// FlushError flushes the real writer; ReverseProxy's http.ResponseController calls it
-// after every write (FlushInterval -1). Asserting the writer's interfaces directly
-// avoids a ResponseController allocation per flush.
-func (w *respWriter) FlushError() error {
-	switch f := w.ResponseWriter.(type) {
-	case interface{ FlushError() error }:
-		return f.FlushError()
-	case http.Flusher:
-		f.Flush()
-		return nil
-	}
-	return http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,63 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httputil"
+
+	"pingora-parity/go-baseline/internal/routing"
+	"pingora-parity/go-baseline/internal/upstream"
+)
+
+// Header rules of docs/spec.md section 3, "Headers".
+//
+// Hop-by-hop headers (RFC 9110 section 7.6.1): Connection, Keep-Alive,
+// Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE, Trailer,
+// Transfer-Encoding, Upgrade and every header named in Connection are removed in both
+// directions by ReverseProxy itself (its removeHopByHopHeaders runs on the outgoing
+// request before Rewrite and on the response before ModifyResponse), keeping
+// "TE: trailers" on requests (RFC 9110 section 10.1.4) and re-adding Connection/Upgrade
+// only for an upgrade request (RFC 9110 section 7.8). What ReverseProxy does not do, or
+// does differently from the contract, is done here.
+
+// forwardRequestHeaders applies the request-side rules to the outgoing request:
+//   - X-Forwarded-For: the client's IP appended to any incoming value (trust nothing,
+//     record everything; Rewrite mode starts from an empty value, so the incoming one is
+//     copied back first);
+//   - X-Forwarded-Host: the client's Host; X-Forwarded-Proto: "http" (the listener is
+//     plain HTTP), both replacing incoming values;
+//   - Forwarded (RFC 7239) passes through like any end-to-end header the contract does
+//     not name (Rewrite mode would drop it);
+//   - request trailers are not forwarded (Trailer is hop-by-hop).
+//
+// Host is set by target.
+func forwardRequestHeaders(pr *httputil.ProxyRequest) {
+	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
+	pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	if fwd, ok := pr.In.Header["Forwarded"]; ok {
+		pr.Out.Header["Forwarded"] = fwd
+	}
+	pr.Out.Trailer = nil
+}
+
+// target points out at placement p's endpoint. Host is left empty so that net/http sends
+// the endpoint's host:port as Host (as nginx's default proxy_set_header Host
+// $proxy_host); the client's Host is in X-Forwarded-Host.
+func target(out *http.Request, p *routing.Placement) {
+	up := p.Upstream.(*upstream.Upstream)
+	out.URL.Scheme = up.Endpoint.Scheme
+	out.URL.Host = up.HostPort
+	out.Host = ""
+}
+
+// forwardResponseHeaders applies the response-side rules: X-Router-Placement names the
+// placement that served (also on a 101, since ModifyResponse runs before it is written),
+// and response trailers are dropped: with resp.Trailer unset ReverseProxy announces none,
+// and bodyWatch.Close clears what the transport fills in at the end of the body, so none
+// are copied either.
+func forwardResponseHeaders(resp *http.Response, placement string) {
+	resp.Header.Set("X-Router-Placement", placement)
+	resp.Trailer = nil
+}

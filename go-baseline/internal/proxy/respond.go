@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"pingora-parity/go-baseline/internal/errcode"
+)
+
+// writeError sends the router-made response for code (docs/spec.md section 3,
+// "Router-made responses"): code's status, X-Router-Error, X-Router-Placement when a
+// placement had been chosen (placement != ""), and the JSON body
+// {"error":"<code>","message":"<text>"}. It records the code for the access log and
+// counts it in router_errors_total{code}.
+func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.Code, placement string) {
+	body, _ := json.Marshal(struct {
+		Error   errcode.Code `json:"error"`
+		Message string       `json:"message"`
+	}{code, code.Message()})
+	hd := w.Header()
+	if placement != "" {
+		hd.Set("X-Router-Placement", placement)
+	}
+	hd.Set("X-Router-Error", code.String())
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code.Status())
+	_, _ = w.Write(body)
+	st.errCode = code
+	h.metrics.RouterError(code)
+}
+
+// respWriter records the status sent to the client. Unwrap lets ReverseProxy's
+// http.ResponseController reach Flush and Hijack of the real writer.
+type respWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *respWriter) WriteHeader(code int) {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *respWriter) Flush() { _ = w.FlushError() }
+
+// FlushError flushes the real writer; ReverseProxy's http.ResponseController calls it
+// after every write (FlushInterval -1). Asserting the writer's interfaces directly
+// avoids a ResponseController allocation per flush.
+func (w *respWriter) FlushError() error {
+	switch f := w.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
