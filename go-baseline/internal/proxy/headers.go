@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/http/httputil"
+	"strings"
 
 	"pingora-parity/go-baseline/internal/routing"
 	"pingora-parity/go-baseline/internal/upstream"
@@ -40,6 +41,44 @@ func forwardRequestHeaders(pr *httputil.ProxyRequest) {
 		pr.Out.Header["Forwarded"] = fwd
 	}
 	pr.Out.Trailer = nil
+}
+
+// forwardRequestTarget makes out's request-target the client's, byte for byte: an
+// intermediary must not rewrite the target (RFC 9110 section 7.7), but net/http
+// normalises it twice: ReverseProxy re-encodes a query holding ';' or a malformed
+// %-escape (dropping those parameters), and the transport writes the path re-escaped from
+// its decoded form. requestURI is the target as received (http.Request.RequestURI).
+//
+// The origin-form part is forwarded: an absolute-form target (RFC 9112 section 3.2.2)
+// loses its scheme and authority, "http://h/p?q" → "/p?q" (and "http://h" → "/"). The
+// asterisk-form and anything unexpected are left as net/http parsed them.
+func forwardRequestTarget(out *http.Request, requestURI string) {
+	raw := requestURI
+	if !strings.HasPrefix(raw, "/") {
+		_, rest, ok := strings.Cut(raw, "://")
+		if !ok {
+			return
+		}
+		i := strings.IndexAny(rest, "/?")
+		switch {
+		case i < 0:
+			raw = "/"
+		case rest[i] == '?':
+			raw = "/" + rest[i:]
+		default:
+			raw = rest[i:]
+		}
+	}
+	path, query, hasQuery := strings.Cut(raw, "?")
+	out.URL.RawQuery, out.URL.ForceQuery = query, hasQuery && query == ""
+	if strings.HasPrefix(path, "//") {
+		// An opaque "//..." would be written as scheme ":" opaque (absolute form). Keep the
+		// parsed path and offer the raw one: the transport writes it when it is a valid
+		// escaping of the path, which a target net/http accepted almost always is.
+		out.URL.Opaque, out.URL.RawPath = "", path
+		return
+	}
+	out.URL.Opaque = path // written verbatim by URL.RequestURI
 }
 
 // target points out at placement p's endpoint. Host is left empty so that net/http sends

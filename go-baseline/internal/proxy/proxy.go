@@ -156,6 +156,7 @@ func (h *Handler) countFailovers(steps []routing.Step) {
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In.Context())
 	forwardRequestHeaders(pr)
+	forwardRequestTarget(pr.Out, pr.In.RequestURI)
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
 	}
@@ -191,6 +192,11 @@ func (st *reqState) clientBodyFailed() bool {
 // connect failure of a request without a body, continues down the chain (step 6).
 type retryTransport struct{ h *Handler }
 
+// errNotHTTP1 is an upstream response whose status line is not HTTP/1.x.
+type errNotHTTP1 struct{ proto string }
+
+func (e errNotHTTP1) Error() string { return "upstream answered " + e.proto + ", not HTTP/1.x" }
+
 // routerError carries a router-made response out of the RoundTripper to ErrorHandler.
 type routerError struct {
 	code      errcode.Code
@@ -206,6 +212,12 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 		up := st.cur.Upstream.(*upstream.Upstream)
 		resp, err := up.Transport.RoundTrip(out)
 		if err == nil {
+			if resp.ProtoMajor != 1 {
+				// net/http parses any "HTTP/x.y" status line; the contract proxies HTTP/1.x
+				// only (section 3 step 7). ErrorHandler makes it upstream_protocol_error.
+				resp.Body.Close()
+				return nil, errNotHTTP1{resp.Proto}
+			}
 			return resp, nil
 		}
 		if out.Context().Err() != nil {
@@ -261,7 +273,7 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		st.failKind = metrics.KindTimeout
 		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindTimeout)
 		h.writeError(w, st, errcode.UpstreamTimeout, st.cur.ID)
-	default:
+	default: // broke off, garbage, or a status line that is not HTTP/1.x (errNotHTTP1)
 		st.failKind = metrics.KindProtocol
 		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindProtocol)
 		h.writeError(w, st, errcode.UpstreamProtocolError, st.cur.ID)
