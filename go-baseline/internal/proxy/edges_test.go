@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -125,5 +127,116 @@ func TestNonHTTP1StatusLineIs502(t *testing.T) {
 		if resp := get(t, r.url, "k"); resp.StatusCode != 200 || readAll(t, resp) != "ok" {
 			t.Fatalf("%s: %d", proto, resp.StatusCode)
 		}
+	}
+}
+
+// orderlyExchange writes req on a new connection (in the background, the router may
+// answer before it has read it all) and reads until the router closes. It returns what
+// was read and the read's error: nil for an orderly close (FIN), an error such as
+// "connection reset by peer" when the router closed with unread input.
+func orderlyExchange(t *testing.T, addr string, req []byte) (string, error) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	go func() { _, _ = c.Write(req) }()
+	// Let the router answer and close while the request bytes are still arriving or
+	// unread, as a client that reads only after sending would.
+	time.Sleep(50 * time.Millisecond)
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// Every answer to a request that was not read whole reaches the client and ends in an
+// orderly close, not a reset (RFC 9112 section 9.6): net/http's own 431 and 400, the
+// router's 400 for Content-Length + Transfer-Encoding, and router-made answers to a
+// request whose body was never read.
+func TestAnswersToUnreadRequestsCloseOrderly(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	defer busy.Close()
+	defer close(release)
+	r := newRouter(t, doc(`"k":"p","full":"lim"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, ""),
+		`"lim":`+placement(hostPort(busy.URL), "", 1, 10000, "")))
+	empty := newRouter(t, "")
+	go func() { // holds lim's only slot
+		if resp, err := http.DefaultClient.Do(mustRequest(r.url, "full")); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	body := strings.Repeat("x", 1<<20)
+	for _, tc := range []struct {
+		name, url, req, want string
+	}{
+		{"431", r.url, "GET / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nCookie: " + strings.Repeat("c", 70000) + "\r\n\r\n",
+			"HTTP/1.1 431 "},
+		{"400 bad header", r.url, "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n" + body, "HTTP/1.1 400 "},
+		{"400 CL+TE", r.url, "POST / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"100000\r\n" + body + "\r\n0\r\n\r\n", "HTTP/1.1 400 "},
+		{"503 no_config", empty.url, "POST / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nContent-Length: 1048576\r\n\r\n" + body,
+			"HTTP/1.1 503 "},
+		{"404 unknown key, chunked", r.url, "POST / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: nope\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"100000\r\n" + body + "\r\n0\r\n\r\n", "HTTP/1.1 404 "},
+		{"503 concurrency_limit", r.url, "POST / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: full\r\nContent-Length: 1048576\r\n\r\n" + body,
+			"HTTP/1.1 503 "},
+	} {
+		out, err := orderlyExchange(t, hostPort(tc.url), []byte(tc.req))
+		if err != nil || !strings.HasPrefix(out, tc.want) {
+			t.Errorf("%s: read %.40q, error %v; want %q and an orderly close", tc.name, out, err, tc.want)
+		}
+	}
+}
+
+func mustRequest(url, key string) *http.Request {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("X-Routing-Key", key)
+	return req
+}
+
+// floodUntilClosed writes req, then writes without end, and returns how long it took
+// until a write failed (the router closed the socket for good).
+func floodUntilClosed(t *testing.T, addr, req string) time.Duration {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	if _, err := io.WriteString(c, req); err != nil {
+		return time.Since(start)
+	}
+	chunk := make([]byte, 16<<10)
+	for {
+		if _, err := c.Write(chunk); err != nil {
+			return time.Since(start)
+		}
+		time.Sleep(time.Millisecond) // ~16 MB/s: a byte bound of 16 MiB is about a second away
+	}
+}
+
+// The lingering close is bounded in time and in bytes: a client that keeps sending
+// after the answer is cut off.
+func TestLingeringCloseIsBounded(t *testing.T) {
+	head := "GET / HTTP/1.1\r\nHost: x\r\nCookie: " + strings.Repeat("c", 70000) + "\r\n\r\n"
+	byTime := newRouterWith(t, "", Listener{LingerTime: 300 * time.Millisecond})
+	if d := floodUntilClosed(t, hostPort(byTime.url), head); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("time bound 300 ms: closed after %v", d)
+	}
+	byBytes := newRouterWith(t, "", Listener{LingerTime: time.Minute, LingerBytes: 256 << 10})
+	if d := floodUntilClosed(t, hostPort(byBytes.url), head); d > 5*time.Second {
+		t.Fatalf("byte bound 256 KiB: closed after %v", d)
 	}
 }

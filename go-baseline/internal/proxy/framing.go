@@ -2,43 +2,19 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // net/http accepts a request with both Content-Length and Transfer-Encoding: chunked
 // (RFC 9112 section 6.3 allows it) and deletes Content-Length before the handler runs,
-// so the handler cannot see the conflict the contract answers with 400. Listener
-// therefore follows the HTTP/1.1 framing of every connection's byte stream (request
+// so the handler cannot see the conflict the contract answers with 400. The connection
+// wrapper of conn.go therefore follows the HTTP/1.1 framing of every connection's byte stream (request
 // heads, fixed and chunked bodies) and records, per request head, whether it carried both
 // headers; the handler looks its request up by method and request-target.
-
-// Listener wraps a net.Listener so that accepted connections are scanned for
-// conflicting framing headers. Use with ConnContext.
-type Listener struct{ net.Listener }
-
-// Accept wraps the accepted connection.
-func (l Listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &scanConn{Conn: c}, nil
-}
-
-type connKey struct{}
-
-// ConnContext is the http.Server.ConnContext that makes a scanned connection visible to
-// the handler.
-func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	if sc, ok := c.(*scanConn); ok {
-		return context.WithValue(ctx, connKey{}, sc)
-	}
-	return ctx
-}
 
 // conflictingFraming reports whether r's head had both Content-Length and
 // Transfer-Encoding.
@@ -69,10 +45,16 @@ const (
 
 const maxHeadBytes = 1 << 20
 
+// scanConn is an accepted client connection: it feeds what it reads to the framing
+// scanner (this file) and ends with a lingering close (conn.go).
 type scanConn struct {
 	net.Conn
 	mu    sync.Mutex
 	heads []headInfo
+
+	lingerTime  time.Duration // see Listener
+	lingerBytes int64
+	closeOnce   sync.Once
 
 	// scanner state, touched only by Read (one reader at a time)
 	state     scanState

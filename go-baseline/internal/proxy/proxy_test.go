@@ -27,8 +27,14 @@ type router struct {
 	metrics *metrics.Metrics
 }
 
-// newRouter serves the data plane for doc like cmd/router does.
+// newRouter serves the data plane for doc like the server package does.
 func newRouter(t testing.TB, doc string) *router {
+	t.Helper()
+	return newRouterWith(t, doc, Listener{})
+}
+
+// newRouterWith is newRouter with the listener settings of l (its Listener is set here).
+func newRouterWith(t testing.TB, doc string, l Listener) *router {
 	t.Helper()
 	st := store.New()
 	t.Cleanup(st.Close)
@@ -41,7 +47,8 @@ func newRouter(t testing.TB, doc string) *router {
 	}
 	m := metrics.New(st)
 	srv := httptest.NewUnstartedServer(New(st, m, nil))
-	srv.Listener = Listener{srv.Listener}
+	l.Listener = srv.Listener
+	srv.Listener = l
 	srv.Config.ConnContext = ConnContext
 	srv.Config.MaxHeaderBytes = 64<<10 - 4096
 	srv.Start()
