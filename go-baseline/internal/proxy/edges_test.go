@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -102,11 +103,14 @@ func TestRequestTargetForwardedByteForByte(t *testing.T) {
 	}
 }
 
-// A status line that is not HTTP/1.x is 502 upstream_protocol_error (section 3 step 7):
-// a breaker failure of kind protocol, not retried.
+// A status line that is not HTTP/1.x, or whose status is outside 100..599 (RFC 9110
+// section 15), is 502 upstream_protocol_error (section 3 step 7): a breaker failure of
+// kind protocol, not retried.
 func TestNonHTTP1StatusLineIs502(t *testing.T) {
-	for _, proto := range []string{"HTTP/2.0", "HTTP/0.9", "HTTP/3.0"} {
-		up := newRawUpstream(t, proto+" 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	for _, line := range []string{"HTTP/2.0 200 OK", "HTTP/0.9 200 OK", "HTTP/3.0 200 OK", "HTTP/1.1 099 Low",
+		"HTTP/1.1 000 Zero", "HTTP/1.1 600 High", "HTTP/1.1 999 Odd"} {
+		proto := line
+		up := newRawUpstream(t, line+"\r\nContent-Length: 2\r\n\r\nok")
 		fb := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 		r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "fb", 4, 1000,
 			`,"circuit_breaker":{"failure_threshold":1,"open_ms":60000,"half_open_max_requests":1,"success_threshold":1}`),
@@ -120,12 +124,13 @@ func TestNonHTTP1StatusLineIs502(t *testing.T) {
 			t.Fatalf("%s: after the failure: %d from %q", proto, resp.StatusCode, resp.Header.Get("X-Router-Placement"))
 		}
 	}
-	// HTTP/1.0 and HTTP/1.1 pass.
-	for _, proto := range []string{"HTTP/1.0", "HTTP/1.1"} {
-		up := newRawUpstream(t, proto+" 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	// HTTP/1.0 and HTTP/1.1 pass, and so do the edges of 100..599.
+	for _, line := range []string{"HTTP/1.0 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 599 Edge", "HTTP/1.1 299 Odd"} {
+		up := newRawUpstream(t, line+"\r\nContent-Length: 2\r\n\r\nok")
 		r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
-		if resp := get(t, r.url, "k"); resp.StatusCode != 200 || readAll(t, resp) != "ok" {
-			t.Fatalf("%s: %d", proto, resp.StatusCode)
+		want, _ := strconv.Atoi(strings.Fields(line)[1])
+		if resp := get(t, r.url, "k"); resp.StatusCode != want || readAll(t, resp) != "ok" {
+			t.Fatalf("%s: %d", line, resp.StatusCode)
 		}
 	}
 }

@@ -19,6 +19,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -192,10 +193,16 @@ func (st *reqState) clientBodyFailed() bool {
 // connect failure of a request without a body, continues down the chain (step 6).
 type retryTransport struct{ h *Handler }
 
-// errNotHTTP1 is an upstream response whose status line is not HTTP/1.x.
-type errNotHTTP1 struct{ proto string }
+// errNotHTTP1 is an upstream response whose status line is not a valid HTTP/1.x one: its
+// version is not HTTP/1.x or its status is outside 100..599.
+type errNotHTTP1 struct {
+	proto  string
+	status int
+}
 
-func (e errNotHTTP1) Error() string { return "upstream answered " + e.proto + ", not HTTP/1.x" }
+func (e errNotHTTP1) Error() string {
+	return fmt.Sprintf("upstream answered %s %03d, not a valid HTTP/1.x status line", e.proto, e.status)
+}
 
 // routerError carries a router-made response out of the RoundTripper to ErrorHandler.
 type routerError struct {
@@ -212,11 +219,13 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 		up := st.cur.Upstream.(*upstream.Upstream)
 		resp, err := up.Transport.RoundTrip(out)
 		if err == nil {
-			if resp.ProtoMajor != 1 {
-				// net/http parses any "HTTP/x.y" status line; the contract proxies HTTP/1.x
-				// only (section 3 step 7). ErrorHandler makes it upstream_protocol_error.
+			if resp.ProtoMajor != 1 || resp.StatusCode < 100 || resp.StatusCode > 599 {
+				// net/http parses any "HTTP/x.y" status line and any three-digit status; the
+				// contract proxies HTTP/1.x responses only (section 3 step 7), and a status
+				// outside 100..599 is not a valid one (RFC 9110 section 15). ErrorHandler
+				// makes it upstream_protocol_error.
 				resp.Body.Close()
-				return nil, errNotHTTP1{resp.Proto}
+				return nil, errNotHTTP1{resp.Proto, resp.StatusCode}
 			}
 			return resp, nil
 		}
