@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"pingora-parity/go-baseline/internal/upstream"
 )
 
 // rawUpstream is a TCP upstream that records each request's request line and answers
@@ -243,5 +247,147 @@ func TestLingeringCloseIsBounded(t *testing.T) {
 	byBytes := newRouterWith(t, "", Listener{LingerTime: time.Minute, LingerBytes: 256 << 10})
 	if d := floodUntilClosed(t, hostPort(byBytes.url), head); d > 5*time.Second {
 		t.Fatalf("byte bound 256 KiB: closed after %v", d)
+	}
+}
+
+// An upstream that answers before it has the whole request body, and sends its own body
+// later, gets the rest of the request body and its answer reaches the client whole.
+// net/http's server, when the response head is written, reads ("discards") what is left
+// of the request body and closes it unless the handler declared full duplex; the
+// transport still streaming that body upstream then failed with "invalid Read on closed
+// Body", closed the upstream connection and the client got the head and a cut body: the
+// intermittent large-upload failure (issue 10 item 12), made deterministic here.
+func TestUpstreamAnswersBeforeTheBodyEnds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		first := make([]byte, 5)
+		_, _ = io.ReadFull(req.Body, first)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+		rest, _ := io.ReadAll(req.Body)
+		got <- string(first) + string(rest)
+		time.Sleep(50 * time.Millisecond)
+		_, _ = io.WriteString(c, "received")
+		time.Sleep(100 * time.Millisecond)
+	}()
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(ln.Addr().String(), "", 4, 5000, "")))
+	c, err := net.Dial("tcp", hostPort(r.url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nContent-Length: 10\r\n\r\nhello")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "world") // the rest of the request body, after the response head
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "received" || err != nil {
+		t.Fatalf("%d %q %v", resp.StatusCode, body, err)
+	}
+	select {
+	case b := <-got:
+		if b != "helloworld" {
+			t.Fatalf("upstream got body %q", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("upstream did not get the body")
+	}
+	if counter(t, r, "failures", "p", "aborted") != 0 {
+		t.Fatal("counted as an aborted response")
+	}
+}
+
+// slowLastWrite delays the transport's writer goroutine after the write that completes
+// the request body, as a busy 2-core machine can.
+type slowLastWrite struct {
+	net.Conn
+	total, after int
+	slept        bool
+}
+
+func (c *slowLastWrite) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.total += n
+	if c.total >= c.after && !c.slept {
+		c.slept = true
+		time.Sleep(100 * time.Millisecond)
+	}
+	return n, err
+}
+
+// The large-upload shape of the same race: the upstream has the whole body and answers
+// while the transport's writer has not yet made its final read of the request body; the
+// server had closed that body when the response head was written, so the final read
+// failed, the upstream connection was closed and the response body was cut.
+func TestUploadAnsweredWhileTheWriterLags(t *testing.T) {
+	const size = 1 << 20
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					n, _ := io.Copy(io.Discard, req.Body)
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Received-Bytes: %d\r\n\r\n", n)
+					time.Sleep(300 * time.Millisecond) // after the lagging writer's last read
+					_, _ = io.WriteString(c, "received")
+				}
+			}()
+		}
+	}()
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(ln.Addr().String(), "", 4, 5000, "")))
+	tr := r.store.Load().Placements["p"].Upstream.(*upstream.Upstream).Transport
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &slowLastWrite{Conn: c, after: size}, nil
+	}
+	req, _ := http.NewRequest("POST", r.url, strings.NewReader(strings.Repeat("a", size)))
+	req.Header.Set("X-Routing-Key", "k")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Received-Bytes") != strconv.Itoa(size) || string(body) != "received" || err != nil {
+		t.Fatalf("%d %q body %q err %v", resp.StatusCode, resp.Header.Get("X-Received-Bytes"), body, err)
+	}
+	if counter(t, r, "failures", "p", "aborted") != 0 {
+		t.Fatal("counted as an aborted response")
 	}
 }

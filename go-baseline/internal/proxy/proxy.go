@@ -142,6 +142,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.chain, st.idx, st.cur, st.permit, st.outcomeDue, st.slot = d.Chain, d.Index, d.Placement, d.Permit, true, true
 	st.bodiless = r.ContentLength == 0 && len(r.TransferEncoding) == 0
+	if !st.bodiless {
+		// The request body streams upstream while the response may already stream back
+		// (section 3, "Streaming"). Without full duplex net/http's server, when the
+		// response head is written, reads what is left of the request body itself and
+		// closes it: the head waited for the whole body, and the transport still sending
+		// it upstream failed on the closed body and cut the response (issue 10 item 12).
+		if fd, ok := w.(interface{ EnableFullDuplex() error }); ok {
+			_ = fd.EnableFullDuplex()
+		}
+	}
 	h.rp.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 }
 
@@ -168,11 +178,20 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 // fault (aborted upload, broken chunked framing) is not blamed on the upstream.
 type reqBodyWatch struct {
 	io.ReadCloser
-	st *reqState
+	st  *reqState
+	eof bool // the body has ended (only the transport's writer goroutine reads it)
 }
 
 func (b *reqBodyWatch) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
 	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		// The transport reads once more after Content-Length bytes; answer it here, so
+		// that it never meets the server's body after the handler has closed it.
+		b.eof = true
+	}
 	if err != nil && err != io.EOF {
 		b.st.mu.Lock()
 		if b.st.reqBodyErr == nil {
