@@ -8,39 +8,30 @@
 //! failure or panic never leaves one running). Their stdout and stderr go to files.
 
 use crate::control_plane::ControlPlane;
+use crate::plan::{Bindings, UpstreamBinding};
 use crate::scenario::Scenario;
-use crate::upstreams::{free_port, Upstream};
+use crate::trace::Normaliser;
+use crate::upstreams::Upstream;
+use crate::util::net::free_port;
+use crate::util::procs::{register_group, unregister_group};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-static CHILDREN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 /// Temp dirs of live environments, removed by [`kill_all`] (their `TempDir` guards do not
 /// run when the process exits on Ctrl-C).
 static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-fn register(pid: i32) {
-    CHILDREN.lock().unwrap().get_or_insert_with(HashSet::new).insert(pid);
-}
-fn unregister(pid: i32) {
-    if let Some(s) = CHILDREN.lock().unwrap().as_mut() {
-        s.remove(&pid);
-    }
-}
 
 /// SIGKILLs the process group of every router still running and removes the temp dirs
 /// of live environments (Ctrl-C, fatal errors).
 pub fn kill_all() {
-    if let Some(s) = CHILDREN.lock().unwrap().as_mut() {
-        for pid in s.drain() {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    crate::util::procs::kill_groups();
     for d in TEMP_DIRS.lock().unwrap().drain(..) {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -115,7 +106,7 @@ impl RouterProc {
             .kill_on_drop(true);
         let child = cmd.spawn().with_context(|| format!("start {}", self.bin.display()))?;
         if let Some(pid) = child.id() {
-            register(pid as i32);
+            register_group(pid as i32);
         }
         self.child = Some(child);
         self.last_exit = None;
@@ -162,7 +153,7 @@ impl RouterProc {
     async fn check_data_port(&mut self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         loop {
-            match tokio::net::TcpStream::connect(crate::upstreams::addr(self.listen_port)).await {
+            match tokio::net::TcpStream::connect(crate::util::net::addr(self.listen_port)).await {
                 Ok(_) => return Ok(()),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     let note = format!(
@@ -182,7 +173,7 @@ impl RouterProc {
 
     fn forget(&mut self, code: Option<i32>) {
         if let Some(pid) = self.pid() {
-            unregister(pid);
+            unregister_group(pid);
         }
         self.child = None;
         self.last_exit = Some(code);
@@ -265,7 +256,7 @@ impl RouterProc {
     pub fn kill(&mut self) {
         if let Some(pid) = self.pid() {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            unregister(pid);
+            unregister_group(pid);
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.start_kill();
@@ -348,7 +339,8 @@ impl Env {
             unused_port,
             client: client(),
         };
-        let initial = sc.config.as_ref().map(|c| env.fill_value(c).to_string());
+        let bindings = env.bindings();
+        let initial = sc.config.as_ref().map(|c| bindings.fill_value(c).to_string());
         if sc.router.control_plane {
             env.cp = Some(ControlPlane::start(initial.clone(), sc.router.push_on_hello).await?);
         } else if let Some(text) = &initial {
@@ -357,7 +349,7 @@ impl Env {
         }
         if let Some(t) = &sc.router.lkg_text {
             std::fs::create_dir_all(&env.state_dir)?;
-            std::fs::write(env.state_dir.join("last-known-good.json"), env.fill(t))?;
+            std::fs::write(env.state_dir.join("last-known-good.json"), bindings.fill(t))?;
         }
         let r = &sc.router;
         let mut args = vec![
@@ -400,59 +392,34 @@ impl Env {
         }
     }
 
-    /// Fills `{{...}}` templates in a string (see `scenario::templates`).
-    pub fn fill(&self, s: &str) -> String {
-        if !s.contains("{{") {
-            return s.to_string();
-        }
-        let mut out = s.to_string();
-        for t in crate::scenario::templates(s) {
-            let val = self.template_value(&t).unwrap_or_default();
-            // replace both spellings (with and without inner spaces)
-            out = out.replace(&format!("{{{{{t}}}}}"), &val).replace(&format!("{{{{ {t} }}}}"), &val);
-        }
-        out
-    }
-
-    fn template_value(&self, t: &str) -> Option<String> {
-        match t {
-            "unused_port" => return Some(self.unused_port.to_string()),
-            "state_dir" => return Some(self.state_dir.display().to_string()),
-            _ => {}
-        }
-        let parts: Vec<&str> = t.split('.').collect();
-        let up = self.upstreams.get(*parts.get(1)?)?;
-        Some(match parts.get(2).copied() {
-            None => up.origin(),
-            Some("port") => up.port.to_string(),
-            Some("hostport") => format!("127.0.0.1:{}", up.port),
-            Some("ca_file") => up.ca_file.as_ref()?.display().to_string(),
-            _ => return None,
-        })
-    }
-
-    /// Fills templates in every string of a JSON value.
-    pub fn fill_value(&self, v: &Value) -> Value {
-        match v {
-            Value::String(s) => Value::String(self.fill(s)),
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.fill_value(x)).collect()),
-            Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (self.fill(k), self.fill_value(x))).collect()),
-            other => other.clone(),
+    /// The values of the scenario's templates in this environment (constant once the
+    /// environment is up: restarts keep the ports).
+    pub fn bindings(&self) -> Bindings {
+        Bindings {
+            unused_port: self.unused_port,
+            state_dir: self.state_dir.clone(),
+            upstreams: self
+                .upstreams
+                .iter()
+                .map(|(name, up)| (name.clone(), UpstreamBinding { origin: up.origin(), port: up.port, ca_file: up.ca_file.clone() }))
+                .collect(),
         }
     }
 
-    /// Replaces run-specific text (ports, paths) by stable placeholders, so that traces
-    /// of two environments compare equal.
-    pub fn normalise(&self, s: &str) -> String {
-        let mut out = s.replace(&self.state_dir.display().to_string(), "{{state_dir}}");
-        out = out.replace(&self.dir.path().display().to_string(), "{{tmp}}");
+    /// The rules that replace this run's specific text (ports, paths) by stable
+    /// placeholders, so that traces of two environments compare equal.
+    pub fn normaliser(&self) -> Normaliser {
+        let mut rules = vec![
+            (self.state_dir.display().to_string(), "{{state_dir}}".to_string()),
+            (self.dir.path().display().to_string(), "{{tmp}}".to_string()),
+        ];
         for (name, up) in &self.upstreams {
-            out = out.replace(&format!("127.0.0.1:{}", up.port), &format!("{{{{up.{name}.hostport}}}}"));
+            rules.push((format!("127.0.0.1:{}", up.port), format!("{{{{up.{name}.hostport}}}}")));
         }
-        out = out.replace(&format!("127.0.0.1:{}", self.unused_port), "{{unused}}");
-        out = out.replace(&format!("127.0.0.1:{}", self.router.listen_port), "{{router}}");
-        out = out.replace(&format!("127.0.0.1:{}", self.router.admin_port), "{{admin}}");
-        out
+        rules.push((format!("127.0.0.1:{}", self.unused_port), "{{unused}}".into()));
+        rules.push((format!("127.0.0.1:{}", self.router.listen_port), "{{router}}".into()));
+        rules.push((format!("127.0.0.1:{}", self.router.admin_port), "{{admin}}".into()));
+        Normaliser::new(rules)
     }
 
     /// `GET /admin/state` as JSON.

@@ -152,15 +152,7 @@ pub fn tally(s: &Summary) -> String {
     format!("parity: {passed} passed, {} failed", all.len() - passed)
 }
 
-/// How messages name a step index of the trace: `setup` for -1, else the 1-based step
-/// number (`step 1` is `steps[0]` in the scenario file). Traces keep the 0-based index.
-pub fn step_label(step: i64) -> String {
-    if step < 0 {
-        "setup".into()
-    } else {
-        format!("step {}", step + 1)
-    }
-}
+use crate::trace::step_label;
 
 /// A run's wall time for people: milliseconds under 10 s, else seconds.
 pub fn human_duration(ms: u64) -> String {

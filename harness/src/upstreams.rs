@@ -13,8 +13,8 @@
 //! the upstream's health status (default 200), whatever the behaviour.
 
 use crate::scenario::{Behaviour, Respond, UpstreamSpec};
+use crate::util::net::addr;
 use anyhow::{Context, Result};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -579,17 +579,6 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
             return Ok(());
         }
     }
-}
-
-/// Picks a port on 127.0.0.1 that nothing listens on at the moment of the call.
-pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// The loopback address of a port.
-pub fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! normalised traces of the implementations are equal, or the first observation where
 //! they differ.
 
-use crate::engine::Obs;
+use crate::trace::Obs;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -36,15 +36,6 @@ pub fn first_difference(traces: &[(String, &[Obs])]) -> Option<Difference> {
         }
     }
     None
-}
-
-/// p-th percentile (0..=100) of a sample by nearest rank; 0 for an empty sample.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 #[cfg(test)]
@@ -81,14 +72,5 @@ mod tests {
         let d = first_difference(&[("go".into(), &a), ("pingora".into(), &b)]).unwrap();
         assert_eq!(d.index, 1);
         assert_eq!(d.observations["pingora"], Value::Null);
-    }
-
-    #[test]
-    fn percentiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&[7], 99.0), 7);
-        assert_eq!(percentile(&[], 50.0), 0);
     }
 }

@@ -9,6 +9,7 @@
 //! `<out>/<run-id>/bench.json`, `report.md`, `report.html` and SVG plots, and
 //! `<out>/latest` and `<out>/latest-bench` point at the run.
 
+use crate::util::stats::median;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -271,11 +272,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let partial = Arc::new(Mutex::new(Partial::default()));
     // Every child is in its own process group, registered in procs; this guard kills
     // them all on every way out of here (return, error, panic).
-    let _guard = procs::GroupGuard;
+    let _guard = crate::util::procs::GroupGuard;
     tokio::select! {
         r = measure(&args, &setup, partial.clone()) => r,
         sig = interrupt_signal() => {
-            procs::kill_groups();
+            crate::util::procs::kill_groups();
             eprintln!("interrupted ({sig}): stopped every started process; writing a partial report");
             let p = std::mem::take(&mut *partial.lock().unwrap_or_else(|e| e.into_inner()));
             let mem = p.mem.map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default();
@@ -624,42 +625,5 @@ impl Ctx<'_> {
             .filter(|s| s.target == target && s.phase == phase && s.rate_rps == rate)
             .map(f)
             .collect()
-    }
-}
-
-/// Median of the finite values (NaN when there are none).
-pub fn median(v: Vec<f64>) -> f64 {
-    let mut v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// (min, max) of the finite values.
-pub fn spread(v: &[f64]) -> (f64, f64) {
-    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_and_spread() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(vec![f64::NAN]).is_nan());
-        assert_eq!(spread(&[3.0, 1.0, f64::NAN, 2.0]), (1.0, 3.0));
     }
 }

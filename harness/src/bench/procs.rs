@@ -70,37 +70,6 @@ impl Drop for Reaper {
     }
 }
 
-/// Process groups of every child this run started (each child is the leader of its own
-/// group, `process_group(0)`, so nginx's workers and anything a target forks share it).
-static GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
-/// Records `pgid` (a child started with `process_group(0)`: its pid) for [`kill_groups`].
-pub fn register_group(pgid: i32) {
-    if pgid > 1 {
-        GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
-    }
-}
-
-/// SIGKILLs every registered process group (children, their workers and descendants
-/// that stayed in the group) and forgets them. Safe to call more than once.
-pub fn kill_groups() {
-    let groups = std::mem::take(&mut *GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
-    for pgid in groups {
-        // SAFETY: kill(2) on a negative pid: the group this run created.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    }
-}
-
-/// Calls [`kill_groups`] when dropped: on return, on `?` errors and on panics (unwinding),
-/// so no target outlives `parity bench`.
-pub struct GroupGuard;
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        kill_groups();
-    }
-}
-
 /// Sets this process's nice value to `nice` (children started afterwards inherit it), so
 /// that background work on a shared machine perturbs the measurement less. Lowering the
 /// value needs privileges; on failure the current value stays. Returns the value in force.
@@ -146,34 +115,5 @@ mod tests {
         assert!(u.rss_bytes > 1 << 20, "rss {}", u.rss_bytes);
         child.kill().unwrap();
         child.wait().unwrap();
-    }
-
-    fn alive(pid: i32) -> bool {
-        // Zombies still answer kill(0); a reaped or dead process shows as state Z or gone.
-        procfs::process::Process::new(pid).and_then(|p| p.stat()).map(|s| s.state != 'Z').unwrap_or(false)
-    }
-
-    #[test]
-    fn group_guard_kills_the_whole_group() {
-        use std::os::unix::process::CommandExt;
-        // A shell in its own group that forks a grandchild (as nginx forks workers).
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30 & echo $!; wait"])
-            .stdout(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let grandchild: i32 = line.trim().parse().unwrap();
-        register_group(child.id() as i32);
-        assert!(alive(grandchild));
-        drop(GroupGuard);
-        child.wait().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while alive(grandchild) && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-        assert!(!alive(grandchild), "grandchild {grandchild} survived");
     }
 }

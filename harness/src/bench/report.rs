@@ -7,7 +7,8 @@ use plotters::prelude::*;
 use serde_json::{json, Value};
 
 use super::targets::KNOWN;
-use super::{extras, median, spread, RunData, Seg};
+use super::{extras, RunData, Seg};
+use crate::util::stats::{median, spread};
 
 /// Medians (and spreads) of one target in one phase at one rate.
 #[derive(Debug, Clone, Default)]

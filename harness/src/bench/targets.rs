@@ -36,10 +36,7 @@ pub struct Absent {
     pub reason: String,
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; a small race remains).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use crate::util::net::free_port;
 
 /// The shared upstream process (`parity bench --serve-upstream`).
 pub async fn start_upstream(parity: &Path, threads: usize, body: usize, log: &Path) -> anyhow::Result<Running> {
@@ -52,7 +49,7 @@ pub async fn start_upstream(parity: &Path, threads: usize, body: usize, log: &Pa
         .kill_on_drop(true)
         .process_group(0)
         .spawn()?;
-    super::procs::register_group(child.id().unwrap_or(0) as i32);
+    crate::util::procs::register_group(child.id().unwrap_or(0) as i32);
     let out = child.stdout.take().expect("piped");
     let mut lines = tokio::io::BufReader::new(out).lines();
     let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
@@ -204,7 +201,7 @@ pub async fn start(name: &str, env: &Env<'_>) -> Result<Running, String> {
         .spawn()
         .map_err(|e| format!("{}: {e}", prog.display()))?;
     let pid = child.id().unwrap_or(0) as i32;
-    super::procs::register_group(pid);
+    crate::util::procs::register_group(pid);
     let mut r = Running { name: name.into(), addr: listen, pid, child: Some(child), note };
     // Ready when a benchmark request through it answers 2xx.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,0 +1,51 @@
+//! `parity`: the scenario engine and benchmark driver of pingora-parity.
+//!
+//! # Layout
+//!
+//! A scenario run is one pipeline; every arrow points forward, no module calls back
+//! into an earlier stage:
+//!
+//! ```text
+//! scenario files ──► scenario ──► env ──► plan ──► steps ──► trace ──► verdict ──► report
+//!                   model, load,  router,  templates  one file   Obs,     pass/fail,   terminal,
+//!                   cross-checks  ports,   resolved   per step   normal-  parity,     summary.json,
+//!                                 mocks    once       kind       isation  first diff  md/html/junit
+//! ```
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`commands`] | the CLI: one file per command (`run`, `list`, `validate`, `report`, `schema`, `bench`), dispatched from [`commands::Cmd`] |
+//! | [`scenario`] | the scenario file model ([`scenario::model`]), loading with a YAML line map ([`scenario::load`]), cross-checks ([`scenario::check`]) |
+//! | [`suite`] | the suite scheduler: scenario × implementation runs, `--jobs` at a time, results in scenario order, partial results on an interrupt |
+//! | [`env`] | the isolated environment of one run: temp dir, ports, mock [`upstreams`], [`control_plane`], the router process |
+//! | [`plan`] | a scenario with every `{{...}}` template resolved against a live environment |
+//! | [`engine`] | runs one planned scenario against one implementation: set-up, steps, teardown |
+//! | [`steps`] | one executor per step kind, dispatched from [`scenario::Step`] |
+//! | [`client`] | the HTTP/raw-TCP client of `send` steps |
+//! | [`expect`] | expectation checks of `send` steps (per response, counts) and JSON comparison |
+//! | [`trace`] | the observation trace ([`trace::Obs`]) and its normalisation |
+//! | [`verdict`] | pass/fail per implementation and parity (first difference of the traces) |
+//! | [`report`] | terminal lines, summary.json, report.md, report.html, junit.xml |
+//! | [`metrics`] | Prometheus text exposition parsing for `expect_metrics` and `wait` |
+//! | [`bench`] | `parity bench`: targets, load generator, measurement phases, its report |
+//! | [`util`] | shared by suite and bench: process-group registry, free ports, statistics, output |
+//!
+//! Start at [`commands::dispatch`] for the CLI, [`suite::run`] for a scenario run and
+//! [`engine::run`] for one scenario against one implementation.
+pub mod bench;
+pub mod client;
+pub mod commands;
+pub mod control_plane;
+pub mod engine;
+pub mod env;
+pub mod expect;
+pub mod metrics;
+pub mod plan;
+pub mod report;
+pub mod scenario;
+pub mod steps;
+pub mod suite;
+pub mod trace;
+pub mod upstreams;
+pub mod util;
+pub mod verdict;

@@ -1,0 +1,118 @@
+//! The scenario model: one YAML file per scenario, parsed with `serde_yaml_ng` into the
+//! typed model below, then checked for the rules serde cannot express (references between
+//! parts, one-of fields). Every error names the file, the line and the field path
+//! (`steps[3].send.expect.upstream`). The format is documented in `docs/scenarios.md`;
+//! `parity schema` prints the JSON Schema derived from these types.
+//!
+//! [`model`] holds the types, [`load`] the YAML parsing with its line map, [`check`]
+//! the cross-checks.
+pub mod check;
+pub mod load;
+pub mod model;
+
+pub use check::config_schema_errors;
+pub use load::{files_in, load_all, parse, LineMap, Loaded, ScenarioError};
+pub use model::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn p(text: &str) -> Result<Scenario, Vec<ScenarioError>> {
+        parse(text, Path::new("t.yaml"))
+    }
+
+    const OK: &str = "id: a\ndescription: d\nupstreams:\n  primary: {}\nconfig:\n  version: 1\n  routes: {k: p}\n  placements:\n    p: {endpoint: \"{{up.primary}}\", max_concurrency: 4, timeouts: {connect_ms: 100, request_ms: 1000}}\nsteps:\n  - send: {key: k, expect: {status: 200, upstream: primary}}\n  - upstream: {name: primary, behaviour: hang}\n  - upstream: {name: primary, behaviour: {drip: {chunks: 3, interval_ms: 10}}}\n";
+
+    #[test]
+    fn parses_a_good_scenario() {
+        let s = p(OK).unwrap();
+        assert_eq!(s.id, "a");
+        assert_eq!(s.steps.len(), 3);
+        match &s.steps[1] {
+            Step::Upstream(u) => assert_eq!(u.behaviour, Some(Behaviour::Hang)),
+            _ => panic!(),
+        }
+        match &s.steps[2] {
+            Step::Upstream(u) => {
+                assert_eq!(u.behaviour, Some(Behaviour::Drip { chunks: 3, interval_ms: 10, sse: false }))
+            }
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn unknown_field_has_line_and_path() {
+        let t = OK.replace("  - send: {key: k,", "  - send: {kee: k,");
+        let e = p(&t).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].line, 11, "{}", e[0]);
+        assert!(e[0].field.starts_with("steps[0].send"), "{}", e[0]);
+        assert!(e[0].message.contains("unknown field `kee`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn wrong_type_has_line_and_path() {
+        let t = OK.replace("status: 200", "status: lots");
+        let e = p(&t).unwrap_err();
+        assert_eq!(e[0].line, 11, "{}", e[0]);
+        assert_eq!(e[0].field, "steps[0].send.expect.status", "{}", e[0]);
+    }
+
+    #[test]
+    fn unknown_upstream_reference_has_line_and_path() {
+        let t = OK.replace("upstream: primary}", "upstream: nobody}");
+        let e = p(&t).unwrap_err();
+        assert_eq!(e[0].field, "steps[0].send.expect.upstream");
+        assert_eq!(e[0].line, 11, "{}", e[0]);
+        let t = OK.replace("{{up.primary}}", "{{up.secondary}}");
+        let e = p(&t).unwrap_err();
+        assert_eq!(e[0].field, "config.placements.p.endpoint");
+        assert_eq!(e[0].line, 9, "{}", e[0]);
+        assert!(e[0].message.contains("secondary"));
+    }
+
+    #[test]
+    fn embedded_config_is_checked_against_the_config_schema() {
+        // A typo in an initial config is a validation error with line and field.
+        let t = OK.replace("connect_ms: 100", "conect_ms: 100");
+        let e = p(&t).unwrap_err();
+        assert!(e.iter().all(|e| e.field == "config.placements.p.timeouts" && e.line == 9), "{e:?}");
+        assert!(e.iter().any(|e| e.message.contains("'conect_ms' was unexpected")), "{e:?}");
+        // A push expected to be acked is checked; one expected to be nacked is not.
+        let push = |expect: &str| format!("{OK}  - push:\n      config: {{version: 2, routes: {{}}, placements: {{}}, extra: 1}}\n      {expect}\n");
+        let e = p(&push("ack: 2")).unwrap_err();
+        assert_eq!(e[0].field, "steps[3].push.config", "{}", e[0]);
+        assert!(p(&push("nack: {code: unknown_field, path: /extra}")).is_ok());
+    }
+
+    #[test]
+    fn missing_required_field_is_reported() {
+        let t = OK.replace("description: d\n", "");
+        let e = p(&t).unwrap_err();
+        assert!(e[0].message.contains("missing field `description`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn await_needs_earlier_background() {
+        let t = format!("{OK}  - await: {{name: slow}}\n");
+        let e = p(&t).unwrap_err();
+        assert_eq!(e[0].field, "steps[3].await.name");
+        assert_eq!(e[0].line, 14);
+    }
+
+    #[test]
+    fn line_map_nested() {
+        let m = LineMap::build("a:\n  b:\n    - x\n    - {c: 1}\n");
+        assert_eq!(m.line("a"), 1);
+        assert_eq!(m.line("a.b"), 2);
+        assert_eq!(m.line("a.b[1].c"), 4);
+        assert_eq!(m.line("a.b[0]"), 3);
+    }
+
+    #[test]
+    fn template_scan() {
+        assert_eq!(templates("x{{up.a}}y{{ up.b.port }}"), vec!["up.a", "up.b.port"]);
+    }
+}

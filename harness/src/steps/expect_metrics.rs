@@ -1,0 +1,34 @@
+//! `expect_metrics`: values of metric series (`name{label="v"}`) in `GET /metrics`.
+use super::{poll_until, Ctx, SETTLE};
+use crate::metrics::SeriesKey;
+use anyhow::Result;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Scrapes until every series has its value or [`SETTLE`] passes; `Err` on a series
+/// name that does not parse (validated away).
+pub async fn run(ctx: &mut Ctx<'_>, i: i64, m: &BTreeMap<String, f64>) -> Result<()> {
+    let keys: Vec<(&String, SeriesKey, f64)> = m.iter().map(|(k, want)| SeriesKey::parse(k).map(|key| (k, key, *want))).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+    let env = &*ctx.env;
+    let keys = &keys;
+    let ((seen, fails), _) = poll_until(SETTLE, move || async move {
+        let scrape = env.metrics().await.unwrap_or_default();
+        let mut seen = serde_json::Map::new();
+        let mut fails = vec![];
+        for (k, key, want) in keys {
+            let got = scrape.get(key);
+            seen.insert((*k).clone(), json!(got));
+            if got != *want {
+                fails.push(format!("{k} = {got}, expected {want}"));
+            }
+        }
+        let ok = fails.is_empty();
+        ((seen, fails), ok)
+    })
+    .await;
+    for f in fails {
+        ctx.fail(i, "expect_metrics", f);
+    }
+    ctx.obs(i, "expect_metrics", Value::Object(seen));
+    Ok(())
+}
