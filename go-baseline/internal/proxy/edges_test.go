@@ -391,3 +391,38 @@ func TestUploadAnsweredWhileTheWriterLags(t *testing.T) {
 		t.Fatal("counted as an aborted response")
 	}
 }
+
+// The authority-form belongs to CONNECT and the asterisk-form to OPTIONS (RFC 9112
+// sections 3.2.3, 3.2.4); with another method they are a bad request, not forwarded.
+func TestTargetFormsOutOfPlaceAre400(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	for _, line := range []string{"GET front.example:443 HTTP/1.1", "GET * HTTP/1.1", "POST * HTTP/1.1"} {
+		out := rawExchange(t, r.url, line+"\r\nHost: x\r\nX-Routing-Key: k\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") {
+			t.Fatalf("%q: %.80q", line, out)
+		}
+	}
+	if n := len(up.requestLines()); n != 0 {
+		t.Fatalf("upstream got %d requests", n)
+	}
+	if !targetFormAllowed("CONNECT", "a:443") || !targetFormAllowed("OPTIONS", "*") ||
+		!targetFormAllowed("GET", "http://a/b") || !targetFormAllowed("GET", "/") {
+		t.Fatal("allowed forms refused")
+	}
+}
+
+// An upstream's interim (1xx) responses reach an HTTP/1.1 client but not an HTTP/1.0
+// one (RFC 9110 section 15.2).
+func TestNoInterimResponsesToHTTP10Clients(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	out := rawExchange(t, r.url, "GET / HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || !strings.HasSuffix(out, "ok") {
+		t.Fatalf("HTTP/1.0 client got %q", out)
+	}
+	out = rawExchange(t, r.url, "GET / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 103 Early Hints\r\n") || !strings.Contains(out, "HTTP/1.1 200 OK\r\n") {
+		t.Fatalf("HTTP/1.1 client got %q", out)
+	}
+}

@@ -43,6 +43,24 @@ func forwardRequestHeaders(pr *httputil.ProxyRequest) {
 	pr.Out.Trailer = nil
 }
 
+// targetFormAllowed reports whether requestURI has a request-target form the router
+// forwards for method (RFC 9112 section 3.2): origin-form ("/..."), or absolute-form
+// ("scheme://authority..."), forwarded as its origin-form part. The authority-form
+// ("host:port") belongs to CONNECT only and the asterisk-form ("*") to OPTIONS only
+// (sections 3.2.3 and 3.2.4); net/http accepts them with any method, and forwarded as is
+// they are neither. (net/http answers "OPTIONS *" itself; CONNECT is left as net/http
+// parses it.)
+func targetFormAllowed(method, requestURI string) bool {
+	switch {
+	case strings.HasPrefix(requestURI, "/"), strings.Contains(requestURI, "://"):
+		return true
+	case requestURI == "*":
+		return method == http.MethodOptions
+	default: // authority-form
+		return method == http.MethodConnect
+	}
+}
+
 // forwardRequestTarget makes out's request-target the client's, byte for byte: an
 // intermediary must not rewrite the target (RFC 9110 section 7.7), but net/http
 // normalises it twice: ReverseProxy re-encodes a query holding ';' or a malformed

@@ -122,9 +122,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{}
 	rw := &st.rw
 	rw.ResponseWriter = w
+	rw.http10 = r.ProtoMajor == 1 && r.ProtoMinor == 0
 	defer h.finish(rw, r, st, start)
 
-	if conflictingFraming(r) {
+	if conflictingFraming(r) || !targetFormAllowed(r.Method, r.RequestURI) {
 		w.Header().Set("Connection", "close")
 		h.writeError(rw, st, errcode.BadRequest, "")
 		return

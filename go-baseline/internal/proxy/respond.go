@@ -36,9 +36,15 @@ func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.C
 type respWriter struct {
 	http.ResponseWriter
 	status int
+	http10 bool // the client speaks HTTP/1.0: no interim (1xx) responses
 }
 
 func (w *respWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols && w.http10 {
+		// ReverseProxy forwards an upstream's interim responses; a server must not send
+		// a 1xx to an HTTP/1.0 client (RFC 9110 section 15.2).
+		return
+	}
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
