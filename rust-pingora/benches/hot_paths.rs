@@ -1,4 +1,4 @@
-//! The three hot paths the Go router benchmarks, with the same inputs
+//! The three hot paths the Go store benchmarks, with the same inputs
 //! (spec/bench-config.json): routing decision for `tenant-a`, breaker admit+record with
 //! (5, 1000 ms, 1, 1), and validate + atomic swap of the whole document.
 
@@ -7,7 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rust_pingora::breaker::{Breaker, Outcome};
 use rust_pingora::config::{parse_and_validate, BreakerCfg};
 use rust_pingora::routing::{select, Selection};
-use rust_pingora::state::Router;
+use rust_pingora::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,9 +20,9 @@ fn hot_paths(c: &mut Criterion) {
 
     // Routing decision over a real snapshot (Pingora LoadBalancer health lookups included,
     // probe loops not started).
-    let router = Router::new(std::env::temp_dir(), false);
-    router.install(parse_and_validate(&doc).unwrap());
-    let snap = router.snapshot.load_full().unwrap();
+    let store = Store::new(std::env::temp_dir(), false);
+    store.install(parse_and_validate(&doc).unwrap());
+    let snap = store.snapshot().unwrap();
     let now = Instant::now();
     c.bench_function("routing_select", |b| {
         b.iter(|| {

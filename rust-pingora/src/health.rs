@@ -7,10 +7,11 @@
 //! opposite results flip to unhealthy, `consecutive_success` flip back, and a result of the
 //! current kind resets the count. "Available" is `LoadBalancer::select(..).is_some()`.
 //!
-//! The probe loop is one tokio task per checked placement, spawned by [`Health::start`]
-//! and aborted by [`Health::stop`] (called when a config update drops or rebuilds the
-//! placement) or on drop, so the number of running checkers equals the number of placements
-//! with a `health_check`.
+//! The probe loop is one tokio task per checked placement, spawned by [`Health::start`] on
+//! the [`Checkers`] runtime and aborted by [`Health::stop`] (called when a config update
+//! drops or rebuilds the placement) or on drop, so the number of running checkers equals
+//! the number of placements with a `health_check`. [`Checkers`] is owned by the store
+//! (`store::Store`), which starts and stops the loops as it installs configs.
 
 use crate::config::{HealthCheckCfg, Placement};
 use async_trait::async_trait;
@@ -20,12 +21,60 @@ use pingora::lb::{Backend, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// Number of probe loops currently running in the process (for tests and checks).
-pub static RUNNING_CHECKERS: AtomicUsize = AtomicUsize::new(0);
+/// Where the probe loops run, and how many run: a one-thread tokio runtime
+/// (`health-checks`), created on the first [`Checkers::start`] so that a router without
+/// health checks has no such thread, and shut down (without blocking) when dropped.
+pub struct Checkers {
+    runtime: OnceLock<tokio::runtime::Runtime>,
+    running: Arc<AtomicUsize>,
+}
+
+impl Checkers {
+    /// No runtime yet, no loop running.
+    pub fn new() -> Self {
+        Checkers { runtime: OnceLock::new(), running: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Number of probe loops running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Start `health`'s probe loop (see [`Health::start`]); no-op for unchecked health.
+    pub fn start(&self, health: &Arc<Health>) {
+        if !matches!(health.kind, Kind::Checked { .. }) {
+            return;
+        }
+        let rt = self.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("health-checks")
+                .enable_all()
+                .build()
+                .expect("health-check runtime")
+        });
+        health.start(rt.handle(), &self.running);
+    }
+}
+
+impl Default for Checkers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Checkers {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            // may run inside another runtime (tests): never block here
+            rt.shutdown_background();
+        }
+    }
+}
 
 /// A probe bounded by `timeout_ms` as a whole (connect + request + response header):
 /// Pingora's `HttpHealthCheck` bounds connect and each read separately.
@@ -172,9 +221,9 @@ impl Health {
         }
     }
 
-    /// Start the probe loop on `rt` (first probe immediately, then every interval).
-    /// Idempotent; does nothing after [`Health::stop`].
-    pub fn start(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+    /// Start the probe loop on `rt` (first probe immediately, then every interval), counted
+    /// in `running` while it lives. Idempotent; does nothing after [`Health::stop`].
+    pub fn start(self: &Arc<Self>, rt: &tokio::runtime::Handle, running: &Arc<AtomicUsize>) {
         let Kind::Checked { lb, interval, task, stopped } = &self.kind else { return };
         let mut t = task.lock().unwrap();
         if t.is_some() || stopped.load(Ordering::Acquire) {
@@ -182,14 +231,14 @@ impl Health {
         }
         let lb = lb.clone();
         let interval = *interval;
-        RUNNING_CHECKERS.fetch_add(1, Ordering::AcqRel);
-        struct Count;
+        running.fetch_add(1, Ordering::AcqRel);
+        struct Count(Arc<AtomicUsize>);
         impl Drop for Count {
             fn drop(&mut self) {
-                RUNNING_CHECKERS.fetch_sub(1, Ordering::AcqRel);
+                self.0.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        let count = Count; // moved into the task: dropped even if it never runs
+        let count = Count(running.clone()); // moved into the task: dropped even if it never runs
         *t = Some(rt.spawn(async move {
             let _c = count;
             let mut tick = tokio::time::interval(interval);
@@ -281,14 +330,15 @@ mod tests {
 
     #[tokio::test]
     async fn stop_ends_checker() {
-        let before = RUNNING_CHECKERS.load(Ordering::SeqCst);
+        let running = Arc::new(AtomicUsize::new(0));
         let check = TimedCheck::new(Box::new(Scripted(Mutex::new(VecDeque::new()))), Duration::from_secs(1), 1, 1);
         let h = Health::with_check("127.0.0.1:1".parse().unwrap(), Box::new(check), Duration::from_millis(10));
-        h.start(&tokio::runtime::Handle::current());
-        assert!(RUNNING_CHECKERS.load(Ordering::SeqCst) > before);
+        h.start(&tokio::runtime::Handle::current(), &running);
+        h.start(&tokio::runtime::Handle::current(), &running);
+        assert_eq!(running.load(Ordering::SeqCst), 1, "start is idempotent");
         h.stop();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while RUNNING_CHECKERS.load(Ordering::SeqCst) > before {
+        while running.load(Ordering::SeqCst) > 0 {
             assert!(std::time::Instant::now() < deadline, "checker did not stop");
             tokio::task::yield_now().await;
         }

@@ -4,6 +4,9 @@ fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
         env_logger::init();
     }
-    let flags = rust_pingora::server::parse_flags();
-    rust_pingora::server::run(flags);
+    let code = match rust_pingora::server::parse_flags() {
+        Ok(flags) => rust_pingora::server::run(flags, rust_pingora::server::shutdown_signals()),
+        Err(code) => code,
+    };
+    std::process::exit(code);
 }

@@ -1,14 +1,18 @@
-//! Routing decision over one config snapshot (docs/spec.md section 3, steps 3-4 and the
-//! chain walk of step 6). Pure with respect to I/O: it reads health and breaker state and
-//! takes breaker permits and limiter slots, with the time passed in.
+//! Routing decision over one config snapshot (docs/spec.md section 3, steps 2-4 and the
+//! chain walk of step 6): the routing key ([`routing_key`]), its route ([`route`]), the
+//! chain walk ([`select`]) and the concurrency limit ([`choose`]). Pure with respect to
+//! I/O: it reads health and breaker state and takes breaker permits and limiter slots,
+//! with the time passed in.
 
 use crate::breaker::{Breaker, Permit};
 use crate::config::{Config, Placement};
+use crate::errcode::Code;
 use crate::health::Health;
 use crate::limit::{Limiter, Slot};
 use pingora::upstreams::peer::HttpPeer;
+use std::borrow::Cow;
 use std::collections::HashMap;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -118,4 +122,56 @@ pub fn select(
 /// Step 4: take a concurrency slot on the chosen placement, or `None` at the limit.
 pub fn acquire_slot(p: &PlacementRt) -> Option<Slot> {
     p.limiter.try_acquire(p.cfg.max_concurrency)
+}
+
+/// The routing-key request header.
+pub const ROUTING_KEY: HeaderName = HeaderName::from_static("x-routing-key");
+
+/// Step 2, the key: the first `X-Routing-Key` value, exactly as sent (not trimmed; bytes
+/// that are not UTF-8 replaced, so they match no route). Borrowed when the value is UTF-8.
+/// Absent or empty: [`Code::MissingRoutingKey`].
+pub fn routing_key(headers: &HeaderMap) -> Result<Cow<'_, str>, Code> {
+    match headers.get(ROUTING_KEY) {
+        Some(v) if !v.is_empty() => Ok(String::from_utf8_lossy(v.as_bytes())),
+        _ => Err(Code::MissingRoutingKey),
+    }
+}
+
+/// Step 2, the route: the id of the first placement of `key`'s chain (exact,
+/// case-sensitive match), or [`Code::UnknownRoutingKey`].
+pub fn route<'s>(snap: &'s Snapshot, key: &str) -> Result<&'s str, Code> {
+    snap.config.routes.get(key).map(String::as_str).ok_or(Code::UnknownRoutingKey)
+}
+
+/// Outcome of steps 3 and 4 from one placement of a chain.
+pub enum Choice {
+    /// The placement to proxy to, with its breaker permit and concurrency slot.
+    Ready {
+        /// The chosen placement.
+        placement: Arc<PlacementRt>,
+        /// Its breaker permit (an outcome is recorded at the end of the exchange).
+        permit: Permit,
+        /// Its concurrency slot (released when dropped).
+        slot: Slot,
+    },
+    /// The chosen placement is at `max_concurrency` (its permit was given back without an
+    /// outcome): [`Code::ConcurrencyLimit`], naming that placement; no spill.
+    AtLimit(Arc<PlacementRt>),
+    /// No placement of the walked part of the chain is available: [`Code::NoHealthyUpstream`].
+    Exhausted,
+}
+
+/// Steps 3 and 4 from `first`: [`select`], then [`acquire_slot`] on the chosen placement.
+/// Failover steps are pushed to `failovers` as `(from, to)`.
+pub fn choose(snap: &Snapshot, first: &str, now: Instant, failovers: &mut Vec<(String, String)>) -> Choice {
+    match select(snap, first, now, failovers) {
+        Selection::Exhausted => Choice::Exhausted,
+        Selection::Chosen(placement, permit) => match acquire_slot(&placement) {
+            Some(slot) => Choice::Ready { placement, permit, slot },
+            None => {
+                drop(permit); // given back without an outcome
+                Choice::AtLimit(placement)
+            }
+        },
+    }
 }

@@ -1,28 +1,39 @@
-//! Flags, start-up and shutdown (docs/spec.md sections 1 and 8).
+//! The process: flags, start-up order, running until shutdown, the exit code
+//! (docs/spec.md sections 1 and 8).
 //!
-//! Start-up order: parse flags, load the LKG file, check that both listeners can bind,
-//! then hand three services to a Pingora `Server` (the proxy, the admin app, the
-//! control-plane background service, which also starts the health probe loops).
+//! [`run`] is the whole life of the router: it creates the state dir, loads the LKG file
+//! into a new [`Store`], binds both listeners itself (a bind error comes back from the call
+//! and ends `run` with exit code 1), then registers the services on a Pingora `Server` (the
+//! proxy and the admin app on the listeners bound here, the control-plane client when
+//! `--control-plane` is given) and runs it on a thread of its own. `run` returns the exit
+//! code as soon as the drain after `shutdown` has ended (0), or a listening service failed
+//! to start (1). `main` is the only caller of `std::process::exit`.
 //!
 //! Shutdown: Pingora's own graceful path sleeps `grace_period_seconds` whole (300 s by
-//! default) before it stops its runtimes. We install our own `ShutdownSignalWatch` that
-//! treats SIGTERM and SIGINT alike: it returns `GracefulTerminate` (Pingora stops accepting)
-//! and starts a drain thread that exits the process with status 0 as soon as no request is
-//! in flight, or when `--shutdown-grace-ms` has passed (cutting what still runs).
+//! default) before it stops its runtimes. We give it our own `ShutdownSignalWatch`
+//! ([`DrainOnSignal`]): when `shutdown` resolves it returns `GracefulTerminate` (Pingora
+//! stops accepting) and starts a drain thread that ends `run` with 0 as soon as no request
+//! is active in the store, or when `--shutdown-grace-ms` has passed (cutting what still
+//! runs, since the process then exits).
 
 use crate::admin::AdminApp;
-use crate::control_plane::{load_lkg, ControlPlane, LkgLoad};
+use crate::controlplane::{load_lkg, ControlPlane, LkgLoad};
 use crate::proxy::RouterProxy;
-use crate::state::{Router, ACTIVE_REQUESTS};
+use crate::store::Store;
 use async_trait::async_trait;
 use clap::Parser;
+use futures_util::FutureExt;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
+use std::future::Future;
+use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn parse_addr(s: &str) -> Result<String, String> {
@@ -83,47 +94,34 @@ pub struct Flags {
     pub access_log: bool,
 }
 
-/// Parse flags; on error print one `error:` line and exit 2 (`--help`: exit 0).
-pub fn parse_flags() -> Flags {
-    match Flags::try_parse() {
-        Ok(f) => f,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                    print!("{e}");
-                    std::process::exit(0);
-                }
-                _ => {
-                    let text = e.to_string();
-                    let first = text.lines().next().unwrap_or("bad flags").trim();
-                    let first = first.strip_prefix("error: ").unwrap_or(first);
-                    eprintln!("error: {first}");
-                    std::process::exit(2);
-                }
+/// Parse the command line. `Err(code)`: `--help` / `--version` were printed (0), or one
+/// `error: …` line was printed for bad flags (2); the process should exit with `code`.
+pub fn parse_flags() -> Result<Flags, i32> {
+    Flags::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                print!("{e}");
+                0
+            }
+            _ => {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("bad flags").trim();
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                eprintln!("error: {first}");
+                2
             }
         }
-    }
+    })
 }
 
-fn fatal(msg: String) -> ! {
-    eprintln!("error: {msg}");
-    std::process::exit(1);
-}
-
-/// SIGTERM and SIGINT both mean "graceful": return `GracefulTerminate` so Pingora stops
-/// accepting, and start the drain thread.
-struct DrainOnSignal {
-    grace: Duration,
-    signalled: tokio::sync::watch::Receiver<bool>,
-}
-
-/// Install the SIGTERM/SIGINT handlers at the very start of the process (before the LKG
-/// load and long before `/healthz` answers), on a small thread of their own, so a signal
-/// that arrives while Pingora is still starting its services is not fatal.
-fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+/// What ends [`run`]: a future that resolves on the first SIGTERM or SIGINT. The handlers
+/// are installed before this returns, on a small thread of their own, so call it at the
+/// very start of the process: a signal that arrives while Pingora is still starting its
+/// services is then not fatal.
+pub fn shutdown_signals() -> impl Future<Output = ()> + Send + 'static {
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -143,52 +141,107 @@ fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
         })
         .expect("signal thread");
     let _ = ready_rx.recv();
-    rx
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Pingora's shutdown watch for the router: waits for `shutdown`, then returns
+/// `GracefulTerminate` (Pingora stops accepting) and starts the drain thread, which sends
+/// exit code 0 to [`run`] once the store has no active request or the grace has passed.
+struct DrainOnSignal {
+    shutdown: Mutex<Option<ShutdownFuture>>,
+    store: Arc<Store>,
+    grace: Duration,
+    exit: mpsc::Sender<i32>,
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for DrainOnSignal {
     async fn recv(&self) -> ShutdownSignal {
-        let mut rx = self.signalled.clone();
-        let _ = rx.wait_for(|s| *s).await;
+        let shutdown = self.shutdown.lock().unwrap().take();
+        match shutdown {
+            Some(f) => f.await,
+            None => std::future::pending().await, // asked once only
+        }
         let deadline = Instant::now() + self.grace;
+        let store = self.store.clone();
+        let exit = self.exit.clone();
         std::thread::spawn(move || {
             // Let Pingora close its listeners first, then wait for in-flight requests.
-            loop {
-                if ACTIVE_REQUESTS.load(Ordering::Acquire) == 0 || Instant::now() >= deadline {
-                    std::process::exit(0);
-                }
+            while store.active_requests() != 0 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            let _ = exit.send(0);
         });
         ShutdownSignal::GracefulTerminate
     }
 }
 
-/// Run the router with the given flags; returns only by exiting the process.
-pub fn run(flags: Flags) -> ! {
-    let signalled = watch_signals();
-    if let Err(e) = std::fs::create_dir_all(&flags.state_dir) {
-        fatal(format!("cannot create state dir {}: {e}", flags.state_dir.display()));
-    }
-    let router = Router::new(flags.state_dir.clone(), flags.access_log);
-    match load_lkg(&flags.state_dir) {
-        LkgLoad::Missing => {}
-        LkgLoad::Loaded(cfg) => router.install(cfg),
-        LkgLoad::Corrupt(why) => eprintln!("pingora-router: last-known-good file rejected: {why}"),
-    }
-    for addr in [&flags.listen, &flags.admin_listen] {
-        if let Err(e) = std::net::TcpListener::bind(addr.as_str()) {
-            fatal(format!("cannot bind {addr}: {e}"));
+/// A listening service started on a listener bound by [`run`]: before the inner service
+/// builds its listeners, the bound socket is put into the listen-fd table Pingora hands to
+/// every service (the table of its zero-downtime upgrade), under the same address string,
+/// so Pingora's `ListenerEndpointBuilder::listen` takes it instead of binding (it then only
+/// raises the backlog with `listen(2)`). If the inner service panics while starting or
+/// running, [`run`] ends with exit code 1 instead of the process running on without that
+/// listener.
+struct OnBoundListener<S> {
+    inner: S,
+    name: String,
+    addr: String,
+    listener: Option<std::net::TcpListener>,
+    exit: mpsc::Sender<i32>,
+}
+
+#[async_trait]
+impl<S: ServiceWithDependents + 'static> ServiceWithDependents for OnBoundListener<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        if let (Some(fds), Some(listener)) = (&fds, self.listener.take()) {
+            fds.lock().add(self.addr.clone(), listener.into_raw_fd());
+        }
+        let started = std::panic::AssertUnwindSafe(self.inner.start_service(fds, shutdown, listeners_per_fd, ready_notifier))
+            .catch_unwind()
+            .await;
+        if started.is_err() {
+            eprintln!("error: the {} service on {} stopped with a panic", self.name, self.addr);
+            let _ = self.exit.send(1);
         }
     }
 
-    eprintln!("pingora-router: listening on {}, admin on {}", flags.listen, flags.admin_listen);
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
 
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
+    }
+}
+
+/// Bind `addr` (host:port) for a Pingora listener: `SO_REUSEADDR` as Pingora sets it,
+/// non-blocking as tokio needs it.
+fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+fn server_conf(flags: &Flags) -> ServerConf {
     let threads = flags
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let conf = ServerConf {
+    ServerConf {
         threads,
         upstream_keepalive_pool_size: 256,
         // With one thread there is nothing to steal from: Pingora's "NoSteal" flavour runs
@@ -197,58 +250,102 @@ pub fn run(flags: Flags) -> ! {
         // loop, 1 thread). With more threads, work stealing (the default) keeps balancing
         // connections.
         work_stealing: threads > 1,
-        // Our drain thread exits the process first; Pingora's sleep is only an upper bound.
+        // `run` returns when the drain ends; Pingora's sleep is only an upper bound.
         grace_period_seconds: Some(flags.shutdown_grace_ms.div_ceil(1000) + 5),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    }
+}
+
+/// Run the router with `flags` until `shutdown` resolves and the drain ends; returns the
+/// process exit code (0 after the drain, 1 on a fatal start error: state dir not
+/// creatable, a listener that cannot bind, a listening service that failed).
+pub fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'static) -> i32 {
+    if let Err(e) = std::fs::create_dir_all(&flags.state_dir) {
+        eprintln!("error: cannot create state dir {}: {e}", flags.state_dir.display());
+        return 1;
+    }
+    let store = Store::new(flags.state_dir.clone(), flags.access_log);
+    match load_lkg(&flags.state_dir) {
+        LkgLoad::Missing => {}
+        LkgLoad::Loaded(cfg) => store.install(cfg),
+        LkgLoad::Corrupt(why) => eprintln!("pingora-router: last-known-good file rejected: {why}"),
+    }
+    let bind_or_report = |addr: &str| bind(addr).map_err(|e| eprintln!("error: cannot bind {addr}: {e}"));
+    let Ok(proxy_listener) = bind_or_report(&flags.listen) else { return 1 };
+    let Ok(admin_listener) = bind_or_report(&flags.admin_listen) else { return 1 };
+
+    eprintln!("pingora-router: listening on {}, admin on {}", flags.listen, flags.admin_listen);
+
+    let (exit_tx, exit_rx) = mpsc::channel::<i32>();
+    let listeners = (proxy_listener, admin_listener);
+    let spawned = std::thread::Builder::new()
+        .name("pingora-server".into())
+        .spawn(move || serve(&flags, store, listeners, Box::pin(shutdown), exit_tx));
+    if let Err(e) = spawned {
+        eprintln!("error: cannot start the server thread: {e}");
+        return 1;
+    }
+    // The senders live in the server thread (which sends when `Server::run` returns), its
+    // services and the drain thread, so this returns with the first code sent.
+    exit_rx.recv().unwrap_or(0)
+}
+
+/// The Pingora part of [`run`], on the `pingora-server` thread: the services registered on
+/// a `Server` and `Server::run` until the shutdown. Sends 0 on `exit` if `Server::run`
+/// ever returns.
+fn serve(
+    flags: &Flags,
+    store: Arc<Store>,
+    (proxy_listener, admin_listener): (std::net::TcpListener, std::net::TcpListener),
+    shutdown: ShutdownFuture,
+    exit: mpsc::Sender<i32>,
+) {
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(flags));
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        RouterProxy { router: router.clone() },
-        "router",
-    );
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, RouterProxy::new(store.clone()), "router");
     proxy.add_tcp(&flags.listen);
+    server.add_service(OnBoundListener {
+        inner: proxy,
+        name: "proxy".into(),
+        addr: flags.listen.clone(),
+        listener: Some(proxy_listener),
+        exit: exit.clone(),
+    });
 
-    let mut admin = Service::new("admin".to_string(), AdminApp { router: router.clone() });
+    let mut admin = Service::new("admin".to_string(), AdminApp { store: store.clone() });
     admin.add_tcp(&flags.admin_listen);
     admin.threads = Some(1);
+    server.add_service(OnBoundListener {
+        inner: admin,
+        name: "admin".into(),
+        addr: flags.admin_listen.clone(),
+        listener: Some(admin_listener),
+        exit: exit.clone(),
+    });
 
-    let mut cp = background_service(
-        "control-plane",
-        ControlPlane {
-            router: router.clone(),
-            url: flags.control_plane.clone(),
-            initial_ms: flags.reconnect_initial_ms,
-            max_ms: flags.reconnect_max_ms.max(1),
-        },
-    );
-    cp.threads = Some(1);
+    if let Some(url) = &flags.control_plane {
+        let mut cp = background_service(
+            "control-plane",
+            ControlPlane {
+                store: store.clone(),
+                url: url.clone(),
+                initial_ms: flags.reconnect_initial_ms,
+                max_ms: flags.reconnect_max_ms.max(1),
+            },
+        );
+        cp.threads = Some(1);
+        server.add_service(cp);
+    }
 
-    // Pingora binds each listener inside its service's thread and panics there
-    // ("Failed to build listeners") when the bind fails, e.g. when the port was taken after
-    // the check above; the process would run on without that listener. The contract makes
-    // a bind failure fatal (exit 1), so that panic ends the process.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if msg.contains("Failed to build listeners") {
-            fatal(format!("cannot bind a listener: {msg}"));
-        }
-    }));
-
-    server.add_service(proxy);
-    server.add_service(admin);
-    server.add_service(cp);
-    let _keep: Arc<Router> = router;
-    server.run(RunArgs { shutdown_signal: Box::new(DrainOnSignal { grace: Duration::from_millis(flags.shutdown_grace_ms), signalled }) });
-    std::process::exit(0);
+    let watch = DrainOnSignal {
+        shutdown: Mutex::new(Some(shutdown)),
+        store,
+        grace: Duration::from_millis(flags.shutdown_grace_ms),
+        exit: exit.clone(),
+    };
+    server.run(RunArgs { shutdown_signal: Box::new(watch) });
+    let _ = exit.send(0);
 }

@@ -3,11 +3,11 @@
 
 use rust_pingora::breaker::{Breaker, Outcome, State};
 use rust_pingora::config::{parse_and_validate, BreakerCfg};
-use rust_pingora::control_plane::{apply_config_bytes, handle_frame, load_lkg, write_lkg, LkgLoad, Reply};
+use rust_pingora::controlplane::{apply_config_bytes, handle_frame, load_lkg, write_lkg, LkgLoad, Reply};
 use rust_pingora::health::Health;
 use rust_pingora::limit::Limiter;
 use rust_pingora::routing::{acquire_slot, select, PlacementHot, PlacementRt, Selection, Snapshot};
-use rust_pingora::state::Router;
+use rust_pingora::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -181,17 +181,17 @@ fn lkg_round_trip_and_corrupt_rename() {
 #[test]
 fn control_plane_apply_rules() {
     let d = tmpdir("cp");
-    let router = Router::new(d.clone(), false);
-    assert_eq!(apply_config_bytes(&router, doc(5, 9).as_bytes()), Reply::Ack(5));
+    let store = Store::new(d.clone(), false);
+    assert_eq!(apply_config_bytes(&store, doc(5, 9).as_bytes()), Reply::Ack(5));
     assert_eq!(std::fs::read_to_string(d.join("last-known-good.json")).unwrap(), doc(5, 9));
-    assert_eq!(router.metrics.config_accepted.get(), 1);
+    assert_eq!(store.metrics.config_accepted.get(), 1);
     // same version, same content (other spacing): re-ack, nothing applied
     let spaced = doc(5, 9).replace(',', " ,\n ");
-    assert_eq!(apply_config_bytes(&router, spaced.as_bytes()), Reply::Ack(5));
-    assert_eq!(router.metrics.config_accepted.get(), 1);
+    assert_eq!(apply_config_bytes(&store, spaced.as_bytes()), Reply::Ack(5));
+    assert_eq!(store.metrics.config_accepted.get(), 1);
     // same version, other content; lower version: stale
     for bad in [doc(5, 10), doc(4, 9)] {
-        match apply_config_bytes(&router, bad.as_bytes()) {
+        match apply_config_bytes(&store, bad.as_bytes()) {
             Reply::Nack(v, r) => {
                 assert_eq!((r.code, r.path.as_str()), ("stale_version", "/version"));
                 assert!(v.is_some());
@@ -201,9 +201,9 @@ fn control_plane_apply_rules() {
     }
     assert_eq!(std::fs::read_to_string(d.join("last-known-good.json")).unwrap(), doc(5, 9));
     // frames
-    let r = handle_frame(&router, r#"{"type":"hello"}"#);
+    let r = handle_frame(&store, r#"{"type":"hello"}"#);
     assert!(matches!(&r, Reply::Nack(None, rej) if rej.code == "malformed_json"));
-    let r = handle_frame(&router, &format!(r#"{{"type":"config","config":{}}}"#, doc(6, 9).replace("\"k\"", "\"\"")));
+    let r = handle_frame(&store, &format!(r#"{{"type":"config","config":{}}}"#, doc(6, 9).replace("\"k\"", "\"\"")));
     match &r {
         Reply::Nack(Some(v), rej) => {
             assert_eq!(v.to_string(), "6");
@@ -211,26 +211,26 @@ fn control_plane_apply_rules() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(handle_frame(&router, &format!(r#"{{"type":"config","config":{}}}"#, doc(7, 9))), Reply::Ack(7));
+    assert_eq!(handle_frame(&store, &format!(r#"{{"type":"config","config":{}}}"#, doc(7, 9))), Reply::Ack(7));
     let big = format!(r#"{{"version":8,"routes":{{}},"placements":{{}}{}}}"#, " ".repeat(1 << 20));
-    match handle_frame(&router, &format!(r#"{{"type":"config","config":{big}}}"#)) {
+    match handle_frame(&store, &format!(r#"{{"type":"config","config":{big}}}"#)) {
         Reply::Nack(v, rej) => {
             assert_eq!(rej.code, "too_large");
             assert_eq!(v.map(|n| n.to_string()), Some("8".into()));
         }
         other => panic!("{other:?}"),
     }
-    let m = rust_pingora::admin::render_metrics(&router);
+    let m = rust_pingora::admin::render_metrics(&store);
     assert!(m.contains("router_config_rejected_total{code=\"stale_version\"} 2"), "{m}");
     assert!(m.contains("router_config_version 7"), "{m}");
     // an unwritable state dir: internal_error, nothing applied
     std::fs::remove_dir_all(&d).unwrap();
     std::fs::write(&d, "a file where the directory was").unwrap();
-    match apply_config_bytes(&router, doc(9, 9).as_bytes()) {
+    match apply_config_bytes(&store, doc(9, 9).as_bytes()) {
         Reply::Nack(_, rej) => assert_eq!(rej.code, "internal_error"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(router.current_config().unwrap().version, 7);
+    assert_eq!(store.current_config().unwrap().version, 7);
     std::fs::remove_file(&d).unwrap();
 }
 
@@ -251,28 +251,26 @@ fn hc_doc(version: u64, ids: &[(&str, u64)]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_across_updates_and_no_checker_leak() {
-    use rust_pingora::health::RUNNING_CHECKERS;
-    let router = Router::new(std::env::temp_dir(), false);
-    router.start_checkers(tokio::runtime::Handle::current());
-    router.install(parse_and_validate(&hc_doc(1, &[("a", 1000), ("b", 1000)])).unwrap());
-    assert_eq!(RUNNING_CHECKERS.load(Ordering::SeqCst), 2);
-    let snap1 = router.snapshot.load_full().unwrap();
+    let store = Store::new(std::env::temp_dir(), false);
+    store.install(parse_and_validate(&hc_doc(1, &[("a", 1000), ("b", 1000)])).unwrap());
+    assert_eq!(store.checkers_running(), 2);
+    let snap1 = store.snapshot().unwrap();
     // open a's breaker
     snap1.placements["a"].breaker.try_admit(Instant::now()).unwrap().record(Outcome::Failure, Instant::now());
     // same blocks: state kept
-    router.install(parse_and_validate(&hc_doc(2, &[("a", 1000), ("b", 1000)])).unwrap());
-    let snap2 = router.snapshot.load_full().unwrap();
+    store.install(parse_and_validate(&hc_doc(2, &[("a", 1000), ("b", 1000)])).unwrap());
+    let snap2 = store.snapshot().unwrap();
     assert!(Arc::ptr_eq(&snap1.placements["a"].health, &snap2.placements["a"].health));
     assert_eq!(snap2.placements["a"].breaker.state(Instant::now()), State::Open);
     // b's health_check changes: new health, old checker stopped; a removed
     for v in 3..103 {
-        router.install(parse_and_validate(&hc_doc(v, &[("b", 2000 + v)])).unwrap());
+        store.install(parse_and_validate(&hc_doc(v, &[("b", 2000 + v)])).unwrap());
     }
-    let snap3 = router.snapshot.load_full().unwrap();
+    let snap3 = store.snapshot().unwrap();
     assert!(!Arc::ptr_eq(&snap1.placements["b"].health, &snap3.placements["b"].health));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while RUNNING_CHECKERS.load(Ordering::SeqCst) != 1 {
-        assert!(Instant::now() < deadline, "checkers: {}", RUNNING_CHECKERS.load(Ordering::SeqCst));
+    while store.checkers_running() != 1 {
+        assert!(Instant::now() < deadline, "checkers: {}", store.checkers_running());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // the probe against a closed port marks b unhealthy (first probe at creation)

@@ -317,8 +317,7 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
         let mut body = Vec::new();
         let mut i = 0;
         let mut complete = false;
-        loop {
-            let Some(le) = rest[i..].windows(2).position(|w| w == b"\r\n") else { break };
+        while let Some(le) = rest[i..].windows(2).position(|w| w == b"\r\n") {
             let n = usize::from_str_radix(String::from_utf8_lossy(&rest[i..i + le]).trim(), 16).unwrap_or(0);
             i += le + 2;
             if n == 0 {

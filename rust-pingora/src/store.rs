@@ -1,67 +1,106 @@
-//! Shared router state: the current snapshot in an `ArcSwapOption`, metrics, and the
-//! rules for installing a new config while keeping per-placement identity
-//! (docs/spec.md sections 4 and 6).
+//! The router's state, owned by one value ([`Store`]): the current snapshot, the rules for
+//! installing a new config while keeping per-placement identity (docs/spec.md sections 4
+//! and 6), the health-check loops, the metrics, the count of active requests and the
+//! control-plane connected flag. The proxy, the admin API and the control plane each hold
+//! an `Arc<Store>`; nothing of it is a process global.
 //!
 //! Identity: a placement keeps its health object (and its Pingora load balancer and probe
 //! loop) when id, endpoint and `health_check` are unchanged; it keeps its breaker when id,
 //! endpoint and `circuit_breaker` are unchanged. The in-flight counter is kept per id.
-//! Health objects not carried over are stopped at swap time, so the number of probe loops
-//! equals the number of placements with a `health_check`.
+//! [`Store::install`] stops the probe loops not carried over at swap time and starts the
+//! new ones, so the number of loops equals the number of placements with a `health_check`.
 
-use crate::admin::Metrics;
 use crate::breaker::Breaker;
 use crate::config::Config;
-use crate::health::Health;
+use crate::health::{Checkers, Health};
 use crate::limit::Limiter;
+use crate::metrics::Metrics;
 use crate::routing::{PlacementHot, PlacementRt, Snapshot};
 use crate::upstream;
 use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Requests currently being handled by the data plane (all of them, for the drain).
-pub static ACTIVE_REQUESTS: AtomicUsize = AtomicUsize::new(0);
-
-/// Process-wide router state shared by the proxy, the admin API and the control plane.
-pub struct Router {
-    /// Current config snapshot; `None` until a config is loaded.
-    pub snapshot: ArcSwapOption<Snapshot>,
+/// Router state shared by the proxy, the admin API and the control plane.
+pub struct Store {
+    /// Current config snapshot; `None` until a config is installed.
+    snapshot: ArcSwapOption<Snapshot>,
     /// All metrics.
     pub metrics: Metrics,
     /// Control-plane connection state for `/admin/state`.
-    pub cp_connected: AtomicBool,
+    cp_connected: AtomicBool,
     /// Directory of `last-known-good.json`.
     pub state_dir: PathBuf,
     /// `--access-log`.
     pub access_log: bool,
-    /// Runtime on which probe loops run (set when the background service starts).
-    pub bg_runtime: OnceLock<tokio::runtime::Handle>,
+    /// Requests being handled by the data plane (all of them, for the drain).
+    active: Arc<AtomicUsize>,
+    /// The runtime and count of the health probe loops.
+    checkers: Checkers,
     limiters: Mutex<HashMap<String, Arc<Limiter>>>,
-    /// Serialises config installs.
+    /// Serialises installs.
     install_lock: Mutex<()>,
 }
 
-impl Router {
+impl Store {
     /// Empty state (no config).
     pub fn new(state_dir: PathBuf, access_log: bool) -> Arc<Self> {
-        Arc::new(Router {
+        Arc::new(Store {
             snapshot: ArcSwapOption::empty(),
             metrics: Metrics::new(),
             cp_connected: AtomicBool::new(false),
             state_dir,
             access_log,
-            bg_runtime: OnceLock::new(),
+            active: Arc::new(AtomicUsize::new(0)),
+            checkers: Checkers::new(),
             limiters: Mutex::new(HashMap::new()),
             install_lock: Mutex::new(()),
         })
     }
 
+    /// The current snapshot (one atomic load), `None` before the first config.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.load_full()
+    }
+
+    /// Whether a config is installed (`/readyz`).
+    pub fn has_config(&self) -> bool {
+        self.snapshot.load().is_some()
+    }
+
     /// The current config, if any.
     pub fn current_config(&self) -> Option<Arc<Config>> {
         self.snapshot.load().as_ref().map(|s| s.config.clone())
+    }
+
+    /// Number of health probe loops running now.
+    pub fn checkers_running(&self) -> usize {
+        self.checkers.running()
+    }
+
+    /// Requests being handled now (from the proxy's `new_ctx` to the context's drop).
+    pub fn active_requests(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Count one request as active until the returned guard drops.
+    pub fn enter(&self) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(self.active.clone())
+    }
+
+    /// Whether the control-plane WebSocket is connected.
+    pub fn cp_connected(&self) -> bool {
+        self.cp_connected.load(Ordering::Acquire)
+    }
+
+    /// Record the control-plane connection state (flag and `router_control_plane_connected`).
+    pub fn set_cp_connected(&self, connected: bool) {
+        self.cp_connected.store(connected, Ordering::Release);
+        self.metrics.cp_connected.set(i64::from(connected));
     }
 
     /// Build the snapshot for `cfg` (reusing health/breaker/limiter state by identity),
@@ -112,44 +151,17 @@ impl Router {
                 }
             }
         }
-        if let Some(rt) = self.bg_runtime.get() {
-            for p in snap.placements.values() {
-                p.health.start(rt);
-            }
-        }
-    }
-
-    /// Record the background runtime and start the probe loops of the current snapshot.
-    pub fn start_checkers(&self, rt: tokio::runtime::Handle) {
-        let _g = self.install_lock.lock().unwrap();
-        let rt = self.bg_runtime.get_or_init(|| rt);
-        if let Some(snap) = self.snapshot.load_full() {
-            for p in snap.placements.values() {
-                p.health.start(rt);
-            }
+        for p in snap.placements.values() {
+            self.checkers.start(&p.health);
         }
     }
 }
 
-/// RAII count of a request in [`ACTIVE_REQUESTS`].
-pub struct ActiveGuard;
-
-impl ActiveGuard {
-    /// Count one more active request.
-    pub fn new() -> Self {
-        ACTIVE_REQUESTS.fetch_add(1, Ordering::AcqRel);
-        ActiveGuard
-    }
-}
-
-impl Default for ActiveGuard {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// One active request, counted in its [`Store`] until dropped (see [`Store::enter`]).
+pub struct ActiveGuard(Arc<AtomicUsize>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        ACTIVE_REQUESTS.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -1,0 +1,437 @@
+//! The data plane: `impl ProxyHttp for RouterProxy` (docs/spec.md section 3). This file
+//! holds the hooks only; each answers early where the request ends there.
+//!
+//! Hook mapping:
+//! - `request_filter`: framing checks (431, CL+TE → 400), snapshot, routing key and route
+//!   ([`crate::routing`]), selection and limit (steps 3-4); local rejections are answered
+//!   here ([`respond`]).
+//! - `upstream_peer`: returns the chosen placement's peer; after a connect failure of a
+//!   bodiless request it walks the chain on after the failed placement ([`NextPeer`]).
+//! - `connected_to_upstream` / `request_body_filter`: start the `request_ms` response-header
+//!   deadline ([`deadline`]) once the request has been written.
+//! - `fail_to_connect`: breaker failure (kind `connect`), slot release and `set_retry(true)`
+//!   for bodiless requests.
+//! - `upstream_request_filter` / `upstream_response_filter`: [`headers`]; the deadline is
+//!   disarmed when the response header arrives.
+//! - `response_filter`: marks the response committed.
+//! - `error_while_proxy` / `fail_to_proxy`: error classification and the router-made
+//!   responses (504 for the header deadline, 502 otherwise).
+//! - `logging`: breaker outcome, metrics, [`accesslog`]; the slot is released when the
+//!   context drops.
+
+pub mod accesslog;
+pub mod ctx;
+pub mod deadline;
+pub mod headers;
+pub mod respond;
+
+pub use ctx::{Ctx, HeaderTimer, NextPeer};
+pub use deadline::{DeadlineTimer, HeaderDeadline};
+pub use respond::error_response;
+
+use crate::breaker::Outcome;
+use crate::errcode::Code;
+use crate::metrics::FailKind;
+use crate::routing::{self, Choice, Snapshot};
+use crate::store::Store;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::Digest;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The `ProxyHttp` implementation: the router state and the header-deadline timer.
+pub struct RouterProxy {
+    /// The router state.
+    pub store: Arc<Store>,
+    /// The `request_ms` deadlines of this proxy's requests.
+    pub deadlines: DeadlineTimer,
+}
+
+impl RouterProxy {
+    /// A proxy over `store`, with its own deadline timer (thread `header-deadline`).
+    pub fn new(store: Arc<Store>) -> Self {
+        RouterProxy { store, deadlines: DeadlineTimer::new() }
+    }
+
+    /// Answer `code` and remember it for the metrics and the access log. The response
+    /// names the placement tried when the code is one decided after selection.
+    async fn respond(&self, session: &mut Session, ctx: &mut Ctx, code: Code) -> Result<()> {
+        ctx.made = Some(code);
+        let placement = if code.names_placement() { ctx.placement_id() } else { None };
+        respond::respond(session, code, placement).await
+    }
+
+    fn count_failovers(&self, steps: &[(String, String)]) {
+        for (from, to) in steps {
+            self.store.metrics.count_failover(from, to);
+        }
+    }
+
+    /// Steps 3 and 4 from `first`: sets the context's placement, permit and slot, or
+    /// returns the error code (the placement stays set for `concurrency_limit`).
+    fn choose(&self, ctx: &mut Ctx, snap: &Snapshot, first: &str) -> Result<(), Code> {
+        let mut failovers = Vec::new();
+        let choice = routing::choose(snap, first, Instant::now(), &mut failovers);
+        self.count_failovers(&failovers);
+        match choice {
+            Choice::Ready { placement, permit, slot } => {
+                ctx.placement = Some(placement);
+                ctx.permit = Some(permit);
+                ctx.slot = Some(slot);
+                Ok(())
+            }
+            Choice::AtLimit(placement) => {
+                ctx.placement = Some(placement);
+                Err(Code::ConcurrencyLimit)
+            }
+            Choice::Exhausted => Err(Code::NoHealthyUpstream),
+        }
+    }
+
+    /// Step 6 after a connect failure on the context's placement: walk on from its
+    /// `fallback` (bodiless requests only). On failure the decided code is stored in the
+    /// context (`upstream_connect_failed` naming the failed placement, or
+    /// `concurrency_limit` naming the new one) and returned as a connect error.
+    fn walk_on(&self, ctx: &mut Ctx, snap: &Snapshot) -> Result<()> {
+        let failed = ctx.placement.clone().expect("placement");
+        let next = if ctx.has_body { None } else { failed.cfg.fallback.clone() };
+        let Some(next) = next else {
+            ctx.error = Some(Code::UpstreamConnectFailed);
+            return Error::e_explain(ErrorType::ConnectError, "chain exhausted");
+        };
+        self.count_failovers(&[(failed.cfg.id.clone(), next.clone())]);
+        match self.choose(ctx, snap, &next) {
+            Ok(()) => Ok(()),
+            Err(Code::ConcurrencyLimit) => {
+                ctx.error = Some(Code::ConcurrencyLimit);
+                Error::e_explain(ErrorType::ConnectError, "concurrency limit")
+            }
+            Err(_) => {
+                ctx.placement = Some(failed);
+                ctx.error = Some(Code::UpstreamConnectFailed);
+                Error::e_explain(ErrorType::ConnectError, "chain exhausted")
+            }
+        }
+    }
+
+    fn record_failure(&self, ctx: &mut Ctx, kind: FailKind) {
+        if let Some(id) = ctx.placement_id() {
+            self.store.metrics.count_failure(id, kind);
+        }
+        if let Some(permit) = ctx.permit.take() {
+            permit.record(Outcome::Failure, Instant::now());
+        }
+    }
+
+    /// Arm the `request_ms` deadline of the current attempt (once connected and written).
+    fn arm_deadline(&self, ctx: &mut Ctx) {
+        if let Some(p) = &ctx.placement {
+            ctx.timer.arm(&self.deadlines, Duration::from_millis(p.cfg.request_ms));
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for RouterProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new(self.store.enter())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Framing checks on the raw header section: Pingora drops Content-Length when
+        // Transfer-Encoding is also present, so look at the bytes the client sent.
+        let (raw_len, both) = match session.as_downstream().as_http1() {
+            Some(h1) => {
+                let raw = h1.get_headers_raw_bytes();
+                let both = headers::has_header_raw(&raw, b"content-length")
+                    && headers::has_header_raw(&raw, b"transfer-encoding");
+                (raw.len(), both)
+            }
+            None => (0, false),
+        };
+        if raw_len > headers::MAX_REQUEST_HEADER_BYTES {
+            session.set_keepalive(None);
+            self.respond(session, ctx, Code::RequestHeadersTooLarge).await?;
+            return Ok(true);
+        }
+        if both {
+            session.set_keepalive(None);
+            self.respond(session, ctx, Code::BadRequest).await?;
+            return Ok(true);
+        }
+        let Some(snap) = self.store.snapshot() else {
+            self.respond(session, ctx, Code::NoConfig).await?;
+            return Ok(true);
+        };
+        ctx.snap = Some(snap.clone());
+        let key = match routing::routing_key(&session.req_header().headers) {
+            Ok(key) => key,
+            Err(code) => {
+                self.respond(session, ctx, code).await?;
+                return Ok(true);
+            }
+        };
+        let first = routing::route(&snap, &key);
+        if self.store.access_log {
+            ctx.key = Some(key.into_owned()); // only the access log reads it
+        }
+        let first = match first {
+            Ok(first) => first,
+            Err(code) => {
+                self.respond(session, ctx, code).await?;
+                return Ok(true);
+            }
+        };
+        let h = &session.req_header().headers;
+        ctx.has_body = h.contains_key(http::header::TRANSFER_ENCODING)
+            || h
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
+        if let Err(code) = self.choose(ctx, &snap, first) {
+            self.respond(session, ctx, code).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let snap = ctx.snap.clone().expect("snapshot chosen in request_filter");
+        match std::mem::replace(&mut ctx.next, NextPeer::Chosen) {
+            NextPeer::Chosen | NextPeer::SameAgain => {}
+            NextPeer::WalkOn => self.walk_on(ctx, &snap)?,
+        }
+        // A placement whose peer could not be built fails like a connect failure.
+        loop {
+            let p = ctx.placement.clone().expect("placement");
+            let why = match &p.peer {
+                Ok(peer) => return Ok(Box::new(peer.clone())),
+                Err(why) => why,
+            };
+            log::warn!("placement {}: {why}", p.cfg.id);
+            self.record_failure(ctx, FailKind::Connect);
+            ctx.slot = None;
+            self.walk_on(ctx, &snap)?;
+        }
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // SAFETY: `fd` is the live upstream socket of this request for the duration of
+        // this call; we only duplicate it.
+        let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned();
+        // a new attempt: the previous one's deadline and flag are gone
+        ctx.timer = match dup {
+            Ok(fd) => HeaderTimer::Connected(fd),
+            Err(_) => HeaderTimer::Idle,
+        };
+        if !ctx.has_body || ctx.body_done {
+            self.arm_deadline(ctx);
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if end_of_stream {
+            ctx.body_done = true;
+            self.arm_deadline(ctx);
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let p = ctx.placement.as_ref().expect("placement");
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        headers::upstream_request(session.req_header(), client, p, up)
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let status = resp.status.as_u16();
+        if resp.status.is_informational() && status != 101 {
+            return Ok(());
+        }
+        ctx.timer.disarm(); // headers arrived: the request_ms deadline no longer applies
+        ctx.upstream_status = Some(status);
+        headers::downstream_response(resp, ctx.placement.as_deref())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if ctx.upstream_status.is_some() {
+            ctx.committed = true;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        ctx.timer.disarm();
+        self.record_failure(ctx, FailKind::Connect);
+        ctx.slot = None;
+        if !ctx.has_body {
+            ctx.next = NextPeer::WalkOn;
+            e.set_retry(true);
+        } else {
+            ctx.error = Some(Code::UpstreamConnectFailed);
+            e.set_retry(false);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let fired = ctx.timer.fired();
+        ctx.timer.disarm();
+        // A pooled connection the upstream had already closed: Pingora's default retry of
+        // idempotent requests on reused connections, to the same placement, before any
+        // response byte (as Go's Transport does). Everything else is final.
+        if !fired
+            && ctx.upstream_status.is_none()
+            && *e.esource() == ErrorSource::Upstream
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && !ctx.has_body
+        {
+            e.retry.decide_reuse(client_reused);
+            if e.retry() {
+                ctx.next = NextPeer::SameAgain;
+            }
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        ctx.timer.disarm();
+        let no_reuse = FailToProxy { error_code: 0, can_reuse_downstream: false };
+        if ctx.committed || session.response_written().is_some() {
+            // Headers already went out: abort; never add an error body.
+            if *e.esource() != ErrorSource::Downstream && ctx.upstream_status.is_some() {
+                ctx.fail = Some(FailKind::Aborted);
+            }
+            return no_reuse;
+        }
+        let code = if let Some(code) = ctx.error {
+            code
+        } else if ctx.timer.fired() {
+            ctx.fail = Some(FailKind::Timeout);
+            Code::UpstreamTimeout
+        } else if *e.esource() == ErrorSource::Downstream {
+            match e.etype() {
+                // the client went away: nothing to answer
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => return no_reuse,
+                _ => Code::BadRequest,
+            }
+        } else {
+            if ctx.placement.is_some() && ctx.permit.is_some() {
+                ctx.fail = Some(FailKind::Protocol);
+            }
+            Code::UpstreamProtocolError
+        };
+        if self.respond(session, ctx, code).await.is_err() {
+            return no_reuse;
+        }
+        FailToProxy { error_code: code.status(), can_reuse_downstream: false }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        true
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        ctx.timer.disarm();
+        let now = Instant::now();
+        // Breaker outcome and failure metrics.
+        let kind = ctx.fail.or(match ctx.upstream_status {
+            Some(s) if s >= 500 => Some(FailKind::Status5xx),
+            _ => None,
+        });
+        let kind = match (kind, e) {
+            // an upstream error after the response was committed (body read failed)
+            (None, Some(err)) if ctx.upstream_status.is_some() && *err.esource() == ErrorSource::Upstream => {
+                Some(FailKind::Aborted)
+            }
+            (k, _) => k,
+        };
+        let client_gone = matches!(e, Some(err) if *err.esource() == ErrorSource::Downstream);
+        match kind {
+            Some(k) => self.record_failure(ctx, k),
+            None => {
+                if let Some(permit) = ctx.permit.take() {
+                    if ctx.upstream_status.is_some() && !client_gone {
+                        permit.record(Outcome::Success, now);
+                    } else {
+                        drop(permit); // no outcome: permit given back
+                    }
+                }
+            }
+        }
+        let m = &self.store.metrics;
+        if let Some(code) = ctx.made {
+            m.count_error(code);
+        }
+        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let dur = ctx.start.elapsed();
+        // Metric children cached on the placement (no label hashing per request).
+        match &ctx.placement {
+            Some(p) => {
+                let id = p.cfg.id.as_str();
+                if status != 0 {
+                    match p.hot.requests(&m.requests, id, status) {
+                        Some(c) => c.inc(),
+                        None => m.requests.with_label_values(&[id, &status.to_string()]).inc(),
+                    }
+                }
+                p.hot.duration(&m.duration, id).observe(dur.as_secs_f64());
+            }
+            None => {
+                if status != 0 {
+                    m.requests.with_label_values(&["", &status.to_string()]).inc();
+                }
+                m.duration.with_label_values(&[""]).observe(dur.as_secs_f64());
+            }
+        }
+        if self.store.access_log {
+            let req = session.req_header();
+            accesslog::Entry {
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                key: ctx.key.as_deref(),
+                placement: ctx.placement_id(),
+                status,
+                error: ctx.made,
+                duration: dur,
+            }
+            .write();
+        }
+        ctx.slot = None;
+    }
+}
