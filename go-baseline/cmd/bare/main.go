@@ -1,5 +1,5 @@
 // Command bare is the smallest reverse proxy the Go standard library allows, for the
-// benchmarks (issue 5): a plain httputil.ReverseProxy to one upstream, with the same
+// benchmarks: a plain httputil.ReverseProxy to one upstream, with the same
 // Transport pool settings as the router (docs/spec.md section 1: no global idle cap,
 // 256 idle connections per host, 60 s idle timeout) and FlushInterval -1. It lets
 // `parity bench` tell the cost of the Go stack apart from the router's own logic.

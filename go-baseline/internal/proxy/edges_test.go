@@ -256,7 +256,7 @@ func TestLingeringCloseIsBounded(t *testing.T) {
 // of the request body and closes it unless the handler declared full duplex; the
 // transport still streaming that body upstream then failed with "invalid Read on closed
 // Body", closed the upstream connection and the client got the head and a cut body: the
-// intermittent large-upload failure (issue 10 item 12), made deterministic here.
+// intermittent large-upload failure, made deterministic here.
 func TestUpstreamAnswersBeforeTheBodyEnds(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -148,7 +148,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// (section 3, "Streaming"). Without full duplex net/http's server, when the
 		// response head is written, reads what is left of the request body itself and
 		// closes it: the head waited for the whole body, and the transport still sending
-		// it upstream failed on the closed body and cut the response (issue 10 item 12).
+		// it upstream could fail on the closed body and cut the response.
 		if fd, ok := w.(interface{ EnableFullDuplex() error }); ok {
 			_ = fd.EnableFullDuplex()
 		}
