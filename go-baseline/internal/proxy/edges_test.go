@@ -426,3 +426,24 @@ func TestNoInterimResponsesToHTTP10Clients(t *testing.T) {
 		t.Fatalf("HTTP/1.1 client got %q", out)
 	}
 }
+
+// A Host whose port is not a number is a bad request (RFC 9110 section 7.2).
+func TestHostWithBadPortIs400(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"a.example", true}, {"a.example:80", true}, {"a.example:", true}, {"[::1]:80", true}, {"[::1]", true},
+		{"", true}, {"a.example:abc", false}, {"a.example:8o", false}, {"[::1]x", false}, {"[::1", false},
+	} {
+		if hostPortValid(tc.host) != tc.ok {
+			t.Fatalf("hostPortValid(%q) = %v", tc.host, !tc.ok)
+		}
+	}
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	out := rawExchange(t, r.url, "GET /hp HTTP/1.1\r\nHost: a.example:abc\r\nX-Routing-Key: k\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") || len(up.requestLines()) != 0 {
+		t.Fatalf("%.80q, upstream got %v", out, up.requestLines())
+	}
+}

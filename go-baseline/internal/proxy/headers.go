@@ -61,6 +61,36 @@ func targetFormAllowed(method, requestURI string) bool {
 	}
 }
 
+// hostPortValid reports whether host (the request's Host, as net/http accepted it) has a
+// valid port, if any: Host = uri-host [ ":" port ], port = *DIGIT (RFC 9110 section 7.2,
+// RFC 3986 section 3.2.3). net/http checks the characters of Host but not that the port
+// is a number.
+func hostPortValid(host string) bool {
+	if strings.HasPrefix(host, "[") { // IP-literal
+		i := strings.IndexByte(host, ']')
+		if i < 0 {
+			return false
+		}
+		host = host[i+1:]
+		if host == "" {
+			return true
+		}
+		if host[0] != ':' {
+			return false
+		}
+	}
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 {
+		return true
+	}
+	for _, c := range []byte(host[i+1:]) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // forwardRequestTarget makes out's request-target the client's, byte for byte: an
 // intermediary must not rewrite the target (RFC 9110 section 7.7), but net/http
 // normalises it twice: ReverseProxy re-encodes a query holding ';' or a malformed

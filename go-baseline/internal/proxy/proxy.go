@@ -125,7 +125,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.http10 = r.ProtoMajor == 1 && r.ProtoMinor == 0
 	defer h.finish(rw, r, st, start)
 
-	if conflictingFraming(r) || !targetFormAllowed(r.Method, r.RequestURI) {
+	if conflictingFraming(r) || !targetFormAllowed(r.Method, r.RequestURI) || !hostPortValid(r.Host) {
 		w.Header().Set("Connection", "close")
 		h.writeError(rw, st, errcode.BadRequest, "")
 		return
