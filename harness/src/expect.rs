@@ -172,3 +172,153 @@ pub fn check_send(s: &Send, rs: &[Resp]) -> SendCheck {
     SendCheck { failures: fails, observed: Value::Object(extra) }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(yaml: &str) -> Send {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> Resp {
+        Resp {
+            status: Some(status),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.as_bytes().to_vec(),
+            complete: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn json_numbers_compare_by_value_everything_else_exactly() {
+        assert!(json_eq(&json!(1), &json!(1.0)));
+        assert!(!json_eq(&json!(1), &json!(2)));
+        assert!(!json_eq(&json!("1"), &json!(1)));
+        assert!(json_eq(&json!({"a": [1, "x"]}), &json!({"a": [1, "x"]})));
+        // Inside containers numbers compare as serde_json does (1 != 1.0).
+        assert!(!json_eq(&json!([1]), &json!([1.0])));
+        assert!(!json_eq(&Value::Null, &json!("<absent>")));
+    }
+
+    #[test]
+    fn matching_responses_pass_and_are_tallied() {
+        let s = send("{key: k, expect: {status: 200, upstream: primary, error: null}}");
+        let rs = [resp(200, &[("x-upstream-name", "primary")], "ok")];
+        let c = check_send(&s, &rs);
+        assert_eq!(c.failures, Vec::<String>::new());
+        assert_eq!(c.observed["status"], json!({"200": 1}));
+        assert_eq!(c.observed["upstream"], json!({"primary": 1}));
+        assert_eq!(c.observed["error"], json!({"-": 1}));
+        assert_eq!(c.observed["complete"], json!({"true": 1}));
+    }
+
+    #[test]
+    fn each_scalar_expectation_can_fail() {
+        let s = send("{expect: {status: 200, error: null, upstream: primary, body: hello, complete: true}}");
+        let mut r = resp(502, &[("x-router-error", "upstream_unavailable")], "bye");
+        r.complete = false;
+        r.failure = Some("reset".into());
+        let c = check_send(&s, &[r]);
+        assert_eq!(
+            c.failures,
+            vec![
+                "status 502, expected 200 (reset)",
+                "X-Router-Error upstream_unavailable, expected -",
+                "X-Upstream-Name -, expected primary",
+                "body \"bye\", expected \"hello\"",
+                "body complete = false, expected true (reset)",
+            ]
+        );
+    }
+
+    #[test]
+    fn placement_absent_is_a_dash() {
+        let s = send("{expect: {placement: pa}}");
+        let c = check_send(&s, &[resp(200, &[], "")]);
+        assert_eq!(c.failures, vec!["X-Router-Placement -, expected pa"]);
+        assert_eq!(c.observed["placement"], json!({"-": 1}));
+    }
+
+    #[test]
+    fn no_response_counts_as_status_none() {
+        let s = send("{expect: {no_response: true, status_counts: {none: 1}}}");
+        let c = check_send(&s, &[Resp { failure: Some("refused".into()), ..Default::default() }]);
+        assert!(c.failures.is_empty(), "{:?}", c.failures);
+        assert_eq!(c.observed["status"], json!({"none": 1}));
+        // A missing response has no `complete` tally.
+        assert!(c.observed.get("complete").is_none());
+        let c = check_send(&send("{expect: {no_response: true}}"), &[resp(200, &[], "")]);
+        assert_eq!(c.failures, vec!["no_response = false, expected true"]);
+    }
+
+    #[test]
+    fn counts_compare_per_value_and_name_the_tally() {
+        let s = send("{count: 3, expect: {status_counts: {'200': 2, '502': 1}, upstream_counts: {a: 3}}}");
+        let rs = [resp(200, &[("x-upstream-name", "a")], ""), resp(200, &[("x-upstream-name", "b")], ""), resp(503, &[], "")];
+        let c = check_send(&s, &rs);
+        assert_eq!(
+            c.failures,
+            vec![
+                "status 502: 0 responses, expected 1 (all: {\"200\": 2, \"503\": 1})",
+                "upstream a: 1 responses, expected 3 (all: {\"-\": 1, \"a\": 1, \"b\": 1})",
+            ]
+        );
+    }
+
+    #[test]
+    fn per_response_failures_are_numbered_and_capped_at_five() {
+        let s = send("{count: 7, expect: {status: 200}}");
+        let rs: Vec<Resp> = (0..7).map(|_| resp(500, &[], "")).collect();
+        let c = check_send(&s, &rs);
+        assert_eq!(c.failures.len(), 6);
+        assert_eq!(c.failures[0], "response 1/7: status 500, expected 200");
+        assert_eq!(c.failures[4], "response 5/7: status 500, expected 200");
+        assert_eq!(c.failures[5], "... and 2 more");
+    }
+
+    #[test]
+    fn error_documents_headers_and_echoed_headers() {
+        let s = send("{expect: {error_body: true, headers: {X-A: '1', X-Gone: null}, echo_headers: {x-forwarded-for: 127.0.0.1}}}");
+        let good = resp(
+            502,
+            &[("x-router-error", "upstream_unavailable"), ("content-type", "application/json"), ("x-a", "1")],
+            r#"{"error":"upstream_unavailable","message":"m","headers":[["x-forwarded-for","127.0.0.1"]]}"#,
+        );
+        let c = check_send(&s, &[good]);
+        assert!(c.failures.is_empty(), "{:?}", c.failures);
+        assert_eq!(c.observed["error_body"], json!({"true": 1}));
+        assert_eq!(c.observed["headers"], json!({"X-A=1": 1, "X-Gone=-": 1}));
+        // The error code in the body must be the one in X-Router-Error.
+        let bad = resp(502, &[("x-router-error", "other"), ("content-type", "application/json"), ("x-gone", "here")], r#"{"error":"upstream_unavailable","message":"m"}"#);
+        let c = check_send(&s, &[bad]);
+        assert_eq!(c.failures.len(), 4, "{:?}", c.failures);
+        assert!(c.failures[0].starts_with("not a router error document"));
+        assert_eq!(c.failures[1], "header X-A = None, expected Some(\"1\")");
+        assert_eq!(c.failures[2], "header X-Gone = Some(\"here\"), expected None");
+        assert_eq!(c.failures[3], "upstream received x-forwarded-for = None, expected Some(\"127.0.0.1\")");
+    }
+
+    #[test]
+    fn traced_dimensions_default_to_status_only_for_raw_sends() {
+        let s = send("{raw: \"GET / HTTP/1.1\\r\\n\\r\\n\"}");
+        let c = check_send(&s, &[resp(400, &[], "")]);
+        assert_eq!(c.observed, json!({"status": {"400": 1}}));
+        let s = send("{trace: [upstream]}");
+        let c = check_send(&s, &[resp(200, &[("x-upstream-name", "a")], "")]);
+        assert_eq!(c.observed, json!({"upstream": {"a": 1}}));
+    }
+
+    #[test]
+    fn chunk_expectations() {
+        let s = send("{read_chunks: 3, expect: {chunks_at_least: 3, max_chunk_gap_ms: 100}}");
+        let mut r = resp(200, &[], "");
+        r.chunks = 2;
+        r.max_gap_ms = 250;
+        let c = check_send(&s, &[r]);
+        assert_eq!(c.failures, vec!["2 chunks, expected at least 3", "a chunk came 250 ms after the previous one, expected at most 100"]);
+        assert_eq!(c.observed["chunks_at_least"], json!({"false": 1}));
+        assert_eq!(c.observed["chunk_gap_ok"], json!({"false": 1}));
+    }
+}

@@ -73,4 +73,23 @@ mod tests {
         assert_eq!(d.index, 1);
         assert_eq!(d.observations["pingora"], Value::Null);
     }
+
+    #[test]
+    fn a_different_kind_or_step_is_a_difference_and_each_trace_is_compared_to_the_first() {
+        let a = vec![o(0, json!(1))];
+        let b = vec![Obs { step: 0, kind: "wait".into(), value: json!(1) }];
+        let d = first_difference(&[("go".into(), &a), ("pingora".into(), &b)]).unwrap();
+        assert_eq!((d.index, d.step), (0, 0));
+        assert_eq!(d.observations["pingora"]["kind"], "wait");
+        // With three traces, the third differing from the first is found although the
+        // second is equal to it.
+        let c = vec![o(1, json!(1))];
+        let d = first_difference(&[("go".into(), &a), ("go2".into(), &a), ("pingora".into(), &c)]).unwrap();
+        assert_eq!(d.step, 0);
+        assert!(d.observations.contains_key("pingora") && d.observations.contains_key("go"));
+        // An empty trace against a non-empty one differs at 0, with null for the empty one.
+        let d = first_difference(&[("go".into(), &[][..]), ("pingora".into(), &a)]).unwrap();
+        assert_eq!(d.observations["go"], Value::Null);
+        assert_eq!(first_difference(&[]), None);
+    }
 }
