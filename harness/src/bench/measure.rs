@@ -1,0 +1,341 @@
+//! The measurement of a benchmark run, phase by phase: start the upstream and the
+//! targets, closed-loop maximum throughput, the `wrk` cross-check, open-loop runs at the
+//! reference rate, the open-loop rate ladder, idle keep-alive memory, then stop the
+//! targets and run (or reuse) the hot-path micro-benchmarks. Targets are interleaved
+//! (A B C ... A B C ...) within each phase.
+use super::model::{MemSample, RunData, Seg};
+use super::profile::{Phase, Profile, RefRate};
+use super::targets::{Absent, Running};
+use super::{extras, loadgen, procs, report, targets, BenchArgs, Partial, Setup};
+use crate::util::stats::median;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// Progress line on stderr with the elapsed time.
+pub(super) fn progress(t0: Instant, msg: &str) {
+    eprintln!("[bench {:6.1}s] {msg}", t0.elapsed().as_secs_f64());
+}
+
+/// The measurement itself (everything after the set-up); `partial` follows its progress.
+pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<Partial>>) -> anyhow::Result<i32> {
+    let Setup { profile, repo, bin_dir, run_id, out, work, t0, loadavg_start, nofile, nice } = setup;
+    let (t0, nofile, nice) = (*t0, *nofile, *nice);
+    progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}; nice {nice}", profile.name, out.display(), bin_dir.display()));
+
+    let parity = std::env::current_exe()?;
+    let up = targets::start_upstream(&parity, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log")).await?;
+    progress(t0, &format!("upstream on {} (pid {})", up.addr, up.pid));
+
+    let env = targets::Env { bin_dir: &bin_dir, work: &work, upstream: up.addr, threads: profile.threads, nofile };
+    let mut running: Vec<Running> = Vec::new();
+    let mut absent = Vec::new();
+    for name in &profile.targets {
+        if name == "direct" {
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into() });
+            continue;
+        }
+        match targets::start(name, &env).await {
+            Ok(r) => {
+                progress(t0, &format!("{name} ready on {} (pid {})", r.addr, r.pid));
+                running.push(r)
+            }
+            Err(reason) => {
+                progress(t0, &format!("{name} absent: {reason}"));
+                absent.push(Absent { name: name.clone(), reason })
+            }
+        }
+    }
+    {
+        let mut p = partial.lock().unwrap();
+        p.present = running.iter().map(|r| (r.name.clone(), r.note.clone())).collect();
+        p.absent = absent.clone();
+    }
+    let pids: BTreeMap<String, Vec<i32>> =
+        running.iter().map(|r| (r.name.clone(), procs::tree_pids(r.pid))).collect();
+    // Kill every process of every target's tree on the way out, even on an error
+    // (nginx workers outlive a killed master otherwise).
+    let reaper = procs::Reaper(pids.iter().filter(|(n, _)| n.as_str() != "direct").flat_map(|(_, p)| p.clone()).chain([up.pid]).collect());
+
+    // Background memory sampler over every target's tree.
+    let mem = Arc::new(Mutex::new(Vec::<MemSample>::new()));
+    let sampler = {
+        let (mem, pids) = (mem.clone(), pids.clone());
+        let period = Duration::from_millis(profile.sample_ms.max(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let t = t0.elapsed().as_secs_f64();
+                let mut v = mem.lock().unwrap();
+                for (name, p) in &pids {
+                    v.push(MemSample { t, target: name.clone(), rss_bytes: procs::usage(p).rss_bytes });
+                }
+            }
+        })
+    };
+
+    partial.lock().unwrap().mem = Some(mem.clone());
+    let mut ctx = Ctx { t0, profile, pids: &pids, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new(), partial: partial.clone() };
+
+    // 1. Closed loop, interleaved.
+    for rep in 0..profile.closed_loop.repeats {
+        for r in &running {
+            ctx.segment(r, "closed", None, rep, &profile.closed_loop).await?;
+        }
+    }
+    let max_rps: BTreeMap<String, f64> = running
+        .iter()
+        .map(|r| (r.name.clone(), median(ctx.values(&r.name, "closed", None, |s| s.achieved_rps))))
+        .collect();
+
+    // 2. The generator against wrk on direct.
+    let tool_check = if profile.tool_check.enabled {
+        match running.iter().find(|r| r.name == "direct") {
+            Some(d) => Some(extras::tool_check(d, profile, &pids["direct"]).await),
+            None => None,
+        }
+    } else {
+        None
+    };
+    if let Some(tc) = &tool_check {
+        progress(t0, &format!("tool check: {}", tc.summary()));
+    }
+    partial.lock().unwrap().tool_check = tool_check.clone();
+
+    // 3. Reference rate.
+    let reference_rate = match &profile.reference_rate {
+        RefRate::Fixed(x) => *x,
+        RefRate::Auto(_) => {
+            let pick = |n: &str| max_rps.get(n).copied().filter(|x| *x > 0.0);
+            let bare_min = ["go-bare", "pingora-bare"].iter().filter_map(|n| pick(n)).fold(f64::INFINITY, f64::min);
+            let any_min = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
+            let base = pick("nginx").unwrap_or(if bare_min.is_finite() { bare_min } else { any_min });
+            anyhow::ensure!(base.is_finite() && base > 0.0, "no closed-loop rate to derive the reference rate from");
+            (base * 0.5).round()
+        }
+    };
+    progress(t0, &format!("reference rate {reference_rate} req/s"));
+    partial.lock().unwrap().reference_rate = reference_rate;
+    for rep in 0..profile.reference.repeats {
+        for r in &running {
+            let h = ctx.segment(r, "reference", Some(reference_rate), rep, &profile.reference).await?;
+            ctx.ref_hists.entry(r.name.clone()).or_insert_with(loadgen::new_hist).add(h).ok();
+        }
+    }
+
+    // 4. The ladder, relative to the fastest proxy.
+    let ladder_base = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(0.0, f64::max);
+    let ladder_base = if ladder_base > 0.0 { ladder_base } else { max_rps.get("direct").copied().unwrap_or(0.0) };
+    let mut saturated: BTreeMap<String, bool> = BTreeMap::new();
+    let mut ladder_note = None;
+    if profile.ladder.phase.repeats > 0 && ladder_base > 0.0 {
+        for f in &profile.ladder.fractions {
+            let rate = (ladder_base * f).round().max(1.0);
+            let left = running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)).count();
+            let cost = left as f64 * profile.ladder.phase.repeats as f64
+                * ((profile.ladder.phase.warmup_ms + profile.ladder.phase.duration_ms) as f64 / 1000.0 + 0.15);
+            // Keep room for the idle-connection phase that follows (about 0.5 s per target
+            // and 1000 connections, measured on the reference box).
+            let idle_reserve = running.len() as f64 * (0.5 + profile.idle_connections as f64 / 2000.0);
+            if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + idle_reserve + 1.5 > profile.max_seconds as f64 {
+                let msg = format!("ladder stopped before {rate} req/s: the profile's time budget of {} s", profile.max_seconds);
+                progress(t0, &msg);
+                partial.lock().unwrap().ladder_note = Some(msg.clone());
+                ladder_note = Some(msg);
+                break;
+            }
+            for rep in 0..profile.ladder.phase.repeats {
+                for r in running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)) {
+                    ctx.segment(r, "ladder", Some(rate), rep, &profile.ladder.phase).await?;
+                }
+            }
+            for r in &running {
+                if saturated.get(&r.name).copied().unwrap_or(false) {
+                    continue;
+                }
+                let sat = &profile.saturation;
+                let ach = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.achieved_rps));
+                let p99 = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.p99_us));
+                let err = median(ctx.values(&r.name, "ladder", Some(rate), |s| {
+                    (s.errors + s.dropped) as f64 / ((s.ok + s.errors + s.dropped).max(1)) as f64
+                }));
+                if ach < sat.min_achieved * rate || err > sat.max_error_ratio || p99 > sat.max_p99_ms * 1000.0 {
+                    progress(t0, &format!("{} saturated at {rate} req/s", r.name));
+                    saturated.insert(r.name.clone(), true);
+                }
+            }
+        }
+    }
+
+    // 5. Idle keep-alive memory, last: the RSS the idle connections leave behind (allocators
+    // rarely give it back) must not inflate the load phases' memory figures.
+    let mut idle = BTreeMap::new();
+    let idle_start = (profile.idle_connections > 0).then(|| t0.elapsed().as_secs_f64());
+    if profile.idle_connections > 0 {
+        for r in &running {
+            let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
+            match &res {
+                Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
+                Err(e) => progress(t0, &format!("idle {}: failed: {e:#}", r.name)),
+            }
+            idle.insert(r.name.clone(), res.unwrap_or_else(|e| extras::IdleResult::failed(format!("{e:#}"))));
+        }
+    }
+
+    // 6. Stop the targets, then the slow micro-benchmarks (the box is free again).
+    sampler.abort();
+    let present: Vec<(String, String)> = running.iter().map(|r| (r.name.clone(), r.note.clone())).collect();
+    drop(reaper);
+    for mut r in running {
+        if let Some(c) = r.child.as_mut() {
+            let _ = c.wait().await;
+        }
+    }
+    drop(up);
+    let hotpath = if profile.hotpath {
+        progress(t0, "hot-path micro-benchmarks (go test -bench, cargo bench -p rust-pingora)");
+        extras::run_hotpath(repo, out).await
+    } else {
+        extras::previous_hotpath(&args.out)
+    };
+
+    let data = RunData {
+        run_id: run_id.clone(),
+        profile: profile.clone(),
+        repo: repo.clone(),
+        present,
+        absent,
+        segs: ctx.segs,
+        ref_hists: ctx.ref_hists,
+        reference_rate,
+        idle,
+        mem: mem.lock().unwrap().clone(),
+        tool_check,
+        hotpath,
+        elapsed_secs: t0.elapsed().as_secs_f64(),
+        ladder_note,
+        idle_start,
+        loadavg_start: loadavg_start.clone(),
+        nice,
+        nofile,
+        interrupted: None,
+    };
+    report::write_all(&data, out)?;
+    // `latest` is shared with `parity run` (the newest run of either kind);
+    // `latest-bench` always names the newest benchmark.
+    for link in ["latest", "latest-bench"] {
+        let latest = args.out.join(link);
+        let _ = std::fs::remove_file(&latest);
+        std::os::unix::fs::symlink(run_id, &latest)?;
+    }
+    progress(t0, &format!("done: {}/report.md ({:.1}s)", out.display(), t0.elapsed().as_secs_f64()));
+    Ok(0)
+}
+
+struct Ctx<'a> {
+    t0: Instant,
+    profile: &'a Profile,
+    pids: &'a BTreeMap<String, Vec<i32>>,
+    mem: Arc<Mutex<Vec<MemSample>>>,
+    segs: Vec<Seg>,
+    ref_hists: BTreeMap<String, Histogram<u64>>,
+    partial: Arc<Mutex<Partial>>,
+}
+
+impl Ctx<'_> {
+    /// Runs one segment; records its summary and returns its histogram.
+    async fn segment(&mut self, r: &Running, phase: &str, rate: Option<f64>, repeat: usize, ph: &Phase) -> anyhow::Result<Histogram<u64>> {
+        let pids = self.pids[&r.name].clone();
+        let probe: loadgen::Probe = Arc::new(move || procs::usage(&pids).cpu_secs);
+        let spec = loadgen::LoadSpec {
+            addr: r.addr,
+            connections: self.profile.connections,
+            rate,
+            warmup: Duration::from_millis(ph.warmup_ms),
+            duration: Duration::from_millis(ph.duration_ms),
+            drain: Duration::from_millis(self.profile.drain_ms),
+            routing_key: targets::ROUTING_KEY.into(),
+            threads: self.profile.client_threads,
+        };
+        let ts = self.t0.elapsed().as_secs_f64();
+        let res = match loadgen::run(spec, probe).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A target that died or refuses connections: record the failure, go on.
+                progress(self.t0, &format!("{phase} #{repeat} {}: run failed: {e:#}", r.name));
+                loadgen::LoadResult {
+                    hist: loadgen::new_hist(),
+                    send_lag: loadgen::new_hist(),
+                    ok: 0,
+                    errors: self.profile.connections as u64,
+                    dropped: 0,
+                    achieved_rps: 0.0,
+                    window_secs: ph.duration_ms as f64 / 1000.0,
+                    probe_delta: f64::NAN,
+                    self_cpu_secs: f64::NAN,
+                }
+            }
+        };
+        let te = self.t0.elapsed().as_secs_f64();
+        let (mut peak, mut sum, mut n) = (0u64, 0u64, 0u64);
+        for s in self.mem.lock().unwrap().iter().filter(|s| s.target == r.name && s.t >= ts && s.t <= te) {
+            peak = peak.max(s.rss_bytes);
+            sum += s.rss_bytes;
+            n += 1;
+        }
+        let h = &res.hist;
+        let q = |x: f64| if h.len() > 0 { us(h.value_at_quantile(x)) } else { f64::NAN };
+        let seg = Seg {
+            target: r.name.clone(),
+            phase: phase.into(),
+            rate_rps: rate,
+            repeat,
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if h.len() > 0 { us(h.max()) } else { f64::NAN },
+            ok: res.ok,
+            errors: res.errors,
+            dropped: res.dropped,
+            achieved_rps: res.achieved_rps,
+            cpu_us_per_req: if res.ok > 0 { res.probe_delta * 1e6 / res.ok as f64 } else { f64::NAN },
+            rss_peak_bytes: peak,
+            rss_mean_bytes: if n > 0 { sum / n } else { 0 },
+            generator_cpu_util: res.self_cpu_secs / (res.window_secs.max(1e-9) * self.profile.client_threads as f64),
+            send_lag_p99_us: if rate.is_some() && res.send_lag.len() > 0 { us(res.send_lag.value_at_quantile(0.99)) } else { f64::NAN },
+        };
+        progress(
+            self.t0,
+            &format!(
+                "{phase:9} #{repeat} {:12} {:>9} -> {:8.0}/s p50 {:7.0}us p99 {:8.0}us cpu {:5.1}us/req err {} drop {} gen {:3.0}%",
+                r.name,
+                rate.map(|x| format!("{x:.0}/s")).unwrap_or_else(|| "closed".into()),
+                seg.achieved_rps,
+                seg.p50_us,
+                seg.p99_us,
+                seg.cpu_us_per_req,
+                seg.errors,
+                seg.dropped,
+                seg.generator_cpu_util * 100.0
+            ),
+        );
+        self.partial.lock().unwrap().segs.push(seg.clone());
+        self.segs.push(seg);
+        Ok(res.hist)
+    }
+
+    fn values(&self, target: &str, phase: &str, rate: Option<f64>, f: impl Fn(&Seg) -> f64) -> Vec<f64> {
+        self.segs
+            .iter()
+            .filter(|s| s.target == target && s.phase == phase && s.rate_rps == rate)
+            .map(f)
+            .collect()
+    }
+}
