@@ -7,6 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rust_pingora::breaker::{Breaker, Outcome};
 use rust_pingora::config::{parse_and_validate, BreakerCfg};
 use rust_pingora::routing::{select, Selection};
+use rust_pingora::health::Checkers;
 use rust_pingora::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +21,7 @@ fn hot_paths(c: &mut Criterion) {
 
     // Routing decision over a real snapshot (Pingora LoadBalancer health lookups included,
     // probe loops not started).
-    let store = Store::new(std::env::temp_dir(), false);
+    let store = Store::with_checkers(std::env::temp_dir(), false, Checkers::disabled());
     store.install(parse_and_validate(&doc).unwrap());
     let snap = store.snapshot().unwrap();
     let now = Instant::now();

@@ -31,12 +31,19 @@ use tokio::task::JoinHandle;
 pub struct Checkers {
     runtime: OnceLock<tokio::runtime::Runtime>,
     running: Arc<AtomicUsize>,
+    enabled: bool,
 }
 
 impl Checkers {
     /// No runtime yet, no loop running.
     pub fn new() -> Self {
-        Checkers { runtime: OnceLock::new(), running: Arc::new(AtomicUsize::new(0)) }
+        Checkers { runtime: OnceLock::new(), running: Arc::new(AtomicUsize::new(0)), enabled: true }
+    }
+
+    /// Checkers that never start a loop: every endpoint keeps its health until probed by
+    /// hand ([`Health::probe_once`]). For benchmarks over a real snapshot.
+    pub fn disabled() -> Self {
+        Checkers { runtime: OnceLock::new(), running: Arc::new(AtomicUsize::new(0)), enabled: false }
     }
 
     /// Number of probe loops running now.
@@ -46,7 +53,7 @@ impl Checkers {
 
     /// Start `health`'s probe loop (see [`Health::start`]); no-op for unchecked health.
     pub fn start(&self, health: &Arc<Health>) {
-        if !matches!(health.kind, Kind::Checked { .. }) {
+        if !self.enabled || !matches!(health.kind, Kind::Checked { .. }) {
             return;
         }
         let rt = self.runtime.get_or_init(|| {

@@ -48,6 +48,11 @@ pub struct Store {
 impl Store {
     /// Empty state (no config).
     pub fn new(state_dir: PathBuf, access_log: bool) -> Arc<Self> {
+        Store::with_checkers(state_dir, access_log, Checkers::new())
+    }
+
+    /// Empty state whose probe loops run on `checkers` ([`Checkers::disabled`]: none run).
+    pub fn with_checkers(state_dir: PathBuf, access_log: bool, checkers: Checkers) -> Arc<Self> {
         Arc::new(Store {
             snapshot: ArcSwapOption::empty(),
             metrics: Metrics::new(),
@@ -55,7 +60,7 @@ impl Store {
             state_dir,
             access_log,
             active: Arc::new(AtomicUsize::new(0)),
-            checkers: Checkers::new(),
+            checkers,
             limiters: Mutex::new(HashMap::new()),
             install_lock: Mutex::new(()),
         })
