@@ -31,26 +31,8 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     let parity = std::env::current_exe()?;
     let up = targets::start_upstream(&parity, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log")).await?;
     progress(t0, &format!("upstream on {} (pid {})", up.addr, up.pid));
-
-    let env = targets::Env { bin_dir: &bin_dir, work: &work, upstream: up.addr, threads: profile.threads, nofile };
-    let mut running: Vec<Running> = Vec::new();
-    let mut absent = Vec::new();
-    for name in &profile.targets {
-        if name == "direct" {
-            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into() });
-            continue;
-        }
-        match targets::start(name, &env).await {
-            Ok(r) => {
-                progress(t0, &format!("{name} ready on {} (pid {})", r.addr, r.pid));
-                running.push(r)
-            }
-            Err(reason) => {
-                progress(t0, &format!("{name} absent: {reason}"));
-                absent.push(Absent { name: name.clone(), reason })
-            }
-        }
-    }
+    let env = targets::Env { bin_dir, work, upstream: up.addr, threads: profile.threads, nofile };
+    let (running, absent) = start_targets(profile, &env, &up, t0).await;
     {
         let mut p = partial.lock().unwrap();
         p.present = running.iter().map(|r| (r.name.clone(), r.note.clone())).collect();
@@ -61,65 +43,18 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     // Kill every process of every target's tree on the way out, even on an error
     // (nginx workers outlive a killed master otherwise).
     let reaper = procs::Reaper(pids.iter().filter(|(n, _)| n.as_str() != "direct").flat_map(|(_, p)| p.clone()).chain([up.pid]).collect());
-
-    // Background memory sampler over every target's tree.
     let mem = Arc::new(Mutex::new(Vec::<MemSample>::new()));
-    let sampler = {
-        let (mem, pids) = (mem.clone(), pids.clone());
-        let period = Duration::from_millis(profile.sample_ms.max(10));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            loop {
-                tick.tick().await;
-                let t = t0.elapsed().as_secs_f64();
-                let mut v = mem.lock().unwrap();
-                for (name, p) in &pids {
-                    v.push(MemSample { t, target: name.clone(), rss_bytes: procs::usage(p).rss_bytes });
-                }
-            }
-        })
-    };
-
+    let sampler = start_sampler(mem.clone(), pids.clone(), Duration::from_millis(profile.sample_ms.max(10)), t0);
     partial.lock().unwrap().mem = Some(mem.clone());
     let mut ctx = Ctx { t0, profile, pids: &pids, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new(), partial: partial.clone() };
 
     // 1. Closed loop, interleaved.
-    for rep in 0..profile.closed_loop.repeats {
-        for r in &running {
-            ctx.segment(r, "closed", None, rep, &profile.closed_loop).await?;
-        }
-    }
-    let max_rps: BTreeMap<String, f64> = running
-        .iter()
-        .map(|r| (r.name.clone(), median(ctx.values(&r.name, "closed", None, |s| s.achieved_rps))))
-        .collect();
-
+    let max_rps = closed_loop(&mut ctx, &running).await?;
     // 2. The generator against wrk on direct.
-    let tool_check = if profile.tool_check.enabled {
-        match running.iter().find(|r| r.name == "direct") {
-            Some(d) => Some(extras::tool_check(d, profile, &pids["direct"]).await),
-            None => None,
-        }
-    } else {
-        None
-    };
-    if let Some(tc) = &tool_check {
-        progress(t0, &format!("tool check: {}", tc.summary()));
-    }
+    let tool_check = tool_check(profile, &running, &pids, t0).await;
     partial.lock().unwrap().tool_check = tool_check.clone();
-
     // 3. Reference rate.
-    let reference_rate = match &profile.reference_rate {
-        RefRate::Fixed(x) => *x,
-        RefRate::Auto(_) => {
-            let pick = |n: &str| max_rps.get(n).copied().filter(|x| *x > 0.0);
-            let bare_min = ["go-bare", "pingora-bare"].iter().filter_map(|n| pick(n)).fold(f64::INFINITY, f64::min);
-            let any_min = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
-            let base = pick("nginx").unwrap_or(if bare_min.is_finite() { bare_min } else { any_min });
-            anyhow::ensure!(base.is_finite() && base > 0.0, "no closed-loop rate to derive the reference rate from");
-            (base * 0.5).round()
-        }
-    };
+    let reference_rate = reference_rate(&profile.reference_rate, &max_rps)?;
     progress(t0, &format!("reference rate {reference_rate} req/s"));
     partial.lock().unwrap().reference_rate = reference_rate;
     for rep in 0..profile.reference.repeats {
@@ -128,65 +63,12 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
             ctx.ref_hists.entry(r.name.clone()).or_insert_with(loadgen::new_hist).add(h).ok();
         }
     }
-
     // 4. The ladder, relative to the fastest proxy.
-    let ladder_base = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(0.0, f64::max);
-    let ladder_base = if ladder_base > 0.0 { ladder_base } else { max_rps.get("direct").copied().unwrap_or(0.0) };
-    let mut saturated: BTreeMap<String, bool> = BTreeMap::new();
-    let mut ladder_note = None;
-    if profile.ladder.phase.repeats > 0 && ladder_base > 0.0 {
-        for f in &profile.ladder.fractions {
-            let rate = (ladder_base * f).round().max(1.0);
-            let left = running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)).count();
-            let cost = left as f64 * profile.ladder.phase.repeats as f64
-                * ((profile.ladder.phase.warmup_ms + profile.ladder.phase.duration_ms) as f64 / 1000.0 + 0.15);
-            // Keep room for the idle-connection phase that follows (about 0.5 s per target
-            // and 1000 connections, measured on the reference box).
-            let idle_reserve = running.len() as f64 * (0.5 + profile.idle_connections as f64 / 2000.0);
-            if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + idle_reserve + 1.5 > profile.max_seconds as f64 {
-                let msg = format!("ladder stopped before {rate} req/s: the profile's time budget of {} s", profile.max_seconds);
-                progress(t0, &msg);
-                partial.lock().unwrap().ladder_note = Some(msg.clone());
-                ladder_note = Some(msg);
-                break;
-            }
-            for rep in 0..profile.ladder.phase.repeats {
-                for r in running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)) {
-                    ctx.segment(r, "ladder", Some(rate), rep, &profile.ladder.phase).await?;
-                }
-            }
-            for r in &running {
-                if saturated.get(&r.name).copied().unwrap_or(false) {
-                    continue;
-                }
-                let sat = &profile.saturation;
-                let ach = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.achieved_rps));
-                let p99 = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.p99_us));
-                let err = median(ctx.values(&r.name, "ladder", Some(rate), |s| {
-                    (s.errors + s.dropped) as f64 / ((s.ok + s.errors + s.dropped).max(1)) as f64
-                }));
-                if ach < sat.min_achieved * rate || err > sat.max_error_ratio || p99 > sat.max_p99_ms * 1000.0 {
-                    progress(t0, &format!("{} saturated at {rate} req/s", r.name));
-                    saturated.insert(r.name.clone(), true);
-                }
-            }
-        }
-    }
-
+    let ladder_note = ladder(&mut ctx, &running, &max_rps).await?;
     // 5. Idle keep-alive memory, last: the RSS the idle connections leave behind (allocators
     // rarely give it back) must not inflate the load phases' memory figures.
-    let mut idle = BTreeMap::new();
     let idle_start = (profile.idle_connections > 0).then(|| t0.elapsed().as_secs_f64());
-    if profile.idle_connections > 0 {
-        for r in &running {
-            let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
-            match &res {
-                Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
-                Err(e) => progress(t0, &format!("idle {}: failed: {e:#}", r.name)),
-            }
-            idle.insert(r.name.clone(), res.unwrap_or_else(|e| extras::IdleResult::failed(format!("{e:#}"))));
-        }
-    }
+    let idle = idle_memory(profile, &running, &pids, t0).await;
 
     // 6. Stop the targets, then the slow micro-benchmarks (the box is free again).
     sampler.abort();
@@ -236,6 +118,153 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     }
     progress(t0, &format!("done: {}/report.md ({:.1}s)", out.display(), t0.elapsed().as_secs_f64()));
     Ok(0)
+}
+
+/// Starts every target of the profile (`direct` is the upstream itself); a target that
+/// cannot start is absent, with the reason.
+async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, t0: Instant) -> (Vec<Running>, Vec<Absent>) {
+    let mut running: Vec<Running> = Vec::new();
+    let mut absent = Vec::new();
+    for name in &profile.targets {
+        if name == "direct" {
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into() });
+            continue;
+        }
+        match targets::start(name, env).await {
+            Ok(r) => {
+                progress(t0, &format!("{name} ready on {} (pid {})", r.addr, r.pid));
+                running.push(r)
+            }
+            Err(reason) => {
+                progress(t0, &format!("{name} absent: {reason}"));
+                absent.push(Absent { name: name.clone(), reason })
+            }
+        }
+    }
+    (running, absent)
+}
+
+/// Background memory sampler over every target's tree, every `period`.
+fn start_sampler(mem: Arc<Mutex<Vec<MemSample>>>, pids: BTreeMap<String, Vec<i32>>, period: Duration, t0: Instant) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let t = t0.elapsed().as_secs_f64();
+            let mut v = mem.lock().unwrap();
+            for (name, p) in &pids {
+                v.push(MemSample { t, target: name.clone(), rss_bytes: procs::usage(p).rss_bytes });
+            }
+        }
+    })
+}
+
+/// Closed-loop maximum throughput, interleaved; the median achieved rate per target.
+async fn closed_loop(ctx: &mut Ctx<'_>, running: &[Running]) -> anyhow::Result<BTreeMap<String, f64>> {
+    let profile = ctx.profile;
+    for rep in 0..profile.closed_loop.repeats {
+        for r in running {
+            ctx.segment(r, "closed", None, rep, &profile.closed_loop).await?;
+        }
+    }
+    Ok(running.iter().map(|r| (r.name.clone(), median(ctx.values(&r.name, "closed", None, |s| s.achieved_rps)))).collect())
+}
+
+/// The generator against `wrk` on `direct`, when the profile asks for it.
+async fn tool_check(profile: &Profile, running: &[Running], pids: &BTreeMap<String, Vec<i32>>, t0: Instant) -> Option<extras::ToolCheckResult> {
+    if !profile.tool_check.enabled {
+        return None;
+    }
+    let d = running.iter().find(|r| r.name == "direct")?;
+    let tc = extras::tool_check(d, profile, &pids["direct"]).await;
+    progress(t0, &format!("tool check: {}", tc.summary()));
+    Some(tc)
+}
+
+/// The open-loop reference rate: fixed by the profile, or (`auto`) half of nginx's
+/// closed-loop maximum, else of the slower bare proxy, else of the slowest target other
+/// than `direct`, rounded to a whole req/s.
+///
+/// # Errors
+/// `auto` with no positive closed-loop rate to derive it from.
+pub fn reference_rate(rule: &RefRate, max_rps: &BTreeMap<String, f64>) -> anyhow::Result<f64> {
+    Ok(match rule {
+        RefRate::Fixed(x) => *x,
+        RefRate::Auto(_) => {
+            let pick = |n: &str| max_rps.get(n).copied().filter(|x| *x > 0.0);
+            let bare_min = ["go-bare", "pingora-bare"].iter().filter_map(|n| pick(n)).fold(f64::INFINITY, f64::min);
+            let any_min = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
+            let base = pick("nginx").unwrap_or(if bare_min.is_finite() { bare_min } else { any_min });
+            anyhow::ensure!(base.is_finite() && base > 0.0, "no closed-loop rate to derive the reference rate from");
+            (base * 0.5).round()
+        }
+    })
+}
+
+/// The open-loop rate ladder at fractions of the fastest proxy's closed-loop rate; a
+/// target leaves the ladder once saturated. Returns a note when the profile's time
+/// budget stopped it early.
+async fn ladder(ctx: &mut Ctx<'_>, running: &[Running], max_rps: &BTreeMap<String, f64>) -> anyhow::Result<Option<String>> {
+    let (profile, t0) = (ctx.profile, ctx.t0);
+    let ladder_base = max_rps.iter().filter(|(n, _)| n.as_str() != "direct").map(|(_, v)| *v).fold(0.0, f64::max);
+    let ladder_base = if ladder_base > 0.0 { ladder_base } else { max_rps.get("direct").copied().unwrap_or(0.0) };
+    let mut saturated: BTreeMap<String, bool> = BTreeMap::new();
+    if profile.ladder.phase.repeats == 0 || ladder_base <= 0.0 {
+        return Ok(None);
+    }
+    for f in &profile.ladder.fractions {
+        let rate = (ladder_base * f).round().max(1.0);
+        let left = running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)).count();
+        let cost = left as f64 * profile.ladder.phase.repeats as f64
+            * ((profile.ladder.phase.warmup_ms + profile.ladder.phase.duration_ms) as f64 / 1000.0 + 0.15);
+        // Keep room for the idle-connection phase that follows (about 0.5 s per target
+        // and 1000 connections, measured on the reference box).
+        let idle_reserve = running.len() as f64 * (0.5 + profile.idle_connections as f64 / 2000.0);
+        if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + idle_reserve + 1.5 > profile.max_seconds as f64 {
+            let msg = format!("ladder stopped before {rate} req/s: the profile's time budget of {} s", profile.max_seconds);
+            progress(t0, &msg);
+            ctx.partial.lock().unwrap().ladder_note = Some(msg.clone());
+            return Ok(Some(msg));
+        }
+        for rep in 0..profile.ladder.phase.repeats {
+            for r in running.iter().filter(|r| !saturated.get(&r.name).copied().unwrap_or(false)) {
+                ctx.segment(r, "ladder", Some(rate), rep, &profile.ladder.phase).await?;
+            }
+        }
+        for r in running {
+            if saturated.get(&r.name).copied().unwrap_or(false) {
+                continue;
+            }
+            let sat = &profile.saturation;
+            let ach = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.achieved_rps));
+            let p99 = median(ctx.values(&r.name, "ladder", Some(rate), |s| s.p99_us));
+            let err = median(ctx.values(&r.name, "ladder", Some(rate), |s| {
+                (s.errors + s.dropped) as f64 / ((s.ok + s.errors + s.dropped).max(1)) as f64
+            }));
+            if ach < sat.min_achieved * rate || err > sat.max_error_ratio || p99 > sat.max_p99_ms * 1000.0 {
+                progress(t0, &format!("{} saturated at {rate} req/s", r.name));
+                saturated.insert(r.name.clone(), true);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Idle keep-alive memory per target (nothing when the profile asks for no connections).
+async fn idle_memory(profile: &Profile, running: &[Running], pids: &BTreeMap<String, Vec<i32>>, t0: Instant) -> BTreeMap<String, extras::IdleResult> {
+    let mut idle = BTreeMap::new();
+    if profile.idle_connections == 0 {
+        return idle;
+    }
+    for r in running {
+        let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
+        match &res {
+            Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
+            Err(e) => progress(t0, &format!("idle {}: failed: {e:#}", r.name)),
+        }
+        idle.insert(r.name.clone(), res.unwrap_or_else(|e| extras::IdleResult::failed(format!("{e:#}"))));
+    }
+    idle
 }
 
 struct Ctx<'a> {
@@ -337,5 +366,27 @@ impl Ctx<'_> {
             .filter(|s| s.target == target && s.phase == phase && s.rate_rps == rate)
             .map(f)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rates(v: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        v.iter().map(|(n, r)| (n.to_string(), *r)).collect()
+    }
+
+    #[test]
+    fn reference_rate_is_half_of_nginx_else_the_slower_bare_proxy() {
+        let auto = RefRate::Auto("auto".into());
+        let all = rates(&[("direct", 90_000.0), ("nginx", 30_001.0), ("go-bare", 20_000.0), ("pingora-bare", 24_000.0), ("go", 15_000.0)]);
+        assert_eq!(reference_rate(&auto, &all).unwrap(), 15_001.0);
+        let no_nginx = rates(&[("direct", 90_000.0), ("go-bare", 20_000.0), ("pingora-bare", 24_000.0), ("go", 15_000.0)]);
+        assert_eq!(reference_rate(&auto, &no_nginx).unwrap(), 10_000.0);
+        let routers_only = rates(&[("direct", 90_000.0), ("go", 15_000.0), ("pingora", 17_000.0)]);
+        assert_eq!(reference_rate(&auto, &routers_only).unwrap(), 7_500.0);
+        assert!(reference_rate(&auto, &rates(&[("direct", 90_000.0)])).is_err());
+        assert_eq!(reference_rate(&RefRate::Fixed(1234.0), &BTreeMap::new()).unwrap(), 1234.0);
     }
 }
