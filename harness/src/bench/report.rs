@@ -401,7 +401,7 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
     b.push(Block::Table(["pair", "at req/s", "p99 overhead ratio", "≤ 1.25x", "CPU/req ratio", "≤ 1.25x", "verdict"].iter().map(|s| s.to_string()).collect(), tt));
     b.push(Block::P(format!("The verdict is taken at the highest ladder rate both the router and its bare proxy sustain ({} per rate): a saturated target (it cannot keep up with the offered rate) builds a queue whose length depends on the window, so its figures measure the run, not the proxy, and never count as a pass. The reference-rate row is shown for information.", samples(ladder_n))));
     if d.reference_rate > 0.0 && get("nginx").is_some() {
-        b.push(Block::P(format!("The issue's targets are stated at half of nginx's maximum rate; this run's reference rate ({} req/s) is that rate when `reference_rate: auto`.", d.reference_rate)));
+        b.push(Block::P(format!("The targets (each router's p99 latency overhead over `direct` and its CPU per request within 1.25x of its own stack's bare proxy) are defined at half of nginx's maximum rate; this run's reference rate ({} req/s) is that rate when `reference_rate: auto`.", d.reference_rate)));
     }
 
     b.push(Block::H(2, "Plots".into()));
