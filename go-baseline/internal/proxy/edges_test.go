@@ -447,3 +447,21 @@ func TestHostWithBadPortIs400(t *testing.T) {
 		t.Fatalf("%.80q, upstream got %v", out, up.requestLines())
 	}
 }
+
+// Transfer-Encoding in an HTTP/1.0 request is faulty framing (RFC 9112 section 6.1):
+// 400 and close, nothing forwarded; net/http would ignore it and, on a keep-alive
+// connection, read the chunked body as a second request.
+func TestHTTP10TransferEncodingIs400(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	smuggled := "GET /smuggled HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n"
+	out, err := orderlyExchange(t, hostPort(r.url), []byte("POST /t HTTP/1.0\r\nConnection: keep-alive\r\nX-Routing-Key: k\r\n"+
+		"Transfer-Encoding: chunked\r\n\r\n"+fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled)))
+	if err != nil || !strings.HasPrefix(out, "HTTP/1.0 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") ||
+		strings.Count(out, "HTTP/1.") != 1 {
+		t.Fatalf("%q %v", out, err)
+	}
+	if lines := up.requestLines(); len(lines) != 0 {
+		t.Fatalf("upstream got %v", lines)
+	}
+}

@@ -16,8 +16,8 @@ import (
 // heads, fixed and chunked bodies) and records, per request head, whether it carried both
 // headers; the handler looks its request up by method and request-target.
 
-// conflictingFraming reports whether r's head had both Content-Length and
-// Transfer-Encoding.
+// conflictingFraming reports whether r's head had framing the router refuses: both
+// Content-Length and Transfer-Encoding, or Transfer-Encoding in an HTTP/1.0 request.
 func conflictingFraming(r *http.Request) bool {
 	sc, ok := r.Context().Value(connKey{}).(*scanConn)
 	if !ok {
@@ -273,7 +273,11 @@ func parseHex(b []byte) (int64, error) {
 }
 
 func (c *scanConn) endHead() {
-	c.cur.conflict = c.hasCL && c.hasTE
+	// Content-Length with Transfer-Encoding, or Transfer-Encoding in an HTTP/1.0
+	// message, whose framing must be treated as faulty (RFC 9112 section 6.1); net/http
+	// ignores Transfer-Encoding below HTTP/1.1 and would read the chunked body as the
+	// next request on a keep-alive connection.
+	c.cur.conflict = c.hasTE && (c.hasCL || c.http10)
 	c.mu.Lock()
 	c.heads = append(c.heads, c.cur)
 	c.mu.Unlock()

@@ -18,12 +18,11 @@ func TestFramingScannerAnySplit(t *testing.T) {
 	// A body that looks like a conflicting head must not be taken for one.
 	body := "GET /fake HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
 	fmt.Fprintf(&b, "PUT /b HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s", len(body), body)
-	b.WriteString("GET /c HTTP/1.1\nHost: x\n\n")                                                     // bare LF line ends
-	b.WriteString("POST /e HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n") // TE ignored: no body
-	b.WriteString("PROPFIND /f HTTP/1.1\r\nHost: x\r\n\r\n")                                          // a method outside the common ones
+	b.WriteString("GET /c HTTP/1.1\nHost: x\n\n")            // bare LF line ends
+	b.WriteString("PROPFIND /f HTTP/1.1\r\nHost: x\r\n\r\n") // a method outside the common ones
 	b.WriteString("POST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n")
 	stream := []byte(b.String())
-	want := []headInfo{{"POST", "/a", false}, {"PUT", "/b", false}, {"GET", "/c", false}, {"POST", "/e", false}, {"PROPFIND", "/f", false}, {"POST", "/d", true}}
+	want := []headInfo{{"POST", "/a", false}, {"PUT", "/b", false}, {"GET", "/c", false}, {"PROPFIND", "/f", false}, {"POST", "/d", true}}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < 50; round++ {
 		c := &scanConn{}
