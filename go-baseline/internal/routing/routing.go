@@ -64,6 +64,10 @@ type Decision struct {
 	Permit    breaker.Permit
 	Failovers []Step
 	Err       errcode.Code
+	// _ keeps Decision at 96 bytes, a multiple of 16. At 88 bytes (since Err became a
+	// one-byte Code) the 16-byte moves that copy the result from SelectFrom through
+	// Select overlapped the 8-byte tail and BenchmarkRoutingSelect took ~10 ns longer.
+	_ [8]byte
 }
 
 // Select decides for routing key key (keys holds the header's values, only the first

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"pingora-parity/go-baseline/internal/breaker"
 	"pingora-parity/go-baseline/internal/config"
@@ -161,5 +162,12 @@ func BenchmarkValidateSwap(b *testing.B) {
 			b.Fatal(err)
 		}
 		cur.Store(cfg)
+	}
+}
+
+// Decision stays a multiple of 16 bytes (see its padding field).
+func TestDecisionSize(t *testing.T) {
+	if n := unsafe.Sizeof(Decision{}); n%16 != 0 {
+		t.Fatalf("Decision is %d bytes", n)
 	}
 }
