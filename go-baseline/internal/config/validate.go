@@ -12,22 +12,6 @@ import (
 	"unicode/utf8"
 )
 
-// Code is a stable validation error code (docs/spec.md section 2, "Validation").
-type Code string
-
-// The validation codes, in the contract's words.
-const (
-	CodeTooLarge         Code = "too_large"
-	CodeMalformedJSON    Code = "malformed_json"
-	CodeUnknownField     Code = "unknown_field"
-	CodeMissingField     Code = "missing_field"
-	CodeInvalidValue     Code = "invalid_value"
-	CodeInvalidEndpoint  Code = "invalid_endpoint"
-	CodeUnknownPlacement Code = "unknown_placement"
-	CodeFallbackCycle    Code = "fallback_cycle"
-	CodeStaleVersion     Code = "stale_version"
-)
-
 // Error is one rejection: a code, a JSON Pointer (RFC 6901) to the offending field
 // ("" for the document itself) and a free-text message that is not compared.
 type Error struct {

@@ -93,7 +93,7 @@ func TestVectors(t *testing.T) {
 				if verr == nil {
 					t.Fatalf("%s: want %s at %q, got accepted", v.Description, v.Expect.Code, v.Expect.Path)
 				}
-				if string(verr.Code) != v.Expect.Code || verr.Path != v.Expect.Path {
+				if verr.Code.String() != v.Expect.Code || verr.Path != v.Expect.Path {
 					t.Fatalf("%s: want %s at %q, got %s at %q (%s)", v.Description, v.Expect.Code, v.Expect.Path, verr.Code, verr.Path, verr.Message)
 				}
 			default:

@@ -132,9 +132,9 @@ type Nack struct {
 
 // NackError is a nack's error member.
 type NackError struct {
-	Code    string `json:"code"`
-	Path    string `json:"path"`
-	Message string `json:"message"`
+	Code    config.Code `json:"code"` // encodes as its wire name
+	Path    string      `json:"path"`
+	Message string      `json:"message"`
 }
 
 // Handle processes one frame and returns the reply (Ack or Nack). Frames are handled
@@ -158,7 +158,7 @@ func (c *Client) Handle(frame []byte) any {
 	}
 	if apply {
 		if err := WriteLKG(c.stateDir, raw); err != nil {
-			return c.nack(version, &config.Error{Code: "internal_error", Path: "", Message: fmt.Sprintf("writing the LKG file: %v", err)})
+			return c.nack(version, &config.Error{Code: config.CodeInternalError, Path: "", Message: fmt.Sprintf("writing the LKG file: %v", err)})
 		}
 		c.store.Install(cfg)
 		c.metrics.ConfigAccepted.Inc()
@@ -167,11 +167,11 @@ func (c *Client) Handle(frame []byte) any {
 }
 
 func (c *Client) nack(version json.RawMessage, e *config.Error) Nack {
-	c.metrics.ConfigRejected.WithLabelValues(string(e.Code)).Inc()
+	c.metrics.ConfigRejected.WithLabelValues(e.Code.String()).Inc()
 	if version == nil {
 		version = json.RawMessage("null")
 	}
-	return Nack{Type: "nack", Version: version, Error: NackError{Code: string(e.Code), Path: e.Path, Message: e.Message}}
+	return Nack{Type: "nack", Version: version, Error: NackError{Code: e.Code, Path: e.Path, Message: e.Message}}
 }
 
 // integerVersion returns the config's "version" member verbatim when it is a JSON
