@@ -3,11 +3,13 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -406,7 +408,7 @@ func TestTargetFormsOutOfPlaceAre400(t *testing.T) {
 	if n := len(up.requestLines()); n != 0 {
 		t.Fatalf("upstream got %d requests", n)
 	}
-	if !targetFormAllowed("CONNECT", "a:443") || !targetFormAllowed("OPTIONS", "*") ||
+	if targetFormAllowed("CONNECT", "a:443") || !targetFormAllowed("OPTIONS", "*") ||
 		!targetFormAllowed("GET", "http://a/b") || !targetFormAllowed("GET", "/") {
 		t.Fatal("allowed forms refused")
 	}
@@ -463,5 +465,157 @@ func TestHTTP10TransferEncodingIs400(t *testing.T) {
 	}
 	if lines := up.requestLines(); len(lines) != 0 {
 		t.Fatalf("upstream got %v", lines)
+	}
+}
+
+// CONNECT is refused whatever its target (the router proxies no tunnels): a router-made
+// 400 bad_request, counted, with Connection: close, and nothing reaches the upstream.
+func TestConnectIs400(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	targets := []string{up.ln.Addr().String(), "/c", "http://a.example/c"}
+	for _, target := range targets {
+		out := rawExchange(t, r.url, "CONNECT "+target+" HTTP/1.1\r\nHost: "+up.ln.Addr().String()+"\r\nX-Routing-Key: k\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") ||
+			!strings.Contains(out, "Connection: close") || !strings.Contains(out, `{"error":"bad_request"`) {
+			t.Fatalf("CONNECT %s: %q", target, out)
+		}
+	}
+	if lines := up.requestLines(); len(lines) != 0 {
+		t.Fatalf("upstream got %v", lines)
+	}
+	if n := counter(t, r, "errors", "bad_request"); n != float64(len(targets)) {
+		t.Fatalf("router_errors_total{code=bad_request} = %v", n)
+	}
+}
+
+// "OPTIONS *" is forwarded as "OPTIONS *" (RFC 9110 section 9.3.7), byte for byte, and
+// the upstream's answer reaches the client.
+func TestOptionsAsteriskForwarded(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 204 No Content\r\nAllow: GET, OPTIONS\r\nConnection: close\r\n\r\n")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	out := rawExchange(t, r.url, "OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 204 ") || !strings.Contains(out, "Allow: GET, OPTIONS") {
+		t.Fatalf("client got %q", out)
+	}
+	if lines := up.requestLines(); len(lines) != 1 || lines[0] != "OPTIONS * HTTP/1.1" {
+		t.Fatalf("upstream got %q", lines)
+	}
+}
+
+// Host (RFC 9112 section 3.2): an HTTP/1.1 request without Host, with two, or with an
+// invalid one is a 400 and is not forwarded. net/http answers its own 400 to the first
+// three kinds below; the router answers the empty Host and the bad port. An HTTP/1.0
+// request without Host is forwarded, with no X-Forwarded-Host at all.
+func TestHostRules(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+	}))
+	defer up.Close()
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 1000, "")))
+	for _, tc := range []struct {
+		name, host string
+		router     bool // the router's own answer (X-Router-Error), not net/http's
+	}{
+		{"no Host", "", false},
+		{"two Hosts", "Host: a.example\r\nHost: b.example\r\n", false},
+		{"space", "Host: a b.example\r\n", false},
+		{"slash", "Host: a.example/evil\r\n", false},
+		{"empty", "Host: \r\n", true},
+		{"empty, no space", "Host:\r\n", true},
+		{"port not a number", "Host: a.example:8o\r\n", true},
+	} {
+		out := rawExchange(t, r.url, "GET /h HTTP/1.1\r\n"+tc.host+"X-Routing-Key: k\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || strings.Contains(out, "X-Router-Error: bad_request") != tc.router {
+			t.Errorf("%s: %.120q", tc.name, out)
+		}
+	}
+	mu.Lock()
+	n := len(seen)
+	mu.Unlock()
+	if n != 0 {
+		t.Fatalf("upstream got %d requests", n)
+	}
+	if got := counter(t, r, "errors", "bad_request"); got != 3 {
+		t.Fatalf("router_errors_total{code=bad_request} = %v, want 3", got)
+	}
+
+	out := rawExchange(t, r.url, "GET /h10 HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.0 200 ") {
+		t.Fatalf("HTTP/1.0 without Host: %q", out)
+	}
+	out = rawExchange(t, r.url, "GET /h10 HTTP/1.0\r\nHost: front.example\r\nX-Routing-Key: k\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.0 200 ") {
+		t.Fatalf("HTTP/1.0 with Host: %q", out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("upstream got %d requests, want 2", len(seen))
+	}
+	if v, ok := seen[0]["X-Forwarded-Host"]; ok {
+		t.Fatalf("HTTP/1.0 without Host: X-Forwarded-Host %q sent", v)
+	}
+	if v := seen[1].Get("X-Forwarded-Host"); v != "front.example" {
+		t.Fatalf("HTTP/1.0 with Host: X-Forwarded-Host %q", v)
+	}
+}
+
+// expectExchange sends the head of a request with "Expect: 100-continue" and a body of
+// len(body) bytes, waits up to wait for the router to answer something, sends the body
+// unless the connection has closed, and returns everything read until the close.
+func expectExchange(t *testing.T, url, path, body string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("tcp", hostPort(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nContent-Length: %d\r\n"+
+		"Expect: 100-continue\r\nConnection: close\r\n\r\n", path, len(body))
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	n, err := c.Read(buf)
+	got = append(got, buf[:n]...)
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		_, _ = io.WriteString(c, body)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, _ := io.ReadAll(c)
+	return string(append(got, rest...))
+}
+
+// "Expect: 100-continue": the client receives at most one 100 Continue (RFC 9110
+// section 10.1.1), the upstream's when it sends one, and none when the upstream answers
+// with a final status without reading the body.
+func TestExpectContinueAtMostOne100(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			w.WriteHeader(http.StatusExpectationFailed) // body never read: net/http sends no 100
+			return
+		}
+		b, _ := io.ReadAll(r.Body) // net/http sends its 100 Continue on this read
+		_, _ = io.WriteString(w, "got "+string(b))
+	}))
+	defer up.Close()
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 5000, "")))
+	for i := 0; i < 20; i++ {
+		out := expectExchange(t, r.url, "/e", "hello", 3*time.Second)
+		if n := strings.Count(out, "100 Continue"); n != 1 || !strings.HasPrefix(out, "HTTP/1.1 100 Continue\r\n") ||
+			!strings.Contains(out, "HTTP/1.1 200 OK") || !strings.HasSuffix(out, "got hello") {
+			t.Fatalf("run %d: %d 100 Continue in %q", i, n, out)
+		}
+	}
+	out := expectExchange(t, r.url, "/refuse", "hello", 3*time.Second)
+	if strings.Contains(out, "100 Continue") || !strings.HasPrefix(out, "HTTP/1.1 417 ") {
+		t.Fatalf("refused upload: %q", out)
 	}
 }

@@ -36,6 +36,12 @@ func forwardRequestHeaders(pr *httputil.ProxyRequest) {
 		pr.Out.Header["X-Forwarded-For"] = prior
 	}
 	pr.SetXForwarded()
+	if pr.In.Host == "" {
+		// An HTTP/1.0 request without Host (the only kind hostValid lets through with no
+		// Host): there is no client Host to record, and an empty X-Forwarded-Host would
+		// claim one.
+		pr.Out.Header.Del("X-Forwarded-Host")
+	}
 	pr.Out.Header.Set("X-Forwarded-Proto", "http")
 	if fwd, ok := pr.In.Header["Forwarded"]; ok {
 		pr.Out.Header["Forwarded"] = fwd
@@ -44,12 +50,12 @@ func forwardRequestHeaders(pr *httputil.ProxyRequest) {
 }
 
 // targetFormAllowed reports whether requestURI has a request-target form the router
-// forwards for method (RFC 9112 section 3.2): origin-form ("/..."), or absolute-form
-// ("scheme://authority..."), forwarded as its origin-form part. The authority-form
-// ("host:port") belongs to CONNECT only and the asterisk-form ("*") to OPTIONS only
-// (sections 3.2.3 and 3.2.4); net/http accepts them with any method, and forwarded as is
-// they are neither. (net/http answers "OPTIONS *" itself; CONNECT is left as net/http
-// parses it.)
+// forwards for method (RFC 9112 section 3.2): origin-form ("/..."), absolute-form
+// ("scheme://authority..."), forwarded as its origin-form part, and the asterisk-form
+// ("*") with OPTIONS only (section 3.2.4), forwarded as "*" (RFC 9110 section 9.3.7).
+// The authority-form ("host:port") belongs to CONNECT (section 3.2.3), which the router
+// refuses whatever its target; net/http accepts these forms with any method, and
+// forwarded as they are they would be neither.
 func targetFormAllowed(method, requestURI string) bool {
 	switch {
 	case strings.HasPrefix(requestURI, "/"), strings.Contains(requestURI, "://"):
@@ -57,8 +63,23 @@ func targetFormAllowed(method, requestURI string) bool {
 	case requestURI == "*":
 		return method == http.MethodOptions
 	default: // authority-form
-		return method == http.MethodConnect
+		return false
 	}
+}
+
+// hostValid reports whether r's Host is acceptable (RFC 9112 section 3.2, RFC 9110
+// section 7.2): present and not empty in an HTTP/1.1 request, with a valid port, if any.
+// net/http has already answered its own 400 to an HTTP/1.1 request without a Host
+// field, to more than one Host field and to a Host with a byte outside the URI
+// authority's (space, '/', ...), so the router adds only what net/http lets through: an
+// empty Host in HTTP/1.1 and a port that is not a number. An HTTP/1.0 request may have
+// no Host (net/http cannot tell an empty Host from none there): it is forwarded without
+// X-Forwarded-Host.
+func hostValid(r *http.Request) bool {
+	if r.Host == "" {
+		return !r.ProtoAtLeast(1, 1)
+	}
+	return hostPortValid(r.Host)
 }
 
 // hostPortValid reports whether host (the request's Host, as net/http accepted it) has a
@@ -99,9 +120,13 @@ func hostPortValid(host string) bool {
 //
 // The origin-form part is forwarded: an absolute-form target (RFC 9112 section 3.2.2)
 // loses its scheme and authority, "http://h/p?q" → "/p?q" (and "http://h" → "/"). The
-// asterisk-form and anything unexpected are left as net/http parsed them.
+// asterisk-form goes out as "*"; anything unexpected is left as net/http parsed it.
 func forwardRequestTarget(out *http.Request, requestURI string) {
 	raw := requestURI
+	if raw == "*" {
+		out.URL.Opaque, out.URL.RawQuery, out.URL.ForceQuery = "*", "", false // URL.RequestURI writes it verbatim
+		return
+	}
 	if !strings.HasPrefix(raw, "/") {
 		_, rest, ok := strings.Cut(raw, "://")
 		if !ok {

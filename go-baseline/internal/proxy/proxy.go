@@ -125,7 +125,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.http10 = r.ProtoMajor == 1 && r.ProtoMinor == 0
 	defer h.finish(rw, r, st, start)
 
-	if conflictingFraming(r) || !targetFormAllowed(r.Method, r.RequestURI) || !hostPortValid(r.Host) {
+	if conflictingFraming(r) || r.Method == http.MethodConnect || !targetFormAllowed(r.Method, r.RequestURI) || !hostValid(r) {
+		// CONNECT (RFC 9110 section 9.3.6) is refused whatever its target: the router
+		// proxies no tunnels, and forwarding "CONNECT h:p" to an origin asks it for one.
 		w.Header().Set("Connection", "close")
 		h.writeError(rw, st, errcode.BadRequest, "")
 		return
@@ -187,6 +189,7 @@ func (b *reqBodyWatch) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
 	}
+	b.st.rw.bodyRead()
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF {
 		// The transport reads once more after Content-Length bytes; answer it here, so

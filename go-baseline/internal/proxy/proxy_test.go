@@ -50,6 +50,7 @@ func newRouterWith(t testing.TB, doc string, l Listener) *router {
 	l.Listener = srv.Listener
 	srv.Listener = l
 	srv.Config.ConnContext = ConnContext
+	srv.Config.DisableGeneralOptionsHandler = true // as server.Run
 	srv.Config.MaxHeaderBytes = 64<<10 - 4096
 	srv.Start()
 	t.Cleanup(srv.Close)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"pingora-parity/go-baseline/internal/errcode"
 )
@@ -33,10 +34,30 @@ func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.C
 
 // respWriter records the status sent to the client. Unwrap lets ReverseProxy's
 // http.ResponseController reach Flush and Hijack of the real writer.
+//
+// It also sees that the client gets at most one "100 Continue" (RFC 9110 section
+// 10.1.1). Two sources could send one: net/http's server writes it by itself on the first
+// read of a body whose request expects it, and ReverseProxy forwards the upstream's (the
+// Expect field goes upstream, and the transport waits for the upstream's 100 before it
+// reads the body, see upstream.ExpectContinueWait). Whichever comes first is sent: the
+// body's first read marks the 100 as sent (bodyRead, via reqBodyWatch) and a forwarded
+// 100 after it is dropped; a forwarded 100 before it goes out, and WriteHeader(100)
+// turns net/http's own off.
 type respWriter struct {
 	http.ResponseWriter
 	status int
 	http10 bool // the client speaks HTTP/1.0: no interim (1xx) responses
+
+	continueMu sync.Mutex // the transport's reader and writer goroutines both reach here
+	continued  bool       // a 100 Continue was sent or is being sent by net/http
+}
+
+// bodyRead is called before each read of the client's request body: net/http sends its
+// own 100 Continue on the first one, if the request expects it.
+func (w *respWriter) bodyRead() {
+	w.continueMu.Lock()
+	w.continued = true
+	w.continueMu.Unlock()
 }
 
 func (w *respWriter) WriteHeader(code int) {
@@ -44,6 +65,14 @@ func (w *respWriter) WriteHeader(code int) {
 		// ReverseProxy forwards an upstream's interim responses; a server must not send
 		// a 1xx to an HTTP/1.0 client (RFC 9110 section 15.2).
 		return
+	}
+	if code == http.StatusContinue {
+		w.continueMu.Lock()
+		defer w.continueMu.Unlock()
+		if w.continued {
+			return
+		}
+		w.continued = true
 	}
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code

@@ -91,6 +91,9 @@ func run(ctx context.Context, f Flags, stderr io.Writer, ready func(data, admin 
 		ReadHeaderTimeout: 60 * time.Second,
 		ConnContext:       proxy.ConnContext,
 		ErrorLog:          discard,
+		// "OPTIONS *" is forwarded like any request (RFC 9110 section 9.3.7: it asks the
+		// server, here the upstream); net/http would answer it 200 itself.
+		DisableGeneralOptionsHandler: true,
 	}
 	adminSrv := &http.Server{Handler: admin.Handler(st, m), ErrorLog: discard,
 		ReadHeaderTimeout: 10 * time.Second}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -308,5 +309,59 @@ func TestCorruptLKGStartsWithoutConfig(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "corrupt") {
 		t.Fatalf("no log line: %s", p.stderr.String())
+	}
+}
+
+// "OPTIONS *" reaches the upstream as "OPTIONS *" (RFC 9110 section 9.3.7): the data
+// plane's http.Server must not answer it itself (DisableGeneralOptionsHandler).
+func TestOptionsAsteriskReachesTheUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lines := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		line, _ := br.ReadString('\n')
+		lines <- strings.TrimRight(line, "\r\n")
+		for { // the rest of the head
+			if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+				break
+			}
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\nAllow: OPTIONS\r\nConnection: close\r\n\r\n")
+	}()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "last-known-good.json"), []byte(lkg(ln.Addr().String())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "--state-dir", dir)
+	c, err := net.Dial("tcp", strings.TrimPrefix(p.data, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nConnection: close\r\n\r\n")
+	out, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(out), "HTTP/1.1 204 ") || !strings.Contains(string(out), "Allow: OPTIONS") {
+		t.Fatalf("client got %q", out)
+	}
+	select {
+	case l := <-lines:
+		if l != "OPTIONS * HTTP/1.1" {
+			t.Fatalf("upstream got %q", l)
+		}
+	default:
+		t.Fatal("upstream got nothing")
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }

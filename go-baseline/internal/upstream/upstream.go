@@ -23,6 +23,16 @@ const (
 	IdleConnTimeout     = 60 * time.Second
 )
 
+// ExpectContinueWait is how long the transport waits, after sending the head of a request
+// that carries "Expect: 100-continue", for the upstream's 100 Continue (or its final
+// answer) before it sends the body anyway (RFC 9110 section 10.1.1: a client that sends
+// the expectation need not wait long; 1 s is curl's wait). Waiting lets the upstream
+// decide: its 100 is what the client gets, and a final answer instead (417, 401, ...)
+// reaches the client before it has sent the body. Without the wait the transport read the
+// client's body at once, net/http's server sent its own 100 for that read, and the
+// upstream's 100 followed as a second one.
+const ExpectContinueWait = time.Second
+
 // ConnectError marks a failure to connect: TCP refused/unreachable/timeout or a TLS
 // handshake or verification failure. It is what section 3 step 6 calls a connect failure.
 type ConnectError struct{ Err error }
@@ -69,6 +79,7 @@ func New(p *config.Placement) *Upstream {
 	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
 	t.IdleConnTimeout = IdleConnTimeout
 	t.ResponseHeaderTimeout = time.Duration(p.Timeouts.RequestMS) * time.Millisecond
+	t.ExpectContinueTimeout = ExpectContinueWait
 
 	pt := newTransport(p.Endpoint.Scheme, connect, tlsCfg, tlsErr)
 	pt.MaxIdleConnsPerHost = 1
