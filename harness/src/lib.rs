@@ -27,6 +27,8 @@
 //! | [`verdict`] | pass/fail per implementation and parity (first difference of the traces) |
 //! | [`report`] | terminal lines, summary.json, report.md, report.html, junit.xml |
 //! | [`metrics`] | Prometheus text exposition parsing for `expect_metrics` and `wait` |
+//! | [`observe`] | full observation records: the harness's own HTTP/1.1 client, bodies, what each upstream received, named normalisation rules (being wired into the steps) |
+//! | [`selftest`] | the verdict's self-test: a proxy that injects exactly one difference in front of a router |
 //! | [`bench`] | `parity bench`: targets, load generator, measurement phases, its report |
 //! | [`util`] | shared by suite and bench: process-group registry, free ports, statistics, output |
 //!
