@@ -19,11 +19,86 @@ pub const MAX_CHAIN: usize = 8;
 /// Largest allowed `version` (2^53 - 1).
 pub const MAX_VERSION: u64 = 9_007_199_254_740_991;
 
+/// The rejection vocabulary of a config document (docs/spec.md section 2, "Validation",
+/// and section 6 for `internal_error`): the `code` of a nack and the `code` label of
+/// `router_config_rejected_total`. The wire names ([`Code::as_str`]) are the contract and
+/// never change; the match is exhaustive, so a new code cannot exist without its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The document is over [`MAX_DOCUMENT_BYTES`] (or the frame over the frame limit).
+    TooLarge,
+    /// Not JSON, not a JSON object, or a frame that is not `{"type":"config","config":...}`.
+    MalformedJson,
+    /// A member the schema does not know (the smallest such key in byte order).
+    UnknownField,
+    /// A required member is absent.
+    MissingField,
+    /// A value of the wrong type or outside its range.
+    InvalidValue,
+    /// An `endpoint` that is not `scheme://host:port[/]`.
+    InvalidEndpoint,
+    /// A route or a fallback names a placement that does not exist.
+    UnknownPlacement,
+    /// A fallback chain loops or is longer than [`MAX_CHAIN`].
+    FallbackCycle,
+    /// The control plane's version rule ([`check_version`]): not above the current one.
+    StaleVersion,
+    /// The router could not apply a valid config (writing the last-known-good file failed);
+    /// the only nack code that is not a validation result (spec section 6).
+    InternalError,
+}
+
+impl Code {
+    /// Every code: the validation codes in the order of spec section 2, then
+    /// `stale_version` and `internal_error`.
+    pub const ALL: [Code; 10] = [
+        Code::TooLarge,
+        Code::MalformedJson,
+        Code::UnknownField,
+        Code::MissingField,
+        Code::InvalidValue,
+        Code::InvalidEndpoint,
+        Code::UnknownPlacement,
+        Code::FallbackCycle,
+        Code::StaleVersion,
+        Code::InternalError,
+    ];
+
+    /// The wire name, e.g. `"malformed_json"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::TooLarge => "too_large",
+            Code::MalformedJson => "malformed_json",
+            Code::UnknownField => "unknown_field",
+            Code::MissingField => "missing_field",
+            Code::InvalidValue => "invalid_value",
+            Code::InvalidEndpoint => "invalid_endpoint",
+            Code::UnknownPlacement => "unknown_placement",
+            Code::FallbackCycle => "fallback_cycle",
+            Code::StaleVersion => "stale_version",
+            Code::InternalError => "internal_error",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serialises as the wire name (the nack's `error.code`).
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One rejection: a stable `code`, a JSON Pointer `path` (RFC 6901) and free text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// One of the codes of spec section 2 (`too_large`, `malformed_json`, ...).
-    pub code: &'static str,
+    /// The rejection's code (spec section 2).
+    pub code: Code,
     /// JSON Pointer to the offending field; `""` for the document itself.
     pub path: String,
     /// Human-readable explanation; not compared by tests.
@@ -36,8 +111,15 @@ impl fmt::Display for Rejection {
     }
 }
 
-fn rej(code: &'static str, path: impl Into<String>, message: impl Into<String>) -> Rejection {
-    Rejection { code, path: path.into(), message: message.into() }
+impl Rejection {
+    /// A rejection with `code` at JSON Pointer `path`, explained by `message`.
+    pub fn new(code: Code, path: impl Into<String>, message: impl Into<String>) -> Rejection {
+        Rejection { code, path: path.into(), message: message.into() }
+    }
+}
+
+fn rej(code: Code, path: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection::new(code, path, message)
 }
 
 /// Escape one JSON Pointer reference token (RFC 6901 section 3): `~` -> `~0`, `/` -> `~1`.
@@ -220,7 +302,7 @@ pub fn check_version(current: Option<&Config>, new: &Config) -> Result<VersionCh
         Some(cur) if new.version > cur.version => Ok(VersionCheck::Apply),
         Some(cur) if new.version == cur.version && new.same_content(cur) => Ok(VersionCheck::Reack),
         Some(cur) => Err(rej(
-            "stale_version",
+            Code::StaleVersion,
             "/version",
             format!("version {} is stale (current {})", new.version, cur.version),
         )),
@@ -245,17 +327,17 @@ fn int_of(n: &Number) -> Option<i128> {
 fn check_int(v: &Value, path: &str, lo: i128, hi: i128) -> Result<u64, Rejection> {
     match as_int(v) {
         Some(i) if i >= lo && i <= hi => Ok(i as u64),
-        Some(i) => Err(rej("invalid_value", path, format!("{i} is outside {lo}..={hi}"))),
-        None => Err(rej("invalid_value", path, "expected an integer")),
+        Some(i) => Err(rej(Code::InvalidValue, path, format!("{i} is outside {lo}..={hi}"))),
+        None => Err(rej(Code::InvalidValue, path, "expected an integer")),
     }
 }
 
 fn check_obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Rejection> {
-    v.as_object().ok_or_else(|| rej("invalid_value", path, "expected an object"))
+    v.as_object().ok_or_else(|| rej(Code::InvalidValue, path, "expected an object"))
 }
 
 fn check_str<'a>(v: &'a Value, path: &str) -> Result<&'a str, Rejection> {
-    v.as_str().ok_or_else(|| rej("invalid_value", path, "expected a string"))
+    v.as_str().ok_or_else(|| rej(Code::InvalidValue, path, "expected a string"))
 }
 
 /// Unknown keys first (smallest in byte order), then missing required keys (in table order).
@@ -268,14 +350,14 @@ fn check_keys(
     let unknown = obj.keys().filter(|k| !known.contains(&k.as_str())).min();
     if let Some(k) = unknown {
         return Err(rej(
-            "unknown_field",
+            Code::UnknownField,
             format!("{path}/{}", escape_pointer_token(k)),
             format!("unknown field {k:?}"),
         ));
     }
     for r in required {
         if !obj.contains_key(*r) {
-            return Err(rej("missing_field", format!("{path}/{r}"), format!("missing field {r:?}")));
+            return Err(rej(Code::MissingField, format!("{path}/{r}"), format!("missing field {r:?}")));
         }
     }
     Ok(())
@@ -290,7 +372,7 @@ fn valid_placement_id(id: &str) -> bool {
 /// steps 1-4). `stale_version` is not checked here; see [`check_version`].
 pub fn parse_and_validate(raw: &[u8]) -> Result<Config, Rejection> {
     if raw.len() > MAX_DOCUMENT_BYTES {
-        return Err(rej("too_large", "", format!("document is {} bytes, over 1 MiB", raw.len())));
+        return Err(rej(Code::TooLarge, "", format!("document is {} bytes, over 1 MiB", raw.len())));
     }
     let normalised;
     let text = if raw.windows(2).any(|w| w == b"-0") {
@@ -300,7 +382,7 @@ pub fn parse_and_validate(raw: &[u8]) -> Result<Config, Rejection> {
         raw
     };
     let value: Value = serde_json::from_slice(text)
-        .map_err(|e| rej("malformed_json", "", format!("not JSON: {e}")))?;
+        .map_err(|e| rej(Code::MalformedJson, "", format!("not JSON: {e}")))?;
     validate_value(value)
 }
 
@@ -339,7 +421,7 @@ fn normalise_negative_zero(raw: &[u8]) -> Vec<u8> {
 pub fn validate_value(value: Value) -> Result<Config, Rejection> {
     let top = value
         .as_object()
-        .ok_or_else(|| rej("malformed_json", "", "the document is not a JSON object"))?;
+        .ok_or_else(|| rej(Code::MalformedJson, "", "the document is not a JSON object"))?;
     check_keys(top, "", &["version", "routes", "placements"], &["version", "routes", "placements"])?;
     let version = check_int(&top["version"], "/version", 0, MAX_VERSION as i128)?;
 
@@ -351,7 +433,7 @@ pub fn validate_value(value: Value) -> Result<Config, Rejection> {
     for k in &route_keys {
         let path = format!("/routes/{}", escape_pointer_token(k));
         if k.is_empty() || k.len() > 256 {
-            return Err(rej("invalid_value", path, "routing key must be 1..=256 bytes"));
+            return Err(rej(Code::InvalidValue, path, "routing key must be 1..=256 bytes"));
         }
         let v = check_str(&routes_obj[k.as_str()], &path)?;
         routes.insert((*k).clone(), v.to_string());
@@ -365,7 +447,7 @@ pub fn validate_value(value: Value) -> Result<Config, Rejection> {
     for id in &ids {
         let path = format!("/placements/{}", escape_pointer_token(id));
         if !valid_placement_id(id) {
-            return Err(rej("invalid_value", path, "placement id must match ^[A-Za-z0-9._-]{1,64}$"));
+            return Err(rej(Code::InvalidValue, path, "placement id must match ^[A-Za-z0-9._-]{1,64}$"));
         }
         let p = validate_placement(id, &pl_obj[id.as_str()], &path)?;
         placements.insert((*id).clone(), p);
@@ -376,7 +458,7 @@ pub fn validate_value(value: Value) -> Result<Config, Rejection> {
         let target = &routes[k.as_str()];
         if !placements.contains_key(target) {
             return Err(rej(
-                "unknown_placement",
+                Code::UnknownPlacement,
                 format!("/routes/{}", escape_pointer_token(k)),
                 format!("route names unknown placement {target:?}"),
             ));
@@ -386,7 +468,7 @@ pub fn validate_value(value: Value) -> Result<Config, Rejection> {
         if let Some(f) = &p.fallback {
             if !placements.contains_key(f) {
                 return Err(rej(
-                    "unknown_placement",
+                    Code::UnknownPlacement,
                     format!("/placements/{}/fallback", escape_pointer_token(id)),
                     format!("fallback names unknown placement {f:?}"),
                 ));
@@ -401,7 +483,7 @@ pub fn validate_value(value: Value) -> Result<Config, Rejection> {
         while let Some(next) = placements[cur].fallback.as_deref() {
             if seen.contains(&next) || seen.len() >= MAX_CHAIN {
                 return Err(rej(
-                    "fallback_cycle",
+                    Code::FallbackCycle,
                     format!("/placements/{}/fallback", escape_pointer_token(id)),
                     "fallback chain loops or is longer than 8 placements",
                 ));
@@ -430,7 +512,7 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
     let ep_path = format!("{path}/endpoint");
     let endpoint_raw = check_str(&obj["endpoint"], &ep_path)?;
     let endpoint = parse_endpoint(endpoint_raw).ok_or_else(|| {
-        rej("invalid_endpoint", ep_path.clone(), format!("{endpoint_raw:?} is not scheme://host:port"))
+        rej(Code::InvalidEndpoint, ep_path.clone(), format!("{endpoint_raw:?} is not scheme://host:port"))
     })?;
 
     let fallback = match obj.get("fallback") {
@@ -457,7 +539,7 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
             let pp = format!("{hp}/path");
             let hpath = check_str(&h["path"], &pp)?;
             if !hpath.starts_with('/') || hpath.len() > 1024 {
-                return Err(rej("invalid_value", pp, "path must start with / and be 1..=1024 bytes"));
+                return Err(rej(Code::InvalidValue, pp, "path must start with / and be 1..=1024 bytes"));
             }
             Some(HealthCheckCfg {
                 path: hpath.to_string(),
@@ -530,14 +612,14 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
                 }
             }
             if !endpoint.tls {
-                return Err(rej("invalid_value", tp, "tls is only allowed on https:// endpoints"));
+                return Err(rej(Code::InvalidValue, tp, "tls is only allowed on https:// endpoints"));
             }
             match (&cfg.client_cert_file, &cfg.client_key_file) {
                 (Some(_), None) => {
-                    return Err(rej("missing_field", format!("{tp}/client_key_file"), "client_cert_file needs client_key_file"))
+                    return Err(rej(Code::MissingField, format!("{tp}/client_key_file"), "client_cert_file needs client_key_file"))
                 }
                 (None, Some(_)) => {
-                    return Err(rej("missing_field", format!("{tp}/client_cert_file"), "client_key_file needs client_cert_file"))
+                    return Err(rej(Code::MissingField, format!("{tp}/client_cert_file"), "client_key_file needs client_cert_file"))
                 }
                 _ => {}
             }
@@ -603,11 +685,33 @@ mod tests {
     fn float_is_not_integer() {
         let doc = br#"{"version":5.0,"routes":{},"placements":{}}"#;
         let e = parse_and_validate(doc).unwrap_err();
-        assert_eq!((e.code, e.path.as_str()), ("invalid_value", "/version"));
+        assert_eq!((e.code, e.path.as_str()), (Code::InvalidValue, "/version"));
         let e = parse_and_validate(br#"{"version":-0.0,"routes":{},"placements":{}}"#).unwrap_err();
-        assert_eq!((e.code, e.path.as_str()), ("invalid_value", "/version"));
+        assert_eq!((e.code, e.path.as_str()), (Code::InvalidValue, "/version"));
         let c = parse_and_validate(br#"{"version":-0,"routes":{"-0":"x"},"placements":{"x":{"endpoint":"http://a:1","max_concurrency":1,"timeouts":{"connect_ms":1,"request_ms":1}}}}"#).unwrap();
         assert_eq!(c.version, 0);
         assert!(c.routes.contains_key("-0"), "strings untouched");
+    }
+
+    #[test]
+    fn codes_have_distinct_wire_names() {
+        let names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "too_large",
+                "malformed_json",
+                "unknown_field",
+                "missing_field",
+                "invalid_value",
+                "invalid_endpoint",
+                "unknown_placement",
+                "fallback_cycle",
+                "stale_version",
+                "internal_error",
+            ]
+        );
+        assert_eq!(serde_json::to_string(&Code::StaleVersion).unwrap(), "\"stale_version\"");
+        assert_eq!(Code::FallbackCycle.to_string(), "fallback_cycle");
     }
 }

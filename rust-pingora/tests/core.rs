@@ -2,7 +2,7 @@
 //! over a snapshot with an injected clock, LKG persistence and the `.corrupt` rename.
 
 use rust_pingora::breaker::{Breaker, Outcome, State};
-use rust_pingora::config::{parse_and_validate, BreakerCfg};
+use rust_pingora::config::{parse_and_validate, BreakerCfg, Code};
 use rust_pingora::controlplane::{apply_config_bytes, handle_frame, load_lkg, write_lkg, LkgLoad, Reply};
 use rust_pingora::health::Health;
 use rust_pingora::limit::Limiter;
@@ -193,7 +193,7 @@ fn control_plane_apply_rules() {
     for bad in [doc(5, 10), doc(4, 9)] {
         match apply_config_bytes(&store, bad.as_bytes()) {
             Reply::Nack(v, r) => {
-                assert_eq!((r.code, r.path.as_str()), ("stale_version", "/version"));
+                assert_eq!((r.code, r.path.as_str()), (Code::StaleVersion, "/version"));
                 assert!(v.is_some());
             }
             other => panic!("{other:?}"),
@@ -202,12 +202,12 @@ fn control_plane_apply_rules() {
     assert_eq!(std::fs::read_to_string(d.join("last-known-good.json")).unwrap(), doc(5, 9));
     // frames
     let r = handle_frame(&store, r#"{"type":"hello"}"#);
-    assert!(matches!(&r, Reply::Nack(None, rej) if rej.code == "malformed_json"));
+    assert!(matches!(&r, Reply::Nack(None, rej) if rej.code == Code::MalformedJson));
     let r = handle_frame(&store, &format!(r#"{{"type":"config","config":{}}}"#, doc(6, 9).replace("\"k\"", "\"\"")));
     match &r {
         Reply::Nack(Some(v), rej) => {
             assert_eq!(v.to_string(), "6");
-            assert_eq!((rej.code, rej.path.as_str()), ("invalid_value", "/routes/"));
+            assert_eq!((rej.code, rej.path.as_str()), (Code::InvalidValue, "/routes/"));
         }
         other => panic!("{other:?}"),
     }
@@ -215,7 +215,7 @@ fn control_plane_apply_rules() {
     let big = format!(r#"{{"version":8,"routes":{{}},"placements":{{}}{}}}"#, " ".repeat(1 << 20));
     match handle_frame(&store, &format!(r#"{{"type":"config","config":{big}}}"#)) {
         Reply::Nack(v, rej) => {
-            assert_eq!(rej.code, "too_large");
+            assert_eq!(rej.code, Code::TooLarge);
             assert_eq!(v.map(|n| n.to_string()), Some("8".into()));
         }
         other => panic!("{other:?}"),
@@ -227,7 +227,7 @@ fn control_plane_apply_rules() {
     std::fs::remove_dir_all(&d).unwrap();
     std::fs::write(&d, "a file where the directory was").unwrap();
     match apply_config_bytes(&store, doc(9, 9).as_bytes()) {
-        Reply::Nack(_, rej) => assert_eq!(rej.code, "internal_error"),
+        Reply::Nack(_, rej) => assert_eq!(rej.code, Code::InternalError),
         other => panic!("{other:?}"),
     }
     assert_eq!(store.current_config().unwrap().version, 7);

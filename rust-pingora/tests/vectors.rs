@@ -59,7 +59,7 @@ fn shared_config_vectors() {
         let ok = match (v.expect.result.as_str(), &got) {
             ("accepted", Ok(())) => true,
             ("rejected", Err(r)) => {
-                Some(r.code) == v.expect.code.as_deref() && Some(r.path.as_str()) == v.expect.path.as_deref()
+                Some(r.code.as_str()) == v.expect.code.as_deref() && Some(r.path.as_str()) == v.expect.path.as_deref()
             }
             _ => false,
         };
@@ -70,7 +70,7 @@ fn shared_config_vectors() {
                 v.expect.result,
                 v.expect.code,
                 v.expect.path,
-                got.map_err(|r| (r.code, r.path))
+                got.map_err(|r| (r.code.as_str(), r.path))
             ));
         }
     }

@@ -14,7 +14,7 @@ pub use backoff::backoff_delay;
 pub use client::ControlPlane;
 pub use lkg::{load_lkg, lkg_path, write_lkg, LkgLoad, LKG_FILE};
 
-use crate::config::{self, check_version, Rejection, VersionCheck};
+use crate::config::{self, check_version, Code, Rejection, VersionCheck};
 use crate::store::Store;
 use serde_json::{json, value::RawValue, Value};
 
@@ -64,7 +64,7 @@ fn version_of(raw: &[u8]) -> Option<serde_json::Number> {
 /// Handle one text frame from the control plane: validate, compare versions, write the
 /// LKG file, swap, and return the reply. A rejected config changes nothing.
 pub fn handle_frame(store: &Store, text: &str) -> Reply {
-    let malformed = |m: &str| Reply::Nack(None, Rejection { code: "malformed_json", path: String::new(), message: m.into() });
+    let malformed = |m: &str| Reply::Nack(None, Rejection::new(Code::MalformedJson, "", m));
     let frame: Frame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => return count(store, malformed(&format!("frame is not a config object: {e}"))),
@@ -80,7 +80,7 @@ pub fn handle_frame(store: &Store, text: &str) -> Reply {
 
 fn count(store: &Store, r: Reply) -> Reply {
     if let Reply::Nack(_, rej) = &r {
-        store.metrics.config_rejected.with_label_values(&[rej.code]).inc();
+        store.metrics.config_rejected.with_label_values(&[rej.code.as_str()]).inc();
     }
     r
 }
@@ -109,7 +109,7 @@ fn apply_inner(store: &Store, raw: &[u8]) -> Reply {
                 eprintln!("pingora-router: cannot write last-known-good file: {e}");
                 return Reply::Nack(
                     Some(cfg.version.into()),
-                    Rejection { code: "internal_error", path: String::new(), message: format!("writing LKG: {e}") },
+                    Rejection::new(Code::InternalError, "", format!("writing LKG: {e}")),
                 );
             }
             let v = cfg.version;
