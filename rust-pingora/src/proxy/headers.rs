@@ -51,6 +51,15 @@ pub fn has_header_raw(raw: &[u8], name: &[u8]) -> bool {
     })
 }
 
+/// Whether a `Connection` field of `headers` lists the connection option `option`
+/// (case-insensitive; RFC 9110 section 7.6.1).
+pub fn connection_has(headers: &http::HeaderMap, option: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(option.as_bytes())))
+}
+
 /// Field names nominated by `Connection` (RFC 9110 section 7.6.1), lowercased; tokens that
 /// are not valid field names are skipped (they name no header). Empty (no allocation)
 /// when the message has no `Connection` header.
@@ -92,7 +101,7 @@ fn hop_by_hop_present(headers: &http::HeaderMap, nominated: &[HeaderName], keep_
 /// Rewrite the upstream request `up` (Pingora's copy of the client's request `down`) for
 /// placement `p`: hop-by-hop fields removed (an upgrade request keeps `Connection: Upgrade`
 /// and its `Upgrade` value; `TE: trailers` is kept), `Host` = the endpoint's `host:port`,
-/// `X-Forwarded-Host` = the client's `Host`, `X-Forwarded-Proto: http`, `X-Forwarded-For`
+/// `X-Forwarded-Host` = the client's `Host` (empty without one), `X-Forwarded-Proto: http`, `X-Forwarded-For`
 /// = the incoming values joined, then `client` (a hop-by-hop `X-Forwarded-For` does not
 /// travel on).
 pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, p: &PlacementRt, up: &mut RequestHeader) -> Result<()> {
@@ -134,12 +143,8 @@ pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, p: &Placem
         Some(v) => up.insert_header(header::HOST, v.clone())?,
         None => up.insert_header(header::HOST, p.cfg.endpoint.authority())?,
     }
-    match client_host {
-        Some(h) => up.insert_header("X-Forwarded-Host", h)?,
-        None => {
-            up.remove_header("X-Forwarded-Host");
-        }
-    }
+    // The client's Host; empty when it sent none (an HTTP/1.0 request), as for an empty Host.
+    up.insert_header("X-Forwarded-Host", client_host.unwrap_or_else(|| HeaderValue::from_static("")))?;
     up.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
     if let Some(ip) = client {
         if xff_parts > 0 {
@@ -188,6 +193,16 @@ mod tests {
         assert!(!has_header_raw(raw, b"transfer-encoding"));
         // the request line is not a field
         assert!(!has_header_raw(b"content-length: 1\r\n\r\n", b"content-length"));
+    }
+
+    #[test]
+    fn connection_options_are_tokens() {
+        let mut h = http::HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("close, X-Hop"));
+        assert!(!connection_has(&h, "upgrade"));
+        h.append(header::CONNECTION, HeaderValue::from_static(" Upgrade "));
+        assert!(connection_has(&h, "upgrade"));
+        assert!(!connection_has(&http::HeaderMap::new(), "upgrade"));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! holds the hooks only; each answers early where the request ends there.
 //!
 //! Hook mapping:
-//! - `request_filter`: framing checks (431, CL+TE → 400), snapshot, routing key and route
+//! - `early_request_filter`: pipelining on (RFC 9112 section 9.3.2), no 1xx for HTTP/1.0
+//!   clients, an `Upgrade` that is not an upgrade removed (RFC 9110 section 7.8).
+//! - `request_filter`: framing checks (431, CL+TE → 400), the request-target form and Host
+//!   ([`target`]), `Content-Length` ([`framing`]), snapshot, routing key and route
 //!   ([`crate::routing`]), selection and limit (steps 3-4); local rejections are answered
 //!   here ([`respond`]).
 //! - `upstream_peer`: returns the chosen placement's peer; after a connect failure of a
@@ -11,9 +14,12 @@
 //!   deadline ([`deadline`]) once the request has been written.
 //! - `fail_to_connect`: breaker failure (kind `connect`), slot release and `set_retry(true)`
 //!   for bodiless requests.
-//! - `upstream_request_filter` / `upstream_response_filter`: [`headers`]; the deadline is
-//!   disarmed when the response header arrives.
-//! - `response_filter`: marks the response committed.
+//! - `upstream_request_filter` / `upstream_response_filter`: [`headers`] and [`framing`]
+//!   (origin-form for absolute-form targets, one `Content-Length`, no framing fields on
+//!   1xx/204/304, 502 for framing the router cannot forward, the standard reason phrase);
+//!   the deadline is disarmed when the response header arrives.
+//! - `response_filter`: marks the response committed; HTTP/1.0 clients get an `HTTP/1.0`
+//!   status line and never `Transfer-Encoding` (RFC 9112 section 6.1).
 //! - `error_while_proxy` / `fail_to_proxy`: error classification and the router-made
 //!   responses (504 for the header deadline, 502 otherwise).
 //! - `logging`: breaker outcome, metrics, [`accesslog`]; the slot is released when the
@@ -22,8 +28,10 @@
 pub mod accesslog;
 pub mod ctx;
 pub mod deadline;
+pub mod framing;
 pub mod headers;
 pub mod respond;
+pub mod target;
 
 pub use ctx::{Ctx, HeaderTimer, NextPeer};
 pub use deadline::{DeadlineTimer, HeaderDeadline};
@@ -41,7 +49,10 @@ use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::Version;
 use std::os::fd::{BorrowedFd, RawFd};
+use target::TargetForm;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,6 +140,22 @@ impl RouterProxy {
         }
     }
 
+    /// Answer `bad_request` and close: a request the router does not accept (its framing or
+    /// head may hide a second request, so the connection is not reused).
+    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.answer_and_close(session, ctx, Code::BadRequest).await?;
+        Ok(true)
+    }
+
+    /// Answer `code`, keep-alive off, then a lingering close ([`respond::linger`]): the
+    /// request's body (or a pipelined request) may still be arriving.
+    async fn answer_and_close(&self, session: &mut Session, ctx: &mut Ctx, code: Code) -> Result<()> {
+        session.set_keepalive(None);
+        self.respond(session, ctx, code).await?;
+        respond::linger(session).await;
+        Ok(())
+    }
+
     /// Arm the `request_ms` deadline of the current attempt (once connected and written).
     fn arm_deadline(&self, ctx: &mut Ctx) {
         if let Some(p) = &ctx.placement {
@@ -145,6 +172,28 @@ impl ProxyHttp for RouterProxy {
         Ctx::new(self.store.enter())
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // RFC 9112 section 9.3.2: requests a client pipelines are read and served in order.
+        // Pingora's default would answer the first and close the connection, or, when the
+        // next one arrives while the first is in flight, fail the first as a client error.
+        session.set_pipelining_enabled(true);
+        let req = session.req_header();
+        let http10 = req.version < Version::HTTP_11;
+        // RFC 9110 section 7.8: `Upgrade` only asks for an upgrade on HTTP/1.1 with the
+        // `upgrade` connection option; otherwise it is an ordinary hop-by-hop field, and
+        // removing it here keeps Pingora and `upstream_request` from treating the request as
+        // an upgrade.
+        let not_an_upgrade = req.headers.contains_key(UPGRADE) && (http10 || !headers::connection_has(&req.headers, "upgrade"));
+        if not_an_upgrade {
+            session.req_header_mut().remove_header(&UPGRADE);
+        }
+        if http10 {
+            // RFC 9110 section 15.2: a server must not send a 1xx response to HTTP/1.0.
+            session.set_ignore_info_resp(true);
+        }
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Framing checks on the raw header section: Pingora drops Content-Length when
         // Transfer-Encoding is also present, so look at the bytes the client sent.
@@ -158,14 +207,53 @@ impl ProxyHttp for RouterProxy {
             None => (0, false),
         };
         if raw_len > headers::MAX_REQUEST_HEADER_BYTES {
-            session.set_keepalive(None);
-            self.respond(session, ctx, Code::RequestHeadersTooLarge).await?;
+            self.answer_and_close(session, ctx, Code::RequestHeadersTooLarge).await?;
             return Ok(true);
         }
         if both {
-            session.set_keepalive(None);
-            self.respond(session, ctx, Code::BadRequest).await?;
-            return Ok(true);
+            return self.refuse(session, ctx).await;
+        }
+        // The request-target form (RFC 9112 section 3.2) from the bytes the client sent, the
+        // Host (one valid value on HTTP/1.1, optional on HTTP/1.0) and the body framing
+        // (RFC 9112 section 6: Content-Length one decimal value, Pingora accepts and would
+        // forward a list such as `2, 2`).
+        let (form, host_ok, length_ok) = {
+            let req = session.req_header();
+            let raw = session.as_downstream().as_http1().map(|h1| h1.get_headers_raw_bytes());
+            let raw_target = raw.as_deref().and_then(target::raw_target).unwrap_or(req.raw_path());
+            let form = match target::classify(&req.method, raw_target) {
+                TargetForm::Invalid => Err(()),
+                TargetForm::Asterisk => Ok(true),
+                TargetForm::Origin | TargetForm::Absolute { .. } => Ok(false),
+            };
+            let mut hosts = req.headers.get_all(HOST).iter();
+            let host_ok = match (hosts.next(), hosts.next()) {
+                (Some(h), None) => target::valid_host(h.as_bytes()),
+                (None, _) => req.version < Version::HTTP_11,
+                (Some(_), Some(_)) => false,
+            };
+            // Transfer-Encoding: exactly one `chunked` (Pingora accepts `chunked, chunked`,
+            // `,chunked` and repeated lines as chunked; Go's net/http answers 501).
+            let length_ok = match framing::is_chunked_only(&req.headers) {
+                Ok(true) => true,
+                Ok(false) => framing::content_length(&req.headers).is_ok(),
+                Err(_) => false,
+            };
+            (form, host_ok, length_ok)
+        };
+        match form {
+            Err(()) => return self.refuse(session, ctx).await,
+            Ok(true) if host_ok => {
+                // `OPTIONS *` concerns the server itself: the router answers it.
+                let mut resp = ResponseHeader::build(200, Some(1))?;
+                resp.insert_header(CONTENT_LENGTH, "0")?;
+                session.write_response_header(Box::new(resp), true).await?;
+                return Ok(true);
+            }
+            _ => {}
+        }
+        if !host_ok || !length_ok {
+            return self.refuse(session, ctx).await;
         }
         let Some(snap) = self.store.snapshot() else {
             self.respond(session, ctx, Code::NoConfig).await?;
@@ -264,11 +352,41 @@ impl ProxyHttp for RouterProxy {
     async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
         let p = ctx.placement.as_ref().expect("placement");
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        headers::upstream_request(session.req_header(), client, p, up)
+        headers::upstream_request(session.req_header(), client, p, up)?;
+        // An absolute-form target goes up as its origin-form, byte for byte (RFC 9112
+        // section 3.2.2; Pingora would forward the absolute form with our Host in it).
+        let origin = target::classify(&up.method, up.raw_path()).origin_bytes();
+        if let Some(origin) = origin {
+            up.set_raw_path(&origin)?;
+        }
+        // Identical duplicate Content-Length lines go up as one (RFC 9110 section 8.6).
+        if let Ok(Some(n)) = framing::duplicate_content_length(&up.headers) {
+            up.insert_header(CONTENT_LENGTH, n)?;
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         let status = resp.status.as_u16();
+        // Framing the router cannot forward, or a status outside 100..=599: 502
+        // `upstream_protocol_error` (not retried; a breaker failure of kind protocol).
+        let fix = match framing::response_fix(resp.status, &resp.headers) {
+            Ok(fix) if status <= 599 => fix,
+            _ => {
+                let mut e = Error::explain(ErrorType::InvalidHTTPHeader, "upstream response framing");
+                e.as_up();
+                e.set_retry(false);
+                return Err(e);
+            }
+        };
+        for name in &fix.remove {
+            resp.remove_header(name);
+        }
+        if let Some(n) = fix.content_length {
+            resp.insert_header(CONTENT_LENGTH, n)?;
+        }
+        // The standard reason phrase, not the upstream's (RFC 9112 section 4).
+        resp.set_reason_phrase(framing::reason_phrase(resp.status).as_deref())?;
         if resp.status.is_informational() && status != 101 {
             return Ok(());
         }
@@ -277,9 +395,19 @@ impl ProxyHttp for RouterProxy {
         headers::downstream_response(resp, ctx.placement.as_deref())
     }
 
-    async fn response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         if ctx.upstream_status.is_some() {
             ctx.committed = true;
+        }
+        // RFC 9112 section 6.1: no Transfer-Encoding to an HTTP/1.0 client (Pingora turns a
+        // body without length into chunked whatever the client spoke); the body then ends
+        // with the close. The status line says HTTP/1.0, as Go's net/http writes it.
+        if session.req_header().version < Version::HTTP_11 {
+            if resp.remove_header(&TRANSFER_ENCODING).is_some() {
+                // close-delimited now: say `Connection: close`, not keep-alive
+                session.set_keepalive(None);
+            }
+            resp.set_version(Version::HTTP_10);
         }
         Ok(())
     }
@@ -356,8 +484,14 @@ impl ProxyHttp for RouterProxy {
             }
             Code::UpstreamProtocolError
         };
+        // Pingora never reuses the client connection after a failed proxy attempt: say so.
+        session.set_keepalive(None);
         if self.respond(session, ctx, code).await.is_err() {
             return no_reuse;
+        }
+        if *e.esource() == ErrorSource::Downstream {
+            // a malformed body: the rest of it may still be arriving
+            respond::linger(session).await;
         }
         FailToProxy { error_code: code.status(), can_reuse_downstream: false }
     }

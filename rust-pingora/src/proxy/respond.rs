@@ -1,13 +1,22 @@
 //! Router-made responses (docs/spec.md section 3, "Router-made responses"): the code's
 //! status, `X-Router-Error: <code>`, `Content-Type: application/json`, `Content-Length`,
 //! the body `{"error":"<code>","message":"<human text>"}`, and `X-Router-Placement` when a
-//! placement had been chosen.
+//! placement had been chosen; and the lingering close after an answer that ends the
+//! connection ([`linger`]).
 
 use crate::errcode::Code;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
+use std::io::Read;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+/// Longest a lingering close waits for the client ([`linger`]).
+pub const LINGER_TIME: Duration = Duration::from_secs(1);
+/// Most bytes a lingering close reads and discards ([`linger`]).
+pub const LINGER_BYTES: usize = 1 << 20;
 
 /// The response header and body for `code`, naming `placement` if given.
 pub fn error_response(code: Code, placement: Option<&str>) -> (ResponseHeader, Bytes) {
@@ -23,11 +32,43 @@ pub fn error_response(code: Code, placement: Option<&str>) -> (ResponseHeader, B
 }
 
 /// Write the router-made response for `code` on `session` (header, then the whole body).
+/// An HTTP/1.0 client gets an `HTTP/1.0` status line, as for forwarded responses.
 pub async fn respond(session: &mut Session, code: Code, placement: Option<&str>) -> Result<()> {
-    let (resp, body) = error_response(code, placement);
+    let (mut resp, body) = error_response(code, placement);
+    if session.req_header().version < http::Version::HTTP_11 {
+        resp.set_version(http::Version::HTTP_10);
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// Lingering close (RFC 9112 section 9.6) after a router-made answer that ends the
+/// connection while request bytes may still be arriving (a refused head, a bad chunk): stop
+/// writing (the client sees the end of the answer), then read and discard what the client
+/// still sends until it closes, for at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing
+/// with unread bytes would make the kernel reset the connection, and the reset can destroy
+/// the answer before the client has read it. Works on a duplicate of the socket, so
+/// Pingora's own stream is untouched; does nothing for a connection without a socket.
+pub async fn linger(session: &Session) {
+    let Some(fd) = session.as_downstream().stream().map(|s| s.id()) else { return };
+    // SAFETY: `fd` is this session's live client socket; it is only duplicated here.
+    let Ok(dup) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else { return };
+    let mut sock = std::net::TcpStream::from(dup);
+    if sock.shutdown(std::net::Shutdown::Write).is_err() || sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut buf = [0u8; 16 * 1024];
+    let mut read = 0;
+    while read < LINGER_BYTES && Instant::now() < deadline {
+        match sock.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(_) => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,164 @@
+//! Message framing rules the router applies on top of Pingora's HTTP/1 code (RFC 9112
+//! sections 6-7, RFC 9110 sections 6.4.1, 8.6 and 15; docs/spec.md section 3, *Upstream
+//! responses*; docs/conformance.md 28-45).
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, StatusCode};
+
+/// Why a message's framing is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingError {
+    /// A `Content-Length` that is not one `1*DIGIT` value (lists, signs, differing lines).
+    ContentLength,
+    /// A `Transfer-Encoding` other than exactly one `chunked` coding.
+    TransferEncoding,
+}
+
+/// The `Content-Length` of a message: `Ok(None)` when absent, `Ok(Some(n))` when every line
+/// holds the same `1*DIGIT` value (identical duplicate lines are one value, RFC 9110 section
+/// 8.6), `Err` for anything else (a comma list such as `2, 2`, a sign, `0x`, an empty value,
+/// differing lines, a value above `u64`).
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, FramingError> {
+    let mut found: Option<u64> = None;
+    for v in headers.get_all(CONTENT_LENGTH) {
+        let b = v.as_bytes();
+        if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+            return Err(FramingError::ContentLength);
+        }
+        let n: u64 = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).ok_or(FramingError::ContentLength)?;
+        match found {
+            Some(m) if m != n => return Err(FramingError::ContentLength),
+            _ => found = Some(n),
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the message says `Transfer-Encoding: chunked` and nothing else (one field line,
+/// one coding, any case). `Ok(false)` when there is no `Transfer-Encoding`.
+pub fn is_chunked_only(headers: &HeaderMap) -> Result<bool, FramingError> {
+    let mut values = headers.get_all(TRANSFER_ENCODING).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(false),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => Ok(true),
+        _ => Err(FramingError::TransferEncoding),
+    }
+}
+
+/// What the router changes in an upstream response head before it goes to the client
+/// ([`response_fix`]); applied with Pingora's header API so its case map stays in step.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ResponseFix {
+    /// Fields to remove.
+    pub remove: Vec<HeaderName>,
+    /// Replace every `Content-Length` line by this one value (identical duplicates).
+    pub content_length: Option<u64>,
+}
+
+/// Check an upstream response head and say how to clean it:
+/// - 1xx (except 101) and 204: `Content-Length` and `Transfer-Encoding` go (RFC 9110
+///   section 8.6: a server must not send them), whatever their values; 304: also
+///   `Content-Type` (net/http's rule, so both routers send the same 304);
+/// - a `Transfer-Encoding` other than `chunked`, or (without `Transfer-Encoding`) a
+///   `Content-Length` that [`content_length`] refuses: `Err`, the router answers 502
+///   `upstream_protocol_error` (RFC 9112 section 6.3);
+/// - with `Transfer-Encoding`, any `Content-Length` goes (RFC 9112 section 6.3, item 3);
+/// - identical duplicate `Content-Length` lines become one.
+pub fn response_fix(status: StatusCode, headers: &HeaderMap) -> Result<ResponseFix, FramingError> {
+    let mut fix = ResponseFix::default();
+    let no_body = (status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS)
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if no_body {
+        for name in [CONTENT_LENGTH, TRANSFER_ENCODING] {
+            if headers.contains_key(&name) {
+                fix.remove.push(name);
+            }
+        }
+        if status == StatusCode::NOT_MODIFIED && headers.contains_key(CONTENT_TYPE) {
+            fix.remove.push(CONTENT_TYPE);
+        }
+        return Ok(fix);
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        is_chunked_only(headers)?;
+        if headers.contains_key(CONTENT_LENGTH) {
+            fix.remove.push(CONTENT_LENGTH);
+        }
+        return Ok(fix);
+    }
+    fix.content_length = duplicate_content_length(headers)?;
+    Ok(fix)
+}
+
+/// `Some(n)` when the message has several `Content-Length` lines, all `n` (to be made one
+/// line); `None` when it has at most one. `Err` for anything [`content_length`] refuses.
+pub fn duplicate_content_length(headers: &HeaderMap) -> Result<Option<u64>, FramingError> {
+    let n = content_length(headers)?;
+    Ok(n.filter(|_| headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()))
+}
+
+/// The reason phrase the router writes for `status`: the standard one, or `status code N`
+/// when the status has none (Go's net/http text), never the upstream's (RFC 9112 section 4:
+/// the reason phrase is advisory).
+pub fn reason_phrase(status: StatusCode) -> Option<String> {
+    match status.canonical_reason() {
+        Some(_) => None,
+        None => Some(format!("status code {}", status.as_u16())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use http::HeaderValue;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(content_length(&h(&[])), Ok(None));
+        assert_eq!(content_length(&h(&[("content-length", "2"), ("content-length", "2")])), Ok(Some(2)));
+        for bad in [&[("content-length", "2, 2")][..], &[("content-length", "+2")], &[("content-length", "0x2")],
+            &[("content-length", "")], &[("content-length", "-1")], &[("content-length", "2"), ("content-length", "3")],
+            &[("content-length", "99999999999999999999999")]] {
+            assert_eq!(content_length(&h(bad)), Err(FramingError::ContentLength), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn response_fixes() {
+        let f = response_fix(StatusCode::OK, &h(&[("content-length", "2"), ("content-length", "2")])).unwrap();
+        assert_eq!(f, ResponseFix { remove: vec![], content_length: Some(2) });
+        assert_eq!(response_fix(StatusCode::OK, &h(&[("content-length", "2")])).unwrap(), ResponseFix::default());
+        assert!(response_fix(StatusCode::OK, &h(&[("content-length", "2, 2")])).is_err());
+        assert_eq!(
+            response_fix(StatusCode::OK, &h(&[("transfer-encoding", "gzip, chunked")])),
+            Err(FramingError::TransferEncoding)
+        );
+        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "identity")])).is_err());
+        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")])).is_err());
+        let f = response_fix(StatusCode::OK, &h(&[("transfer-encoding", "Chunked"), ("content-length", "9")])).unwrap();
+        assert_eq!(f.remove, vec![CONTENT_LENGTH]);
+        let f = response_fix(StatusCode::NO_CONTENT, &h(&[("content-length", "abc"), ("content-type", "text/plain")])).unwrap();
+        assert_eq!(f.remove, vec![CONTENT_LENGTH]);
+        let f = response_fix(StatusCode::NOT_MODIFIED, &h(&[("content-length", "5"), ("content-type", "t"), ("etag", "x")])).unwrap();
+        assert_eq!(f.remove, vec![CONTENT_LENGTH, CONTENT_TYPE]);
+        let f = response_fix(StatusCode::from_u16(102).unwrap(), &h(&[("content-length", "5"), ("transfer-encoding", "chunked")])).unwrap();
+        assert_eq!(f.remove, vec![CONTENT_LENGTH, TRANSFER_ENCODING]);
+        assert_eq!(response_fix(StatusCode::SWITCHING_PROTOCOLS, &h(&[])).unwrap(), ResponseFix::default());
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(reason_phrase(StatusCode::OK), None);
+        assert_eq!(reason_phrase(StatusCode::from_u16(999).unwrap()).as_deref(), Some("status code 999"));
+    }
+}
