@@ -618,4 +618,36 @@ func TestExpectContinueAtMostOne100(t *testing.T) {
 	if strings.Contains(out, "100 Continue") || !strings.HasPrefix(out, "HTTP/1.1 417 ") {
 		t.Fatalf("refused upload: %q", out)
 	}
+
+	// An upstream that ignores the expectation (sends no 100, waits for the body): after
+	// upstream.ExpectContinueWait the body is sent anyway, and the 100 the client gets is
+	// net/http's, once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for { // the head
+			if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+				break
+			}
+		}
+		body := make([]byte, 5)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\ngot "+string(body))
+	}()
+	silent := newRouter(t, doc(`"k":"p"`, `"p":`+placement(ln.Addr().String(), "", 4, 5000, "")))
+	out = expectExchange(t, silent.url, "/silent", "hello", 3*time.Second)
+	if n := strings.Count(out, "100 Continue"); n != 1 || !strings.HasSuffix(out, "got hello") {
+		t.Fatalf("silent upstream: %d 100 Continue in %q", n, out)
+	}
 }
