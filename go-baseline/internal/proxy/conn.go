@@ -16,15 +16,17 @@ const (
 // Listener wraps a net.Listener for the data plane's http.Server. Each accepted
 // connection is
 //
-//   - scanned for request heads with both Content-Length and Transfer-Encoding
-//     (framing.go; use with ConnContext so the handler can see the result), and
+//   - read through the request gate (framing.go): each request head is checked before
+//     net/http sees it, and a refused one is answered by the router, not by net/http
+//     (use with ConnContext, so that the handler sees the refusals, and with
+//     http.Server.MaxHeaderBytes = ServerMaxHeaderBytes), and
 //   - closed with a lingering close: Close sends FIN (shutdown of the write side) at once,
 //     then reads and discards what the client still sends until it closes its side, for
 //     at most LingerTime and LingerBytes, and only then closes the socket.
 //
-// The lingering close is for answers to requests that were not read whole (net/http's own
-// 431 and 400, the router's 400 for CL+TE, any router-made answer to a request whose body
-// was left unread): closing a TCP socket with unread input sends RST (RFC 9293 section
+// The lingering close is for answers to requests that were not read whole (the router's
+// 431 and 400 for a refused head, any router-made answer to a request whose body was left
+// unread): closing a TCP socket with unread input sends RST (RFC 9293 section
 // 3.6.1), and a client's TCP stack that receives it may discard the response
 // it has not yet read. RFC 9112 section 9.6 asks a server to close in stages for this
 // reason: half-close, keep reading until the client's close or a timeout, then close.
@@ -54,7 +56,7 @@ func (l Listener) Accept() (net.Conn, error) {
 
 type connKey struct{}
 
-// ConnContext is the http.Server.ConnContext that makes a scanned connection visible to
+// ConnContext is the http.Server.ConnContext that makes a gated connection visible to
 // the handler.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if sc, ok := c.(*scanConn); ok {

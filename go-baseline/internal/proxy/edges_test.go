@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/upstream"
 )
 
@@ -504,9 +506,9 @@ func TestOptionsAsteriskForwarded(t *testing.T) {
 }
 
 // Host (RFC 9112 section 3.2): an HTTP/1.1 request without Host, with two, or with an
-// invalid one is a 400 and is not forwarded. net/http answers its own 400 to the first
-// three kinds below; the router answers the empty Host and the bad port. An HTTP/1.0
-// request without Host is forwarded, with no X-Forwarded-Host at all.
+// invalid one is the router's 400 (X-Router-Error, counted) and is not forwarded: the
+// gate answers the kinds net/http would refuse itself, the handler the empty Host and the
+// bad port. An HTTP/1.0 request without Host is forwarded, with no X-Forwarded-Host at all.
 func TestHostRules(t *testing.T) {
 	var mu sync.Mutex
 	var seen []http.Header
@@ -517,20 +519,17 @@ func TestHostRules(t *testing.T) {
 	}))
 	defer up.Close()
 	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 1000, "")))
-	for _, tc := range []struct {
-		name, host string
-		router     bool // the router's own answer (X-Router-Error), not net/http's
-	}{
-		{"no Host", "", false},
-		{"two Hosts", "Host: a.example\r\nHost: b.example\r\n", false},
-		{"space", "Host: a b.example\r\n", false},
-		{"slash", "Host: a.example/evil\r\n", false},
-		{"empty", "Host: \r\n", true},
-		{"empty, no space", "Host:\r\n", true},
-		{"port not a number", "Host: a.example:8o\r\n", true},
+	for _, tc := range []struct{ name, host string }{
+		{"no Host", ""},
+		{"two Hosts", "Host: a.example\r\nHost: b.example\r\n"},
+		{"space", "Host: a b.example\r\n"},
+		{"slash", "Host: a.example/evil\r\n"},
+		{"empty", "Host: \r\n"},
+		{"empty, no space", "Host:\r\n"},
+		{"port not a number", "Host: a.example:8o\r\n"},
 	} {
 		out := rawExchange(t, r.url, "GET /h HTTP/1.1\r\n"+tc.host+"X-Routing-Key: k\r\n\r\n")
-		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || strings.Contains(out, "X-Router-Error: bad_request") != tc.router {
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") {
 			t.Errorf("%s: %.120q", tc.name, out)
 		}
 	}
@@ -540,8 +539,8 @@ func TestHostRules(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("upstream got %d requests", n)
 	}
-	if got := counter(t, r, "errors", "bad_request"); got != 3 {
-		t.Fatalf("router_errors_total{code=bad_request} = %v, want 3", got)
+	if got := counter(t, r, "errors", "bad_request"); got != 7 {
+		t.Fatalf("router_errors_total{code=bad_request} = %v, want 7", got)
 	}
 
 	out := rawExchange(t, r.url, "GET /h10 HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n")
@@ -649,5 +648,143 @@ func TestExpectContinueAtMostOne100(t *testing.T) {
 	out = expectExchange(t, silent.url, "/silent", "hello", 3*time.Second)
 	if n := strings.Count(out, "100 Continue"); n != 1 || !strings.HasSuffix(out, "got hello") {
 		t.Fatalf("silent upstream: %d 100 Continue in %q", n, out)
+	}
+}
+
+// sizedHead is a GET head of exactly size bytes (request line through the final CRLF)
+// that routes to key k, padded with an X-Pad field.
+func sizedHead(size int) string {
+	const pre, post = "GET /sized HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nConnection: close\r\nX-Pad: ", "\r\n\r\n"
+	return pre + strings.Repeat("p", size-len(pre)-len(post)) + post
+}
+
+// Every request head net/http would refuse before the handler runs (its own text/plain
+// 400, 431, 501, 505, 417), and every one the router refuses that net/http would accept
+// (folded lines, CL+TE, Transfer-Encoding in HTTP/1.0), gets the router's own answer
+// (docs/spec.md section 3): the status, X-Router-Error, Content-Type: application/json,
+// the JSON body, counted in router_errors_total{code}; nothing reaches the upstream, and
+// the connection ends with FIN (no reset), even when the client is still sending. The
+// only head limit is 64 KiB of bytes: 257 small header lines, or a head of exactly 65536
+// bytes, are forwarded.
+func TestRefusedHeadsGetTheRoutersAnswer(t *testing.T) {
+	const ok, key = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "X-Routing-Key: k\r\n"
+	many := strings.Repeat("X-Field-n: v\r\n", 257) // 257 lines of 14 bytes
+	for _, tc := range []struct {
+		name, req string
+		status    int    // 0: forwarded, 200
+		code      string // X-Router-Error
+	}{
+		{"missing Host", "GET /a HTTP/1.1\r\n" + key + "\r\n", 400, "bad_request"},
+		{"Host with a space", "GET /a HTTP/1.1\r\nHost: a b.example\r\n" + key + "\r\n", 400, "bad_request"},
+		{"Host with a slash", "GET /a HTTP/1.1\r\nHost: a.example/evil\r\n" + key + "\r\n", 400, "bad_request"},
+		{"two Hosts", "GET /a HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\n" + key + "\r\n", 400, "bad_request"},
+		{"/% target", "GET /% HTTP/1.1\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"/%zz target", "GET /%zz HTTP/1.1\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"CTL in target", "GET /a\x01b HTTP/1.1\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"bad request line", "GET /a\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"two spaces in request line", "GET  /a HTTP/1.1\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"method not a token", "G(T /a HTTP/1.1\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"version HTTP/2.0", "GET /a HTTP/2.0\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"version garbage", "GET /a HTTX/1.1\r\nHost: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"bad header name byte", "GET /a HTTP/1.1\r\nHost: x\r\nX\"Bad: 1\r\n" + key + "\r\n", 400, "bad_request"},
+		{"space before colon", "GET /a HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n" + key + "\r\n", 400, "bad_request"},
+		{"no colon", "GET /a HTTP/1.1\r\nHost: x\r\nBad Header\r\n" + key + "\r\n", 400, "bad_request"},
+		{"empty name", "GET /a HTTP/1.1\r\nHost: x\r\n: v\r\n" + key + "\r\n", 400, "bad_request"},
+		{"CTL in value", "GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n" + key + "\r\n", 400, "bad_request"},
+		{"bare CR in value", "GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n" + key + "\r\n", 400, "bad_request"},
+		{"obs-fold", "GET /a HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n" + key + "\r\n", 400, "bad_request"},
+		{"first field line folded", "GET /a HTTP/1.1\r\n Host: x\r\n" + key + "\r\n", 400, "bad_request"},
+		{"CL two values", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "bad_request"},
+		{"CL 1,1", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Content-Length: 1,1\r\n\r\na", 400, "bad_request"},
+		{"CL +5", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Content-Length: +5\r\n\r\nabcde", 400, "bad_request"},
+		{"CL -1", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Content-Length: -1\r\n\r\n", 400, "bad_request"},
+		{"CL empty", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Content-Length:\r\n\r\n", 400, "bad_request"},
+		{"CL over 2^63-1", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Content-Length: 9223372036854775808\r\n\r\n", 400, "bad_request"},
+		{"TE gzip", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Transfer-Encoding: gzip\r\n\r\n", 400, "bad_request"},
+		{"TE gzip, chunked", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400, "bad_request"},
+		{"TE twice", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_request"},
+		{"TE in HTTP/1.0", "POST /a HTTP/1.0\r\n" + key + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_request"},
+		{"CL and TE", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_request"},
+		{"Trailer: Content-Length", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Transfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n0\r\n\r\n", 400, "bad_request"},
+		{"Expect: foo", "POST /a HTTP/1.1\r\nHost: x\r\n" + key + "Expect: foo\r\nContent-Length: 1\r\n\r\na", 400, "bad_request"},
+		{"head of 65537 bytes", sizedHead(MaxHeadBytes + 1), 431, "request_headers_too_large"},
+		{"70,000-byte Cookie", "GET /a HTTP/1.1\r\nHost: x\r\n" + key + "Cookie: " + strings.Repeat("c", 70000) + "\r\n\r\n", 431, "request_headers_too_large"},
+		{"head of 65536 bytes", sizedHead(MaxHeadBytes), 0, ""},
+		{"257 header lines", "GET /many HTTP/1.1\r\nHost: x\r\n" + key + many + "Connection: close\r\n\r\n", 0, ""},
+		{"empty lines before the request line", "\r\n\r\nGET /e HTTP/1.1\r\nHost: x\r\n" + key + "Connection: close\r\n\r\n", 0, ""},
+	} {
+		up := newRawUpstream(t, ok)
+		r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+		out, err := orderlyExchange(t, hostPort(r.url), []byte(tc.req))
+		if err != nil {
+			t.Errorf("%s: the connection did not end with FIN: %v", tc.name, err)
+			continue
+		}
+		resp, rerr := http.ReadResponse(bufio.NewReader(strings.NewReader(out)), nil)
+		if rerr != nil {
+			t.Errorf("%s: unreadable answer %.100q: %v", tc.name, out, rerr)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if tc.status == 0 {
+			if resp.StatusCode != 200 || string(body) != "ok" || len(up.requestLines()) != 1 {
+				t.Errorf("%s: %d %q, upstream got %q; want it forwarded", tc.name, resp.StatusCode, body, up.requestLines())
+			}
+			continue
+		}
+		want := ""
+		for _, c := range errcode.All() {
+			if c.String() == tc.code {
+				want = `{"error":"` + tc.code + `","message":"` + c.Message() + `"}`
+			}
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("X-Router-Error") != tc.code ||
+			resp.Header.Get("Content-Type") != "application/json" || !resp.Close ||
+			string(body) != want || !json.Valid(body) {
+			t.Errorf("%s: %d error=%q ct=%q close=%v body %q", tc.name, resp.StatusCode, resp.Header.Get("X-Router-Error"),
+				resp.Header.Get("Content-Type"), resp.Close, body)
+		}
+		if n := counter(t, r, "errors", tc.code); n != 1 {
+			t.Errorf("%s: router_errors_total{code=%q} = %v", tc.name, tc.code, n)
+		}
+		if lines := up.requestLines(); len(lines) != 0 {
+			t.Errorf("%s: upstream got %q", tc.name, lines)
+		}
+		if strings.Count(out, "HTTP/1.") != 1 {
+			t.Errorf("%s: more than one answer: %q", tc.name, out)
+		}
+	}
+}
+
+// A refused head behind pipelined requests: those before it are forwarded and answered
+// in order, then the router's 400, then FIN; nothing after the refused head is read as a
+// request.
+func TestRefusedHeadAfterPipelinedRequests(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	req := "GET /one HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\n\r\n" +
+		"POST /two HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nContent-Length: 3\r\n\r\nabc" +
+		"GET /bad HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\nX-Routing-Key: k\r\n\r\n" +
+		"GET /after HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\n\r\n"
+	out, err := orderlyExchange(t, hostPort(r.url), []byte(req))
+	if err != nil {
+		t.Fatalf("no FIN: %v", err)
+	}
+	br := bufio.NewReader(strings.NewReader(out))
+	for i, want := range []int{200, 200, 400} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v in %q", i, err, out)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		if resp.StatusCode != want || (want == 400 && resp.Header.Get("X-Router-Error") != "bad_request") {
+			t.Fatalf("answer %d: %d %q", i, resp.StatusCode, resp.Header.Get("X-Router-Error"))
+		}
+	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Fatalf("after the 400: %q", rest)
+	}
+	if lines := up.requestLines(); len(lines) != 2 || lines[0] != "GET /one HTTP/1.1" || lines[1] != "POST /two HTTP/1.1" {
+		t.Fatalf("upstream got %q", lines)
 	}
 }

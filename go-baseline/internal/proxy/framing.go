@@ -4,34 +4,58 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"pingora-parity/go-baseline/internal/errcode"
 )
 
-// net/http accepts a request with both Content-Length and Transfer-Encoding: chunked
-// (RFC 9112 section 6.3 allows it) and deletes Content-Length before the handler runs,
-// so the handler cannot see the conflict the contract answers with 400. The connection
-// wrapper of conn.go therefore follows the HTTP/1.1 framing of every connection's byte stream (request
-// heads, fixed and chunked bodies) and records, per request head, whether it carried both
-// headers; the handler looks its request up by method and request-target.
+// The request gate. net/http answers a request head it refuses itself, before any
+// handler runs (its own text/plain 400, 431, 501, 505 and 417), and it accepts, hiding the
+// fact from handlers, heads the contract refuses (Content-Length with Transfer-Encoding,
+// Transfer-Encoding in HTTP/1.0, folded header lines). So that every refusal is the
+// router's own answer (docs/spec.md section 3: status, X-Router-Error, JSON body, counted
+// in router_errors_total), the connection wrapper of conn.go reads ahead of net/http and
+// follows the HTTP/1.1 framing of the byte stream (request heads, fixed and chunked bodies):
+//
+//   - a request head is held back until it is complete and has been checked (checkRequestLine,
+//     checkField, endHead: the rules net/http applies before the handler, plus the
+//     router's); body bytes pass at once, and a head that arrives whole in one read is
+//     handed over in place, without a copy;
+//   - a head that passes is handed to net/http byte for byte;
+//   - a head that is refused never reaches net/http: in its place net/http gets a stand-in
+//     head ("GET / HTTP/1.x", no body), and the handler, which counts the requests of
+//     its connection (refusedHead), answers the stand-in with the refusal's code and
+//     Connection: close. Everything the client sends after the refused head is discarded
+//     (the lingering close of conn.go then ends the connection with FIN).
+//
+// Limit: after a request that asks for an Upgrade the gate stops following the stream (it
+// may have become a tunnel); net/http's own rules apply to what follows on that connection.
 
-// conflictingFraming reports whether r's head had framing the router refuses: both
-// Content-Length and Transfer-Encoding, or Transfer-Encoding in an HTTP/1.0 request.
-func conflictingFraming(r *http.Request) bool {
-	sc, ok := r.Context().Value(connKey{}).(*scanConn)
-	if !ok {
-		return false
-	}
-	return sc.take(r.Method, r.RequestURI)
-}
+// MaxHeadBytes is the contract's only request-head limit (docs/spec.md section 3,
+// "Headers"): a head whose request line, header lines and final empty line (CRLF
+// included; empty lines before the request line not counted) are more than MaxHeadBytes
+// bytes is answered 431 request_headers_too_large. There is no limit on the number of
+// header lines.
+const MaxHeadBytes = 64 << 10
 
-type headInfo struct {
-	method, target string
-	conflict       bool
-}
+// ServerMaxHeaderBytes is the http.Server.MaxHeaderBytes to use with Listener: above
+// MaxHeadBytes plus net/http's read-ahead (one 4 KiB buffer), so that net/http's own 431
+// never comes before the gate's.
+const ServerMaxHeaderBytes = 2 * MaxHeadBytes
 
-type scanState int
+// maxBodyLineBytes bounds a chunk-size or trailer line the gate copies to parse; past it
+// the gate stops following the stream (net/http's chunked reader refuses such a body).
+const maxBodyLineBytes = 1 << 20
+
+// directReadMin: a Read with a smaller buffer (net/http's 1-byte background read) reads
+// from the socket into the connection's own buffer instead.
+const directReadMin = 1024
+
+type scanState uint8
 
 const (
 	sHead scanState = iota
@@ -40,71 +64,158 @@ const (
 	sChunkData
 	sChunkDataEnd
 	sTrailers
-	sOff // an upgrade, an unparseable head: stop following (net/http closes or tunnels)
+	sOff     // after an upgrade, or a chunked body the gate cannot follow: pass through
+	sRefused // a head was refused: nothing more reaches net/http
 )
 
-const maxHeadBytes = 1 << 20
+// refusal is a refused head as the handler needs it.
+type refusal struct {
+	code   errcode.Code
+	method string // from the request line, "" when it had none that could be split
+	path   string // the request-target up to '?'
+}
 
-// scanConn is an accepted client connection: it feeds what it reads to the framing
-// scanner (this file) and ends with a lingering close (conn.go).
+// headCheck is what the gate has learnt of the head being read. Values are checked as
+// their line completes; nothing here points into a read buffer.
+type headCheck struct {
+	bytes     int  // head bytes so far, request line included
+	lineStart int  // offset in the head of the line being read
+	rlLen     int  // length of the request line (without its line end)
+	started   bool // the request line has been read
+	http10    bool // HTTP/1.0 (no Host needed; Transfer-Encoding refused)
+	connect   bool // CONNECT: net/http needs no Host
+	hosts     int
+	cls       int  // Content-Length fields
+	clDiffer  bool // two Content-Length fields with different values
+	tes       int  // Transfer-Encoding fields
+	teChunked bool // the first Transfer-Encoding field is exactly "chunked"
+	trailer   bool // a Trailer field names Transfer-Encoding, Trailer or Content-Length
+	expect    bool // an Expect field has been seen (only the first counts)
+	upgrade   bool // Connection names upgrade
+}
+
+// scanConn is an accepted client connection: the gate (this file) between the socket
+// and net/http, and the lingering close (conn.go).
 type scanConn struct {
 	net.Conn
-	mu    sync.Mutex
-	heads []headInfo
 
 	lingerTime  time.Duration // see Listener
 	lingerBytes int64
 	closeOnce   sync.Once
 
-	// scanner state, touched only by Read (one reader at a time)
+	// Gate state, touched only by Read (net/http reads one call at a time).
 	state     scanState
-	line      []byte
-	headBytes int
-	cur       headInfo
-	started   bool
-	hasCL     bool
-	hasTE     bool
-	clBad     bool
-	cl        int64
-	teChunked bool
-	upgrade   bool
-	http10    bool
-	remaining int64
+	pending   []byte // checked bytes net/http has not taken yet
+	pendOff   int
+	hold      []byte // the head being read, when it did not arrive within one read
+	scratch   []byte // read buffer for small Reads and discarding
+	line      []byte // a chunk-size or trailer line split across reads
+	h         headCheck
+	clFirst   []byte // the first Content-Length value of the head (reused)
+	remaining int64  // bytes left in a fixed body or chunk
+	delivered uint64 // heads handed to net/http, the stand-in included
+
+	// Shared with the handler (net/http's serving goroutine).
+	refusedSeq atomic.Uint64 // ordinal of the stand-in head on this connection; 0: none
+	refused    refusal       // written before refusedSeq is stored
+	served     uint64        // requests the handler has seen (serving goroutine only)
 }
 
-func (c *scanConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 && c.state != sOff {
-		c.feed(p[:n])
+// refusedHead reports whether r is the stand-in for a head the gate refused, and which.
+// It must be called once for every request the handler gets, in order.
+func refusedHead(r *http.Request) (refusal, bool) {
+	sc, ok := r.Context().Value(connKey{}).(*scanConn)
+	if !ok {
+		return refusal{}, false
 	}
-	return n, err
+	sc.served++
+	if seq := sc.refusedSeq.Load(); seq != 0 && seq == sc.served {
+		return sc.refused, true
+	}
+	return refusal{}, false
 }
 
-// take pops the recorded heads up to and including the one for method and target.
-func (c *scanConn) take(method, target string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for len(c.heads) > 0 {
-		h := c.heads[0]
-		n := copy(c.heads, c.heads[1:]) // keep the backing array: no allocation per head
-		c.heads = c.heads[:n]
-		if h.method == method && h.target == target {
-			return h.conflict
+// Read hands net/http the bytes the gate has passed (see the top of this file).
+func (c *scanConn) Read(p []byte) (int, error) {
+	for {
+		if c.pendOff < len(c.pending) {
+			n := copy(p, c.pending[c.pendOff:])
+			c.pendOff += n
+			if c.pendOff == len(c.pending) {
+				c.pending, c.pendOff = c.pending[:0], 0
+			}
+			return n, nil
+		}
+		switch c.state {
+		case sOff:
+			return c.Conn.Read(p)
+		case sRefused:
+			return 0, c.discard()
+		}
+		buf, direct := p, len(p) >= directReadMin
+		if !direct {
+			buf = c.scratchBuf()
+		}
+		n, err := c.Conn.Read(buf)
+		if n > 0 {
+			if k := c.process(buf[:n], direct); k > 0 {
+				return k, nil // an error recurs on the next read
+			}
+		}
+		if c.pendOff < len(c.pending) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		// Everything read belongs to a head not yet complete: read on.
+	}
+}
+
+func (c *scanConn) scratchBuf() []byte {
+	if c.scratch == nil {
+		c.scratch = make([]byte, 4096)
+	}
+	return c.scratch
+}
+
+// discard reads and drops what the client sends after a refused head, until the read
+// fails (net/http aborting its background read, the client's close, the lingering close).
+func (c *scanConn) discard() error {
+	buf := c.scratchBuf()
+	for {
+		if _, err := c.Conn.Read(buf); err != nil {
+			return err
 		}
 	}
-	return false
 }
 
-func (c *scanConn) feed(b []byte) {
-	for len(b) > 0 && c.state != sOff {
+// process runs the gate over b, just read. It returns k: b[:k] is to be handed to
+// net/http as it is (only when direct, b being net/http's own buffer); bytes after
+// it that pass are appended to c.pending, the head being read is kept in c.hold.
+func (c *scanConn) process(b []byte, direct bool) int {
+	k := 0
+	inPlace := direct && len(c.pending) == 0 && len(c.hold) == 0
+	hs := -1 // start in b of the head being read in place
+	i := 0
+	for i < len(b) {
 		switch c.state {
-		case sFixed, sChunkData:
-			n := int64(len(b))
-			if n > c.remaining {
-				n = c.remaining
+		case sOff:
+			if inPlace {
+				return len(b)
 			}
-			c.remaining -= n
-			b = b[n:]
+			c.pending = append(c.pending, b[i:]...)
+			return k
+		case sRefused:
+			return k
+		case sFixed, sChunkData:
+			m := int64(len(b) - i)
+			if m > c.remaining {
+				m = c.remaining
+			}
+			k = c.pass(b, i, i+int(m), k, inPlace)
+			i += int(m)
+			c.remaining -= m
 			if c.remaining == 0 {
 				if c.state == sFixed {
 					c.state = sHead
@@ -112,55 +223,307 @@ func (c *scanConn) feed(b []byte) {
 					c.state = sChunkDataEnd
 				}
 			}
-		default: // line-oriented states
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				c.appendLine(b)
-				return
+		case sChunkSize, sChunkDataEnd, sTrailers:
+			j := bytes.IndexByte(b[i:], '\n')
+			if j < 0 {
+				k = c.pass(b, i, len(b), k, inPlace)
+				if len(c.line)+len(b)-i > maxBodyLineBytes {
+					c.state = sOff
+				}
+				c.line = append(c.line, b[i:]...)
+				i = len(b)
+				continue
 			}
-			c.appendLine(b[:i])
-			b = b[i+1:]
-			c.lineDone(bytes.TrimSuffix(c.line, []byte{'\r'}))
+			end := i + j + 1
+			k = c.pass(b, i, end, k, inPlace)
+			c.line = append(c.line, b[i:end-1]...)
+			i = end
+			c.bodyLine(trimCR(c.line))
 			c.line = c.line[:0]
-			if c.state != sHead || !c.started {
-				c.headBytes = 0 // the cap is per head, or per line inside a body
+		case sHead:
+			j := bytes.IndexByte(b[i:], '\n')
+			end := len(b)
+			if j >= 0 {
+				end = i + j + 1
+			}
+			if inPlace && hs < 0 {
+				hs = i
+			}
+			if !inPlace {
+				c.hold = append(c.hold, b[i:end]...)
+			}
+			c.h.bytes += end - i
+			i = end
+			if c.h.bytes > MaxHeadBytes {
+				c.refuse(errcode.RequestHeadersTooLarge, c.headSoFar(b, hs, i, inPlace))
+				continue
+			}
+			if j < 0 {
+				continue
+			}
+			head := c.headSoFar(b, hs, i, inPlace)
+			line := trimCR(head[c.h.lineStart : len(head)-1])
+			c.h.lineStart = c.h.bytes
+			if !c.h.started {
+				if len(line) == 0 {
+					// Empty lines before a request line are dropped (RFC 9112 section 2.2).
+					if inPlace {
+						inPlace, hs = false, -1
+					} else {
+						c.hold = c.hold[:0]
+					}
+					c.h.bytes, c.h.lineStart = 0, 0
+					continue
+				}
+				c.h.started, c.h.rlLen = true, len(line)
+				if !c.checkRequestLine(line) {
+					c.refuse(errcode.BadRequest, head)
+				}
+				continue
+			}
+			if len(line) > 0 {
+				if !c.checkField(line) {
+					c.refuse(errcode.BadRequest, head)
+				}
+				continue
+			}
+			if !c.endHead() {
+				c.refuse(errcode.BadRequest, head)
+				continue
+			}
+			if inPlace {
+				k, hs = i, -1
+			} else {
+				c.pending = append(c.pending, c.hold...)
+				c.hold = c.hold[:0]
 			}
 		}
 	}
-}
-
-func (c *scanConn) appendLine(b []byte) {
-	c.headBytes += len(b)
-	if c.headBytes > maxHeadBytes {
-		c.state = sOff
-		return
+	if hs >= 0 && c.state == sHead {
+		c.hold = append(c.hold, b[hs:]...) // the head goes on in the next read
 	}
-	c.line = append(c.line, b...)
+	return k
 }
 
-func (c *scanConn) lineDone(line []byte) {
+// pass lets b[from:to] through: in place when inPlace (then from == k), else queued.
+func (c *scanConn) pass(b []byte, from, to, k int, inPlace bool) int {
+	if inPlace {
+		return to
+	}
+	c.pending = append(c.pending, b[from:to]...)
+	return k
+}
+
+// headSoFar is the head being read, up to b[:i].
+func (c *scanConn) headSoFar(b []byte, hs, i int, inPlace bool) []byte {
+	if inPlace && hs >= 0 {
+		return b[hs:i]
+	}
+	return c.hold
+}
+
+// trimCR drops one CR before the line's LF (already cut off): bare LF ends a line too.
+func trimCR(line []byte) []byte {
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		return line[:n-1]
+	}
+	return line
+}
+
+// refuse replaces the head being read (head: its bytes so far) by the stand-in and
+// records why for the handler; from here on nothing more reaches net/http.
+func (c *scanConn) refuse(code errcode.Code, head []byte) {
+	var rf refusal
+	rf.code = code
+	if c.h.started {
+		rl := head[:c.h.rlLen]
+		if m, rest, ok := bytes.Cut(rl, []byte{' '}); ok {
+			target, _, _ := bytes.Cut(rest, []byte{' '})
+			path, _, _ := bytes.Cut(target, []byte{'?'})
+			rf.method, rf.path = string(m), string(path)
+		}
+	}
+	standIn := "GET / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
+	if c.h.http10 {
+		standIn = "GET / HTTP/1.0\r\nHost: refused.invalid\r\n\r\n"
+	}
+	c.state = sRefused
+	c.hold = c.hold[:0]
+	c.pending = append(c.pending, standIn...)
+	c.delivered++
+	c.refused = rf
+	c.refusedSeq.Store(c.delivered)
+}
+
+// checkRequestLine checks the request line as net/http's readRequest does (method a
+// token, version HTTP/1.x, a target url.ParseRequestURI accepts), which the router
+// refuses as bad_request instead of net/http's 400 and 505; it records the version.
+func (c *scanConn) checkRequestLine(line []byte) bool {
+	method, rest, ok1 := bytes.Cut(line, []byte{' '})
+	target, proto, ok2 := bytes.Cut(rest, []byte{' '})
+	if !ok1 || !ok2 || !isToken(method) {
+		return false
+	}
+	switch {
+	case string(proto) == "HTTP/1.1":
+	case string(proto) == "HTTP/1.0":
+		c.h.http10 = true
+	case len(proto) == 8 && string(proto[:7]) == "HTTP/1." && proto[7] >= '0' && proto[7] <= '9':
+		// HTTP/1.2 .. 1.9: net/http serves them as HTTP/1.x (RFC 9112 section 2.3).
+	default:
+		// Not HTTP/1.x: net/http's 400 (malformed) or 505 (HTTP/0.x, 2 and later).
+		return false
+	}
+	c.h.connect = string(method) == http.MethodConnect
+	return validTarget(target, c.h.connect)
+}
+
+// validTarget reports whether net/http's url.ParseRequestURI accepts target (for
+// CONNECT with an authority, as "http://"+target). The origin-form, the common case, is
+// checked here without allocating: no control bytes, and every '%' in the path (before
+// the first '?') followed by two hex digits (RFC 3986 section 2.1).
+func validTarget(target []byte, connect bool) bool {
+	if len(target) > 0 && target[0] == '/' {
+		inPath := true
+		for i := 0; i < len(target); i++ {
+			ch := target[i]
+			switch {
+			case ch < 0x20 || ch == 0x7f:
+				return false
+			case ch == '?':
+				inPath = false
+			case ch == '%' && inPath:
+				if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	raw := string(target)
+	if connect {
+		raw = "http://" + raw
+	}
+	_, err := url.ParseRequestURI(raw)
+	return err == nil
+}
+
+func isHex(ch byte) bool {
+	return '0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F'
+}
+
+// checkField checks one header line (RFC 9112 section 5, RFC 9110 section 5.5), as
+// net/http's textproto reader and server do, and records the fields endHead needs. A line
+// that begins with SP or HTAB (obs-fold, RFC 9112 section 5.2, or a first field line
+// beginning with whitespace) is refused: net/http joins a folded line to the previous
+// one; the router answers 400, as section 5.2 allows.
+func (c *scanConn) checkField(line []byte) bool {
+	if line[0] == ' ' || line[0] == '\t' {
+		return false
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) { // no name, or a byte outside tchar (a space too)
+		return false
+	}
+	name, value := line[:colon], line[colon+1:]
+	for _, ch := range value {
+		if ch < 0x20 && ch != '\t' || ch == 0x7f {
+			return false
+		}
+	}
+	value = trimOWS(value)
+	switch len(name) {
+	case 4:
+		if equalFold(name, "Host") {
+			c.h.hosts++
+			return c.h.hosts == 1 && validHost(value)
+		}
+	case 6:
+		if equalFold(name, "Expect") && !c.h.expect {
+			// net/http answers 417 itself to an expectation other than 100-continue
+			// (RFC 9110 section 10.1.1).
+			c.h.expect = true
+			return len(value) == 0 || hasToken(value, "100-continue")
+		}
+	case 7:
+		if equalFold(name, "Trailer") {
+			// net/http refuses a chunked request announcing these as trailers.
+			for _, el := range bytes.Split(value, []byte{','}) {
+				el = trimOWS(el)
+				if equalFold(el, "Transfer-Encoding") || equalFold(el, "Trailer") || equalFold(el, "Content-Length") {
+					c.h.trailer = true
+				}
+			}
+		}
+	case 10:
+		if equalFold(name, "Connection") {
+			for _, tok := range bytes.Split(value, []byte{','}) {
+				if equalFold(trimOWS(tok), "upgrade") {
+					c.h.upgrade = true
+				}
+			}
+		}
+	case 14:
+		if equalFold(name, "Content-Length") {
+			c.h.cls++
+			if c.h.cls == 1 {
+				c.clFirst = append(c.clFirst[:0], value...)
+			} else if !bytes.Equal(value, c.clFirst) {
+				c.h.clDiffer = true
+			}
+		}
+	case 17:
+		if equalFold(name, "Transfer-Encoding") {
+			c.h.tes++
+			if c.h.tes == 1 {
+				c.h.teChunked = equalFold(value, "chunked")
+			}
+		}
+	}
+	return true
+}
+
+// endHead decides a complete head (framing, RFC 9112 sections 6.1 to 6.3, and Host,
+// section 3.2) and, when it passes, sets up following its body.
+func (c *scanConn) endHead() bool {
+	h := &c.h
+	if !h.http10 && h.hosts == 0 && !h.connect {
+		return false // HTTP/1.1 without Host
+	}
+	var cl int64
+	if h.cls > 0 {
+		var ok bool
+		if cl, ok = parseContentLength(c.clFirst); !ok || h.clDiffer {
+			return false
+		}
+	}
+	if h.tes > 0 {
+		// Transfer-Encoding in HTTP/1.0 (net/http would ignore it and read the body as the
+		// next request), with Content-Length (RFC 9112 section 6.1: faulty framing), or
+		// other than one field saying exactly "chunked" (net/http's 501; RFC 9112 section
+		// 6.1 lets a server answer 400 or 501).
+		if h.http10 || h.cls > 0 || h.tes != 1 || !h.teChunked || h.trailer {
+			return false
+		}
+	}
+	c.delivered++
+	switch {
+	case h.upgrade:
+		c.state = sOff // may become a tunnel
+	case h.tes > 0:
+		c.state = sChunkSize
+	case cl > 0:
+		c.state, c.remaining = sFixed, cl
+	default:
+		c.state = sHead
+	}
+	*h = headCheck{}
+	return true
+}
+
+// bodyLine follows a chunked body's framing lines.
+func (c *scanConn) bodyLine(line []byte) {
 	switch c.state {
-	case sHead:
-		if !c.started {
-			if len(line) == 0 {
-				return // empty lines before a request line are skipped
-			}
-			c.started = true
-			// Split like net/http's parseRequestLine: METHOD SP request-target SP version.
-			method, rest, ok1 := bytes.Cut(line, []byte{' '})
-			target, proto, ok2 := bytes.Cut(rest, []byte{' '})
-			if ok1 && ok2 {
-				c.cur.method, c.cur.target = methodString(method), string(target)
-			}
-			// net/http ignores Transfer-Encoding below HTTP/1.1.
-			c.http10 = ok1 && ok2 && bytes.Equal(proto, []byte("HTTP/1.0"))
-			return
-		}
-		if len(line) > 0 {
-			c.header(line)
-			return
-		}
-		c.endHead()
 	case sChunkSize:
 		size := line
 		if i := bytes.IndexByte(size, ';'); i >= 0 {
@@ -168,8 +531,8 @@ func (c *scanConn) lineDone(line []byte) {
 		}
 		n, err := parseHex(bytes.TrimSpace(size))
 		switch {
-		case err != nil || n < 0:
-			c.state = sOff
+		case err != nil:
+			c.state = sOff // net/http refuses the body; the handler answers
 		case n == 0:
 			c.state = sTrailers
 		default:
@@ -183,6 +546,97 @@ func (c *scanConn) lineDone(line []byte) {
 		}
 	}
 }
+
+// parseContentLength parses a Content-Length value as net/http does: one or more digits
+// (leading zeros allowed), at most 2^63-1; no sign, no list (RFC 9110 section 8.6).
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(v), 10, 63) // no allocation: the string does not escape
+	return int64(n), err == nil
+}
+
+// tchar is RFC 9110 section 5.6.2's token character set.
+var tchar = func() (t [256]bool) {
+	for ch := '0'; ch <= '9'; ch++ {
+		t[ch] = true
+	}
+	for ch := 'a'; ch <= 'z'; ch++ {
+		t[ch], t[ch-'a'+'A'] = true, true
+	}
+	for _, ch := range []byte("!#$%&'*+-.^_`|~") {
+		t[ch] = true
+	}
+	return t
+}()
+
+// isToken reports whether b is a non-empty token (RFC 9110 section 5.6.2).
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, ch := range b {
+		if !tchar[ch] {
+			return false
+		}
+	}
+	return true
+}
+
+// hostByte is the byte set net/http accepts in Host (x/net/http/httpguts.ValidHostHeader):
+// those of uri-host and port (RFC 3986 section 3.2.2), '[' and ']' included.
+var hostByte = func() (t [256]bool) {
+	for ch := '0'; ch <= '9'; ch++ {
+		t[ch] = true
+	}
+	for ch := 'a'; ch <= 'z'; ch++ {
+		t[ch], t[ch-'a'+'A'] = true, true
+	}
+	for _, ch := range []byte("!$%&()*+,-.:;=[']_~") {
+		t[ch] = true
+	}
+	return t
+}()
+
+func validHost(v []byte) bool {
+	for _, ch := range v {
+		if !hostByte[ch] {
+			return false
+		}
+	}
+	return true
+}
+
+// trimOWS drops SP and HTAB at both ends (RFC 9110 section 5.6.3).
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// hasToken reports whether v contains token as a comma- or space-separated element,
+// ignoring ASCII case: net/http's test for "Expect: 100-continue".
+func hasToken(v []byte, token string) bool {
+	for sp := 0; sp+len(token) <= len(v); sp++ {
+		if sp > 0 && !isTokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if equalFold(v[sp:sp+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // equalFold reports whether b equals the ASCII string s ignoring ASCII case (header
 // names and these tokens are case-insensitive, RFC 9110 sections 5.1 and 7.6.1).
@@ -205,52 +659,6 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-func (c *scanConn) header(line []byte) {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return
-	}
-	name, value := line[:i], bytes.TrimSpace(line[i+1:])
-	switch {
-	case equalFold(name, "Content-Length"):
-		n, err := strconv.ParseInt(string(value), 10, 64)
-		if err != nil || n < 0 || (c.hasCL && n != c.cl) {
-			c.clBad = true
-		}
-		c.hasCL, c.cl = true, n
-	case equalFold(name, "Transfer-Encoding"):
-		c.teChunked = !c.hasTE && equalFold(value, "chunked")
-		c.hasTE = true
-	case equalFold(name, "Connection"):
-		for _, tok := range bytes.Split(value, []byte{','}) {
-			if equalFold(bytes.TrimSpace(tok), "upgrade") {
-				c.upgrade = true
-			}
-		}
-	}
-}
-
-// methodString is string(m), without an allocation for the common methods.
-func methodString(m []byte) string {
-	switch string(m) { // no allocation: the compiler compares the bytes in place
-	case "GET":
-		return "GET"
-	case "POST":
-		return "POST"
-	case "PUT":
-		return "PUT"
-	case "HEAD":
-		return "HEAD"
-	case "DELETE":
-		return "DELETE"
-	case "PATCH":
-		return "PATCH"
-	case "OPTIONS":
-		return "OPTIONS"
-	}
-	return string(m)
-}
-
 // parseHex parses a chunk size (1 to 15 hex digits).
 func parseHex(b []byte) (int64, error) {
 	if len(b) == 0 || len(b) > 15 {
@@ -270,29 +678,4 @@ func parseHex(b []byte) (int64, error) {
 		}
 	}
 	return n, nil
-}
-
-func (c *scanConn) endHead() {
-	// Content-Length with Transfer-Encoding, or Transfer-Encoding in an HTTP/1.0
-	// message, whose framing must be treated as faulty (RFC 9112 section 6.1); net/http
-	// ignores Transfer-Encoding below HTTP/1.1 and would read the chunked body as the
-	// next request on a keep-alive connection.
-	c.cur.conflict = c.hasTE && (c.hasCL || c.http10)
-	c.mu.Lock()
-	c.heads = append(c.heads, c.cur)
-	c.mu.Unlock()
-	switch {
-	case c.cur.conflict || c.upgrade || c.clBad || (c.hasTE && !c.teChunked && !c.http10):
-		// The router closes after a conflict; net/http rejects bad framing and closes;
-		// an upgrade may turn the connection into a tunnel.
-		c.state = sOff
-	case c.hasTE && !c.http10:
-		c.state = sChunkSize
-	case c.hasCL && c.cl > 0:
-		c.state, c.remaining = sFixed, c.cl
-	default:
-		c.state = sHead
-	}
-	c.cur, c.started, c.hasCL, c.hasTE, c.clBad, c.cl, c.teChunked, c.upgrade, c.http10, c.headBytes =
-		headInfo{}, false, false, false, false, 0, false, false, false, 0
 }

@@ -3,44 +3,108 @@ package proxy
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"testing"
+
+	"pingora-parity/go-baseline/internal/errcode"
 )
 
-// The scanner follows heads, fixed bodies and chunked bodies whatever the read sizes.
-func TestFramingScannerAnySplit(t *testing.T) {
+// gateRun feeds stream to a gate in pieces of random sizes (reads of either kind: in
+// place and through the gate's own buffer) and returns what net/http would read.
+func gateRun(stream []byte, rng *rand.Rand) (string, *scanConn) {
+	c := &scanConn{}
+	var out []byte
+	for rest := stream; len(rest) > 0 && c.state != sRefused; {
+		n := 1 + rng.IntN(min(len(rest), 700))
+		direct := rng.IntN(2) == 0
+		buf := append([]byte(nil), rest[:n]...)
+		rest = rest[n:]
+		k := c.process(buf, direct)
+		if !direct && k != 0 {
+			panic("in-place bytes from a gate buffer")
+		}
+		out = append(out, buf[:k]...)
+		out = append(out, c.pending[c.pendOff:]...)
+		c.pending, c.pendOff = c.pending[:0], 0
+	}
+	return string(out), c
+}
+
+// The gate follows heads, fixed bodies and chunked bodies whatever the read sizes, hands
+// over accepted heads and bodies byte for byte, and replaces the first refused head by
+// the stand-in.
+func TestGateAnySplit(t *testing.T) {
 	var b strings.Builder
-	b.WriteString("\r\nPOST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-	for i := 0; i < 3000; i++ { // many chunks: the per-head byte cap must not trip
+	b.WriteString("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for i := 0; i < 3000; i++ { // many chunks: no byte cap must trip
 		fmt.Fprintf(&b, "%x;ext=1\r\n%s\r\n", 7, "content")
 	}
 	b.WriteString("0\r\nX-Trailer: 1\r\n\r\n")
 	// A body that looks like a conflicting head must not be taken for one.
 	body := "GET /fake HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
-	fmt.Fprintf(&b, "PUT /b HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s", len(body), body)
+	fmt.Fprintf(&b, "PUT /b HTTP/1.1\r\nHost: x\r\ncontent-length: %d\r\n\r\n%s", len(body), body)
 	b.WriteString("GET /c HTTP/1.1\nHost: x\n\n")            // bare LF line ends
 	b.WriteString("PROPFIND /f HTTP/1.1\r\nHost: x\r\n\r\n") // a method outside the common ones
-	b.WriteString("POST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n")
+	accepted := b.String()
+	b.WriteString("\r\n\r\n") // empty lines before a request line are dropped
+	b.WriteString("GET /g HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("v", 5000) + "\r\n\r\n")
+	accepted += "GET /g HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("v", 5000) + "\r\n\r\n"
+	b.WriteString("POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n")
+	b.WriteString("GET /after HTTP/1.1\r\nHost: x\r\n\r\n") // never reaches net/http
 	stream := []byte(b.String())
-	want := []headInfo{{"POST", "/a", false}, {"PUT", "/b", false}, {"GET", "/c", false}, {"PROPFIND", "/f", false}, {"POST", "/d", true}}
+	want := accepted + "GET / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < 50; round++ {
-		c := &scanConn{}
-		for rest := stream; len(rest) > 0; {
-			n := 1 + rng.IntN(min(len(rest), 700))
-			c.feed(rest[:n])
-			rest = rest[n:]
+		out, c := gateRun(stream, rng)
+		if out != want {
+			t.Fatalf("round %d: net/http would read %d bytes, want %d", round, len(out), len(want))
 		}
-		if len(c.heads) != len(want) {
-			t.Fatalf("round %d: heads %+v", round, c.heads)
+		if c.delivered != 6 || c.refusedSeq.Load() != 6 || c.refused.code != errcode.BadRequest ||
+			c.refused.method != "POST" || c.refused.path != "/d" {
+			t.Fatalf("round %d: delivered %d, refused %d %+v", round, c.delivered, c.refusedSeq.Load(), c.refused)
 		}
-		for i := range want {
-			if c.heads[i] != want[i] {
-				t.Fatalf("round %d: head %d = %+v, want %+v", round, i, c.heads[i], want[i])
-			}
+	}
+}
+
+// The head limit is exact on the head's bytes, whatever the read sizes.
+func TestGateHeadLimitExact(t *testing.T) {
+	head := func(size int) string {
+		const pre, post = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ", "\r\n\r\n"
+		return pre + strings.Repeat("p", size-len(pre)-len(post)) + post
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := 0; round < 20; round++ {
+		ok := head(MaxHeadBytes)
+		if out, c := gateRun([]byte("\r\n"+ok), rng); out != ok || c.refusedSeq.Load() != 0 {
+			t.Fatalf("a head of %d bytes refused", MaxHeadBytes)
 		}
-		if !c.take("POST", "/d") || c.take("GET", "/c") {
-			t.Fatal("take must pop in order up to the matching head")
+		if _, c := gateRun([]byte(head(MaxHeadBytes+1)), rng); c.refused.code != errcode.RequestHeadersTooLarge {
+			t.Fatalf("a head of %d bytes: %+v", MaxHeadBytes+1, c.refused)
+		}
+	}
+}
+
+func TestValidTargetAsNetURL(t *testing.T) {
+	for _, target := range []string{"/", "/a%41", "/%", "/%4", "/%zz", "/a?%zz", "/a?b=%", "/\x7f", "/a\tb", "/\x80",
+		"*", "http://a/b", "http://a:x/", "a.example:443", "foo", "", "//a", "http://[::1/", "/a#b"} {
+		_, err := url.ParseRequestURI(target)
+		if got := validTarget([]byte(target), false); got != (err == nil) {
+			t.Errorf("validTarget(%q) = %v, url.ParseRequestURI: %v", target, got, err)
+		}
+	}
+}
+
+func TestHasToken(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want bool
+	}{
+		{"100-continue", true}, {"100-Continue", true}, {"foo, 100-continue", true}, {"100-continue\tx", true},
+		{"100-continuex", false}, {"x100-continue", false}, {"foo", false}, {"", false},
+	} {
+		if got := hasToken([]byte(tc.v), "100-continue"); got != tc.want {
+			t.Errorf("hasToken(%q) = %v", tc.v, got)
 		}
 	}
 }
@@ -57,12 +121,5 @@ func TestEqualFold(t *testing.T) {
 		if got := equalFold([]byte(tc.b), tc.s); got != tc.want {
 			t.Fatalf("equalFold(%q, %q) = %v", tc.b, tc.s, got)
 		}
-	}
-}
-
-func TestMethodStringAllocs(t *testing.T) {
-	m := []byte("OPTIONS")
-	if n := testing.AllocsPerRun(100, func() { _ = methodString(m) }); n != 0 || methodString(m) != "OPTIONS" {
-		t.Fatalf("%v allocations", n)
 	}
 }

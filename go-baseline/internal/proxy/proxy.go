@@ -11,8 +11,10 @@
 //     Host, trailers), for both directions.
 //   - respond.go: router-made responses (errcode.Code → status, headers, JSON body) and
 //     the response writer that records the status sent.
-//   - framing.go: the connection scanner that finds Content-Length + Transfer-Encoding
-//     heads, which net/http hides from handlers.
+//   - framing.go: the request gate between the socket and net/http: it checks each request
+//     head before net/http parses it and has the router answer the heads it refuses
+//     (malformed, over 64 KiB, conflicting framing), which net/http would answer itself
+//     or hide from the handler.
 //   - accesslog.go: the --access-log line (section 8).
 package proxy
 
@@ -108,6 +110,8 @@ type reqState struct {
 	clientGone bool
 	errCode    errcode.Code // router-made response code, 0: none
 
+	logMethod, logPath *string // access-log method and path of a refused head (not the stand-in's)
+
 	mu         sync.Mutex // reqBodyErr is set by the transport's body-writing goroutine
 	reqBodyErr error      // client request body read error
 
@@ -125,7 +129,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.http10 = r.ProtoMajor == 1 && r.ProtoMinor == 0
 	defer h.finish(rw, r, st, start)
 
-	if conflictingFraming(r) || r.Method == http.MethodConnect || !targetFormAllowed(r.Method, r.RequestURI) || !hostValid(r) {
+	if rf, ok := refusedHead(r); ok {
+		// The stand-in for a head the connection's gate refused (framing.go): the
+		// router's answer to what net/http would have answered itself, or accepted.
+		st.logMethod, st.logPath = &rf.method, &rf.path
+		w.Header().Set("Connection", "close")
+		h.writeError(rw, st, rf.code, "")
+		return
+	}
+	if r.Method == http.MethodConnect || !targetFormAllowed(r.Method, r.RequestURI) || !hostValid(r) {
 		// CONNECT (RFC 9110 section 9.3.6) is refused whatever its target: the router
 		// proxies no tunnels, and forwarding "CONNECT h:p" to an origin asks it for one.
 		w.Header().Set("Connection", "close")
@@ -394,7 +406,7 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 		h.metrics.ObserveRequest(placement, status, dur)
 	}
 	if h.log != nil {
-		h.log.write(start, r, placement, status, st.errCode, dur)
+		h.log.write(start, r, st.logMethod, st.logPath, placement, status, st.errCode, dur)
 	}
 	if rec != nil {
 		panic(rec)

@@ -50,8 +50,8 @@ func newRouterWith(t testing.TB, doc string, l Listener) *router {
 	l.Listener = srv.Listener
 	srv.Listener = l
 	srv.Config.ConnContext = ConnContext
-	srv.Config.DisableGeneralOptionsHandler = true // as server.Run
-	srv.Config.MaxHeaderBytes = 64<<10 - 4096
+	srv.Config.DisableGeneralOptionsHandler = true   // as server.Run
+	srv.Config.MaxHeaderBytes = ServerMaxHeaderBytes // as server.Run
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return &router{url: srv.URL, store: st, metrics: m}

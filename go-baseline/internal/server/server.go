@@ -23,10 +23,6 @@ import (
 	"pingora-parity/go-baseline/internal/store"
 )
 
-// MaxHeaderBytes makes net/http's request-head limit 64 KiB in all (spec section 3,
-// "Headers"): the server reads up to MaxHeaderBytes + 4096 bytes before it answers 431.
-const MaxHeaderBytes = 64<<10 - 4096
-
 // Exit codes (spec section 1).
 const (
 	ExitOK    = 0 // clean shutdown
@@ -86,8 +82,10 @@ func run(ctx context.Context, f Flags, stderr io.Writer, ready func(data, admin 
 	}
 	discard := log.New(io.Discard, "", 0)
 	dataSrv := &http.Server{
-		Handler:           proxy.New(st, m, accessLog),
-		MaxHeaderBytes:    MaxHeaderBytes,
+		Handler: proxy.New(st, m, accessLog),
+		// The 64 KiB head limit (spec section 3, "Headers") is the gate's, exact on the
+		// head's bytes (proxy.MaxHeadBytes); net/http's own is set above it.
+		MaxHeaderBytes:    proxy.ServerMaxHeaderBytes,
 		ReadHeaderTimeout: 60 * time.Second,
 		ConnContext:       proxy.ConnContext,
 		ErrorLog:          discard,
