@@ -27,12 +27,13 @@ type accessLine struct {
 	DurationMS float64       `json:"duration_ms"`
 }
 
-// write logs r; method and path, when not nil, replace r's (a refused head's stand-in).
-func (l *accessLog) write(start time.Time, r *http.Request, method, path *string, placement string, status int, code errcode.Code, d time.Duration) {
+// write logs r; for the stand-in of a refused head (rf not nil) the method and path are
+// the refused head's.
+func (l *accessLog) write(start time.Time, r *http.Request, rf *refusal, placement string, status int, code errcode.Code, d time.Duration) {
 	line := accessLine{TS: start.UTC().Format(time.RFC3339Nano), Method: r.Method, Path: r.URL.Path,
 		Status: status, DurationMS: float64(d.Microseconds()) / 1000}
-	if method != nil && path != nil {
-		line.Method, line.Path = *method, *path
+	if rf != nil {
+		line.Method, line.Path = rf.method, rf.path
 	}
 	if k := r.Header["X-Routing-Key"]; len(k) > 0 {
 		line.Key = &k[0]

@@ -68,3 +68,19 @@ func benchGet(b *testing.B, addr string) {
 		}
 	}
 }
+
+// BenchmarkGateHead is the gate's cost per request head (the head of BenchmarkProxyGet,
+// arriving whole in one read, handed over in place).
+func BenchmarkGateHead(b *testing.B) {
+	head := []byte("GET / HTTP/1.1\r\nHost: bench\r\nX-Routing-Key: bench\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n")
+	buf := make([]byte, len(head))
+	c := &scanConn{}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(head)))
+	for b.Loop() {
+		copy(buf, head)
+		if c.process(buf, true) != len(head) {
+			b.Fatal("head not handed over")
+		}
+	}
+}

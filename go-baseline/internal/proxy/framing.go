@@ -121,18 +121,19 @@ type scanConn struct {
 	served     uint64        // requests the handler has seen (serving goroutine only)
 }
 
-// refusedHead reports whether r is the stand-in for a head the gate refused, and which.
-// It must be called once for every request the handler gets, in order.
-func refusedHead(r *http.Request) (refusal, bool) {
+// refusedHead reports whether r is the stand-in for a head the gate refused, and which
+// (nil: not a stand-in). It must be called once for every request the handler gets, in
+// order.
+func refusedHead(r *http.Request) *refusal {
 	sc, ok := r.Context().Value(connKey{}).(*scanConn)
 	if !ok {
-		return refusal{}, false
+		return nil
 	}
 	sc.served++
 	if seq := sc.refusedSeq.Load(); seq != 0 && seq == sc.served {
-		return sc.refused, true
+		return &sc.refused
 	}
-	return refusal{}, false
+	return nil
 }
 
 // Read hands net/http the bytes the gate has passed (see the top of this file).

@@ -110,7 +110,7 @@ type reqState struct {
 	clientGone bool
 	errCode    errcode.Code // router-made response code, 0: none
 
-	logMethod, logPath *string // access-log method and path of a refused head (not the stand-in's)
+	refused *refusal // the gate refused the head: r is its stand-in (the access log names the head)
 
 	mu         sync.Mutex // reqBodyErr is set by the transport's body-writing goroutine
 	reqBodyErr error      // client request body read error
@@ -129,10 +129,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.http10 = r.ProtoMajor == 1 && r.ProtoMinor == 0
 	defer h.finish(rw, r, st, start)
 
-	if rf, ok := refusedHead(r); ok {
+	if rf := refusedHead(r); rf != nil {
 		// The stand-in for a head the connection's gate refused (framing.go): the
 		// router's answer to what net/http would have answered itself, or accepted.
-		st.logMethod, st.logPath = &rf.method, &rf.path
+		st.refused = rf
 		w.Header().Set("Connection", "close")
 		h.writeError(rw, st, rf.code, "")
 		return
@@ -406,7 +406,7 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 		h.metrics.ObserveRequest(placement, status, dur)
 	}
 	if h.log != nil {
-		h.log.write(start, r, st.logMethod, st.logPath, placement, status, st.errCode, dur)
+		h.log.write(start, r, st.refused, placement, status, st.errCode, dur)
 	}
 	if rec != nil {
 		panic(rec)
