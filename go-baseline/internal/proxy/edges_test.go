@@ -164,9 +164,9 @@ func orderlyExchange(t *testing.T, addr string, req []byte) (string, error) {
 }
 
 // Every answer to a request that was not read whole reaches the client and ends in an
-// orderly close, not a reset (RFC 9112 section 9.6): net/http's own 431 and 400, the
-// router's 400 for Content-Length + Transfer-Encoding, and router-made answers to a
-// request whose body was never read.
+// orderly close, not a reset (RFC 9112 section 9.6): the gate's 431 and 400 (a bad
+// header line, Content-Length + Transfer-Encoding), and router-made answers to a request
+// whose body was never read.
 func TestAnswersToUnreadRequestsCloseOrderly(t *testing.T) {
 	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	entered, release := make(chan struct{}, 1), make(chan struct{})

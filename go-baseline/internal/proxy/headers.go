@@ -69,9 +69,9 @@ func targetFormAllowed(method, requestURI string) bool {
 
 // hostValid reports whether r's Host is acceptable (RFC 9112 section 3.2, RFC 9110
 // section 7.2): present and not empty in an HTTP/1.1 request, with a valid port, if any.
-// net/http has already answered its own 400 to an HTTP/1.1 request without a Host
-// field, to more than one Host field and to a Host with a byte outside the URI
-// authority's (space, '/', ...), so the router adds only what net/http lets through: an
+// The request gate (framing.go) has already refused an HTTP/1.1 request without a Host
+// field, with more than one Host field and with a Host byte outside the URI authority's
+// (space, '/', ...), as net/http would, so this adds only what net/http lets through: an
 // empty Host in HTTP/1.1 and a port that is not a number. An HTTP/1.0 request may have
 // no Host (net/http cannot tell an empty Host from none there): it is forwarded without
 // X-Forwarded-Host.
