@@ -306,6 +306,13 @@ fn serve(
 
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, RouterProxy::new(store.clone()), "router");
+    // CONNECT reaches the hooks, which answer it 400 `bad_request` (docs/spec.md: the router
+    // proxies no CONNECT tunnels); Pingora's own answer would be a bare 405.
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.allow_connect_method_proxying = true;
+        app.server_options = Some(options);
+    }
     proxy.add_tcp(&flags.listen);
     server.add_service(OnBoundListener {
         inner: proxy,

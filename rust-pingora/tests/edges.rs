@@ -301,7 +301,14 @@ fn absolute_form_is_forwarded_as_origin_form_and_bad_targets_are_refused() {
     let (out, _) = exchange(&r.listen, &[(0, b"GET HTTPS://front.example HTTP/1.1\r\nHost: front.example\r\nX-Routing-Key: k\r\n\r\n")], IDLE);
     assert_eq!(responses(&out, &[])[0].status(), 200);
     assert!(up.heads().pop().unwrap().starts_with("GET / HTTP/1.1\r\n"));
-    // refused, never forwarded: not one of the four forms, a fragment, raw SP / DEL, `*` on GET
+    // byte for byte, whatever the bytes: `"{|}^`, an invalid escape in the query
+    for target in ["/a\"b{|}^", "/q?c=%zz&d=%"] {
+        let (out, _) = exchange(&r.listen, &[(0, &get(target, ""))], IDLE);
+        assert_eq!(responses(&out, &[])[0].status(), 200, "{target}");
+        assert!(up.heads().pop().unwrap().starts_with(&format!("GET {target} HTTP/1.1\r\n")), "{target}");
+    }
+    // refused, never forwarded: not one of the four forms, a fragment, raw SP / DEL, an
+    // invalid escape in the path, `*` on GET, userinfo, CONNECT
     let before = up.heads().len();
     for bad in [
         &b"GET abc/def HTTP/1.1\r\n"[..],
@@ -310,9 +317,12 @@ fn absolute_form_is_forwarded_as_origin_form_and_bad_targets_are_refused() {
         b"GET /a b HTTP/1.1\r\n",
         b"GET  /ds HTTP/1.1\r\n",
         b"GET /a\x7fb HTTP/1.1\r\n",
-        b"GET /a\"b HTTP/1.1\r\n",
+        b"GET /%zz HTTP/1.1\r\n",
+        b"GET /a%2 HTTP/1.1\r\n",
         b"GET * HTTP/1.1\r\n",
         b"GET http://u@front.example/ HTTP/1.1\r\n",
+        b"CONNECT front.example:443 HTTP/1.1\r\n",
+        b"CONNECT / HTTP/1.1\r\n",
     ] {
         let mut req = bad.to_vec();
         req.extend_from_slice(b"Host: h\r\nX-Routing-Key: k\r\n\r\n");
@@ -322,11 +332,10 @@ fn absolute_form_is_forwarded_as_origin_form_and_bad_targets_are_refused() {
         assert_eq!(end, End::Eof, "{}", String::from_utf8_lossy(bad));
     }
     assert_eq!(up.heads().len(), before, "a refused target reached the upstream");
-    // OPTIONS * is the router's own
+    // OPTIONS * goes up as it is (RFC 9110 section 9.3.7)
     let (out, _) = exchange(&r.listen, &[(0, b"OPTIONS * HTTP/1.1\r\nHost: h\r\nX-Routing-Key: k\r\n\r\n")], IDLE);
-    let got = responses(&out, &[]);
-    assert_eq!((got[0].status(), got[0].header("content-length")), (200, Some("0")));
-    assert_eq!(up.heads().len(), before);
+    assert_eq!(responses(&out, &[])[0].status(), 200);
+    assert!(up.heads().pop().unwrap().starts_with("OPTIONS * HTTP/1.1\r\n"));
 }
 
 #[test]
@@ -391,10 +400,10 @@ fn http10_clients_get_no_chunked_framing_and_no_1xx() {
     // RFC 9110 section 15.2: no 103 for an HTTP/1.0 client
     let (out, _) = exchange(&r.listen, &[(0, b"GET /r/103 HTTP/1.0\r\nHost: h\r\nX-Routing-Key: k\r\n\r\n")], IDLE);
     assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200]);
-    // and an HTTP/1.0 request without Host is forwarded with an empty X-Forwarded-Host
+    // and an HTTP/1.0 request without Host is forwarded without X-Forwarded-Host
     let (out, _) = exchange(&r.listen, &[(0, b"GET /nohost HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n")], IDLE);
     assert_eq!(responses(&out, &[])[0].status(), 200);
-    assert!(up.heads().pop().unwrap().to_ascii_lowercase().contains("\r\nx-forwarded-host: \r\n"));
+    assert!(!up.heads().pop().unwrap().to_ascii_lowercase().contains("\r\nx-forwarded-host:"));
 }
 
 #[test]
@@ -423,14 +432,14 @@ fn host_is_validated_on_http11() {
     let up = Recorder::start(ok_target);
     let r = RouterProc::start(Some(&lkg(&up.addr)), &[]);
     // issue 10 input 7 and siblings
-    for host in ["", "Host: a b.example\r\n", "Host: a.example/evil\r\n", "Host: a.example:abc\r\n", "Host: a\r\nHost: b\r\n"] {
+    for host in ["", "Host: \r\n", "Host: a b.example\r\n", "Host: a.example/evil\r\n", "Host: a.example:abc\r\n", "Host: a\r\nHost: b\r\n"] {
         let req = format!("GET /h HTTP/1.1\r\n{host}X-Routing-Key: k\r\n\r\n");
         let (out, end) = exchange(&r.listen, &[(0, req.as_bytes())], IDLE);
         assert_eq!(responses(&out, &[]).first().map(Msg::status), Some(400), "{host:?}");
         assert_eq!(end, End::Eof, "{host:?}");
     }
     assert!(up.heads().is_empty());
-    for host in ["Host: \r\n", "Host: [::1]:80\r\n", "Host: a_b.example\r\n"] {
+    for host in ["Host: [::1]:80\r\n", "Host: a_b.example\r\n", "Host: a.example:\r\n"] {
         let req = format!("GET /h HTTP/1.1\r\n{host}X-Routing-Key: k\r\n\r\n");
         let (out, _) = exchange(&r.listen, &[(0, req.as_bytes())], IDLE);
         assert_eq!(responses(&out, &[]).first().map(Msg::status), Some(200), "{host:?}");

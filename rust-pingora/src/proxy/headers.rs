@@ -101,7 +101,7 @@ fn hop_by_hop_present(headers: &http::HeaderMap, nominated: &[HeaderName], keep_
 /// Rewrite the upstream request `up` (Pingora's copy of the client's request `down`) for
 /// placement `p`: hop-by-hop fields removed (an upgrade request keeps `Connection: Upgrade`
 /// and its `Upgrade` value; `TE: trailers` is kept), `Host` = the endpoint's `host:port`,
-/// `X-Forwarded-Host` = the client's `Host` (empty without one), `X-Forwarded-Proto: http`, `X-Forwarded-For`
+/// `X-Forwarded-Host` = the client's `Host` (absent without one), `X-Forwarded-Proto: http`, `X-Forwarded-For`
 /// = the incoming values joined, then `client` (a hop-by-hop `X-Forwarded-For` does not
 /// travel on).
 pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, p: &PlacementRt, up: &mut RequestHeader) -> Result<()> {
@@ -143,8 +143,12 @@ pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, p: &Placem
         Some(v) => up.insert_header(header::HOST, v.clone())?,
         None => up.insert_header(header::HOST, p.cfg.endpoint.authority())?,
     }
-    // The client's Host; empty when it sent none (an HTTP/1.0 request), as for an empty Host.
-    up.insert_header("X-Forwarded-Host", client_host.unwrap_or_else(|| HeaderValue::from_static("")))?;
+    match client_host {
+        Some(h) => up.insert_header("X-Forwarded-Host", h)?,
+        None => {
+            up.remove_header("X-Forwarded-Host");
+        }
+    }
     up.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
     if let Some(ip) = client {
         if xff_parts > 0 {

@@ -4,8 +4,8 @@
 //! Hook mapping:
 //! - `early_request_filter`: pipelining on (RFC 9112 section 9.3.2), no 1xx for HTTP/1.0
 //!   clients, an `Upgrade` that is not an upgrade removed (RFC 9110 section 7.8).
-//! - `request_filter`: framing checks (431, CL+TE → 400), the request-target form and Host
-//!   ([`target`]), `Content-Length` ([`framing`]), snapshot, routing key and route
+//! - `request_filter`: framing checks (431, CL+TE → 400), the request-target form, CONNECT
+//!   and Host ([`target`]), `Content-Length` ([`framing`]), snapshot, routing key and route
 //!   ([`crate::routing`]), selection and limit (steps 3-4); local rejections are answered
 //!   here ([`respond`]).
 //! - `upstream_peer`: returns the chosen placement's peer; after a connect failure of a
@@ -15,7 +15,7 @@
 //! - `fail_to_connect`: breaker failure (kind `connect`), slot release and `set_retry(true)`
 //!   for bodiless requests.
 //! - `upstream_request_filter` / `upstream_response_filter`: [`headers`] and [`framing`]
-//!   (origin-form for absolute-form targets, one `Content-Length`, no framing fields on
+//!   (the target byte for byte, origin-form for absolute-form, one `Content-Length`, no framing fields on
 //!   1xx/204/304, 502 for framing the router cannot forward, the standard reason phrase);
 //!   the deadline is disarmed when the response header arrives.
 //! - `response_filter`: marks the response committed; HTTP/1.0 clients get an `HTTP/1.0`
@@ -223,8 +223,7 @@ impl ProxyHttp for RouterProxy {
             let raw_target = raw.as_deref().and_then(target::raw_target).unwrap_or(req.raw_path());
             let form = match target::classify(&req.method, raw_target) {
                 TargetForm::Invalid => Err(()),
-                TargetForm::Asterisk => Ok(true),
-                TargetForm::Origin | TargetForm::Absolute { .. } => Ok(false),
+                TargetForm::Origin | TargetForm::Absolute { .. } | TargetForm::Asterisk => Ok(()),
             };
             let mut hosts = req.headers.get_all(HOST).iter();
             let host_ok = match (hosts.next(), hosts.next()) {
@@ -241,18 +240,8 @@ impl ProxyHttp for RouterProxy {
             };
             (form, host_ok, length_ok)
         };
-        match form {
-            Err(()) => return self.refuse(session, ctx).await,
-            Ok(true) if host_ok => {
-                // `OPTIONS *` concerns the server itself: the router answers it.
-                let mut resp = ResponseHeader::build(200, Some(1))?;
-                resp.insert_header(CONTENT_LENGTH, "0")?;
-                session.write_response_header(Box::new(resp), true).await?;
-                return Ok(true);
-            }
-            _ => {}
-        }
-        if !host_ok || !length_ok {
+        // CONNECT (any target) is refused: the router proxies no tunnels.
+        if form.is_err() || !host_ok || !length_ok || session.req_header().method == http::Method::CONNECT {
             return self.refuse(session, ctx).await;
         }
         let Some(snap) = self.store.snapshot() else {
@@ -353,11 +342,20 @@ impl ProxyHttp for RouterProxy {
         let p = ctx.placement.as_ref().expect("placement");
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         headers::upstream_request(session.req_header(), client, p, up)?;
-        // An absolute-form target goes up as its origin-form, byte for byte (RFC 9112
-        // section 3.2.2; Pingora would forward the absolute form with our Host in it).
-        let origin = target::classify(&up.method, up.raw_path()).origin_bytes();
-        if let Some(origin) = origin {
-            up.set_raw_path(&origin)?;
+        // The target goes up byte for byte as the client sent it (RFC 9110 section 7.7;
+        // Pingora's parsed URI drops a `#fragment`), an absolute-form target as its
+        // origin-form (RFC 9112 section 3.2.2; Pingora would forward the absolute form with
+        // our Host in it).
+        let raw = session.as_downstream().as_http1().map(|h1| h1.get_headers_raw_bytes());
+        let sent = raw.as_deref().and_then(target::raw_target).unwrap_or(up.raw_path());
+        let form = target::classify(&up.method, sent);
+        let rewrite = match form.origin_bytes() {
+            Some(origin) => Some(origin),
+            None if sent != up.raw_path() => Some(sent.to_vec()),
+            None => None,
+        };
+        if let Some(path) = rewrite {
+            up.set_raw_path(&path)?;
         }
         // Identical duplicate Content-Length lines go up as one (RFC 9110 section 8.6).
         if let Ok(Some(n)) = framing::duplicate_content_length(&up.headers) {

@@ -10,8 +10,8 @@ pub enum TargetForm<'a> {
     /// `/path?query`: forwarded byte for byte.
     Origin,
     /// `http://authority/path?query` (scheme `http`, `https`, `ws` or `wss`, any case):
-    /// `authority` becomes the client's host, `origin` (never empty; `/` or `/?q` when the
-    /// target has no path) is what the upstream receives.
+    /// `authority` becomes the client's host; [`TargetForm::origin_bytes`] is what the upstream
+    /// receives.
     Absolute {
         /// The raw authority bytes (no userinfo: a target with `@` is [`TargetForm::Invalid`]).
         authority: &'a [u8],
@@ -44,18 +44,24 @@ impl TargetForm<'_> {
     }
 }
 
-/// Whether `b` may appear in a request-target: RFC 3986 `unreserved`, `gen-delims` except
-/// `#` (a fragment is never sent), `sub-delims` and `%`. Everything else (SP, CTL, `"`, `<`,
-/// `>`, `\`, `^`, `` ` ``, `{`, `|`, `}`, bytes >= 0x80) makes the target invalid.
-pub fn is_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'_' | b'~' // unreserved
-                | b':' | b'/' | b'?' | b'[' | b']' | b'@' // gen-delims (no '#')
-                | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' // sub-delims
-                | b'%'
-        )
+/// Whether every `%` in the path part of `target` (up to the first `?`) starts a
+/// valid percent-encoding `%HH` (RFC 3986 section 2.1). The query is not checked: its bytes
+/// are forwarded as they are.
+pub fn path_escapes_valid(target: &[u8]) -> bool {
+    let end = target.iter().position(|b| *b == b'?').unwrap_or(target.len());
+    let path = &target[..end];
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' {
+            match (path.get(i + 1), path.get(i + 2)) {
+                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 /// The request-target as the client sent it: the bytes between the first and the last
@@ -72,11 +78,13 @@ pub fn raw_target(raw: &[u8]) -> Option<&[u8]> {
 /// Classify a raw request-target (as received, before any decoding) of a request with
 /// method `method`.
 pub fn classify<'a>(method: &http::Method, target: &'a [u8]) -> TargetForm<'a> {
-    if target.is_empty() || !target.iter().all(|b| is_target_byte(*b)) {
+    // A fragment is never part of a request-target (RFC 9112 section 3.2); Pingora would
+    // drop it silently, so the target could not go up byte for byte: refuse it.
+    if target.is_empty() || target.contains(&b'#') {
         return TargetForm::Invalid;
     }
     if target[0] == b'/' {
-        return TargetForm::Origin;
+        return if path_escapes_valid(target) { TargetForm::Origin } else { TargetForm::Invalid };
     }
     if target == b"*" {
         return if method == http::Method::OPTIONS { TargetForm::Asterisk } else { TargetForm::Invalid };
@@ -90,18 +98,18 @@ pub fn classify<'a>(method: &http::Method, target: &'a [u8]) -> TargetForm<'a> {
     }
     let end = rest.iter().position(|b| *b == b'/' || *b == b'?').unwrap_or(rest.len());
     let (authority, path_and_query) = rest.split_at(end);
-    if authority.is_empty() || authority.contains(&b'@') {
+    if authority.is_empty() || authority.contains(&b'@') || !path_escapes_valid(path_and_query) {
         return TargetForm::Invalid;
     }
     TargetForm::Absolute { authority, path_and_query }
 }
 
-/// Whether a `Host` value is acceptable (RFC 9112 section 3.2, RFC 9110 section 7.2): empty,
-/// or only bytes that can appear in `uri-host [ ":" port ]` — letters, digits and
-/// `!$%&'()*+,-.:;=[]_~` (the byte set Go's net/http checks) — with a port, if any, of
-/// digits only (the Go router's extra check), so both routers refuse the same values.
+/// Whether a `Host` value is acceptable (RFC 9112 section 3.2, RFC 9110 section 7.2): not
+/// empty, only bytes that can appear in `uri-host [ ":" port ]` — letters, digits and
+/// `!$%&'()*+,-.:;=[]_~` (the byte set Go's net/http checks) — and a port, if any, of digits
+/// only (the Go router's extra check), so both routers refuse the same values.
 pub fn valid_host(v: &[u8]) -> bool {
-    valid_host_bytes(v) && valid_port(v)
+    !v.is_empty() && valid_host_bytes(v) && valid_port(v)
 }
 
 /// The port after the last `:` (after the `]` of an IP literal) is `*DIGIT`.
@@ -162,9 +170,11 @@ mod tests {
         let bare = classify(b"HTTPS://front.example");
         assert_eq!(bare.origin_bytes().unwrap(), b"/");
         assert_eq!(classify(b"http://h?q=1").origin_bytes().unwrap(), b"/?q=1");
+        assert_eq!(classify(b"/a\"b{|}^"), TargetForm::Origin);
+        assert_eq!(classify(b"/q?c=%zz&d=%"), TargetForm::Origin);
         for bad in [
-            &b""[..], b"abc/def", b"front.example:443", b"/f#frag", b"/a b", b"/a\x7fb", b"/a\"b", b"/a{b}",
-            b"/a|b", b"/a\\b", b"/a^b", b"/a`b", b"/\xe9", b"http://u@h/x", b"ftp://h/x", b"http:/h", b"http:///x",
+            &b""[..], b"abc/def", b"front.example:443", b"/f#frag", b"http://h/#f", b"/%", b"/%zz", b"/a%2", b"/a%2?x", b"http://h/%g0",
+            b"http://u@h/x", b"ftp://h/x", b"http:/h", b"http:///x",
         ] {
             assert_eq!(classify(bad), TargetForm::Invalid, "{:?}", String::from_utf8_lossy(bad));
         }
@@ -172,10 +182,10 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for ok in [&b""[..], b"a.example", b"[::1]:80", b"[::1]", b"a_b.example", b"a.example:8080", b"a.example:"] {
+        for ok in [&b"a.example"[..], b"[::1]:80", b"[::1]", b"a_b.example", b"a.example:8080", b"a.example:"] {
             assert!(valid_host(ok), "{:?}", String::from_utf8_lossy(ok));
         }
-        for bad in [&b"a b.example"[..], b"a.example/evil", b"u@a.example", b"a.example, b.example", b"a?x", b"a\tb", b"caf\xe9", b"a.example:abc", b"[::1]x", b"[::1"] {
+        for bad in [&b""[..], b"a b.example", b"a.example/evil", b"u@a.example", b"a.example, b.example", b"a?x", b"a\tb", b"caf\xe9", b"a.example:abc", b"[::1]x", b"[::1"] {
             assert!(!valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
         }
     }
