@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"pingora-parity/go-baseline/internal/errcode"
+	"pingora-parity/go-baseline/internal/metrics"
+	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/upstream"
 )
 
@@ -786,5 +788,52 @@ func TestRefusedHeadAfterPipelinedRequests(t *testing.T) {
 	}
 	if lines := up.requestLines(); len(lines) != 2 || lines[0] != "GET /one HTTP/1.1" || lines[1] != "POST /two HTTP/1.1" {
 		t.Fatalf("upstream got %q", lines)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the access log's writer and the test's reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The access-log line of a refused head names the head's method and path, not the
+// stand-in's, with the status and the error code.
+func TestRefusedHeadAccessLog(t *testing.T) {
+	st := store.New()
+	t.Cleanup(st.Close)
+	var logBuf syncBuffer
+	srv := httptest.NewUnstartedServer(New(st, metrics.New(st), &logBuf))
+	srv.Listener = Listener{Listener: srv.Listener}
+	srv.Config.ConnContext = ConnContext
+	srv.Config.MaxHeaderBytes = ServerMaxHeaderBytes
+	srv.Start()
+	t.Cleanup(srv.Close)
+	out := rawExchange(t, srv.URL, "PUT /x%zz?q=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 400 ") {
+		t.Fatalf("%q", out)
+	}
+	var line struct {
+		Method, Path, Error string
+		Status              int
+	}
+	waitFor(t, "the access-log line", func() bool { return strings.Contains(logBuf.String(), "\n") })
+	if err := json.Unmarshal([]byte(logBuf.String()), &line); err != nil {
+		t.Fatalf("%v: %q", err, logBuf.String())
+	}
+	if line.Method != "PUT" || line.Path != "/x%zz" || line.Status != 400 || line.Error != "bad_request" {
+		t.Fatalf("access log %q", logBuf.String())
 	}
 }

@@ -51,9 +51,14 @@ const ServerMaxHeaderBytes = 2 * MaxHeadBytes
 // the gate stops following the stream (net/http's chunked reader refuses such a body).
 const maxBodyLineBytes = 1 << 20
 
-// directReadMin: a Read with a smaller buffer (net/http's 1-byte background read) reads
-// from the socket into the connection's own buffer instead.
-const directReadMin = 1024
+// directReadMin: a Read with a smaller buffer (net/http's 1-byte background read, made
+// for every request while its handler runs) reads from the socket into the connection's
+// small buffer instead (scanConn.small).
+const directReadMin = 512
+
+// keepBufBytes: a pending or hold buffer that grew past this (a large head) is dropped
+// once empty, so that an idle connection does not keep it.
+const keepBufBytes = 16 << 10
 
 type scanState uint8
 
@@ -107,9 +112,9 @@ type scanConn struct {
 	state     scanState
 	pending   []byte // checked bytes net/http has not taken yet
 	pendOff   int
-	hold      []byte // the head being read, when it did not arrive within one read
-	scratch   []byte // read buffer for small Reads and discarding
-	line      []byte // a chunk-size or trailer line split across reads
+	hold      []byte              // the head being read, when it did not arrive within one read
+	small     [directReadMin]byte // read buffer for small Reads and for discarding
+	line      []byte              // a chunk-size or trailer line split across reads
 	h         headCheck
 	clFirst   []byte // the first Content-Length value of the head (reused)
 	remaining int64  // bytes left in a fixed body or chunk
@@ -144,6 +149,9 @@ func (c *scanConn) Read(p []byte) (int, error) {
 			c.pendOff += n
 			if c.pendOff == len(c.pending) {
 				c.pending, c.pendOff = c.pending[:0], 0
+				if cap(c.pending) > keepBufBytes {
+					c.pending = nil
+				}
 			}
 			return n, nil
 		}
@@ -153,15 +161,21 @@ func (c *scanConn) Read(p []byte) (int, error) {
 		case sRefused:
 			return 0, c.discard()
 		}
-		buf, direct := p, len(p) >= directReadMin
-		if !direct {
-			buf = c.scratchBuf()
-		}
-		n, err := c.Conn.Read(buf)
-		if n > 0 {
-			if k := c.process(buf[:n], direct); k > 0 {
-				return k, nil // an error recurs on the next read
+		var n, k int
+		var err error
+		if len(p) >= directReadMin {
+			n, err = c.Conn.Read(p)
+			if n > 0 {
+				k = c.process(p[:n], true)
 			}
+		} else {
+			n, err = c.Conn.Read(c.small[:])
+			if n > 0 {
+				c.process(c.small[:n], false) // copies what it keeps
+			}
+		}
+		if k > 0 {
+			return k, nil // an error recurs on the next read
 		}
 		if c.pendOff < len(c.pending) {
 			continue
@@ -173,19 +187,11 @@ func (c *scanConn) Read(p []byte) (int, error) {
 	}
 }
 
-func (c *scanConn) scratchBuf() []byte {
-	if c.scratch == nil {
-		c.scratch = make([]byte, 4096)
-	}
-	return c.scratch
-}
-
 // discard reads and drops what the client sends after a refused head, until the read
 // fails (net/http aborting its background read, the client's close, the lingering close).
 func (c *scanConn) discard() error {
-	buf := c.scratchBuf()
 	for {
-		if _, err := c.Conn.Read(buf); err != nil {
+		if _, err := c.Conn.Read(c.small[:]); err != nil {
 			return err
 		}
 	}
@@ -297,6 +303,9 @@ func (c *scanConn) process(b []byte, direct bool) int {
 			} else {
 				c.pending = append(c.pending, c.hold...)
 				c.hold = c.hold[:0]
+				if cap(c.hold) > keepBufBytes {
+					c.hold = nil
+				}
 			}
 		}
 	}
