@@ -1,23 +1,27 @@
-//! The client of `send` steps: HTTP/1.1 requests through reqwest (bodies streamed,
-//! chunks counted and timed) or raw bytes on a fresh TCP connection (malformed requests,
-//! upgrades), `concurrency` at a time. It reports what it saw as a [`Resp`] and never
-//! fails: transport errors and timeouts are part of the response.
+//! The client of `send` steps: every request goes through the harness's own HTTP/1.1
+//! client ([`crate::observe::client`]) on a fresh connection, `concurrency` at a time,
+//! which records everything a client can observe ([`Exchange`]). [`Resp`] is the view of
+//! it that expectations read. Nothing here fails: transport errors and timeouts are part
+//! of the observation.
 
+use crate::observe::client::{exchange, ConnEnd, Exchange, FailureKind, HttpRequest, Options, Outgoing, ReqBody};
+use crate::observe::upstream::REQUEST_TAG;
 use crate::scenario::Send;
 use futures_util::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 
-/// One response as the client saw it.
+/// One response as the client saw it, as expectations read it, with the full
+/// observation in [`Resp::exchange`].
 #[derive(Debug, Clone, Default)]
 pub struct Resp {
-    /// Status (None: no response).
+    /// Status (None: no response, or none complete before the deadline).
     pub status: Option<u16>,
     /// Response headers, lower-case names.
     pub headers: Vec<(String, String)>,
-    /// Body (possibly partial).
+    /// Body (possibly partial; at most the kept prefix).
     pub body: Vec<u8>,
     /// The body arrived complete.
     pub complete: bool,
@@ -29,6 +33,10 @@ pub struct Resp {
     pub latency_us: u64,
     /// Transport error text, when any.
     pub failure: Option<String>,
+    /// Everything observed on the connection.
+    pub exchange: Exchange,
+    /// The request tag sent (`<step>.<n>`), None for raw sends.
+    pub tag: Option<String>,
 }
 
 impl Resp {
@@ -36,174 +44,82 @@ impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+
+    /// The expectation view of an exchange: its first response (raw sends may see several).
+    pub fn of(ex: Exchange, tag: Option<String>) -> Resp {
+        let timed_out = ex.failure.as_ref().map(|f| f.kind == FailureKind::Timeout).unwrap_or(false);
+        let mut r = Resp { latency_us: ex.latency_us, failure: ex.failure.as_ref().map(|f| format!("{:?}: {}", f.kind, f.detail).to_lowercase()), tag, ..Default::default() };
+        if let Some(first) = ex.responses.first() {
+            // A response cut by the deadline counts as none (as a client library's timeout).
+            if !(timed_out && !first.complete) {
+                r.status = Some(first.head.status);
+            }
+            r.headers = first.head.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+            r.body = first.body.kept.clone();
+            r.complete = first.complete;
+            r.chunks = first.chunks;
+            r.max_gap_ms = first.max_gap_ms;
+        }
+        if timed_out {
+            r.failure = Some("timeout".into());
+        }
+        r.exchange = ex;
+        r
+    }
 }
 
-/// Sends the step's `count` requests to the router's data port `port`, `concurrency` at a
-/// time; the responses in request order. `progress` counts response body chunks received over all the step's requests.
-pub async fn send_all(client: reqwest::Client, port: u16, s: Send, progress: Arc<AtomicU64>) -> Vec<Resp> {
+/// The request of send `s` as the client writes it, tagged with `tag` (see
+/// [`REQUEST_TAG`]): `X-Routing-Key` (from `key`), `X-Padding` (from `pad_header_bytes`),
+/// the step's headers, the tag.
+pub fn outgoing(s: &Send, tag: &str) -> Outgoing {
+    if let Some(raw) = &s.raw {
+        return Outgoing::Raw { bytes: raw.as_bytes().to_vec(), tunnel_write: s.tunnel_write.as_ref().map(|t| t.as_bytes().to_vec()) };
+    }
+    let mut headers = Vec::new();
+    if let Some(k) = &s.key {
+        headers.push(("X-Routing-Key".to_string(), k.clone()));
+    }
+    if let Some(n) = s.pad_header_bytes {
+        headers.push(("X-Padding".to_string(), "p".repeat(n)));
+    }
+    headers.extend(s.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    headers.push(("X-Parity-Request".to_string(), tag.to_string()));
+    let body = match (&s.body, s.body_bytes) {
+        (Some(b), _) => ReqBody::Bytes(b.as_bytes().to_vec()),
+        (None, Some(n)) => ReqBody::Generated { len: n },
+        _ => ReqBody::Empty,
+    };
+    Outgoing::Http(HttpRequest { method: s.method.clone(), target: s.path.clone(), headers, body })
+}
+
+/// Sends the step's `count` requests to `addr` (the router's data port, or a proxy in
+/// front of it), `concurrency` at a time; the responses in request order. Request `n`
+/// of step `step` carries the tag `<step>.<n>`. `progress` counts response body chunks
+/// received over all the step's requests.
+pub async fn send_all(addr: SocketAddr, step: i64, s: Send, progress: Arc<AtomicU64>) -> Vec<Resp> {
     let s = Arc::new(s);
-    let futs = (0..s.count).map(|_| {
-        let c = client.clone();
+    let _ = REQUEST_TAG;
+    let futs = (0..s.count).map(|n| {
         let s = s.clone();
         let p = progress.clone();
-        async move { one_request(&c, port, &s, &p).await }
+        async move {
+            let tag = format!("{step}.{n}");
+            let opts = Options {
+                timeout: Duration::from_millis(s.timeout_ms),
+                max_chunks: s.read_chunks,
+                progress: Some(p),
+                // Raw sends may be pipelined: wait a little longer for a further response.
+                linger: Duration::from_millis(if s.raw.is_some() { 100 } else { 15 }),
+                ..Default::default()
+            };
+            let ex = exchange(addr, outgoing(&s, &tag), &opts).await;
+            Resp::of(ex, if s.raw.is_some() { None } else { Some(tag) })
+        }
     });
     futures_util::stream::iter(futs).buffered(s.concurrency as usize).collect().await
 }
 
-async fn one_request(client: &reqwest::Client, port: u16, s: &Send, progress: &AtomicU64) -> Resp {
-    let t0 = Instant::now();
-    let timeout = Duration::from_millis(s.timeout_ms);
-    let mut r = match &s.raw {
-        Some(raw) => tokio::time::timeout(timeout, raw_request(port, raw, s.tunnel_write.as_deref())).await.unwrap_or_else(|_| Resp {
-            failure: Some("timeout".into()),
-            ..Default::default()
-        }),
-        None => match tokio::time::timeout(timeout, http_request(client, port, s, progress)).await {
-            Ok(r) => r,
-            Err(_) => Resp { failure: Some("timeout".into()), ..Default::default() },
-        },
-    };
-    r.latency_us = t0.elapsed().as_micros() as u64;
-    r
+/// Whether the connection of `r` was kept alive after the response.
+pub fn kept_alive(r: &Resp) -> bool {
+    r.exchange.end == Some(ConnEnd::KeptAlive)
 }
-
-async fn http_request(client: &reqwest::Client, port: u16, s: &Send, progress: &AtomicU64) -> Resp {
-    let url = format!("http://127.0.0.1:{port}{}", s.path);
-    let method = reqwest::Method::from_bytes(s.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let mut rb = client.request(method, url);
-    if let Some(k) = &s.key {
-        rb = rb.header("X-Routing-Key", k);
-    }
-    if let Some(n) = s.pad_header_bytes {
-        rb = rb.header("X-Padding", "p".repeat(n));
-    }
-    for (k, v) in &s.headers {
-        rb = rb.header(k, v);
-    }
-    if let Some(b) = &s.body {
-        rb = rb.body(b.clone());
-    } else if let Some(n) = s.body_bytes {
-        const CHUNK: usize = 64 * 1024;
-        let chunks = n / CHUNK as u64;
-        let rest = (n % CHUNK as u64) as usize;
-        let block = bytes::Bytes::from(vec![b'a'; CHUNK]);
-        let last = bytes::Bytes::from(vec![b'a'; rest]);
-        let st = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(block.clone())))
-            .chain(futures_util::stream::iter(if rest > 0 { vec![Ok(last)] } else { vec![] }));
-        rb = rb.header("Content-Length", n.to_string()).body(reqwest::Body::wrap_stream(st));
-    }
-    let mut resp = match rb.send().await {
-        Ok(r) => r,
-        Err(e) => return Resp { failure: Some(error_chain(&e)), ..Default::default() },
-    };
-    let head_at = Instant::now();
-    let mut out = Resp {
-        status: Some(resp.status().as_u16()),
-        headers: resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect(),
-        ..Default::default()
-    };
-    let mut last = head_at;
-    loop {
-        if let Some(max) = s.read_chunks {
-            if out.chunks >= max {
-                // Enough: stop reading (dropping the response closes the connection).
-                out.complete = true;
-                break;
-            }
-        }
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                let now = Instant::now();
-                out.max_gap_ms = out.max_gap_ms.max(now.duration_since(last).as_millis() as u64);
-                last = now;
-                out.chunks += 1;
-                progress.fetch_add(1, Ordering::SeqCst);
-                if out.body.len() < 1 << 20 {
-                    out.body.extend_from_slice(&c);
-                }
-            }
-            Ok(None) => {
-                out.complete = true;
-                break;
-            }
-            Err(e) => {
-                out.failure = Some(error_chain(&e));
-                break;
-            }
-        }
-    }
-    out
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
-
-/// Writes raw bytes on a fresh connection and reads one response (head and a
-/// Content-Length body), or until the router closes.
-async fn raw_request(port: u16, raw: &str, tunnel: Option<&str>) -> Resp {
-    let mut s = match tokio::net::TcpStream::connect(crate::util::net::addr(port)).await {
-        Ok(s) => s,
-        Err(e) => return Resp { failure: Some(e.to_string()), ..Default::default() },
-    };
-    if let Err(e) = s.write_all(raw.as_bytes()).await {
-        return Resp { failure: Some(e.to_string()), ..Default::default() };
-    }
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 16384];
-    loop {
-        let mut hdrs = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut hdrs);
-        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
-            let headers: Vec<(String, String)> = resp
-                .headers
-                .iter()
-                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
-                .collect();
-            let status = resp.code;
-            if let (Some(101), Some(t)) = (status, tunnel) {
-                let mut body = buf[n..].to_vec();
-                if s.write_all(t.as_bytes()).await.is_err() {
-                    return Resp { status, headers, failure: Some("tunnel write failed".into()), ..Default::default() };
-                }
-                while body.len() < t.len() {
-                    match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => body.extend_from_slice(&tmp[..k]),
-                    }
-                }
-                let complete = body.len() >= t.len();
-                return Resp { status, headers, body, complete, ..Default::default() };
-            }
-            let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.trim().parse().ok()).unwrap_or(0);
-            let mut body = buf[n..].to_vec();
-            while body.len() < len {
-                match s.read(&mut tmp).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => body.extend_from_slice(&tmp[..k]),
-                }
-            }
-            let complete = body.len() >= len;
-            body.truncate(len);
-            return Resp { status, headers, body, complete, ..Default::default() };
-        }
-        match s.read(&mut tmp).await {
-            Ok(0) => return Resp { failure: Some("connection closed without a response".into()), ..Default::default() },
-            Err(e) => return Resp { failure: Some(e.to_string()), ..Default::default() },
-            Ok(k) => buf.extend_from_slice(&tmp[..k]),
-        }
-    }
-}
-

@@ -40,8 +40,13 @@ pub struct ImplRun {
 /// into `log_dir`). Never panics on router misbehaviour; harness problems give status
 /// `error`, a router that does not start gives `fail`.
 pub async fn run(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path) -> ImplRun {
+    run_with(sc, imp, bin_dir, log_dir, None).await
+}
+
+/// [`run`], with the self-test's injecting proxy `inject` in the environment.
+pub async fn run_with(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path, inject: Option<&crate::env::InjectSpec>) -> ImplRun {
     let start = Instant::now();
-    let mut env = match Env::create(sc, imp, bin_dir, log_dir).await {
+    let mut env = match Env::create_with(sc, imp, bin_dir, log_dir, inject).await {
         Ok(e) => e,
         Err(e) => {
             let missing = e.to_string().contains("not found");

@@ -287,6 +287,30 @@ pub struct Env {
     pub unused_port: u16,
     /// HTTP client for admin calls and sends: no proxy, no pooled connections.
     pub client: reqwest::Client,
+    /// What every mock upstream received, per request (shared by all upstreams).
+    pub received: crate::observe::upstream::Recorder,
+    /// The self-test's injecting proxy, when this run carries one
+    /// ([`crate::selftest`]); None in every normal run.
+    pub injected: Option<Injected>,
+}
+
+/// Where to put the self-test's injecting proxy in an environment.
+#[derive(Debug, Clone)]
+pub struct InjectSpec {
+    /// The one difference.
+    pub injection: crate::selftest::inject::Injection,
+    /// For an upstream-side injection: which upstream the proxy sits in front of.
+    pub upstream: Option<String>,
+}
+
+/// A running injecting proxy and where it sits.
+pub struct Injected {
+    /// The proxy.
+    pub proxy: crate::selftest::inject::Proxy,
+    /// The side.
+    pub side: crate::selftest::inject::Side,
+    /// The upstream it fronts (upstream side).
+    pub upstream: Option<String>,
 }
 
 /// A plain HTTP client: no proxy, no idle connections kept (every request on a fresh
@@ -304,6 +328,12 @@ impl Env {
     /// Builds the environment and starts the router (not yet waiting for the initial
     /// config). `log_dir` receives the router's output.
     pub async fn create(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path) -> Result<Env> {
+        Env::create_with(sc, imp, bin_dir, log_dir, None).await
+    }
+
+    /// [`Env::create`], with the self-test's injecting proxy `inject` placed in front of the
+    /// data port, the admin port or one upstream.
+    pub async fn create_with(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path, inject: Option<&InjectSpec>) -> Result<Env> {
         let bin_name = binary_name(imp).with_context(|| format!("unknown implementation {imp:?}"))?;
         let bin = bin_dir.join(bin_name);
         if !bin.exists() {
@@ -314,8 +344,9 @@ impl Env {
         TEMP_DIRS.lock().unwrap().push(dir.path().to_path_buf());
         let state_dir = dir.path().join("state");
         let mut upstreams = BTreeMap::new();
+        let received = crate::observe::upstream::Recorder::new();
         for (name, spec) in &sc.upstreams {
-            upstreams.insert(name.clone(), Upstream::start(name, spec, dir.path()).await?);
+            upstreams.insert(name.clone(), Upstream::start(name, spec, dir.path(), received.clone()).await?);
         }
         let unused_port = free_port()?;
         let (listen_port, admin_port) = (free_port()?, free_port()?);
@@ -338,7 +369,21 @@ impl Env {
             },
             unused_port,
             client: client(),
+            received,
+            injected: None,
         };
+        if let Some(spec) = inject {
+            use crate::selftest::inject::{Proxy, Side};
+            let side = spec.injection.side();
+            let target = match (side, &spec.upstream) {
+                (Side::Upstream, Some(u)) => crate::util::net::addr(env.upstreams.get(u).with_context(|| format!("no upstream {u:?}"))?.port),
+                (Side::Upstream, None) => bail!("an upstream-side injection needs an upstream"),
+                (Side::Client, _) => crate::util::net::addr(listen_port),
+                (Side::Admin, _) => crate::util::net::addr(admin_port),
+            };
+            let proxy = Proxy::start(target, spec.injection.clone()).await?;
+            env.injected = Some(Injected { proxy, side, upstream: spec.upstream.clone() });
+        }
         let bindings = env.bindings();
         let initial = sc.config.as_ref().map(|c| bindings.fill_value(c).to_string());
         if sc.router.control_plane {
@@ -401,14 +446,56 @@ impl Env {
             upstreams: self
                 .upstreams
                 .iter()
-                .map(|(name, up)| (name.clone(), UpstreamBinding { origin: up.origin(), port: up.port, ca_file: up.ca_file.clone() }))
+                .map(|(name, up)| {
+                    // An upstream-side injecting proxy takes the upstream's place in configs.
+                    match self.proxy_for(name) {
+                        Some(p) => (name.clone(), UpstreamBinding { origin: format!("http://127.0.0.1:{p}"), port: p, ca_file: up.ca_file.clone() }),
+                        None => (name.clone(), UpstreamBinding { origin: up.origin(), port: up.port, ca_file: up.ca_file.clone() }),
+                    }
+                })
                 .collect(),
         }
+    }
+
+    /// The port of the injecting proxy in front of upstream `name`, if any.
+    fn proxy_for(&self, name: &str) -> Option<u16> {
+        match &self.injected {
+            Some(i) if i.side == crate::selftest::inject::Side::Upstream && i.upstream.as_deref() == Some(name) => Some(i.proxy.port),
+            _ => None,
+        }
+    }
+
+    /// Where the client sends: the router's data port (or the client-side proxy).
+    pub fn data_addr(&self) -> std::net::SocketAddr {
+        match &self.injected {
+            Some(i) if i.side == crate::selftest::inject::Side::Client => crate::util::net::addr(i.proxy.port),
+            _ => crate::util::net::addr(self.router.listen_port),
+        }
+    }
+
+    /// The admin port the harness reads (the router's, or the admin-side proxy).
+    pub fn admin_read_port(&self) -> u16 {
+        match &self.injected {
+            Some(i) if i.side == crate::selftest::inject::Side::Admin => i.proxy.port,
+            _ => self.router.admin_port,
+        }
+    }
+
+    /// The observation normaliser of this run (every rule of
+    /// [`crate::observe::normalise::Rule`], with this run's ports and paths).
+    pub fn full_normaliser(&self) -> crate::observe::normalise::Normaliser {
+        crate::observe::normalise::Normaliser::new(self.substitutions())
     }
 
     /// The rules that replace this run's specific text (ports, paths) by stable
     /// placeholders, so that traces of two environments compare equal.
     pub fn normaliser(&self) -> Normaliser {
+        Normaliser::new(self.substitutions())
+    }
+
+    /// `(run-specific text, placeholder)` pairs, most specific first (rules `ports` and
+    /// `temp-paths` of [`crate::observe::normalise::Rule`]).
+    pub fn substitutions(&self) -> Vec<(String, String)> {
         let mut rules = vec![
             (self.state_dir.display().to_string(), "{{state_dir}}".to_string()),
             (self.dir.path().display().to_string(), "{{tmp}}".to_string()),
@@ -419,14 +506,22 @@ impl Env {
         rules.push((format!("127.0.0.1:{}", self.unused_port), "{{unused}}".into()));
         rules.push((format!("127.0.0.1:{}", self.router.listen_port), "{{router}}".into()));
         rules.push((format!("127.0.0.1:{}", self.router.admin_port), "{{admin}}".into()));
-        Normaliser::new(rules)
+        if let Some(i) = &self.injected {
+            let to = match (&i.side, &i.upstream) {
+                (crate::selftest::inject::Side::Upstream, Some(u)) => format!("{{{{up.{u}.hostport}}}}"),
+                (crate::selftest::inject::Side::Client, _) => "{{router}}".into(),
+                _ => "{{admin}}".into(),
+            };
+            rules.push((format!("127.0.0.1:{}", i.proxy.port), to));
+        }
+        rules
     }
 
     /// `GET /admin/state` as JSON.
     pub async fn admin_state(&self) -> Result<Value> {
         let r = self
             .client
-            .get(format!("http://127.0.0.1:{}/admin/state", self.router.admin_port))
+            .get(format!("http://127.0.0.1:{}/admin/state", self.admin_read_port()))
             .timeout(Duration::from_secs(2))
             .send()
             .await?;
@@ -437,7 +532,7 @@ impl Env {
     pub async fn metrics(&self) -> Result<crate::metrics::Scrape> {
         let r = self
             .client
-            .get(format!("http://127.0.0.1:{}/metrics", self.router.admin_port))
+            .get(format!("http://127.0.0.1:{}/metrics", self.admin_read_port()))
             .timeout(Duration::from_secs(2))
             .send()
             .await?;

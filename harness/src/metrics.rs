@@ -122,9 +122,9 @@ impl Scrape {
         Scrape { series }
     }
 
-    /// The value of a series; absent reads as 0 (spec section 7).
-    pub fn get(&self, key: &SeriesKey) -> f64 {
-        self.series.get(key).copied().unwrap_or(0.0)
+    /// The value of a series; None when the exposition does not have it (absent is not 0).
+    pub fn value(&self, key: &SeriesKey) -> Option<f64> {
+        self.series.get(key).copied()
     }
 }
 
@@ -138,11 +138,12 @@ mod tests {
             "# HELP x y\n# TYPE router_requests_total counter\nrouter_requests_total{status=\"200\",placement=\"a\"} 3\nrouter_config_version 7\nrouter_request_duration_seconds_bucket{placement=\"a\",le=\"+Inf\"} 3 1700000000\n",
         );
         let k = SeriesKey::parse("router_requests_total{placement=\"a\", status=\"200\"}").unwrap();
-        assert_eq!(s.get(&k), 3.0);
-        assert_eq!(s.get(&SeriesKey::parse("router_config_version").unwrap()), 7.0);
+        assert_eq!(s.value(&k), Some(3.0));
+        assert_eq!(s.value(&SeriesKey::parse("router_config_version").unwrap()), Some(7.0));
         let b = SeriesKey::parse("router_request_duration_seconds_bucket{le=\"+Inf\",placement=\"a\"}").unwrap();
-        assert_eq!(s.get(&b), 3.0);
-        assert_eq!(s.get(&SeriesKey::parse("router_errors_total{code=\"x\"}").unwrap()), 0.0);
+        assert_eq!(s.value(&b), Some(3.0));
+        // absent is not 0
+        assert_eq!(s.value(&SeriesKey::parse("router_errors_total{code=\"x\"}").unwrap()), None);
     }
 
     #[test]

@@ -190,9 +190,19 @@ pub fn details(s: &ScenarioResult) -> Vec<String> {
         }
     }
     if let Some(d) = &s.first_difference {
-        v.push(format!("    first difference at observation {} ({}):", d.index, step_label(d.step)));
-        for (imp, o) in &d.observations {
-            v.push(format!("      {imp}: {o}"));
+        match &d.field {
+            Some(f) => {
+                v.push(format!("    first difference: {} ({}), field {f}:", step_label(d.step), kind_of(d)));
+                for (imp, o) in &d.values {
+                    v.push(format!("      {imp}: {}", clip(&o.to_string(), 400)));
+                }
+            }
+            None => {
+                v.push(format!("    first difference at observation {} ({}):", d.index, step_label(d.step)));
+                for (imp, o) in &d.observations {
+                    v.push(format!("      {imp}: {}", clip(&o.to_string(), 400)));
+                }
+            }
         }
     }
     v
@@ -273,13 +283,30 @@ pub fn markdown(s: &Summary) -> String {
             let _ = writeln!(m, "\n{imp} logs and trace: `{}`", r.logs);
         }
         if let Some(d) = &sc.first_difference {
-            let _ = writeln!(m, "\nFirst difference, observation {} ({}):\n", d.index, step_label(d.step));
+            let _ = writeln!(m, "\nFirst difference, observation {} ({}, {}), field `{}`:\n", d.index, step_label(d.step), kind_of(d), d.field.as_deref().unwrap_or("-"));
+            for (imp, o) in &d.values {
+                let _ = writeln!(m, "- {imp}: `{}`", o.to_string().replace('`', "'"));
+            }
             for (imp, o) in &d.observations {
-                let _ = writeln!(m, "- {imp}: `{o}`");
+                let _ = writeln!(m, "- {imp} (whole observation): `{}`", clip(&o.to_string(), 2000).replace('`', "'"));
             }
         }
     }
     m
+}
+
+/// The step kind of a difference's observations (`send`, `wait`, ...).
+fn kind_of(d: &Difference) -> String {
+    d.observations.values().find_map(|o| o.get("kind").and_then(|k| k.as_str()).map(|k| k.to_string())).unwrap_or_else(|| "-".into())
+}
+
+/// `s` cut to `n` characters with `...` appended when longer.
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(n).collect::<String>())
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -335,11 +362,15 @@ pub fn html(s: &Summary) -> String {
             }
         }
         if let Some(d) = &sc.first_difference {
-            let _ = write!(h, "<p>First difference, observation {} ({}):</p><ul>", d.index, step_label(d.step));
+            let _ = write!(h, "<p>First difference, observation {} ({}, {}), field <code>{}</code>:</p><ul>", d.index, step_label(d.step), esc(&kind_of(d)), esc(d.field.as_deref().unwrap_or("-")));
+            for (imp, o) in &d.values {
+                let _ = write!(h, "<li>{}: <code>{}</code></li>", esc(imp), esc(&o.to_string()));
+            }
+            h.push_str("</ul><details><summary>whole observations</summary><ul>");
             for (imp, o) in &d.observations {
                 let _ = write!(h, "<li>{}: <code>{}</code></li>", esc(imp), esc(&o.to_string()));
             }
-            h.push_str("</ul>");
+            h.push_str("</ul></details>");
         }
     }
     h.push_str("</body></html>\n");

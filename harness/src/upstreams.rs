@@ -2,17 +2,19 @@
 //! steps can change, and can be taken down (its port then refuses connections and every
 //! open connection is closed) and brought back on the same port.
 //!
-//! - Behaviour `respond` (status, headers, body, delay) on plain HTTP is served by
-//!   `wiremock`.
-//! - Everything else, and every TLS upstream, is served by the harness's own TCP server
-//!   below: it reads requests itself (`httparse`, Content-Length and chunked bodies) so it
-//!   can misbehave at the byte level (RST before headers, close, garbage, short body,
-//!   drip, hang, hold) and echo exactly what arrived.
+//! Every behaviour, plain or TLS, is served by the harness's own TCP server below: it
+//! reads requests itself (`httparse`, Content-Length and chunked bodies) so it can
+//! misbehave at the byte level (RST before headers, close, garbage, short body, drip,
+//! hang, hold), echo exactly what arrived, and record every request it receives byte-exact
+//! (names as received, in order, with the body) into the run's
+//! [`crate::observe::upstream::Recorder`].
 //!
 //! Every HTTP response carries `X-Upstream-Name: <name>`. `GET /healthz*` always answers
 //! the upstream's health status (default 200), whatever the behaviour.
 
-use crate::scenario::{Behaviour, Respond, UpstreamSpec};
+use crate::observe::body::BodySink;
+use crate::observe::upstream::{ReqFraming, UpstreamRequest};
+use crate::scenario::{Behaviour, UpstreamSpec};
 use crate::util::net::addr;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -35,10 +37,11 @@ pub struct Shared {
     /// Body bytes received (all requests).
     pub body_bytes: AtomicU64,
     released: watch::Sender<bool>,
+    /// Where every non-health request received is recorded.
+    recorder: crate::observe::upstream::Recorder,
 }
 
 enum Running {
-    Mock(wiremock::MockServer),
     Raw(JoinHandle<()>),
 }
 
@@ -56,7 +59,7 @@ pub struct Upstream {
 impl Upstream {
     /// Creates an upstream on a fresh ephemeral port of 127.0.0.1; starts it when
     /// `spec.up`. TLS material goes to `dir`.
-    pub async fn start(name: &str, spec: &UpstreamSpec, dir: &Path) -> Result<Upstream> {
+    pub async fn start(name: &str, spec: &UpstreamSpec, dir: &Path, recorder: crate::observe::upstream::Recorder) -> Result<Upstream> {
         let shared = Arc::new(Shared {
             name: name.to_string(),
             behaviour: Mutex::new(spec.behaviour.clone()),
@@ -64,6 +67,7 @@ impl Upstream {
             requests: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
             released: watch::channel(false).0,
+            recorder,
         });
         let (tls, ca_file) = if spec.tls {
             let (acc, ca) = make_tls(name, dir)?;
@@ -100,23 +104,11 @@ impl Upstream {
             Some(l) => l,
             None => bind_same_port(self.port).await?,
         };
-        let beh = self.shared.behaviour.lock().unwrap().clone();
-        let use_mock = self.tls.is_none() && matches!(beh, Behaviour::Respond(_));
-        *running = Some(if use_mock {
-            let server = wiremock::MockServer::builder()
-                .listener(std_l)
-                .disable_request_recording()
-                .start()
-                .await;
-            mount_mocks(&server, &self.shared).await;
-            Running::Mock(server)
-        } else {
-            std_l.set_nonblocking(true)?;
-            let l = TcpListener::from_std(std_l)?;
-            let shared = self.shared.clone();
-            let tls = self.tls.clone();
-            Running::Raw(tokio::spawn(accept_loop(l, shared, tls)))
-        });
+        std_l.set_nonblocking(true)?;
+        let l = TcpListener::from_std(std_l)?;
+        let shared = self.shared.clone();
+        let tls = self.tls.clone();
+        *running = Some(Running::Raw(tokio::spawn(accept_loop(l, shared, tls))));
         Ok(())
     }
 
@@ -124,15 +116,14 @@ impl Upstream {
     pub async fn down(&self) {
         let r = self.running.lock().await.take();
         match r {
-            Some(Running::Mock(m)) => drop(m),
             Some(Running::Raw(h)) => {
                 h.abort();
                 let _ = h.await;
             }
             None => return,
         }
-        // wiremock shuts its server down on another thread after the drop: return only
-        // once the port refuses connections, so that "down" is true when the step ends.
+        // Return only once the port refuses connections, so that "down" is true when the
+        // step ends.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while tokio::time::Instant::now() < deadline {
             match tokio::net::TcpStream::connect(addr(self.port)).await {
@@ -152,8 +143,7 @@ impl Upstream {
         self.running.lock().await.is_some()
     }
 
-    /// Changes the behaviour; restarts the server when it moves between wiremock and the
-    /// raw server.
+    /// Changes the behaviour; restarts the server (open connections are closed).
     pub async fn set_behaviour(&self, b: Behaviour) -> Result<()> {
         *self.shared.behaviour.lock().unwrap() = b;
         if self.is_up().await {
@@ -192,50 +182,6 @@ async fn bind_same_port(port: u16) -> Result<std::net::TcpListener> {
             Err(e) => return Err(e).context(format!("rebind upstream port {port}")),
         }
     }
-}
-
-struct MockResponder {
-    shared: Arc<Shared>,
-    health: bool,
-}
-
-impl wiremock::Respond for MockResponder {
-    fn respond(&self, _req: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let name = self.shared.name.clone();
-        if self.health {
-            let st = self.shared.health_status.load(Ordering::SeqCst);
-            return wiremock::ResponseTemplate::new(st).insert_header("X-Upstream-Name", name.as_str()).set_body_string("health");
-        }
-        self.shared.requests.fetch_add(1, Ordering::SeqCst);
-        let r = match &*self.shared.behaviour.lock().unwrap() {
-            Behaviour::Respond(r) => r.clone(),
-            _ => Respond::default(),
-        };
-        let mut t = wiremock::ResponseTemplate::new(r.status)
-            .insert_header("X-Upstream-Name", name.as_str())
-            .set_body_string(r.body.clone().unwrap_or_else(|| format!("hello from {name}")));
-        for (k, v) in &r.headers {
-            t = t.insert_header(k.as_str(), v.as_str());
-        }
-        if r.delay_ms > 0 {
-            t = t.set_delay(Duration::from_millis(r.delay_ms));
-        }
-        t
-    }
-}
-
-async fn mount_mocks(server: &wiremock::MockServer, shared: &Arc<Shared>) {
-    use wiremock::matchers::{any, path_regex};
-    wiremock::Mock::given(path_regex("^/healthz"))
-        .respond_with(MockResponder { shared: shared.clone(), health: true })
-        .with_priority(1)
-        .mount(server)
-        .await;
-    wiremock::Mock::given(any())
-        .respond_with(MockResponder { shared: shared.clone(), health: false })
-        .with_priority(10)
-        .mount(server)
-        .await;
 }
 
 fn make_tls(name: &str, dir: &Path) -> Result<(tokio_rustls::TlsAcceptor, PathBuf)> {
@@ -303,6 +249,8 @@ pub struct Head {
     pub version: String,
     /// Headers with lower-case names, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// Headers in arrival order, names as received.
+    pub raw_headers: Vec<(String, String)>,
 }
 
 impl Head {
@@ -327,6 +275,7 @@ async fn read_head<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result
                         .iter()
                         .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                         .collect(),
+                    raw_headers: req.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect(),
                 };
                 buf.drain(..n);
                 return Ok(Some(head));
@@ -372,22 +321,22 @@ async fn read_line<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result
 
 /// Discards the next `n` bytes (from `buf`, then from `s`), calling `progress` with the
 /// size of each piece as it goes.
-async fn discard<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, n: u64, mut progress: impl FnMut(u64)) -> Result<()> {
+async fn discard<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, n: u64, mut progress: impl FnMut(&[u8])) -> Result<()> {
     let mut left = n;
     while left > 0 {
         if buf.is_empty() {
             fill(s, buf).await?;
         }
         let take = (buf.len() as u64).min(left) as usize;
+        progress(&buf[..take]);
         buf.drain(..take);
         left -= take as u64;
-        progress(take as u64);
     }
     Ok(())
 }
 
 /// Reads (and discards) the body of `head`, returning its length.
-async fn read_body<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, head: &Head, shared: &Shared) -> Result<u64> {
+async fn read_body<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, head: &Head, shared: &Shared, sink: &mut BodySink) -> Result<u64> {
     let chunked = head.get("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false);
     let mut total = 0u64;
     if chunked {
@@ -399,15 +348,22 @@ async fn read_body<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, head: &He
                 while !read_line(s, buf).await?.is_empty() {}
                 return Ok(total);
             }
-            discard(s, buf, size + 2, |_| {}).await?;
+            let mut k = 0u64;
+            discard(s, buf, size + 2, |b| {
+                let take = (size.saturating_sub(k) as usize).min(b.len());
+                sink.push(&b[..take]);
+                k += b.len() as u64;
+            })
+            .await?;
             total += size;
             shared.body_bytes.fetch_add(size, Ordering::Relaxed);
         }
     } else {
         let len: u64 = head.get("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        discard(s, buf, len, |n| {
-            total += n;
-            shared.body_bytes.fetch_add(n, Ordering::Relaxed);
+        discard(s, buf, len, |b| {
+            sink.push(b);
+            total += b.len() as u64;
+            shared.body_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
         })
         .await?;
         Ok(total)
@@ -433,27 +389,21 @@ async fn write_simple<S: AsyncWrite + Unpin>(s: &mut S, name: &str, status: u16,
     Ok(())
 }
 
+/// The canonical reason phrase of `status` (RFC 9110 §15), `Status` for codes it has none.
 fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
+    hyper::StatusCode::from_u16(status).ok().and_then(|c| c.canonical_reason()).unwrap_or("Status")
 }
 
 async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared, fd: std::os::fd::RawFd) -> Result<()> {
     let name = shared.name.clone();
     let mut buf = Vec::new();
+    let conn = shared.recorder.next_conn();
+    let mut index = 0u32;
     loop {
         let Some(head) = read_head(&mut s, &mut buf).await? else { return Ok(()) };
         if head.target.starts_with("/healthz") {
-            read_body(&mut s, &mut buf, &head, shared).await?;
+            read_body(&mut s, &mut buf, &head, shared, &mut BodySink::new(0)).await?;
+            index += 1;
             let st = shared.health_status.load(Ordering::SeqCst);
             write_simple(&mut s, &name, st, &[], b"health").await?;
             if head.get("connection").map(|v| v.to_ascii_lowercase().contains("close")).unwrap_or(false) {
@@ -463,12 +413,38 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
             continue;
         }
         shared.requests.fetch_add(1, Ordering::SeqCst);
+        let mut sink = BodySink::new(crate::observe::body::KEEP_BYTES);
+        let body = read_body(&mut s, &mut buf, &head, shared, &mut sink).await;
+        shared.recorder.push(UpstreamRequest {
+            upstream: name.clone(),
+            conn,
+            index,
+            method: head.method.clone(),
+            target: head.target.clone(),
+            version: head.version.clone(),
+            headers: head.raw_headers.clone(),
+            framing: if head.get("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false) {
+                ReqFraming::Chunked
+            } else {
+                match head.get("content-length").and_then(|v| v.trim().parse().ok()) {
+                    Some(n) => ReqFraming::Length(n),
+                    None => ReqFraming::None,
+                }
+            },
+            body: sink.finish(),
+            body_complete: body.is_ok(),
+        });
+        index += 1;
+        let beh = shared.behaviour.lock().unwrap().clone();
+        let n = match body {
+            Ok(n) => n,
+            Err(_) if matches!(beh, Behaviour::Hang | Behaviour::ResetBeforeHeaders | Behaviour::CloseBeforeHeaders) => 0,
+            Err(e) => return Err(e),
+        };
         let close = head.get("connection").map(|v| v.to_ascii_lowercase().contains("close")).unwrap_or(false)
             || head.version == "HTTP/1.0";
-        let beh = shared.behaviour.lock().unwrap().clone();
         match beh {
             Behaviour::Respond(r) => {
-                read_body(&mut s, &mut buf, &head, shared).await?;
                 if r.delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
                 }
@@ -477,7 +453,6 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 write_simple(&mut s, &name, r.status, &extra, body.as_bytes()).await?;
             }
             Behaviour::Echo => {
-                let n = read_body(&mut s, &mut buf, &head, shared).await?;
                 let doc = serde_json::json!({
                     "method": head.method, "target": head.target, "version": head.version,
                     "headers": head.headers, "body_bytes": n,
@@ -486,11 +461,9 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 write_simple(&mut s, &name, 200, &[("Content-Type".into(), "application/json".into())], &body).await?;
             }
             Behaviour::Sink => {
-                let n = read_body(&mut s, &mut buf, &head, shared).await?;
                 write_simple(&mut s, &name, 200, &[("X-Received-Bytes".into(), n.to_string())], b"received").await?;
             }
             Behaviour::Hang => {
-                let _ = read_body(&mut s, &mut buf, &head, shared).await;
                 // Keep the connection open, never answer; the peer's close ends us.
                 let mut tmp = [0u8; 1024];
                 loop {
@@ -501,24 +474,20 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 }
             }
             Behaviour::ResetBeforeHeaders => {
-                let _ = read_body(&mut s, &mut buf, &head, shared).await;
                 set_linger_zero(fd);
                 return Ok(()); // dropping the stream sends RST
             }
             Behaviour::CloseBeforeHeaders => {
-                let _ = read_body(&mut s, &mut buf, &head, shared).await;
                 let _ = s.shutdown().await;
                 return Ok(());
             }
             Behaviour::Garbage => {
-                read_body(&mut s, &mut buf, &head, shared).await?;
                 s.write_all(b"SMTP READY, NOT HTTP AT ALL\r\n\r\n").await?;
                 s.flush().await?;
                 let _ = s.shutdown().await;
                 return Ok(());
             }
             Behaviour::AbortMidBody { declared, sent } => {
-                read_body(&mut s, &mut buf, &head, shared).await?;
                 let h = format!("HTTP/1.1 200 OK\r\nX-Upstream-Name: {name}\r\nContent-Length: {declared}\r\n\r\n");
                 s.write_all(h.as_bytes()).await?;
                 s.write_all(&vec![b'x'; sent as usize]).await?;
@@ -529,7 +498,6 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 return Ok(());
             }
             Behaviour::Drip { chunks, interval_ms, sse } => {
-                read_body(&mut s, &mut buf, &head, shared).await?;
                 let ct = if sse { "text/event-stream" } else { "application/octet-stream" };
                 let h = format!("HTTP/1.1 200 OK\r\nX-Upstream-Name: {name}\r\nContent-Type: {ct}\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n");
                 s.write_all(h.as_bytes()).await?;
@@ -551,7 +519,6 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 s.flush().await?;
             }
             Behaviour::Upgrade => {
-                read_body(&mut s, &mut buf, &head, shared).await?;
                 let proto = head.get("upgrade").unwrap_or("websocket").to_string();
                 let h = format!("HTTP/1.1 101 Switching Protocols\r\nX-Upstream-Name: {name}\r\nConnection: Upgrade\r\nUpgrade: {proto}\r\n\r\n");
                 s.write_all(h.as_bytes()).await?;
@@ -568,7 +535,6 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 }
             }
             Behaviour::Hold => {
-                read_body(&mut s, &mut buf, &head, shared).await?;
                 let mut rx = shared.released.subscribe();
                 let _ = rx.wait_for(|r| *r).await;
                 write_simple(&mut s, &name, 200, &[], format!("hello from {name}").as_bytes()).await?;
@@ -601,7 +567,7 @@ mod tests {
     #[tokio::test]
     async fn respond_names_itself_and_goes_down_and_up() {
         let d = tempfile::tempdir().unwrap();
-        let u = Upstream::start("primary", &spec(Behaviour::default()), d.path()).await.unwrap();
+        let u = Upstream::start("primary", &spec(Behaviour::default()), d.path(), Default::default()).await.unwrap();
         let r = get(u.port, "/x").await.unwrap();
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
         assert!(r.to_ascii_lowercase().contains("x-upstream-name: primary"), "{r}");
@@ -620,7 +586,7 @@ mod tests {
     #[tokio::test]
     async fn echo_reports_request_line_and_headers() {
         let d = tempfile::tempdir().unwrap();
-        let u = Upstream::start("e", &spec(Behaviour::Echo), d.path()).await.unwrap();
+        let u = Upstream::start("e", &spec(Behaviour::Echo), d.path(), Default::default()).await.unwrap();
         let r = get(u.port, "/a?b=1").await.unwrap();
         let body = &r[r.find("\r\n\r\n").unwrap() + 4..];
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -633,7 +599,7 @@ mod tests {
     #[tokio::test]
     async fn reset_and_garbage_and_abort() {
         let d = tempfile::tempdir().unwrap();
-        let u = Upstream::start("r", &spec(Behaviour::ResetBeforeHeaders), d.path()).await.unwrap();
+        let u = Upstream::start("r", &spec(Behaviour::ResetBeforeHeaders), d.path(), Default::default()).await.unwrap();
         match get(u.port, "/").await {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
             Ok(s) => assert!(s.is_empty(), "{s}"),
@@ -655,7 +621,7 @@ mod tests {
     #[tokio::test]
     async fn hold_until_release_and_chunked_sink() {
         let d = tempfile::tempdir().unwrap();
-        let u = Arc::new(Upstream::start("h", &spec(Behaviour::Hold), d.path()).await.unwrap());
+        let u = Arc::new(Upstream::start("h", &spec(Behaviour::Hold), d.path(), Default::default()).await.unwrap());
         let port = u.port;
         let t = tokio::spawn(async move { get(port, "/").await.unwrap() });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -679,7 +645,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut sp = spec(Behaviour::default());
         sp.tls = true;
-        let u = Upstream::start("s", &sp, d.path()).await.unwrap();
+        let u = Upstream::start("s", &sp, d.path(), Default::default()).await.unwrap();
         assert!(u.origin().starts_with("https://127.0.0.1:"));
         let pem = std::fs::read_to_string(u.ca_file.as_ref().unwrap()).unwrap();
         assert!(pem.contains("BEGIN CERTIFICATE"));

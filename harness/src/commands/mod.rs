@@ -6,6 +6,7 @@ pub mod list;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod selftest;
 pub mod validate;
 
 use crate::scenario;
@@ -47,6 +48,9 @@ pub enum Cmd {
     Report(report::ReportArgs),
     /// Print the JSON Schema of scenario files.
     Schema,
+    /// Prove the parity verdict: inject one difference at a time into one run of a pair.
+    #[command(after_help = selftest::EXIT_CODES)]
+    Selftest(selftest::SelftestArgs),
     /// Benchmark both routers against their bare proxies, nginx and the upstream alone (latency, throughput, CPU, memory).
     Bench(crate::bench::BenchArgs),
 }
@@ -59,6 +63,7 @@ pub async fn dispatch(cmd: Cmd) -> i32 {
         Cmd::Validate(a) => validate::run(a),
         Cmd::Report(a) => report::run(a),
         Cmd::Schema => schema::run(),
+        Cmd::Selftest(a) => selftest::run(a).await,
         Cmd::Bench(a) => bench::run(a).await,
     }
 }

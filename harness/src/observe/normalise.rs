@@ -9,7 +9,7 @@
 //! difference listed in `docs/divergences.md` as forced by a platform.
 
 use crate::observe::body::{sha256_hex, BodyRecord};
-use crate::observe::client::{ConnEnd, Exchange, Head, Response};
+use crate::observe::client::{ConnEnd, Exchange, FailureKind, Head, Response};
 use crate::observe::upstream::{UpstreamRequest, REQUEST_TAG};
 use serde_json::{json, Value};
 
@@ -68,17 +68,41 @@ pub enum Rule {
     /// body are still compared.
     CloseAfterRouterError,
     /// A response to a malformed request made by the HTTP stack itself (no
-    /// `X-Router-Error`, to a `raw` or oversized-header send) is compared by status,
-    /// connection end and the absence of `X-Router-Error`; its other headers and body are
-    /// not. Why safe: docs/divergences.md, "Other malformed requests" (net/http's
-    /// text/plain 400/431) and "Malformed requests answered by Pingora's HTTP/1 parser"
-    /// (empty body, `Server: Pingora`); neither body is the contract's.
+    /// `X-Router-Error`, status 400/413/414/431/501/505, to a `raw` or oversized-header
+    /// send), and any 431 to such a send, is compared by status and whether the
+    /// connection stayed open; its headers and body are not, and a reset after it counts
+    /// as a close. Why safe: docs/divergences.md, "Other malformed requests" and "431 for
+    /// oversized headers" (net/http answers text/plain itself, before the router's code
+    /// runs, and may reset a client still sending) and "Malformed requests answered by
+    /// Pingora's HTTP/1 parser" (empty body, `Server: Pingora`).
     StackMadeError,
+    /// The `message` member of a router-made error document (`X-Router-Error` set, JSON
+    /// body) is replaced by `<text>`, and so the body's length (`Content-Length`, framing
+    /// length) is not compared. Why safe: docs/spec.md, "Router-made responses": the body
+    /// is `{"error":"<code>","message":"<human text>"}`, and human text "is not compared";
+    /// the code, status and headers still are.
+    ErrorMessage,
+    /// In the JSON document an `echo` upstream answers, the list of headers it received is
+    /// compared sorted by name (same-named fields keep their order). Why safe: the same as
+    /// `header-order` (RFC 9110 §5.3); the echo document is the harness's rendering of
+    /// what the upstream received, compared in full in the upstream records.
+    EchoHeaderOrder,
+    /// A `send` step that names its traced dimensions (`trace: [...]`) is compared by those
+    /// tallies only, without per-request observations. Why safe: the scenario author
+    /// states that the rest depends on timing for that step (e.g. which upstream answers
+    /// while a config is swapped under load); every such step is visible in its YAML.
+    NarrowedTrace,
+    /// A `wait` on `background_chunks` or `upstream_requests` records whether its
+    /// condition held, not the count read. Why safe: those counters measure load the
+    /// harness itself runs concurrently (a background send), so the count at the moment
+    /// the condition held is scheduling; a `wait` on a metric or an admin field records
+    /// the value it read.
+    BackgroundProgress,
 }
 
 impl Rule {
     /// Every rule, in documentation order.
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 16] = [
         Rule::Ports,
         Rule::TempPaths,
         Rule::Timing,
@@ -91,6 +115,10 @@ impl Rule {
         Rule::FailureDetail,
         Rule::CloseAfterRouterError,
         Rule::StackMadeError,
+        Rule::ErrorMessage,
+        Rule::EchoHeaderOrder,
+        Rule::NarrowedTrace,
+        Rule::BackgroundProgress,
     ];
 
     /// The rule's name as docs/scenarios.md lists it.
@@ -108,6 +136,10 @@ impl Rule {
             Rule::FailureDetail => "failure-detail",
             Rule::CloseAfterRouterError => "close-after-router-error",
             Rule::StackMadeError => "stack-made-error",
+            Rule::ErrorMessage => "error-message",
+            Rule::EchoHeaderOrder => "echo-header-order",
+            Rule::NarrowedTrace => "narrowed-trace",
+            Rule::BackgroundProgress => "background-progress",
         }
     }
 }
@@ -195,19 +227,32 @@ impl Normaliser {
     /// The comparable form of one response.
     pub fn response(&self, r: &Response, kind: SendKind) -> Value {
         let router_error = r.head.header("x-router-error").is_some();
-        if kind.malformed_allowed && !router_error && matches!(r.head.status, 400 | 413 | 414 | 431 | 501 | 505) {
+        if stack_made(r, kind) {
             // Rule::StackMadeError
-            return json!({"status": r.head.status, "stack_made": true, "x-router-error": null});
+            return json!({"status": r.head.status, "stack_made_or_431": true});
         }
         let mut drop: Vec<&str> = vec!["date"]; // Rule::DateHeader
         if router_error && matches!(r.head.status, 502 | 504) {
             drop.push("connection"); // Rule::CloseAfterRouterError
         }
+        let error_doc = router_error && error_document(&r.body).is_some();
+        if error_doc {
+            drop.push("content-length"); // Rule::ErrorMessage
+        }
         let mut v = self.head(&r.head, &drop);
         let o = v.as_object_mut().expect("object");
         o.insert("interim".into(), Value::Array(r.interim.iter().map(|h| self.head(h, &["date"])).collect()));
-        o.insert("framing".into(), serde_json::to_value(&r.framing).unwrap_or(Value::Null));
-        o.insert("body".into(), self.body(&r.body));
+        let body = if let (true, Some(doc)) = (error_doc, error_document(&r.body)) {
+            o.insert("framing".into(), json!({"length": "<router error document>"}));
+            self.body(&BodyRecord::of(doc.as_bytes(), usize::MAX))
+        } else if let Some(doc) = echo_document(&r.body) {
+            o.insert("framing".into(), serde_json::to_value(&r.framing).unwrap_or(Value::Null));
+            self.body(&BodyRecord::of(doc.as_bytes(), usize::MAX))
+        } else {
+            o.insert("framing".into(), serde_json::to_value(&r.framing).unwrap_or(Value::Null));
+            self.body(&r.body)
+        };
+        o.insert("body".into(), body);
         o.insert("complete".into(), json!(r.complete));
         o.insert("trailers".into(), self.headers(&r.trailers, &[]));
         v
@@ -216,10 +261,7 @@ impl Normaliser {
     /// The comparable form of one exchange (without the upstream side).
     pub fn exchange(&self, ex: &Exchange, kind: SendKind) -> Value {
         let last_router_5xx = ex.last().map(|r| r.head.header("x-router-error").is_some() && matches!(r.head.status, 502 | 504)).unwrap_or(false);
-        let stack_made = ex
-            .last()
-            .map(|r| kind.malformed_allowed && r.head.header("x-router-error").is_none() && matches!(r.head.status, 400 | 413 | 414 | 431 | 501 | 505))
-            .unwrap_or(false);
+        let stack_made = ex.last().map(|r| stack_made(r, kind)).unwrap_or(false);
         let end = match ex.end {
             // Rule::CloseAfterRouterError
             Some(ConnEnd::KeptAlive | ConnEnd::Fin) if last_router_5xx => json!("kept_alive_or_closed"),
@@ -230,8 +272,8 @@ impl Normaliser {
         json!({
             "responses": ex.responses.iter().map(|r| self.response(r, kind)).collect::<Vec<_>>(),
             "end": end,
-            // Rule::FailureDetail
-            "failure": ex.failure.as_ref().map(|f| serde_json::to_value(f.kind).unwrap_or(Value::Null)),
+            // Rule::FailureDetail; Rule::StackMadeError (a reset after the answer)
+            "failure": ex.failure.as_ref().filter(|f| !(stack_made && f.kind == FailureKind::Reset)).map(|f| serde_json::to_value(f.kind).unwrap_or(Value::Null)),
             // Rule::Timing: whether the upload finished, not how far it got.
             "upload_complete": ex.upload.map(|u| u.complete),
             "trailing_bytes": ex.trailing_bytes,
@@ -249,10 +291,46 @@ impl Normaliser {
             "framing": serde_json::to_value(r.framing).unwrap_or(Value::Null),
             "body": self.body(&r.body),
             "body_complete": r.body_complete,
-            // Rule::UpstreamConnections
-            "reused_connection": r.index > 0,
         })
     }
+}
+
+/// Rule [`Rule::StackMadeError`]: whether `r` is an answer the HTTP stack may have made.
+fn stack_made(r: &Response, kind: SendKind) -> bool {
+    let router_error = r.head.header("x-router-error").is_some();
+    kind.malformed_allowed && ((!router_error && matches!(r.head.status, 400 | 413 | 414 | 431 | 501 | 505)) || r.head.status == 431)
+}
+
+/// Rule [`Rule::ErrorMessage`]: a whole JSON body `{"error": .., "message": ..}` with
+/// the message replaced by `<text>` (as compact JSON), else None.
+fn error_document(b: &BodyRecord) -> Option<String> {
+    if !b.whole() {
+        return None;
+    }
+    let mut v: Value = serde_json::from_slice(&b.kept).ok()?;
+    let o = v.as_object_mut()?;
+    if !o.contains_key("error") || !o.get("message").map(|m| m.is_string()).unwrap_or(false) {
+        return None;
+    }
+    o.insert("message".into(), json!("<text>"));
+    serde_json::to_string(&v).ok()
+}
+
+/// Rule [`Rule::EchoHeaderOrder`]: an echo upstream's JSON document with its `headers`
+/// sorted by name (stable), else None.
+fn echo_document(b: &BodyRecord) -> Option<String> {
+    if !b.whole() {
+        return None;
+    }
+    let mut v: Value = serde_json::from_slice(&b.kept).ok()?;
+    let o = v.as_object_mut()?;
+    if !(o.contains_key("method") && o.contains_key("target") && o.contains_key("body_bytes")) {
+        return None;
+    }
+    let mut hs: Vec<(String, String)> = serde_json::from_value(o.get("headers")?.clone()).ok()?;
+    hs.sort_by(|a, b| a.0.cmp(&b.0));
+    o.insert("headers".into(), json!(hs));
+    serde_json::to_string(&v).ok()
 }
 
 /// Rule [`Rule::ConcurrentOrder`]: sorts per-request observations of a concurrent step by
@@ -264,7 +342,7 @@ pub fn sort_concurrent(v: &mut [Value]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::client::{Failure, FailureKind, Framing};
+    use crate::observe::client::{Failure, Framing};
 
     fn head(st: u16, hs: &[(&str, &str)]) -> Head {
         Head { version: "HTTP/1.1".into(), status: st, reason: "R".into(), headers: hs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() }
@@ -339,6 +417,18 @@ mod tests {
         assert_ne!(n().exchange(&go, SendKind::default()), n().exchange(&pg, SendKind::default()));
         let contract = ex(resp(400, &[("X-Router-Error", "bad_request")], b"{}"), ConnEnd::Fin);
         assert_ne!(n().exchange(&go, raw), n().exchange(&contract, raw));
+    }
+
+    #[test]
+    fn error_message_text_and_echo_order_do_not_count() {
+        let a = ex(resp(502, &[("X-Router-Error", "upstream_timeout"), ("Content-Length", "40")], b"{\"error\":\"upstream_timeout\",\"message\":\"a\"}"), ConnEnd::KeptAlive);
+        let b = ex(resp(502, &[("X-Router-Error", "upstream_timeout"), ("Content-Length", "41")], b"{\"error\":\"upstream_timeout\",\"message\":\"bb\"}"), ConnEnd::KeptAlive);
+        assert_eq!(n().exchange(&a, SendKind::default()), n().exchange(&b, SendKind::default()));
+        let c = ex(resp(502, &[("X-Router-Error", "upstream_timeout")], b"{\"error\":\"other\",\"message\":\"a\"}"), ConnEnd::KeptAlive);
+        assert_ne!(n().exchange(&a, SendKind::default()), n().exchange(&c, SendKind::default()));
+        let e1 = ex(resp(200, &[], br#"{"method":"GET","target":"/","body_bytes":0,"headers":[["b","1"],["a","2"]]}"#), ConnEnd::KeptAlive);
+        let e2 = ex(resp(200, &[], br#"{"method":"GET","target":"/","body_bytes":0,"headers":[["a","2"],["b","1"]]}"#), ConnEnd::KeptAlive);
+        assert_eq!(n().exchange(&e1, SendKind::default()), n().exchange(&e2, SendKind::default()));
     }
 
     #[test]

@@ -188,6 +188,14 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                         err(format!("{base}.wait.background_chunks"), format!("no earlier background send named {n:?}"));
                     }
                 }
+                if let Some(win) = &w.window {
+                    if win.after_step == 0 || win.after_step > i {
+                        err(format!("{base}.wait.window.after_step"), format!("must name an earlier step (1..={i}), not {}", win.after_step));
+                    }
+                    if win.min_ms > win.max_ms {
+                        err(format!("{base}.wait.window"), format!("min_ms {} is above max_ms {}", win.min_ms, win.max_ms));
+                    }
+                }
                 if w.upstream_requests.is_some() && w.at_least.is_none() {
                     err(format!("{base}.wait"), "upstream_requests needs at_least".into());
                 }

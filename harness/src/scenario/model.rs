@@ -65,12 +65,12 @@ fn default_health() -> u16 {
     200
 }
 
-/// What an upstream does with a request (other than `/healthz`). `respond` is served by
-/// wiremock; the others by the harness's own TCP upstream.
+/// What an upstream does with a request (other than `/healthz`). Every behaviour is served
+/// by the harness's own TCP upstream, which records each request it receives.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Behaviour {
-    /// A plain response (wiremock).
+    /// A plain response.
     Respond(Respond),
     /// 200 with a JSON body describing what arrived: method, target, version, headers
     /// (lower-case names, in order), body byte count.
@@ -220,7 +220,8 @@ pub enum Step {
     Wait(Wait),
     /// Check fields of `GET /admin/state` by JSON Pointer.
     ExpectAdmin(BTreeMap<String, Value>),
-    /// Check metric values (`name{label="v"}`); an absent series reads as 0.
+    /// Check metric values (`name{label="v"}`); an absent series is its own value and
+    /// fails any expected value (0 included); a failed scrape fails the step.
     ExpectMetrics(BTreeMap<String, f64>),
     /// Check what the control plane saw.
     ExpectControlPlane(CpExpect),
@@ -521,7 +522,8 @@ pub struct Wait {
     /// JSON Pointer into `GET /admin/state`.
     #[serde(default)]
     pub admin: Option<String>,
-    /// A metric series `name{label="v",...}`; absent reads as 0.
+    /// A metric series `name{label="v",...}`; an absent series is its own value (it never
+    /// equals 0 or reaches `at_least`).
     #[serde(default)]
     pub metric: Option<String>,
     /// Number of hellos the control plane has received.
@@ -548,6 +550,24 @@ pub struct Wait {
     /// Deadline, milliseconds (default 15000).
     #[serde(default = "default_wait")]
     pub within_ms: u64,
+    /// A timing window the condition must be met in, measured from the end of an earlier
+    /// step (where the contract states a time: breaker `open_ms`, probe interval,
+    /// reconnect backoff). Met outside it is a failed expectation.
+    #[serde(default)]
+    pub window: Option<Window>,
+}
+
+/// When a `wait` condition may be met: between `min_ms` and `max_ms` after the end of
+/// step `after_step` (1-based, as reports number steps).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// The step whose end starts the clock (1-based).
+    pub after_step: usize,
+    /// Lower bound, milliseconds.
+    pub min_ms: u64,
+    /// Upper bound, milliseconds.
+    pub max_ms: u64,
 }
 
 fn default_wait() -> u64 {

@@ -526,7 +526,7 @@ async fn serve(mut c: TcpStream, mut u: TcpStream, inj: &Injection, applied: &At
             }
             let needs_body = !health
                 && !interim
-                && matches!(kind, BodyKind::Length(_))
+                && (matches!(kind, BodyKind::Length(_)) || (kind == BodyKind::Chunked && matches!(inj, Injection::MetricAbsent { .. } | Injection::AdminField { .. })))
                 && matches!(inj, Injection::BodyByte { .. } | Injection::BodyLength | Injection::Chunked | Injection::MetricAbsent { .. } | Injection::AdminField { .. });
             let mut out = m.clone();
             let mut changed = false;
@@ -549,6 +549,14 @@ async fn serve(mut c: TcpStream, mut u: TcpStream, inj: &Injection, applied: &At
             }
             if needs_body {
                 let (mut body, ok) = pass_body(&mut uresp, &mut tokio::io::sink(), kind, true).await;
+                let mut reframed = false;
+                if kind == BodyKind::Chunked {
+                    // Re-sent with Content-Length (the proxy changes this body anyway).
+                    body = dechunk(&body);
+                    out.remove("transfer-encoding");
+                    out.set("Content-Length", &body.len().to_string());
+                    reframed = true;
+                }
                 let mut changed_body = false;
                 match inj {
                     Injection::BodyByte { offset } if *offset < body.len() => {
@@ -580,7 +588,18 @@ async fn serve(mut c: TcpStream, mut u: TcpStream, inj: &Injection, applied: &At
                     }
                     Injection::MetricAbsent { series } if target.starts_with("/metrics") => {
                         let text = String::from_utf8_lossy(&body).into_owned();
-                        let kept: Vec<&str> = text.lines().filter(|l| !(l.starts_with(series.as_str()) && l[series.len()..].trim() == "0")).collect();
+                        let want = crate::metrics::SeriesKey::parse(series).ok();
+                        let is_zero_series = |l: &str| {
+                            let l = l.trim();
+                            if l.starts_with('#') {
+                                return false;
+                            }
+                            let cut = l.rfind('}').map(|i| i + 1).unwrap_or_else(|| l.find(' ').unwrap_or(l.len()));
+                            let (k, v) = l.split_at(cut);
+                            let v: f64 = v.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+                            v == 0.0 && crate::metrics::SeriesKey::parse(k).ok() == want
+                        };
+                        let kept: Vec<&str> = text.lines().filter(|l| !is_zero_series(l)).collect();
                         if kept.len() != text.lines().count() {
                             body = (kept.join("\n") + "\n").into_bytes();
                             changed_body = true;
@@ -601,7 +620,7 @@ async fn serve(mut c: TcpStream, mut u: TcpStream, inj: &Injection, applied: &At
                     out.set("Content-Length", &body.len().to_string());
                     changed = true;
                 }
-                let head = if changed { out.serialise() } else { m.raw.clone() };
+                let head = if changed || reframed { out.serialise() } else { m.raw.clone() };
                 if changed {
                     applied.fetch_add(1, Ordering::SeqCst);
                 }
@@ -668,6 +687,23 @@ async fn end_client(cw: &mut tokio::net::tcp::WriteHalf<'_>, reset: bool, applie
     } else {
         let _ = cw.shutdown().await;
     }
+}
+
+/// The data of a chunked body (framed bytes as received, trailers dropped).
+fn dechunk(framed: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(nl) = framed[i..].iter().position(|b| *b == b'\n') {
+        let line = String::from_utf8_lossy(&framed[i..i + nl]).into_owned();
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        i += nl + 1;
+        if size == 0 || i + size > framed.len() {
+            break;
+        }
+        out.extend_from_slice(&framed[i..i + size]);
+        i += size + 2;
+    }
+    out
 }
 
 /// Makes the socket send RST instead of FIN when it is closed (SO_LINGER with timeout 0,

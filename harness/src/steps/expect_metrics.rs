@@ -12,14 +12,29 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, m: &BTreeMap<String, f64>) -> Result
     let env = &*ctx.env;
     let keys = &keys;
     let ((seen, fails), _) = poll_until(SETTLE, move || async move {
-        let scrape = env.metrics().await.unwrap_or_default();
         let mut seen = serde_json::Map::new();
         let mut fails = vec![];
+        let scrape = match env.metrics().await {
+            Ok(s) => s,
+            Err(e) => {
+                // A failed scrape fails the step; it never reads as zeros.
+                seen.insert("scrape".into(), json!("failed"));
+                fails.push(format!("GET /metrics failed: {e:#}"));
+                return ((seen, fails), false);
+            }
+        };
         for (k, key, want) in keys {
-            let got = scrape.get(key);
-            seen.insert((*k).clone(), json!(got));
-            if got != *want {
-                fails.push(format!("{k} = {got}, expected {want}"));
+            match scrape.value(key) {
+                Some(got) => {
+                    seen.insert((*k).clone(), json!(got));
+                    if got != *want {
+                        fails.push(format!("{k} = {got}, expected {want}"));
+                    }
+                }
+                None => {
+                    seen.insert((*k).clone(), json!("<absent>"));
+                    fails.push(format!("{k} is absent, expected {want}"));
+                }
             }
         }
         let ok = fails.is_empty();

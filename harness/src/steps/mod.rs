@@ -80,12 +80,14 @@ pub struct Ctx<'a> {
     pub background: HashMap<String, Background>,
     /// Response chunks received by each background send, by name.
     pub progress: HashMap<String, Arc<AtomicU64>>,
+    /// When each step ended (by 0-based index), for `wait` windows.
+    pub step_ends: Vec<Option<Instant>>,
 }
 
 impl<'a> Ctx<'a> {
     /// A context with an empty trace.
     pub fn new(env: &'a mut Env, sc: &'a Scenario, rec: Recorder) -> Ctx<'a> {
-        Ctx { env, sc, rec, latencies: Vec::new(), background: HashMap::new(), progress: HashMap::new() }
+        Ctx { env, sc, rec, latencies: Vec::new(), background: HashMap::new(), progress: HashMap::new(), step_ends: Vec::new() }
     }
 
     /// Records an observation (normalised).
@@ -101,6 +103,16 @@ impl<'a> Ctx<'a> {
 
 /// Runs step `i`. `Err` is a harness failure (the run stops), not a failed expectation.
 pub async fn run(ctx: &mut Ctx<'_>, i: i64, step: &Step) -> Result<()> {
+    run_step(ctx, i, step).await?;
+    let k = i.max(0) as usize;
+    if ctx.step_ends.len() <= k {
+        ctx.step_ends.resize(k + 1, None);
+    }
+    ctx.step_ends[k] = Some(Instant::now());
+    Ok(())
+}
+
+async fn run_step(ctx: &mut Ctx<'_>, i: i64, step: &Step) -> Result<()> {
     match step {
         Step::Send(s) => send::run(ctx, i, s).await,
         Step::Await(a) => send::await_background(ctx, i, a).await,

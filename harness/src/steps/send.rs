@@ -4,23 +4,23 @@ use super::{Background, Ctx};
 use crate::client::{send_all, Resp};
 use crate::expect::check_send;
 use crate::scenario::{Await, Send};
-use serde_json::json;
+use crate::observe::normalise::{sort_concurrent, SendKind};
+use serde_json::{json, Value};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Sends the requests and checks them, or starts them in the background (`background:`).
 pub async fn run(ctx: &mut Ctx<'_>, i: i64, s: &Send) {
-    let client = ctx.env.client.clone();
-    let port = ctx.env.router.listen_port;
+    let addr = ctx.env.data_addr();
     if let Some(name) = &s.background {
         let progress = Arc::new(AtomicU64::new(0));
         ctx.progress.insert(name.clone(), progress.clone());
-        let handle = tokio::spawn(send_all(client, port, s.clone(), progress));
+        let handle = tokio::spawn(send_all(addr, i, s.clone(), progress));
         ctx.background.insert(name.clone(), Background { step: i as usize, send: s.clone(), handle });
         ctx.obs(i, "send", json!({"background": name}));
     } else {
-        let rs = send_all(client, port, s.clone(), Default::default()).await;
+        let rs = send_all(addr, i, s.clone(), Default::default()).await;
         record(ctx, i, s, &rs);
     }
 }
@@ -50,12 +50,35 @@ pub async fn finish_background(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// Records the latencies, the failed expectations and the observation of one send.
+/// Records the latencies, the failed expectations and the observation of one send: the
+/// tallies of the traced dimensions, and under `requests` everything observed for each
+/// request on both sides of the router: what the client saw (`client`) and what every
+/// upstream received for it (`upstream`), normalised ([`crate::observe::normalise`]).
 fn record(ctx: &mut Ctx<'_>, i: i64, s: &Send, rs: &[Resp]) {
     ctx.latencies.extend(rs.iter().map(|r| r.latency_us));
     let c = check_send(s, rs);
     for f in c.failures {
         ctx.fail(i, "send", f);
     }
-    ctx.obs(i, "send", c.observed);
+    let kind = SendKind { malformed_allowed: s.raw.is_some() || s.pad_header_bytes.is_some() };
+    let norm = ctx.env.full_normaliser();
+    let mut requests: Vec<Value> = rs
+        .iter()
+        .map(|r| {
+            let ups: Vec<Value> = match &r.tag {
+                Some(t) => ctx.env.received.tagged(t).iter().map(|u| norm.upstream_request(u)).collect(),
+                None => vec![],
+            };
+            json!({"client": norm.exchange(&r.exchange, kind), "upstream": ups})
+        })
+        .collect();
+    if s.concurrency > 1 {
+        sort_concurrent(&mut requests);
+    }
+    let mut observed = c.observed;
+    // Rule::NarrowedTrace: a step naming its traced dimensions is compared by them only.
+    if let (Some(o), None) = (observed.as_object_mut(), &s.trace) {
+        o.insert("requests".into(), Value::Array(requests));
+    }
+    ctx.obs(i, "send", observed);
 }

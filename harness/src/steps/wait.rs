@@ -34,16 +34,23 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
         let key = SeriesKey::parse(m).unwrap();
         let (env, want, key) = (&*ctx.env, &want, &key);
         let (got, ok) = poll_until(within, move || async move {
-            let got = env.metrics().await.map(|s| s.get(key)).unwrap_or(f64::NAN);
-            let ok = match (want, w.at_least) {
-                (Some(v), _) => v.as_f64() == Some(got),
-                (None, Some(n)) => got >= n,
+            // Absent and a failed scrape are their own values, never 0.
+            let (got, v) = match env.metrics().await {
+                Ok(s) => match s.value(key) {
+                    Some(x) => (json!(x), Some(x)),
+                    None => (json!("<absent>"), None),
+                },
+                Err(_) => (json!("<scrape failed>"), None),
+            };
+            let ok = match (want, w.at_least, v) {
+                (Some(want), _, Some(x)) => want.as_f64() == Some(x),
+                (None, Some(n), Some(x)) => x >= n,
                 _ => false,
             };
             (got, ok)
         })
         .await;
-        last = json!(got);
+        last = got;
         ok
     } else if let Some(n) = w.hellos {
         let cp = ctx.env.cp.as_ref().expect("validated");
@@ -91,7 +98,29 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
     } else {
         false
     };
-    ctx.obs(i, "wait", json!({"met": met}));
+    // The window: how long after the end of step `after_step` the condition was met.
+    let in_window = match (&w.window, met) {
+        (Some(win), true) => {
+            let from = ctx.step_ends.get(win.after_step.wrapping_sub(1)).copied().flatten();
+            let elapsed = from.map(|t| t.elapsed().as_millis() as u64);
+            let ok = elapsed.map(|e| e >= win.min_ms && e <= win.max_ms).unwrap_or(false);
+            if !ok {
+                ctx.fail(i, "wait", format!("met {} ms after step {}, outside the window {}..={} ms", elapsed.map(|e| e.to_string()).unwrap_or_else(|| "?".into()), win.after_step, win.min_ms, win.max_ms));
+            }
+            Some(ok)
+        }
+        _ => None,
+    };
+    // The value read when the condition was met (or last): counters a wait reads count.
+    // Rule background-progress: the progress of load the harness itself runs concurrently
+    // (body chunks of a background send, requests an upstream received meanwhile) at the
+    // moment the condition held is scheduling, so only whether it held is compared.
+    let progress = w.background_chunks.is_some() || w.upstream_requests.is_some();
+    let mut seen = if progress { json!({"met": met}) } else { json!({"met": met, "value": last}) };
+    if let Some(ok) = in_window {
+        seen["in_window"] = json!(ok);
+    }
+    ctx.obs(i, "wait", seen);
     if !met {
         let what = w.admin.clone().or(w.metric.clone()).or(w.upstream_requests.clone()).or(w.background_chunks.clone()).unwrap_or_else(|| {
             if w.data_port_refused.is_some() {
