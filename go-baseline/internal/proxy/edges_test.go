@@ -463,7 +463,7 @@ func TestHTTP10TransferEncodingIs400(t *testing.T) {
 	smuggled := "GET /smuggled HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n"
 	out, err := orderlyExchange(t, hostPort(r.url), []byte("POST /t HTTP/1.0\r\nConnection: keep-alive\r\nX-Routing-Key: k\r\n"+
 		"Transfer-Encoding: chunked\r\n\r\n"+fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled)))
-	if err != nil || !strings.HasPrefix(out, "HTTP/1.0 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") ||
+	if err != nil || !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") ||
 		strings.Count(out, "HTTP/1.") != 1 {
 		t.Fatalf("%q %v", out, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"pingora-parity/go-baseline/internal/errcode"
 )
@@ -27,7 +28,7 @@ import (
 //     handed over in place, without a copy;
 //   - a head that passes is handed to net/http byte for byte;
 //   - a head that is refused never reaches net/http: in its place net/http gets a stand-in
-//     head ("GET / HTTP/1.x", no body), and the handler, which counts the requests of
+//     head ("GET / HTTP/1.1", no body), and the handler, which counts the requests of
 //     its connection (refusedHead), answers the stand-in with the refusal's code and
 //     Connection: close. Everything the client sends after the refused head is discarded
 //     (the lingering close of conn.go then ends the connection with FIN).
@@ -353,10 +354,10 @@ func (c *scanConn) refuse(code errcode.Code, head []byte) {
 			rf.method, rf.path = string(m), string(path)
 		}
 	}
-	standIn := "GET / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
-	if c.h.http10 {
-		standIn = "GET / HTTP/1.0\r\nHost: refused.invalid\r\n\r\n"
-	}
+	// An HTTP/1.1 stand-in whatever the refused head's version: the answer's status line
+	// says HTTP/1.1, the router's own highest minor version (RFC 9112 section 2.3), as
+	// the Pingora router's does; Connection: close (the handler) ends the connection.
+	const standIn = "GET / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
 	c.state = sRefused
 	c.hold = c.hold[:0]
 	c.pending = append(c.pending, standIn...)
@@ -365,44 +366,59 @@ func (c *scanConn) refuse(code errcode.Code, head []byte) {
 	c.refusedSeq.Store(c.delivered)
 }
 
-// checkRequestLine checks the request line as net/http's readRequest does (method a
-// token, version HTTP/1.x, a target url.ParseRequestURI accepts), which the router
-// refuses as bad_request instead of net/http's 400 and 505; it records the version.
+// checkRequestLine checks the request line: method a token, version exactly HTTP/1.0 or
+// HTTP/1.1, a target validTarget accepts. It refuses (the router's bad_request) all that
+// net/http's readRequest refuses (its 400 and 505) and what the Pingora router's parser
+// refuses besides (other HTTP/1.x versions, target bytes); it records the version.
 func (c *scanConn) checkRequestLine(line []byte) bool {
 	method, rest, ok1 := bytes.Cut(line, []byte{' '})
 	target, proto, ok2 := bytes.Cut(rest, []byte{' '})
 	if !ok1 || !ok2 || !isToken(method) {
 		return false
 	}
-	switch {
-	case string(proto) == "HTTP/1.1":
-	case string(proto) == "HTTP/1.0":
+	switch string(proto) {
+	case "HTTP/1.1":
+	case "HTTP/1.0":
 		c.h.http10 = true
-	case len(proto) == 8 && string(proto[:7]) == "HTTP/1." && proto[7] >= '0' && proto[7] <= '9':
-		// HTTP/1.2 .. 1.9: net/http serves them as HTTP/1.x (RFC 9112 section 2.3).
 	default:
-		// Not HTTP/1.x: net/http's 400 (malformed) or 505 (HTTP/0.x, 2 and later).
+		// Exactly HTTP/1.0 or HTTP/1.1, as the Pingora router's parser (httparse
+		// parse_version) accepts: HTTP/1.2 .. 1.9, which net/http would serve as
+		// HTTP/1.1 (RFC 9112 section 2.3), are refused too, and so is everything
+		// net/http answers 400 (malformed) or 505 (HTTP/0.x, 2 and later).
 		return false
 	}
 	c.h.connect = string(method) == http.MethodConnect
 	return validTarget(target, c.h.connect)
 }
 
-// validTarget reports whether net/http's url.ParseRequestURI accepts target (for
-// CONNECT with an authority, as "http://"+target). The origin-form, the common case, is
-// checked here without allocating: no control bytes, and every '%' in the path (before
-// the first '?') followed by two hex digits (RFC 3986 section 2.1).
+// validTarget reports whether target is a request-target both routers accept:
+//
+//   - its bytes are those httparse 1.10.1 (the Pingora router's parser) accepts in a
+//     request-target: uriByte, and valid UTF-8 as a whole when it has bytes >= 0x80
+//     (parse_uri: simd::match_uri_vectored over URI_MAP, then str::from_utf8). RFC 9112
+//     section 3 and RFC 3986 section 2 allow no raw SP, CTL or non-ASCII byte at all;
+//     RFC 9112 section 3 answers an invalid request-line with 400;
+//   - net/http's url.ParseRequestURI accepts it (for CONNECT with an authority, as
+//     "http://"+target). The origin-form, the common case, is checked here without
+//     allocating: every '%' in the path (before the first '?') followed by two hex digits
+//     (RFC 3986 section 2.1).
 func validTarget(target []byte, connect bool) bool {
+	nonASCII := false
+	for _, ch := range target {
+		if !uriByte[ch] {
+			return false
+		}
+		nonASCII = nonASCII || ch >= 0x80
+	}
+	if nonASCII && !utf8.Valid(target) {
+		return false
+	}
 	if len(target) > 0 && target[0] == '/' {
-		inPath := true
 		for i := 0; i < len(target); i++ {
-			ch := target[i]
-			switch {
-			case ch < 0x20 || ch == 0x7f:
-				return false
-			case ch == '?':
-				inPath = false
-			case ch == '%' && inPath:
+			switch target[i] {
+			case '?':
+				return true // the query's bytes are forwarded as they are
+			case '%':
 				if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
 					return false
 				}
@@ -417,6 +433,19 @@ func validTarget(target []byte, connect bool) bool {
 	_, err := url.ParseRequestURI(raw)
 	return err == nil
 }
+
+// uriByte is httparse 1.10.1's URI_MAP (src/lib.rs: byte_map!(b'!'..=0x7e | 0x80..=0xFF)):
+// the bytes it accepts in a request-target. Refused: CTL (0x00-0x1F, 0x7F) and SP.
+// A byte >= 0x80 is accepted only within valid UTF-8 (validTarget).
+var uriByte = func() (t [256]bool) {
+	for ch := '!'; ch <= 0x7e; ch++ {
+		t[ch] = true
+	}
+	for ch := 0x80; ch <= 0xff; ch++ {
+		t[ch] = true
+	}
+	return t
+}()
 
 func isHex(ch byte) bool {
 	return '0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F'
