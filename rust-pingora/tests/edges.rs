@@ -355,6 +355,13 @@ fn upstream_framing_is_cleaned_or_refused() {
     }
     // the standard reason phrase
     assert_eq!(one("/r/reason").status_line, "HTTP/1.1 200 OK");
+    // a 502 keeps the connection: the request pipelined behind it is served
+    let mut two = get("/r/cl-list", "");
+    two.extend(get("/after502", ""));
+    let (out, end) = exchange(&r.listen, &[(0, &two)], IDLE);
+    let got = responses(&out, &[]);
+    assert_eq!(got.iter().map(Msg::status).collect::<Vec<_>>(), [502, 200], "{got:?}");
+    assert_eq!((got[1].body.as_slice(), end), (&b"ok /after502"[..], End::Open));
     // an upstream head with 300 fields
     assert_eq!(one("/r/many").status(), 200);
 }

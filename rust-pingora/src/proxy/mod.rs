@@ -21,7 +21,8 @@
 //! - `response_filter`: marks the response committed; HTTP/1.0 clients get an `HTTP/1.0`
 //!   status line and never `Transfer-Encoding` (RFC 9112 section 6.1).
 //! - `error_while_proxy` / `fail_to_proxy`: error classification and the router-made
-//!   responses (504 for the header deadline, 502 otherwise).
+//!   responses (504 for the header deadline, 502 otherwise); the client connection is kept
+//!   when the request was read whole.
 //! - `logging`: breaker outcome, metrics, [`accesslog`]; the slot is released when the
 //!   context drops.
 
@@ -482,16 +483,22 @@ impl ProxyHttp for RouterProxy {
             }
             Code::UpstreamProtocolError
         };
-        // Pingora never reuses the client connection after a failed proxy attempt: say so.
-        session.set_keepalive(None);
+        // A request read whole and answered 502/504/503 keeps its connection (a request
+        // pipelined behind it is served, as by the Go router; the patched pingora-proxy
+        // honours `can_reuse_downstream` here). A malformed request body ends it.
+        let client_error = *e.esource() == ErrorSource::Downstream;
+        let reuse = !client_error && (!ctx.has_body || ctx.body_done);
+        if !reuse {
+            session.set_keepalive(None);
+        }
         if self.respond(session, ctx, code).await.is_err() {
             return no_reuse;
         }
-        if *e.esource() == ErrorSource::Downstream {
+        if client_error {
             // a malformed body: the rest of it may still be arriving
             respond::linger(session).await;
         }
-        FailToProxy { error_code: code.status(), can_reuse_downstream: false }
+        FailToProxy { error_code: code.status(), can_reuse_downstream: reuse }
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {

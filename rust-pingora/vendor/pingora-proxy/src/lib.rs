@@ -1345,6 +1345,10 @@ where
                 session.cache.disable(reason);
             }
             let res = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            // pingora-parity patch: honour `can_reuse_downstream` here too (as handle_error
+            // does), so a complete request answered 502/504 keeps its client connection and a
+            // request pipelined behind it is served (RFC 9112 section 9.3.2).
+            server_reuse = server_reuse || res.can_reuse_downstream;
 
             // final error will have > 0 status unless downstream connection is dead
             if !self.inner.suppress_error_log(&session, &ctx, e) {
