@@ -67,14 +67,14 @@ pub enum Rule {
     /// client connection after an error from `fail_to_proxy`; the status, error code and
     /// body are still compared.
     CloseAfterRouterError,
-    /// A response to a malformed request made by the HTTP stack itself (no
-    /// `X-Router-Error`, status 400/413/414/431/501/505, to a `raw` or oversized-header
-    /// send), and any 431 to such a send, is compared by status and whether the
-    /// connection stayed open; its headers and body are not, and a reset after it counts
-    /// as a close. Why safe: docs/divergences.md, "Other malformed requests" and "431 for
-    /// oversized headers" (net/http answers text/plain itself, before the router's code
-    /// runs, and may reset a client still sending) and "Malformed requests answered by
-    /// Pingora's HTTP/1 parser" (empty body, `Server: Pingora`).
+    /// A 400/413/414/431/501/505 response to a `raw` or oversized-header send (a request
+    /// the HTTP stack may answer itself) is compared by status and whether the connection
+    /// stayed open; its headers and body are not, and a reset after it counts as a close.
+    /// Why safe: docs/divergences.md, "Other malformed requests" and "431 for oversized
+    /// headers" (net/http answers text/plain itself, before the router's code runs, and
+    /// may reset a client still sending) and "Malformed requests answered by Pingora's
+    /// HTTP/1 parser" (empty body, `Server: Pingora`): which of the two stacks answers
+    /// with the contract's document differs by request.
     StackMadeError,
     /// The `message` member of a router-made error document (`X-Router-Error` set, JSON
     /// body) is replaced by `<text>`, and so the body's length (`Content-Length`, framing
@@ -297,8 +297,7 @@ impl Normaliser {
 
 /// Rule [`Rule::StackMadeError`]: whether `r` is an answer the HTTP stack may have made.
 fn stack_made(r: &Response, kind: SendKind) -> bool {
-    let router_error = r.head.header("x-router-error").is_some();
-    kind.malformed_allowed && ((!router_error && matches!(r.head.status, 400 | 413 | 414 | 431 | 501 | 505)) || r.head.status == 431)
+    kind.malformed_allowed && matches!(r.head.status, 400 | 413 | 414 | 431 | 501 | 505)
 }
 
 /// Rule [`Rule::ErrorMessage`]: a whole JSON body `{"error": .., "message": ..}` with
@@ -415,8 +414,11 @@ mod tests {
         let pg = ex(resp(400, &[("Server", "Pingora")], b""), ConnEnd::Reset);
         assert_eq!(n().exchange(&go, raw), n().exchange(&pg, raw));
         assert_ne!(n().exchange(&go, SendKind::default()), n().exchange(&pg, SendKind::default()));
+        // ... whichever stack made it (one side may answer with the contract's document).
         let contract = ex(resp(400, &[("X-Router-Error", "bad_request")], b"{}"), ConnEnd::Fin);
-        assert_ne!(n().exchange(&go, raw), n().exchange(&contract, raw));
+        assert_eq!(n().exchange(&go, raw), n().exchange(&contract, raw));
+        let kept = ex(resp(400, &[("X-Router-Error", "bad_request")], b"{}"), ConnEnd::KeptAlive);
+        assert_ne!(n().exchange(&go, raw), n().exchange(&kept, raw));
     }
 
     #[test]
