@@ -489,3 +489,24 @@ fn request_framing_lists_are_refused_duplicates_collapsed() {
     let head = up.heads().pop().unwrap().to_ascii_lowercase();
     assert_eq!(head.matches("content-length:").count(), 1, "{head}");
 }
+
+#[test]
+fn unmet_expectations_and_framing_trailers_are_refused() {
+    let up = Recorder::start(ok_target);
+    let r = RouterProc::start(Some(&lkg(&up.addr)), &[]);
+    // RFC 9110 section 10.1.1: an expectation other than 100-continue (Go: the gate's 400)
+    for expect in ["Expect: foo\r\n", "Expect: 100-continuex\r\n", "Expect: foo\r\nExpect: 100-continue\r\n"] {
+        let (out, end) = exchange(&r.listen, &[(0, &get("/e", expect))], IDLE);
+        assert_eq!((responses(&out, &[])[0].status(), end), (400, End::Eof), "{expect:?}");
+    }
+    // RFC 9110 section 6.6.2: trailers must not carry framing fields
+    for trailer in ["Trailer: Content-Length\r\n", "Trailer: x-a, transfer-encoding\r\n"] {
+        let req = format!("POST /t HTTP/1.1\r\nHost: h\r\nX-Routing-Key: k\r\nTransfer-Encoding: chunked\r\n{trailer}\r\n0\r\n\r\n");
+        let (out, end) = exchange(&r.listen, &[(0, req.as_bytes())], IDLE);
+        assert_eq!((responses(&out, &[])[0].status(), end), (400, End::Eof), "{trailer:?}");
+    }
+    assert!(up.heads().is_empty());
+    // what is met or allowed still goes through
+    let (out, _) = exchange(&r.listen, &[(0, &get("/e", "Expect: \r\nTrailer: x-checksum\r\n"))], IDLE);
+    assert_eq!(responses(&out, &[])[0].status(), 200);
+}

@@ -45,6 +45,49 @@ pub fn is_chunked_only(headers: &HeaderMap) -> Result<bool, FramingError> {
     }
 }
 
+/// Whether a request's expectations are ones the router meets: the first `Expect` field
+/// is absent, empty, or names `100-continue` (any case, as one comma- or space-separated
+/// element). Anything else is refused with 400 `bad_request`, as the Go router does (RFC
+/// 9110 section 10.1.1 lets a server refuse an expectation it cannot meet; net/http's
+/// `expectsContinue` reads only the first field the same way).
+pub fn expect_ok(headers: &HeaderMap) -> bool {
+    match headers.get(http::header::EXPECT) {
+        None => true,
+        Some(v) => {
+            let v = v.as_bytes();
+            v.is_empty() || has_token(v, b"100-continue")
+        }
+    }
+}
+
+/// Whether a chunked request's `Trailer` fields announce none of `Transfer-Encoding`,
+/// `Trailer` or `Content-Length` (RFC 9110 section 6.6.2: a sender must not generate
+/// trailer fields that frame the message; both routers refuse such a request with 400).
+pub fn trailer_ok(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::TRAILER).iter().all(|v| {
+        v.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii).all(|el| {
+            !(el.eq_ignore_ascii_case(b"transfer-encoding")
+                || el.eq_ignore_ascii_case(b"trailer")
+                || el.eq_ignore_ascii_case(b"content-length"))
+        })
+    })
+}
+
+/// Whether `token` stands in `v` as an element bounded by the start or end of `v`, a
+/// space, a comma or a tab, ignoring ASCII case (net/http's `hasToken`).
+fn has_token(v: &[u8], token: &[u8]) -> bool {
+    let boundary = |b: u8| b == b' ' || b == b',' || b == b'\t';
+    if v.len() < token.len() {
+        return false;
+    }
+    (0..=v.len() - token.len()).any(|sp| {
+        let end = sp + token.len();
+        (sp == 0 || boundary(v[sp - 1]))
+            && (end == v.len() || boundary(v[end]))
+            && v[sp..end].eq_ignore_ascii_case(token)
+    })
+}
+
 /// What the router changes in an upstream response head before it goes to the client
 /// ([`response_fix`]); applied with Pingora's header API so its case map stays in step.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -154,6 +197,27 @@ mod tests {
         let f = response_fix(StatusCode::from_u16(102).unwrap(), &h(&[("content-length", "5"), ("transfer-encoding", "chunked")])).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH, TRANSFER_ENCODING]);
         assert_eq!(response_fix(StatusCode::SWITCHING_PROTOCOLS, &h(&[])).unwrap(), ResponseFix::default());
+    }
+
+    #[test]
+    fn expectations() {
+        assert!(expect_ok(&h(&[])));
+        assert!(expect_ok(&h(&[("expect", "100-continue")])));
+        assert!(expect_ok(&h(&[("expect", "100-Continue")])));
+        assert!(expect_ok(&h(&[("expect", "foo, 100-continue")])));
+        assert!(!expect_ok(&h(&[("expect", "foo")])));
+        assert!(!expect_ok(&h(&[("expect", "100-continuex")])));
+        assert!(!expect_ok(&h(&[("expect", "x100-continue")])));
+        assert!(!expect_ok(&h(&[("expect", "foo"), ("expect", "100-continue")])));
+    }
+
+    #[test]
+    fn trailers() {
+        assert!(trailer_ok(&h(&[])));
+        assert!(trailer_ok(&h(&[("trailer", "x-checksum, expires")])));
+        assert!(!trailer_ok(&h(&[("trailer", "x-a, Content-Length")])));
+        assert!(!trailer_ok(&h(&[("trailer", "x-a"), ("trailer", "transfer-encoding")])));
+        assert!(!trailer_ok(&h(&[("trailer", "Trailer")])));
     }
 
     #[test]

@@ -233,12 +233,13 @@ impl ProxyHttp for RouterProxy {
                 (Some(_), Some(_)) => false,
             };
             // Transfer-Encoding: exactly one `chunked` (Pingora accepts `chunked, chunked`,
-            // `,chunked` and repeated lines as chunked; Go's net/http answers 501).
+            // `,chunked` and repeated lines as chunked), whose `Trailer` announces no framing
+            // field; an `Expect` the router cannot meet (not `100-continue`) is refused too.
             let length_ok = match framing::is_chunked_only(&req.headers) {
-                Ok(true) => true,
+                Ok(true) => framing::trailer_ok(&req.headers),
                 Ok(false) => framing::content_length(&req.headers).is_ok(),
                 Err(_) => false,
-            };
+            } && framing::expect_ok(&req.headers);
             (form, host_ok, length_ok)
         };
         // CONNECT (any target) is refused: the router proxies no tunnels.
