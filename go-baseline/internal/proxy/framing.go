@@ -89,8 +89,8 @@ type headCheck struct {
 	rlLen     int  // length of the request line (without its line end)
 	started   bool // the request line has been read
 	http10    bool // HTTP/1.0 (no Host needed; Transfer-Encoding refused)
-	connect   bool // CONNECT: net/http needs no Host
 	hosts     int
+	hostEmpty bool // the Host field is empty
 	cls       int  // Content-Length fields
 	clDiffer  bool // two Content-Length fields with different values
 	tes       int  // Transfer-Encoding fields
@@ -368,8 +368,9 @@ func (c *scanConn) refuse(code errcode.Code, head []byte) {
 
 // checkRequestLine checks the request line: method a token, version exactly HTTP/1.0 or
 // HTTP/1.1, a target validTarget accepts. It refuses (the router's bad_request) all that
-// net/http's readRequest refuses (its 400 and 505) and what the Pingora router's parser
-// refuses besides (other HTTP/1.x versions, target bytes); it records the version.
+// net/http's readRequest refuses (its 400 and 505), what the Pingora router's parser
+// refuses besides (other HTTP/1.x versions, target bytes), CONNECT and target forms out
+// of place; it records the version.
 func (c *scanConn) checkRequestLine(line []byte) bool {
 	method, rest, ok1 := bytes.Cut(line, []byte{' '})
 	target, proto, ok2 := bytes.Cut(rest, []byte{' '})
@@ -387,8 +388,25 @@ func (c *scanConn) checkRequestLine(line []byte) bool {
 		// net/http answers 400 (malformed) or 505 (HTTP/0.x, 2 and later).
 		return false
 	}
-	c.h.connect = string(method) == http.MethodConnect
-	return validTarget(target, c.h.connect)
+	// CONNECT is refused whatever its target (the router proxies no tunnels, RFC 9110
+	// section 9.3.6), and a target form out of place (targetFormAllowed) too: refused
+	// here, not by the handler, so that the answer to an HTTP/1.0 head says HTTP/1.1.
+	if string(method) == http.MethodConnect || !targetFormAllowedBytes(method, target) {
+		return false
+	}
+	return validTarget(target)
+}
+
+// targetFormAllowedBytes is targetFormAllowed (headers.go) on the request line's bytes.
+func targetFormAllowedBytes(method, target []byte) bool {
+	switch {
+	case len(target) > 0 && target[0] == '/', bytes.Contains(target, []byte("://")):
+		return true
+	case string(target) == "*":
+		return string(method) == http.MethodOptions
+	default: // authority-form: CONNECT's
+		return false
+	}
 }
 
 // validTarget reports whether target is a request-target both routers accept:
@@ -398,11 +416,10 @@ func (c *scanConn) checkRequestLine(line []byte) bool {
 //     (parse_uri: simd::match_uri_vectored over URI_MAP, then str::from_utf8). RFC 9112
 //     section 3 and RFC 3986 section 2 allow no raw SP, CTL or non-ASCII byte at all;
 //     RFC 9112 section 3 answers an invalid request-line with 400;
-//   - net/http's url.ParseRequestURI accepts it (for CONNECT with an authority, as
-//     "http://"+target). The origin-form, the common case, is checked here without
+//   - net/http's url.ParseRequestURI accepts it. The origin-form, the common case, is checked here without
 //     allocating: every '%' in the path (before the first '?') followed by two hex digits
 //     (RFC 3986 section 2.1).
-func validTarget(target []byte, connect bool) bool {
+func validTarget(target []byte) bool {
 	nonASCII := false
 	for _, ch := range target {
 		if !uriByte[ch] {
@@ -426,11 +443,7 @@ func validTarget(target []byte, connect bool) bool {
 		}
 		return true
 	}
-	raw := string(target)
-	if connect {
-		raw = "http://" + raw
-	}
-	_, err := url.ParseRequestURI(raw)
+	_, err := url.ParseRequestURI(string(target))
 	return err == nil
 }
 
@@ -474,8 +487,12 @@ func (c *scanConn) checkField(line []byte) bool {
 	switch len(name) {
 	case 4:
 		if equalFold(name, "Host") {
+			// Bytes of net/http's table, and a port, if any, of digits only (net/http
+			// does not check that; hostPortValid). An empty Host is absent in HTTP/1.0
+			// and refused in HTTP/1.1 (endHead).
 			c.h.hosts++
-			return c.h.hosts == 1 && validHost(value)
+			c.h.hostEmpty = len(value) == 0
+			return c.h.hosts == 1 && validHost(value) && hostPortValid(string(value))
 		}
 	case 6:
 		if equalFold(name, "Expect") && !c.h.expect {
@@ -526,8 +543,8 @@ func (c *scanConn) checkField(line []byte) bool {
 // section 3.2) and, when it passes, sets up following its body.
 func (c *scanConn) endHead() bool {
 	h := &c.h
-	if !h.http10 && h.hosts == 0 && !h.connect {
-		return false // HTTP/1.1 without Host
+	if !h.http10 && (h.hosts == 0 || h.hostEmpty) {
+		return false // HTTP/1.1 without Host, or with an empty one (RFC 9112 section 3.2)
 	}
 	var cl int64
 	if h.cls > 0 {

@@ -90,7 +90,7 @@ func TestValidTargetAsNetURL(t *testing.T) {
 		"/\xc3\xa9", "*", "http://a/b", "http://a:x/", "a.example:443", "foo", "", "//a", "http://[::1/", "/a#b"} {
 		_, err := url.ParseRequestURI(target)
 		want := err == nil && target != "/\x80" // not UTF-8: httparse refuses it too
-		if got := validTarget([]byte(target), false); got != want {
+		if got := validTarget([]byte(target)); got != want {
 			t.Errorf("validTarget(%q) = %v, want %v; url.ParseRequestURI: %v", target, got, want, err)
 		}
 	}

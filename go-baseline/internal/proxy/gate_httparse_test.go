@@ -122,6 +122,10 @@ func TestRefusedHTTP10HeadAnsweredHTTP11(t *testing.T) {
 		{"CTL in target", "GET /a\x01 HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "400", "bad_request"},
 		{"obs-fold", "GET /a HTTP/1.0\r\nX-A: 1\r\n b\r\nX-Routing-Key: k\r\n\r\n", "400", "bad_request"},
 		{"Expect: foo", "GET /a HTTP/1.0\r\nConnection: keep-alive\r\nExpect: foo\r\nX-Routing-Key: k\r\n\r\n", "400", "bad_request"},
+		{"CONNECT", "CONNECT a.example:443 HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "400", "bad_request"},
+		{"authority-form GET", "GET a.example:443 HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "400", "bad_request"},
+		{"asterisk GET", "GET * HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "400", "bad_request"},
+		{"Host port not a number", "GET /a HTTP/1.0\r\nHost: a.example:x\r\nX-Routing-Key: k\r\n\r\n", "400", "bad_request"},
 		{"oversized head", "GET /a HTTP/1.0\r\nX-Big: " + strings.Repeat("b", MaxHeadBytes) + "\r\n\r\n", "431", "request_headers_too_large"},
 	} {
 		out, err := orderlyExchange(t, hostPort(r.url), []byte(tc.req))

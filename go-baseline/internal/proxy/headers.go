@@ -32,7 +32,10 @@ import (
 //
 // Host is set by target.
 func forwardRequestHeaders(pr *httputil.ProxyRequest) {
-	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
+	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok && !connectionNominates(pr.In.Header["Connection"], "X-Forwarded-For") {
+		// An X-Forwarded-For named in Connection is hop-by-hop (RFC 9110 section 7.6.1):
+		// it is not passed on, and the router's value is then the client address alone,
+		// as the Pingora router's upstream_request does.
 		pr.Out.Header["X-Forwarded-For"] = prior
 	}
 	pr.SetXForwarded()
@@ -49,13 +52,41 @@ func forwardRequestHeaders(pr *httputil.ProxyRequest) {
 	pr.Out.Trailer = nil
 }
 
+// connectionNominates reports whether the Connection field values conn (one entry per
+// field line, each a comma-separated list of tokens) name the field name, compared
+// case-insensitively (RFC 9110 section 7.6.1).
+func connectionNominates(conn []string, name string) bool {
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.Trim(t, " \t"), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// removeNominated deletes from h every field named in the Connection field values conn
+// (RFC 9110 section 7.6.1: hop-by-hop whatever else Connection lists, "close" included).
+// Tokens that are not field names in h delete nothing.
+func removeNominated(h http.Header, conn []string) {
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.Trim(t, " \t"); t != "" {
+				h.Del(t)
+			}
+		}
+	}
+}
+
 // targetFormAllowed reports whether requestURI has a request-target form the router
 // forwards for method (RFC 9112 section 3.2): origin-form ("/..."), absolute-form
 // ("scheme://authority..."), forwarded as its origin-form part, and the asterisk-form
 // ("*") with OPTIONS only (section 3.2.4), forwarded as "*" (RFC 9110 section 9.3.7).
 // The authority-form ("host:port") belongs to CONNECT (section 3.2.3), which the router
 // refuses whatever its target; net/http accepts these forms with any method, and
-// forwarded as they are they would be neither.
+// forwarded as they are they would be neither. The request gate (framing.go,
+// targetFormAllowedBytes) refuses these heads first; this stays as the handler's backstop.
 func targetFormAllowed(method, requestURI string) bool {
 	switch {
 	case strings.HasPrefix(requestURI, "/"), strings.Contains(requestURI, "://"):
@@ -74,7 +105,8 @@ func targetFormAllowed(method, requestURI string) bool {
 // (space, '/', ...), as net/http would, so this adds only what net/http lets through: an
 // empty Host in HTTP/1.1 and a port that is not a number. An HTTP/1.0 request may have
 // no Host (net/http cannot tell an empty Host from none there): it is forwarded without
-// X-Forwarded-Host.
+// X-Forwarded-Host. The gate now refuses both cases first (so that the answer to an
+// HTTP/1.0 head says HTTP/1.1); this stays as the handler's backstop.
 func hostValid(r *http.Request) bool {
 	if r.Host == "" {
 		return !r.ProtoAtLeast(1, 1)
