@@ -837,3 +837,93 @@ func TestRefusedHeadAccessLog(t *testing.T) {
 		t.Fatalf("access log %q", logBuf.String())
 	}
 }
+
+// A response field named in the upstream's Connection is hop-by-hop even when that
+// Connection also says "close" (RFC 9110 section 7.6.1), on a plain response and on the
+// final response after an interim one; net/http deletes such a Connection before
+// ReverseProxy sees it.
+func TestConnectionCloseNominatedResponseFieldsRemoved(t *testing.T) {
+	for _, answer := range []string{
+		"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nconnection: x-hop\r\nConnection: Close\r\nX-Hop: 1\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close,X-Hop\r\nX-Hop: 1\r\nX-Kept: 1\r\n\r\nok",
+	} {
+		up := newRawUpstream(t, answer)
+		r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+		resp := get(t, r.url, "k")
+		if body := readAll(t, resp); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("%q: %d %q", answer, resp.StatusCode, body)
+		}
+		if _, ok := resp.Header["X-Hop"]; ok || resp.Header.Get("X-Kept") != "1" {
+			t.Fatalf("%q: client got %v", answer, resp.Header)
+		}
+	}
+}
+
+// headerUpstream is an upstream that records the header of each request it serves.
+func headerUpstream(t *testing.T) (*httptest.Server, func() []http.Header) {
+	var mu sync.Mutex
+	var seen []http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+	}))
+	t.Cleanup(up.Close)
+	return up, func() []http.Header {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]http.Header(nil), seen...)
+	}
+}
+
+// An HTTP/1.0 request is never an upgrade (RFC 9110 section 7.8): its Upgrade and its
+// "Connection: upgrade" are hop-by-hop and go no further; the same head in HTTP/1.1 is
+// an upgrade request and goes up with "Connection: Upgrade".
+func TestHTTP10UpgradeNotForwarded(t *testing.T) {
+	up, seen := headerUpstream(t)
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 1000, "")))
+	out := rawExchange(t, r.url, "GET /u HTTP/1.0\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Routing-Key: k\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.0 200 ") {
+		t.Fatalf("HTTP/1.0 client got %q", out)
+	}
+	h := seen()
+	if len(h) != 1 {
+		t.Fatalf("upstream got %d requests", len(h))
+	}
+	if v, ok := h[0]["Upgrade"]; ok {
+		t.Fatalf("Upgrade %q forwarded for an HTTP/1.0 request", v)
+	}
+	if v, ok := h[0]["Connection"]; ok {
+		t.Fatalf("Connection %q forwarded for an HTTP/1.0 request", v)
+	}
+	rawExchange(t, r.url, "GET /u HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Routing-Key: k\r\n\r\n")
+	if h = seen(); len(h) != 2 || h[1].Get("Upgrade") != "websocket" || h[1].Get("Connection") != "Upgrade" {
+		t.Fatalf("HTTP/1.1 upgrade request went up as %v", h)
+	}
+}
+
+// An X-Forwarded-For named in Connection is hop-by-hop: the incoming value is dropped and
+// the router's X-Forwarded-For is the client address alone (the Pingora router's
+// upstream_request does the same).
+func TestNominatedXForwardedForIsNotAppendedTo(t *testing.T) {
+	up, seen := headerUpstream(t)
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 1000, "")))
+	for _, conn := range []string{"X-Forwarded-For", "close, x-forwarded-for", "keep-alive,  X-FORWARDED-FOR "} {
+		rawExchange(t, r.url, "GET /x HTTP/1.1\r\nHost: a.example\r\nConnection: "+conn+"\r\nX-Forwarded-For: 10.0.0.1\r\n"+
+			"X-Forwarded-For: 10.0.0.2\r\nX-Routing-Key: k\r\nConnection: close\r\n\r\n")
+	}
+	rawExchange(t, r.url, "GET /x HTTP/1.1\r\nHost: a.example\r\nConnection: close, X-Other\r\nX-Forwarded-For: 10.0.0.1\r\nX-Routing-Key: k\r\n\r\n")
+	h := seen()
+	if len(h) != 4 {
+		t.Fatalf("upstream got %d requests", len(h))
+	}
+	for i, hh := range h[:3] {
+		if v := hh["X-Forwarded-For"]; len(v) != 1 || v[0] != "127.0.0.1" {
+			t.Fatalf("request %d: X-Forwarded-For %q", i, v)
+		}
+	}
+	if v := h[3]["X-Forwarded-For"]; len(v) != 1 || v[0] != "10.0.0.1, 127.0.0.1" {
+		t.Fatalf("not nominated: X-Forwarded-For %q", v)
+	}
+}

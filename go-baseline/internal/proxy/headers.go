@@ -23,7 +23,8 @@ import (
 // forwardRequestHeaders applies the request-side rules to the outgoing request:
 //   - X-Forwarded-For: the client's IP appended to any incoming value (trust nothing,
 //     record everything; Rewrite mode starts from an empty value, so the incoming one is
-//     copied back first);
+//     copied back first), unless the request's Connection names X-Forwarded-For: then
+//     the incoming value is hop-by-hop and the client's IP is the whole value;
 //   - X-Forwarded-Host: the client's Host; X-Forwarded-Proto: "http" (the listener is
 //     plain HTTP), both replacing incoming values;
 //   - Forwarded (RFC 7239) passes through like any end-to-end header the contract does
@@ -32,7 +33,10 @@ import (
 //
 // Host is set by target.
 func forwardRequestHeaders(pr *httputil.ProxyRequest) {
-	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
+	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok && !connectionNominates(pr.In.Header["Connection"], "X-Forwarded-For") {
+		// An X-Forwarded-For named in Connection is hop-by-hop (RFC 9110 section 7.6.1):
+		// it is not passed on, and the router's value is then the client address alone,
+		// as the Pingora router's upstream_request does.
 		pr.Out.Header["X-Forwarded-For"] = prior
 	}
 	pr.SetXForwarded()
@@ -47,6 +51,33 @@ func forwardRequestHeaders(pr *httputil.ProxyRequest) {
 		pr.Out.Header["Forwarded"] = fwd
 	}
 	pr.Out.Trailer = nil
+}
+
+// connectionNominates reports whether the Connection field values conn (one entry per
+// field line, each a comma-separated list of tokens) name the field name, compared
+// case-insensitively (RFC 9110 section 7.6.1).
+func connectionNominates(conn []string, name string) bool {
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.Trim(t, " \t"), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// removeNominated deletes from h every field named in the Connection field values conn
+// (RFC 9110 section 7.6.1: hop-by-hop whatever else Connection lists, "close" included).
+// Tokens that are not field names in h delete nothing.
+func removeNominated(h http.Header, conn []string) {
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.Trim(t, " \t"); t != "" {
+				h.Del(t)
+			}
+		}
+	}
 }
 
 // targetFormAllowed reports whether requestURI has a request-target form the router

@@ -26,6 +26,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"sync"
 	"time"
@@ -112,6 +113,8 @@ type reqState struct {
 
 	refused *refusal // the gate refused the head: r is its stand-in (the access log names the head)
 
+	upConn *upstream.HeadConn // the upstream connection of the current attempt (set by gotConn)
+
 	mu         sync.Mutex // reqBodyErr is set by the transport's body-writing goroutine
 	reqBodyErr error      // client request body read error
 
@@ -182,11 +185,29 @@ func (h *Handler) countFailovers(steps []routing.Step) {
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In.Context())
 	forwardRequestHeaders(pr)
+	if !pr.In.ProtoAtLeast(1, 1) {
+		// RFC 9110 section 7.8: an HTTP/1.0 request is never an upgrade. ReverseProxy has
+		// re-added "Connection: Upgrade" and the Upgrade value whatever the version.
+		pr.Out.Header.Del("Connection")
+		pr.Out.Header.Del("Upgrade")
+	}
+	pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{GotConn: st.gotConn}))
 	forwardRequestTarget(pr.Out, pr.In.RequestURI)
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
 	}
 	target(pr.Out, st.cur)
+}
+
+// gotConn is the ClientTrace hook called when the transport hands an upstream connection
+// to an attempt, before the request is written: it starts the connection's record of the
+// response head (upstream.HeadConn), which modifyResponse reads.
+func (st *reqState) gotConn(info httptrace.GotConnInfo) {
+	st.upConn = nil
+	if hc, ok := info.Conn.(*upstream.HeadConn); ok {
+		hc.Begin()
+		st.upConn = hc
+	}
 }
 
 // reqBodyWatch remembers a failed read of the client's request body, so that a client
@@ -330,6 +351,13 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 // committed abort (step 8).
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request.Context())
+	if resp.Close && resp.StatusCode != http.StatusSwitchingProtocols && st.upConn != nil {
+		// net/http deleted a Connection field that lists "close" before ReverseProxy could
+		// remove the fields it nominates: remove them here, from the head as received.
+		if conn, ok := st.upConn.FinalConnection(); ok {
+			removeNominated(resp.Header, conn)
+		}
+	}
 	forwardResponseHeaders(resp, st.cur.ID)
 	st.upStatus = resp.StatusCode
 	if resp.StatusCode >= 500 {

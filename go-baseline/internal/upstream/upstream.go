@@ -107,7 +107,7 @@ func newTransport(scheme string, connect time.Duration, tlsCfg *tls.Config, tlsE
 			if err != nil {
 				return nil, &ConnectError{err}
 			}
-			return c, nil
+			return &HeadConn{Conn: c}, nil
 		},
 	}
 	if scheme == "https" {
@@ -127,7 +127,7 @@ func newTransport(scheme string, connect time.Duration, tlsCfg *tls.Config, tlsE
 				c.Close()
 				return nil, &ConnectError{err}
 			}
-			return tc, nil
+			return &HeadConn{Conn: tc}, nil
 		}
 	}
 	return t
