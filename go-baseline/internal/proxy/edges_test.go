@@ -927,3 +927,66 @@ func TestNominatedXForwardedForIsNotAppendedTo(t *testing.T) {
 		t.Fatalf("not nominated: X-Forwarded-For %q", v)
 	}
 }
+
+// With an absolute-form target the received Host is ignored (RFC 9112 section 3.2.2):
+// whatever its value, the request is forwarded with the target's origin-form and
+// X-Forwarded-Host = the target's authority, as the Pingora router does. One Host line
+// at most still, and HTTP/1.1 still needs one.
+func TestAbsoluteFormIgnoresTheReceivedHost(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	hu, seen := headerUpstream(t)
+	r := newRouter(t, doc(`"k":"p","h":"q"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, ""),
+		`"q":`+placement(hostPort(hu.URL), "", 4, 1000, "")))
+	hosts := []string{"Host: a b.example\r\n", "Host: a.example/evil\r\n", "Host: a.example:abc\r\n", "Host: \r\n",
+		"Host:\r\n", "Host: u@a.example\r\n", "Host: a, b\r\n"}
+	for _, host := range hosts {
+		for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+			out := rawExchange(t, r.url, "GET HTTP://front.example:8080/p?x=1 "+proto+"\r\n"+host+"X-Routing-Key: k\r\nConnection: close\r\n\r\n")
+			if !strings.HasPrefix(out, proto+" 200 ") {
+				t.Fatalf("%s %q: %.120q", proto, host, out)
+			}
+			rawExchange(t, r.url, "GET http://front.example:8080/p?x=1 "+proto+"\r\n"+host+"X-Routing-Key: h\r\nConnection: close\r\n\r\n")
+		}
+	}
+	if lines := up.requestLines(); len(lines) != 2*len(hosts) || lines[0] != "GET /p?x=1 HTTP/1.1" {
+		t.Fatalf("upstream got %q", lines)
+	}
+	for i, h := range seen() {
+		if v := h["X-Forwarded-Host"]; len(v) != 1 || v[0] != "front.example:8080" {
+			t.Fatalf("request %d: X-Forwarded-Host %q", i, v)
+		}
+	}
+	for _, tc := range []string{
+		"GET http://front.example/p HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",
+		"GET http://front.example/p HTTP/1.1\r\n",
+	} {
+		out := rawExchange(t, r.url, tc+"X-Routing-Key: k\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") {
+			t.Fatalf("%q: %.120q", tc, out)
+		}
+	}
+	// HTTP/1.0 without Host: the target's authority is the client's host.
+	rawExchange(t, r.url, "GET http://front.example/p HTTP/1.0\r\nX-Routing-Key: h\r\n\r\n")
+	if h := seen(); h[len(h)-1].Get("X-Forwarded-Host") != "front.example" {
+		t.Fatalf("HTTP/1.0 without Host: X-Forwarded-Host %q", h[len(h)-1]["X-Forwarded-Host"])
+	}
+}
+
+// An empty Host field line is a bad request in HTTP/1.0 too (docs/spec.md section 3,
+// Host: a Host an HTTP/1.0 request sends follows the same rules); a missing one is not.
+func TestHTTP10EmptyHostIs400(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	for _, host := range []string{"Host:\r\n", "Host: \r\n", "Host: \t \r\n"} {
+		out := rawExchange(t, r.url, "GET /e HTTP/1.0\r\n"+host+"X-Routing-Key: k\r\n\r\n")
+		if !strings.Contains(out, " 400 ") || !strings.Contains(out, "X-Router-Error: bad_request") {
+			t.Fatalf("%q: %.120q", host, out)
+		}
+	}
+	if lines := up.requestLines(); len(lines) != 0 {
+		t.Fatalf("upstream got %q", lines)
+	}
+	if out := rawExchange(t, r.url, "GET /e HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n"); !strings.HasPrefix(out, "HTTP/1.0 200 ") {
+		t.Fatalf("HTTP/1.0 without Host: %.120q", out)
+	}
+}

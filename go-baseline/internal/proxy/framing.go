@@ -91,6 +91,7 @@ type headCheck struct {
 	http10    bool // HTTP/1.0 (no Host needed; Transfer-Encoding refused)
 	hosts     int
 	hostEmpty bool // the Host field is empty
+	absolute  bool // the target is absolute-form with an http/https/ws/wss scheme and no userinfo
 	cls       int  // Content-Length fields
 	clDiffer  bool // two Content-Length fields with different values
 	tes       int  // Transfer-Encoding fields
@@ -394,7 +395,29 @@ func (c *scanConn) checkRequestLine(line []byte) bool {
 	if string(method) == http.MethodConnect || !targetFormAllowedBytes(method, target) {
 		return false
 	}
+	c.h.absolute = absoluteHTTPTarget(target)
 	return validTarget(target)
+}
+
+// absoluteHTTPTarget reports whether target is absolute-form (RFC 9112 section 3.2.2)
+// with a scheme of the http family (http, https, ws, wss, any case) and an authority
+// without userinfo: the targets whose authority replaces the received Host, as the
+// Pingora router's patched parser does (rust-pingora/vendor/README.md, patch 1).
+func absoluteHTTPTarget(target []byte) bool {
+	scheme, rest, ok := bytes.Cut(target, []byte("://"))
+	if !ok {
+		return false
+	}
+	switch {
+	case equalFold(scheme, "http"), equalFold(scheme, "https"), equalFold(scheme, "ws"), equalFold(scheme, "wss"):
+	default:
+		return false
+	}
+	authority := rest
+	if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+		authority = rest[:i]
+	}
+	return len(authority) > 0 && bytes.IndexByte(authority, '@') < 0
 }
 
 // targetFormAllowedBytes is targetFormAllowed (headers.go) on the request line's bytes.
@@ -492,6 +515,19 @@ func (c *scanConn) checkField(line []byte) bool {
 			// and refused in HTTP/1.1 (endHead).
 			c.h.hosts++
 			c.h.hostEmpty = len(value) == 0
+			if c.h.absolute {
+				// RFC 9112 section 3.2.2: with an absolute-form target the received Host
+				// is ignored (net/http takes the target's authority as r.Host too), so its
+				// value is not checked; only one line is allowed, as the Pingora router
+				// requires. net/http would still refuse bytes outside its table: they are
+				// overwritten (same length, in the head net/http reads) with 'x'.
+				for i, ch := range value {
+					if !hostByte[ch] {
+						value[i] = 'x'
+					}
+				}
+				return c.h.hosts == 1
+			}
 			return c.h.hosts == 1 && validHost(value) && hostPortValid(string(value))
 		}
 	case 6:
@@ -543,8 +579,14 @@ func (c *scanConn) checkField(line []byte) bool {
 // section 3.2) and, when it passes, sets up following its body.
 func (c *scanConn) endHead() bool {
 	h := &c.h
-	if !h.http10 && (h.hosts == 0 || h.hostEmpty) {
-		return false // HTTP/1.1 without Host, or with an empty one (RFC 9112 section 3.2)
+	if !h.http10 && h.hosts == 0 {
+		return false // HTTP/1.1 without Host (RFC 9112 section 3.2)
+	}
+	if h.hostEmpty && !h.absolute {
+		// An empty Host field line, in HTTP/1.1 and in HTTP/1.0 alike (docs/spec.md section
+		// 3, Host: a Host an HTTP/1.0 request sends follows the same rules; net/http cannot
+		// tell it from none there). An absolute-form target's authority replaces it.
+		return false
 	}
 	var cl int64
 	if h.cls > 0 {
