@@ -220,9 +220,11 @@ pub enum Step {
     Wait(Wait),
     /// Check fields of `GET /admin/state` by JSON Pointer.
     ExpectAdmin(BTreeMap<String, Value>),
-    /// Check metric values (`name{label="v"}`); an absent series is its own value and
-    /// fails any expected value (0 included); a failed scrape fails the step.
-    ExpectMetrics(BTreeMap<String, f64>),
+    /// Check metric values (`name{label="v"}`); `null` expects the series to be absent
+    /// (a labelled counter never incremented, spec section 7). An absent series is its
+    /// own value and fails any expected number (0 included); a failed scrape fails the
+    /// step.
+    ExpectMetrics(BTreeMap<String, Option<f64>>),
     /// Check what the control plane saw.
     ExpectControlPlane(CpExpect),
     /// Check what an upstream received.

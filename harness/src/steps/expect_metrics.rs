@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 /// Scrapes until every series has its value or [`SETTLE`] passes; `Err` on a series
 /// name that does not parse (validated away).
-pub async fn run(ctx: &mut Ctx<'_>, i: i64, m: &BTreeMap<String, f64>) -> Result<()> {
-    let keys: Vec<(&String, SeriesKey, f64)> = m.iter().map(|(k, want)| SeriesKey::parse(k).map(|key| (k, key, *want))).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+pub async fn run(ctx: &mut Ctx<'_>, i: i64, m: &BTreeMap<String, Option<f64>>) -> Result<()> {
+    let keys: Vec<(&String, SeriesKey, Option<f64>)> = m.iter().map(|(k, want)| SeriesKey::parse(k).map(|key| (k, key, *want))).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let env = &*ctx.env;
     let keys = &keys;
     let ((seen, fails), _) = poll_until(SETTLE, move || async move {
@@ -24,17 +24,14 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, m: &BTreeMap<String, f64>) -> Result
             }
         };
         for (k, key, want) in keys {
-            match scrape.value(key) {
-                Some(got) => {
-                    seen.insert((*k).clone(), json!(got));
-                    if got != *want {
-                        fails.push(format!("{k} = {got}, expected {want}"));
-                    }
-                }
-                None => {
-                    seen.insert((*k).clone(), json!("<absent>"));
-                    fails.push(format!("{k} is absent, expected {want}"));
-                }
+            let got = scrape.value(key);
+            seen.insert((*k).clone(), got.map(|g| json!(g)).unwrap_or_else(|| json!("<absent>")));
+            match (got, want) {
+                (Some(g), Some(w)) if g == *w => {}
+                (None, None) => {}
+                (Some(g), Some(w)) => fails.push(format!("{k} = {g}, expected {w}")),
+                (Some(g), None) => fails.push(format!("{k} = {g}, expected the series to be absent")),
+                (None, Some(w)) => fails.push(format!("{k} is absent, expected {w}")),
             }
         }
         let ok = fails.is_empty();
