@@ -18,7 +18,10 @@ import (
 // request before Rewrite and on the response before ModifyResponse), keeping
 // "TE: trailers" on requests (RFC 9110 section 10.1.4) and re-adding Connection/Upgrade
 // only for an upgrade request (RFC 9110 section 7.8). What ReverseProxy does not do, or
-// does differently from the contract, is done here.
+// does differently from the contract, is done here and in proxy.go: the fields nominated
+// by a response Connection that also lists "close" (net/http deletes that Connection
+// first; removeNominated with upstream.HeadConn's record), an HTTP/1.0 request's Upgrade
+// (never an upgrade), an X-Forwarded-For that the request's Connection nominates.
 
 // forwardRequestHeaders applies the request-side rules to the outgoing request:
 //   - X-Forwarded-For: the client's IP appended to any incoming value (trust nothing,
