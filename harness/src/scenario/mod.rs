@@ -43,6 +43,24 @@ mod tests {
     }
 
     #[test]
+    fn wait_windows_name_an_earlier_step_and_metrics_may_expect_absence() {
+        let w = |win: &str| format!("{OK}  - wait: {{admin: /x, equals: 1, window: {win}}}\n  - expect_metrics: {{'a{{b=\"c\"}}': null, d: 0}}\n");
+        let s = p(&w("{after_step: 1, min_ms: 10, max_ms: 20}")).unwrap();
+        match &s.steps[3] {
+            Step::Wait(x) => assert_eq!(x.window, Some(Window { after_step: 1, min_ms: 10, max_ms: 20 })),
+            _ => panic!(),
+        }
+        match &s.steps[4] {
+            Step::ExpectMetrics(m) => assert_eq!((m["a{b=\"c\"}"], m["d"]), (None, Some(0.0))),
+            _ => panic!(),
+        }
+        let e = p(&w("{after_step: 4, min_ms: 10, max_ms: 20}")).unwrap_err();
+        assert_eq!(e[0].field, "steps[3].wait.window.after_step", "{}", e[0]);
+        let e = p(&w("{after_step: 1, min_ms: 30, max_ms: 20}")).unwrap_err();
+        assert_eq!(e[0].field, "steps[3].wait.window", "{}", e[0]);
+    }
+
+    #[test]
     fn unknown_field_has_line_and_path() {
         let t = OK.replace("  - send: {key: k,", "  - send: {kee: k,");
         let e = p(&t).unwrap_err();
