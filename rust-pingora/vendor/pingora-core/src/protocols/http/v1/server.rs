@@ -843,13 +843,21 @@ impl HttpSession {
             /* update headers */
             header.insert_header(header::DATE, date::get_cached_date())?;
 
-            // TODO: make these lazy static
-            let connection_value = if self.will_keepalive() {
-                "keep-alive"
-            } else {
-                "close"
-            };
-            header.insert_header(header::CONNECTION, connection_value)?;
+            // pingora-parity patch (RFC 9112 sections 9.3 and 9.6, Appendix C.2.2): say only
+            // what differs from the request version's default, as Go's net/http does: `close`
+            // on an HTTP/1.1 response that ends the connection, `keep-alive` on an HTTP/1.0
+            // response that keeps it, no `Connection` field otherwise.
+            let http10 = self
+                .request_header
+                .as_ref()
+                .is_some_and(|r| r.version == http::Version::HTTP_10);
+            match (self.will_keepalive(), http10) {
+                (true, true) => header.insert_header(header::CONNECTION, "keep-alive")?,
+                (false, false) => header.insert_header(header::CONNECTION, "close")?,
+                _ => {
+                    header.remove_header(&header::CONNECTION);
+                }
+            }
         }
 
         if header.status == 101 {
