@@ -37,8 +37,11 @@ test-go:
 test-rust:
 	$(CARGO) test --release --workspace
 
+# The suite, then the oracle's own proof: each of its injected differences is reported.
 suite: build
 	$(BIN)/parity run scenarios --out results
+	$(BIN)/parity selftest --impl go
+	$(BIN)/parity selftest --impl pingora
 
 # The suite's verdict decides the exit status; the quick benchmark runs either way.
 run: build
