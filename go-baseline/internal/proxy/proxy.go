@@ -364,6 +364,15 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindStatus5xx)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
+		if _, ok := resp.Header["Content-Type"]; !ok {
+			// The client gets the upstream's fields only. net/http's server, when the
+			// body's first bytes are written before the head is flushed and the header map
+			// has no Content-Type, sniffs the body and adds one ("text/plain;
+			// charset=utf-8"); a nil value is its documented way to suppress that
+			// (http.ResponseWriter.Write), and writes no field. ReverseProxy copies
+			// resp.Header into this map after this hook and adds nothing for the key.
+			st.rw.Header()["Content-Type"] = nil
+		}
 		resp.Body = &bodyWatch{ReadCloser: resp.Body, st: st, resp: resp}
 	}
 	return nil
