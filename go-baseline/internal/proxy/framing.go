@@ -28,10 +28,11 @@ import (
 //     handed over in place, without a copy;
 //   - a head that passes is handed to net/http byte for byte;
 //   - a head that is refused never reaches net/http: in its place net/http gets a stand-in
-//     head ("GET / HTTP/1.1", no body), and the handler, which counts the requests of
-//     its connection (refusedHead), answers the stand-in with the refusal's code and
-//     Connection: close. Everything the client sends after the refused head is discarded
-//     (the lingering close of conn.go then ends the connection with FIN).
+//     head ("GET / HTTP/1.1", or HTTP/1.0 where the answer says HTTP/1.0: fault, refuse;
+//     no body), and the handler, which counts the requests of its connection
+//     (refusedHead), answers the stand-in with the refusal's code and Connection: close.
+//     Everything the client sends after the refused head is discarded (the lingering
+//     close of conn.go then ends the connection with FIN).
 //
 // Limit: after a request that asks for an Upgrade the gate stops following the stream (it
 // may have become a tunnel); net/http's own rules apply to what follows on that connection.
@@ -74,11 +75,33 @@ const (
 	sRefused // a head was refused: nothing more reaches net/http
 )
 
+// fault says who, in the Pingora router, refuses a head the gate refuses, which decides
+// the version of the answer's status line (docs/spec.md section 3, "HTTP/1.0 clients";
+// docs/design-go.md, "The request gate"): Pingora's own HTTP/1 parser answers HTTP/1.1
+// whatever the head said, the router's request_filter answers in the head's version.
+type fault uint8
+
+const (
+	faultNone fault = iota
+	// faultParser: refused by Pingora's parser (httparse, HttpSession::read_request and
+	// validate_request in rust-pingora/vendor/pingora-core): request-line syntax, field-line
+	// syntax, a repeated Host, '@' in Host or in an absolute-form authority, an authority the
+	// http crate cannot parse, Content-Length that is not one number, Transfer-Encoding in
+	// HTTP/1.0, a CONNECT or non-http absolute-form authority that differs from Host.
+	// Answered HTTP/1.1.
+	faultParser
+	// faultRouter: refused by the Pingora router's request_filter (target form, '%' in the
+	// path, CONNECT, a Host value, an empty Host, a Content-Length list, Expect, 431).
+	// Answered HTTP/1.0 to an HTTP/1.0 head.
+	faultRouter
+)
+
 // refusal is a refused head as the handler needs it.
 type refusal struct {
 	code   errcode.Code
 	method string // from the request line, "" when it had none that could be split
 	path   string // the request-target up to '?'
+	http10 bool   // the answer's status line says HTTP/1.0 (an HTTP/1.0 head, faultRouter)
 }
 
 // headCheck is what the gate has learnt of the head being read. Values are checked as
@@ -89,16 +112,22 @@ type headCheck struct {
 	rlLen     int  // length of the request line (without its line end)
 	started   bool // the request line has been read
 	http10    bool // HTTP/1.0 (no Host needed; Transfer-Encoding refused)
-	hosts     int
-	hostEmpty bool // the Host field is empty
-	absolute  bool // the target is absolute-form with an http/https/ws/wss scheme and no userinfo
-	cls       int  // Content-Length fields
-	clDiffer  bool // two Content-Length fields with different values
-	tes       int  // Transfer-Encoding fields
-	teChunked bool // the first Transfer-Encoding field is exactly "chunked"
-	trailer   bool // a Trailer field names Transfer-Encoding, Trailer or Content-Length
-	expect    bool // an Expect field has been seen (only the first counts)
-	upgrade   bool // Connection names upgrade
+	// routerFault: an HTTP/1.0 head has a faultRouter fault; it is refused at its end
+	// (or at the size limit), unless a faultParser fault comes first: Pingora's parser
+	// sees the whole head before the router's checks run.
+	routerFault bool
+	connect     bool // the method is CONNECT
+	otherAbs    bool // absolute-form of a scheme outside the http family (Host must equal its authority)
+	hosts       int
+	hostEmpty   bool // the Host field is empty
+	absolute    bool // the target is absolute-form with an http/https/ws/wss scheme and no userinfo
+	cls         int  // Content-Length fields
+	clDiffer    bool // two Content-Length fields with different values
+	tes         int  // Transfer-Encoding fields
+	teChunked   bool // the first Transfer-Encoding field is exactly "chunked"
+	trailer     bool // a Trailer field names Transfer-Encoding, Trailer or Content-Length
+	expect      bool // an Expect field has been seen (only the first counts)
+	upgrade     bool // Connection names upgrade
 }
 
 // scanConn is an accepted client connection: the gate (this file) between the socket
@@ -119,6 +148,8 @@ type scanConn struct {
 	line      []byte              // a chunk-size or trailer line split across reads
 	h         headCheck
 	clFirst   []byte // the first Content-Length value of the head (reused)
+	hostFirst []byte // the first Host value of the head (reused)
+	tgtAuth   []byte // the authority of a CONNECT or non-http absolute-form target (reused)
 	remaining int64  // bytes left in a fixed body or chunk
 	delivered uint64 // heads handed to net/http, the stand-in included
 
@@ -264,7 +295,9 @@ func (c *scanConn) process(b []byte, direct bool) int {
 			c.h.bytes += end - i
 			i = end
 			if c.h.bytes > MaxHeadBytes {
-				c.refuse(errcode.RequestHeadersTooLarge, c.headSoFar(b, hs, i, inPlace))
+				// The Pingora router's request_filter checks the size first: 431 in the
+				// head's version, once the request line (and so the version) is known.
+				c.refuse(errcode.RequestHeadersTooLarge, c.headSoFar(b, hs, i, inPlace), faultRouter)
 				continue
 			}
 			if j < 0 {
@@ -285,19 +318,15 @@ func (c *scanConn) process(b []byte, direct bool) int {
 					continue
 				}
 				c.h.started, c.h.rlLen = true, len(line)
-				if !c.checkRequestLine(line) {
-					c.refuse(errcode.BadRequest, head)
-				}
+				c.fault(c.checkRequestLine(line), head)
 				continue
 			}
 			if len(line) > 0 {
-				if !c.checkField(line) {
-					c.refuse(errcode.BadRequest, head)
-				}
+				c.fault(c.checkField(line), head)
 				continue
 			}
-			if !c.endHead() {
-				c.refuse(errcode.BadRequest, head)
+			if f := c.endHead(); f != faultNone {
+				c.refuse(errcode.BadRequest, head, f)
 				continue
 			}
 			if inPlace {
@@ -342,11 +371,27 @@ func trimCR(line []byte) []byte {
 	return line
 }
 
+// fault acts on a fault found in a line of the head: a faultParser one refuses the head
+// now; a faultRouter one refuses an HTTP/1.1 head now (its answer says HTTP/1.1 either
+// way) and is held for an HTTP/1.0 head until its end (endHead), where a faultParser
+// fault found after it wins, as in the Pingora router.
+func (c *scanConn) fault(f fault, head []byte) {
+	switch {
+	case f == faultNone:
+	case f == faultRouter && c.h.http10:
+		c.h.routerFault = true
+	default:
+		c.refuse(errcode.BadRequest, head, f)
+	}
+}
+
 // refuse replaces the head being read (head: its bytes so far) by the stand-in and
-// records why for the handler; from here on nothing more reaches net/http.
-func (c *scanConn) refuse(code errcode.Code, head []byte) {
+// records why for the handler; from here on nothing more reaches net/http. f decides the
+// answer's version: HTTP/1.0 for a faultRouter refusal of an HTTP/1.0 head, else HTTP/1.1.
+func (c *scanConn) refuse(code errcode.Code, head []byte, f fault) {
 	var rf refusal
 	rf.code = code
+	rf.http10 = f == faultRouter && c.h.started && c.h.http10
 	if c.h.started {
 		rl := head[:c.h.rlLen]
 		if m, rest, ok := bytes.Cut(rl, []byte{' '}); ok {
@@ -355,13 +400,19 @@ func (c *scanConn) refuse(code errcode.Code, head []byte) {
 			rf.method, rf.path = string(m), string(path)
 		}
 	}
-	// An HTTP/1.1 stand-in whatever the refused head's version: the answer's status line
-	// says HTTP/1.1, the router's own highest minor version (RFC 9112 section 2.3), as
-	// the Pingora router's does; Connection: close (the handler) ends the connection.
-	const standIn = "GET / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
+	// The stand-in's version is the answer's (net/http answers in the request's version):
+	// HTTP/1.0 where the Pingora router's request_filter answers an HTTP/1.0 head, else
+	// HTTP/1.1, as Pingora's own 400 says (fault). Connection: close (the handler) ends
+	// the connection.
+	const standIn11 = "GET / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
+	const standIn10 = "GET / HTTP/1.0\r\nHost: refused.invalid\r\n\r\n"
 	c.state = sRefused
 	c.hold = c.hold[:0]
-	c.pending = append(c.pending, standIn...)
+	if rf.http10 {
+		c.pending = append(c.pending, standIn10...)
+	} else {
+		c.pending = append(c.pending, standIn11...)
+	}
 	c.delivered++
 	c.refused = rf
 	c.refusedSeq.Store(c.delivered)
@@ -370,13 +421,14 @@ func (c *scanConn) refuse(code errcode.Code, head []byte) {
 // checkRequestLine checks the request line: method a token, version exactly HTTP/1.0 or
 // HTTP/1.1, a target validTarget accepts. It refuses (the router's bad_request) all that
 // net/http's readRequest refuses (its 400 and 505), what the Pingora router's parser
-// refuses besides (other HTTP/1.x versions, target bytes), CONNECT and target forms out
-// of place; it records the version.
-func (c *scanConn) checkRequestLine(line []byte) bool {
+// refuses besides (other HTTP/1.x versions, target bytes, authorities), CONNECT and target
+// forms out of place; it records the version. The fault says which part of the Pingora
+// router refuses the line (fault).
+func (c *scanConn) checkRequestLine(line []byte) fault {
 	method, rest, ok1 := bytes.Cut(line, []byte{' '})
 	target, proto, ok2 := bytes.Cut(rest, []byte{' '})
 	if !ok1 || !ok2 || !isToken(method) {
-		return false
+		return faultParser // httparse: method token, one SP between the parts
 	}
 	switch string(proto) {
 	case "HTTP/1.1":
@@ -387,16 +439,149 @@ func (c *scanConn) checkRequestLine(line []byte) bool {
 		// parse_version) accepts: HTTP/1.2 .. 1.9, which net/http would serve as
 		// HTTP/1.1 (RFC 9112 section 2.3), are refused too, and so is everything
 		// net/http answers 400 (malformed) or 505 (HTTP/0.x, 2 and later).
-		return false
+		return faultParser
 	}
-	// CONNECT is refused whatever its target (the router proxies no tunnels, RFC 9110
-	// section 9.3.6), and a target form out of place (targetFormAllowed) too: refused
-	// here, not by the handler, so that the answer to an HTTP/1.0 head says HTTP/1.1.
-	if string(method) == http.MethodConnect || !targetFormAllowedBytes(method, target) {
-		return false
+	if !targetBytesValid(target) {
+		return faultParser // httparse parse_uri
+	}
+	c.h.connect = string(method) == http.MethodConnect
+	if f := c.targetAuthority(target); f != faultNone {
+		return f
 	}
 	c.h.absolute = absoluteHTTPTarget(target)
-	return validTarget(target)
+	// CONNECT is refused whatever its target (the router proxies no tunnels, RFC 9110
+	// section 9.3.6), and a target form out of place (targetFormAllowed) too, as the
+	// Pingora router's request_filter does.
+	if c.h.connect || !targetFormAllowedBytes(method, target) || !targetSyntaxValid(target) {
+		return faultRouter
+	}
+	return faultNone
+}
+
+// targetAuthority applies to target the authority checks of Pingora's
+// validate_request_authority (pingora-core protocols/http/authority.rs, over pingora-http's
+// raw_target_authority): for CONNECT, userinfo or more than one port separator in the
+// authority; for an absolute-form target, a scheme that is not an RFC 3986 scheme before
+// "//", userinfo, an http-family authority the http crate cannot parse (httpAuthorityValid).
+// It keeps the authority that endHead compares with Host (CONNECT, other schemes).
+func (c *scanConn) targetAuthority(target []byte) fault {
+	c.h.otherAbs, c.tgtAuth = false, c.tgtAuth[:0]
+	if c.h.connect {
+		auth := target
+		if i := bytes.IndexAny(target, "/?#"); i >= 0 {
+			auth = target[:i]
+		}
+		if bytes.IndexByte(auth, '@') >= 0 || ambiguousPortSuffix(auth) {
+			return faultParser
+		}
+		c.tgtAuth = append(c.tgtAuth[:0], auth...)
+		return faultNone
+	}
+	if len(target) == 0 || target[0] == '/' {
+		return faultNone
+	}
+	colon := bytes.IndexByte(target, ':')
+	if colon < 0 || !bytes.HasPrefix(target[colon+1:], []byte("//")) {
+		return faultNone
+	}
+	scheme, auth := target[:colon], target[colon+3:]
+	if i := bytes.IndexAny(auth, "/?#"); i >= 0 {
+		auth = auth[:i]
+	}
+	if !isScheme(scheme) || bytes.IndexByte(auth, '@') >= 0 {
+		return faultParser // ambiguous authority; userinfo (RFC 9110 section 4.2.4)
+	}
+	if equalFold(scheme, "http") || equalFold(scheme, "https") || equalFold(scheme, "ws") || equalFold(scheme, "wss") {
+		if !httpAuthorityValid(auth) {
+			return faultParser
+		}
+		return faultNone
+	}
+	c.h.otherAbs = true
+	c.tgtAuth = append(c.tgtAuth[:0], auth...)
+	return faultNone
+}
+
+// isScheme reports whether b is an RFC 3986 section 3.1 scheme: ALPHA *( ALPHA / DIGIT /
+// "+" / "-" / "." ).
+func isScheme(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for i, ch := range b {
+		alpha := 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z'
+		if !alpha && (i == 0 || !('0' <= ch && ch <= '9' || ch == '+' || ch == '-' || ch == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// httpAuthorityValid reports whether the http crate (1.5, uri/authority.rs
+// validate_authority_bytes) parses auth, an authority without userinfo: not empty, bytes of
+// RFC 3986 section 3.2 (unreserved, sub-delims, ':', '[', ']'), one IP literal in brackets,
+// no '%' outside it, at most one ':' outside it.
+func httpAuthorityValid(auth []byte) bool {
+	if len(auth) == 0 {
+		return false
+	}
+	colons, open, closed, percent := 0, false, false, false
+	for _, ch := range auth {
+		switch {
+		case ch == ':':
+			colons++
+		case ch == '[':
+			if percent || open {
+				return false
+			}
+			open = true
+		case ch == ']':
+			if !open || closed {
+				return false
+			}
+			closed, colons, percent = true, 0, false
+		case ch == '%':
+			percent = true
+		case ch < 0x80 && (tchar[ch] || ch == '(' || ch == ')' || ch == ',' || ch == ';' || ch == '='):
+			if ch == '^' || ch == '`' || ch == '|' || ch == '#' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return open == closed && colons <= 1 && !percent
+}
+
+// ambiguousPortSuffix is pingora-core's has_ambiguous_port_suffix: an unbalanced bracket
+// or more than one ':' outside an IP literal.
+func ambiguousPortSuffix(auth []byte) bool {
+	inside := len(auth) > 0 && auth[0] == '['
+	colon := false
+	for i, ch := range auth {
+		if inside {
+			if i == 0 {
+				continue
+			}
+			switch ch {
+			case '[':
+				return true
+			case ']':
+				inside = false
+			}
+			continue
+		}
+		switch ch {
+		case '[', ']':
+			return true
+		case ':':
+			if colon {
+				return true
+			}
+			colon = true
+		}
+	}
+	return inside
 }
 
 // absoluteHTTPTarget reports whether target is absolute-form (RFC 9112 section 3.2.2)
@@ -433,16 +618,17 @@ func targetFormAllowedBytes(method, target []byte) bool {
 }
 
 // validTarget reports whether target is a request-target both routers accept:
-//
-//   - its bytes are those httparse 1.10.1 (the Pingora router's parser) accepts in a
-//     request-target: uriByte, and valid UTF-8 as a whole when it has bytes >= 0x80
-//     (parse_uri: simd::match_uri_vectored over URI_MAP, then str::from_utf8). RFC 9112
-//     section 3 and RFC 3986 section 2 allow no raw SP, CTL or non-ASCII byte at all;
-//     RFC 9112 section 3 answers an invalid request-line with 400;
-//   - net/http's url.ParseRequestURI accepts it. The origin-form, the common case, is checked here without
-//     allocating: every '%' in the path (before the first '?') followed by two hex digits
-//     (RFC 3986 section 2.1).
+// targetBytesValid and targetSyntaxValid.
 func validTarget(target []byte) bool {
+	return targetBytesValid(target) && targetSyntaxValid(target)
+}
+
+// targetBytesValid reports whether target's bytes are those httparse 1.10.1 (the Pingora
+// router's parser) accepts in a request-target: uriByte, and valid UTF-8 as a whole when
+// it has bytes >= 0x80 (parse_uri: simd::match_uri_vectored over URI_MAP, then
+// str::from_utf8). RFC 9112 section 3 and RFC 3986 section 2 allow no raw SP, CTL or
+// non-ASCII byte at all; RFC 9112 section 3 answers an invalid request-line with 400.
+func targetBytesValid(target []byte) bool {
 	nonASCII := false
 	for _, ch := range target {
 		if !uriByte[ch] {
@@ -450,9 +636,13 @@ func validTarget(target []byte) bool {
 		}
 		nonASCII = nonASCII || ch >= 0x80
 	}
-	if nonASCII && !utf8.Valid(target) {
-		return false
-	}
+	return !nonASCII || utf8.Valid(target)
+}
+
+// targetSyntaxValid reports whether net/http's url.ParseRequestURI accepts target. The
+// origin-form, the common case, is checked here without allocating: every '%' in the path
+// (before the first '?') followed by two hex digits (RFC 3986 section 2.1).
+func targetSyntaxValid(target []byte) bool {
 	if len(target) > 0 && target[0] == '/' {
 		for i := 0; i < len(target); i++ {
 			switch target[i] {
@@ -491,19 +681,20 @@ func isHex(ch byte) bool {
 // net/http's textproto reader and server do, and records the fields endHead needs. A line
 // that begins with SP or HTAB (obs-fold, RFC 9112 section 5.2, or a first field line
 // beginning with whitespace) is refused: net/http joins a folded line to the previous
-// one; the router answers 400, as section 5.2 allows.
-func (c *scanConn) checkField(line []byte) bool {
+// one; the router answers 400, as section 5.2 allows. The fault says which part of the
+// Pingora router refuses the line (fault).
+func (c *scanConn) checkField(line []byte) fault {
 	if line[0] == ' ' || line[0] == '\t' {
-		return false
+		return faultParser
 	}
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 || !isToken(line[:colon]) { // no name, or a byte outside tchar (a space too)
-		return false
+		return faultParser
 	}
 	name, value := line[:colon], line[colon+1:]
 	for _, ch := range value {
 		if ch < 0x20 && ch != '\t' || ch == 0x7f {
-			return false
+			return faultParser // httparse's header value bytes
 		}
 	}
 	value = trimOWS(value)
@@ -515,6 +706,10 @@ func (c *scanConn) checkField(line []byte) bool {
 			// and refused in HTTP/1.1 (endHead).
 			c.h.hosts++
 			c.h.hostEmpty = len(value) == 0
+			if c.h.hosts > 1 {
+				return faultParser // pingora-core validate_request_authority_fields
+			}
+			c.hostFirst = append(c.hostFirst[:0], value...)
 			if c.h.absolute {
 				// RFC 9112 section 3.2.2: with an absolute-form target the received Host
 				// is ignored (net/http takes the target's authority as r.Host too), so its
@@ -526,16 +721,25 @@ func (c *scanConn) checkField(line []byte) bool {
 						value[i] = 'x'
 					}
 				}
-				return c.h.hosts == 1
+				return faultNone
 			}
-			return c.h.hosts == 1 && validHost(value) && hostPortValid(string(value))
+			if bytes.IndexByte(value, '@') >= 0 {
+				return faultParser // userinfo in Host: validate_request_authority_fields
+			}
+			if !validHost(value) || !hostPortValid(string(value)) {
+				return faultRouter
+			}
+			return faultNone
 		}
 	case 6:
 		if equalFold(name, "Expect") && !c.h.expect {
 			// net/http answers 417 itself to an expectation other than 100-continue
 			// (RFC 9110 section 10.1.1).
 			c.h.expect = true
-			return len(value) == 0 || hasToken(value, "100-continue")
+			if len(value) == 0 || hasToken(value, "100-continue") {
+				return faultNone
+			}
+			return faultRouter
 		}
 	case 7:
 		if equalFold(name, "Trailer") {
@@ -572,27 +776,35 @@ func (c *scanConn) checkField(line []byte) bool {
 			}
 		}
 	}
-	return true
+	return faultNone
 }
 
 // endHead decides a complete head (framing, RFC 9112 sections 6.1 to 6.3, and Host,
-// section 3.2) and, when it passes, sets up following its body.
-func (c *scanConn) endHead() bool {
+// section 3.2) and, when it passes, sets up following its body. The checks Pingora's
+// parser makes on the whole head come first (faultParser), then a faultRouter fault held
+// since a line of the head (scanConn.fault), then the router's own.
+func (c *scanConn) endHead() fault {
 	h := &c.h
+	if f := c.parserHeadFault(); f != faultNone {
+		return f
+	}
+	if h.routerFault {
+		return faultRouter
+	}
 	if !h.http10 && h.hosts == 0 {
-		return false // HTTP/1.1 without Host (RFC 9112 section 3.2)
+		return faultRouter // HTTP/1.1 without Host (RFC 9112 section 3.2)
 	}
 	if h.hostEmpty && !h.absolute {
 		// An empty Host field line, in HTTP/1.1 and in HTTP/1.0 alike (docs/spec.md section
 		// 3, Host: a Host an HTTP/1.0 request sends follows the same rules; net/http cannot
 		// tell it from none there). An absolute-form target's authority replaces it.
-		return false
+		return faultRouter
 	}
 	var cl int64
 	if h.cls > 0 {
 		var ok bool
 		if cl, ok = parseContentLength(c.clFirst); !ok || h.clDiffer {
-			return false
+			return faultRouter // a list of one repeated number (parserHeadFault: the rest)
 		}
 	}
 	if h.tes > 0 {
@@ -601,7 +813,7 @@ func (c *scanConn) endHead() bool {
 		// other than one field saying exactly "chunked" (net/http's 501; RFC 9112 section
 		// 6.1 lets a server answer 400 or 501).
 		if h.http10 || h.cls > 0 || h.tes != 1 || !h.teChunked || h.trailer {
-			return false
+			return faultRouter
 		}
 	}
 	c.delivered++
@@ -616,6 +828,68 @@ func (c *scanConn) endHead() bool {
 		c.state = sHead
 	}
 	*h = headCheck{}
+	return faultNone
+}
+
+// parserHeadFault is faultParser when Pingora's HttpSession::validate_request refuses the
+// complete head (a repeated Host and '@' in Host were refused at their line):
+//   - a CONNECT target whose authority is not Host, nor Host the authority's host
+//     (reconcile_connect_host), an absolute-form target of a scheme outside the http family
+//     whose authority is not Host;
+//   - Content-Length: lines with different values, or a value that is not one number or a
+//     comma list of one repeated number (validate_content_length), when there is no
+//     Transfer-Encoding;
+//   - Transfer-Encoding in HTTP/1.0 (RFC 9112 section 6.1).
+func (c *scanConn) parserHeadFault() fault {
+	h := &c.h
+	if h.hosts == 1 && len(c.tgtAuth) > 0 && !bytes.Equal(c.hostFirst, c.tgtAuth) {
+		switch {
+		case h.otherAbs:
+			return faultParser
+		case h.connect:
+			// Compared only when the authority has a port the http crate reads (a u16):
+			// without one pingora-core leaves Host alone.
+			i := bytes.LastIndexByte(c.tgtAuth, ':')
+			if i < 0 || bytes.IndexByte(c.tgtAuth[i:], ']') >= 0 {
+				break
+			}
+			if _, err := strconv.ParseUint(string(c.tgtAuth[i+1:]), 10, 16); err == nil &&
+				!bytes.Equal(c.hostFirst, c.tgtAuth[:i]) {
+				return faultParser
+			}
+		}
+	}
+	if h.tes > 0 {
+		if h.http10 {
+			return faultParser
+		}
+		return faultNone
+	}
+	if h.cls > 0 && (h.clDiffer || !contentLengthList(c.clFirst)) {
+		return faultParser
+	}
+	return faultNone
+}
+
+// contentLengthList reports whether v is one or more comma-separated copies of the same
+// number (optional whitespace around each), as pingora-core's validate_content_length
+// accepts (RFC 9110 section 8.6).
+func contentLengthList(v []byte) bool {
+	if _, ok := parseContentLength(v); ok {
+		return true // the common case, without allocating
+	}
+	var first []byte
+	for _, el := range bytes.Split(v, []byte{','}) {
+		el = trimOWS(el)
+		if _, ok := parseContentLength(el); !ok {
+			return false
+		}
+		if first == nil {
+			first = el
+		} else if !bytes.Equal(el, first) {
+			return false
+		}
+	}
 	return true
 }
 
