@@ -510,3 +510,49 @@ fn unmet_expectations_and_framing_trailers_are_refused() {
     let (out, _) = exchange(&r.listen, &[(0, &get("/e", "Expect: \r\nTrailer: x-checksum\r\n"))], IDLE);
     assert_eq!(responses(&out, &[])[0].status(), 200);
 }
+
+#[test]
+fn router_answers_discard_an_unread_body_as_net_http_does() {
+    let up = Recorder::start(ok_target);
+    let r = RouterProc::start(Some(&lkg(&up.addr)), &[]);
+    let then_get = get("/after", "");
+    // a small body (Content-Length, chunked) is read and discarded: the 404 / 400 keeps the
+    // connection and a second request on it is answered (net/http: maxPostHandlerReadBytes)
+    for first in [
+        &b"POST /p HTTP/1.1\r\nHost: h\r\nX-Routing-Key: nope\r\nContent-Length: 10\r\n\r\n0123456789"[..],
+        b"POST /p HTTP/1.1\r\nHost: h\r\nX-Routing-Key: nope\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n",
+        b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789",
+    ] {
+        let (out, end) = exchange(&r.listen, &[(0, first), (200, &then_get)], IDLE);
+        let got = responses(&out, &[]);
+        let what = String::from_utf8_lossy(first);
+        assert_eq!(got.iter().map(Msg::status).collect::<Vec<_>>()[..], [if what.contains("nope") { 404 } else { 400 }, 200], "{what}");
+        assert!(got[0].header("connection").is_none(), "{what}: {:?}", got[0]);
+        assert_eq!((got[1].body.as_slice(), end), (&b"ok /after"[..], End::Open), "{what}");
+    }
+    // 300 KiB: more than net/http reads, so the 404 says close and the connection ends
+    let mut big = format!("POST /p HTTP/1.1\r\nHost: h\r\nX-Routing-Key: nope\r\nContent-Length: {}\r\n\r\n", 300 << 10).into_bytes();
+    big.extend(std::iter::repeat_n(b'x', 300 << 10));
+    let (out, end) = exchange(&r.listen, &[(0, &big), (200, &then_get)], IDLE);
+    let got = responses(&out, &[]);
+    assert_eq!(got.iter().map(Msg::status).collect::<Vec<_>>(), [404], "{got:?}");
+    assert_eq!((got[0].header("connection"), end), (Some("close"), End::Eof));
+    // the same unbounded in advance: 300 KiB of chunks
+    let mut big = b"POST /p HTTP/1.1\r\nHost: h\r\nX-Routing-Key: nope\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..300 {
+        big.extend(b"400\r\n");
+        big.extend(std::iter::repeat_n(b'x', 1024));
+        big.extend(b"\r\n");
+    }
+    big.extend(b"0\r\n\r\n");
+    let (out, end) = exchange(&r.listen, &[(0, &big), (200, &then_get)], IDLE);
+    let got = responses(&out, &[]);
+    assert_eq!(got.iter().map(Msg::status).collect::<Vec<_>>(), [404], "{got:?}");
+    assert_eq!((got[0].header("connection"), end), (Some("close"), End::Eof));
+    // Expect: 100-continue never answered with 100: the body is not asked for, so close
+    let (out, end) = exchange(&r.listen, &[(0, b"POST /p HTTP/1.1\r\nHost: h\r\nX-Routing-Key: nope\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")], IDLE);
+    let got = responses(&out, &[]);
+    assert_eq!(got.iter().map(Msg::status).collect::<Vec<_>>(), [404], "{got:?}");
+    assert_eq!((got[0].header("connection"), end), (Some("close"), End::Eof));
+    assert!(up.heads().iter().all(|h| h.starts_with("GET /after ")), "{:?}", up.heads());
+}

@@ -7,7 +7,9 @@
 //! - `request_filter`: framing checks (431, CL+TE → 400), the request-target form, CONNECT
 //!   and Host ([`target`]), `Content-Length` ([`framing`]), snapshot, routing key and route
 //!   ([`crate::routing`]), selection and limit (steps 3-4); local rejections are answered
-//!   here ([`respond`]).
+//!   here ([`respond`]); the refusals of the head (400 `bad_request`, 431) close, the others
+//!   first discard an unread body as net/http does and keep the connection when it ended
+//!   within 256 KiB ([`respond::discard_body`]).
 //! - `upstream_peer`: returns the chosen placement's peer; after a connect failure of a
 //!   bodiless request it walks the chain on after the failed placement ([`NextPeer`]).
 //! - `connected_to_upstream` / `request_body_filter`: start the `request_ms` response-header
@@ -77,6 +79,18 @@ impl RouterProxy {
         ctx.made = Some(code);
         let placement = if code.names_placement() { ctx.placement_id() } else { None };
         respond::respond(session, code, placement).await
+    }
+
+    /// Answer `code` from `request_filter`, before the request body was read: the body is
+    /// first read and discarded as Go's net/http does ([`respond::discard_body`]); the
+    /// connection is kept when the body was read whole, otherwise the answer says
+    /// `Connection: close` and ends it with a lingering close.
+    async fn answer_unread(&self, session: &mut Session, ctx: &mut Ctx, code: Code) -> Result<()> {
+        if respond::discard_body(session).await {
+            self.respond(session, ctx, code).await
+        } else {
+            self.answer_and_close(session, ctx, code).await
+        }
     }
 
     fn count_failovers(&self, steps: &[(String, String)]) {
@@ -247,14 +261,14 @@ impl ProxyHttp for RouterProxy {
             return self.refuse(session, ctx).await;
         }
         let Some(snap) = self.store.snapshot() else {
-            self.respond(session, ctx, Code::NoConfig).await?;
+            self.answer_unread(session, ctx, Code::NoConfig).await?;
             return Ok(true);
         };
         ctx.snap = Some(snap.clone());
         let key = match routing::routing_key(&session.req_header().headers) {
             Ok(key) => key,
             Err(code) => {
-                self.respond(session, ctx, code).await?;
+                self.answer_unread(session, ctx, code).await?;
                 return Ok(true);
             }
         };
@@ -265,7 +279,7 @@ impl ProxyHttp for RouterProxy {
         let first = match first {
             Ok(first) => first,
             Err(code) => {
-                self.respond(session, ctx, code).await?;
+                self.answer_unread(session, ctx, code).await?;
                 return Ok(true);
             }
         };
@@ -277,7 +291,7 @@ impl ProxyHttp for RouterProxy {
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .is_some_and(|n| n > 0);
         if let Err(code) = self.choose(ctx, &snap, first) {
-            self.respond(session, ctx, code).await?;
+            self.answer_unread(session, ctx, code).await?;
             return Ok(true);
         }
         Ok(false)

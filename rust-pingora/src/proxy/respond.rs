@@ -1,8 +1,9 @@
 //! Router-made responses (docs/spec.md section 3, "Router-made responses"): the code's
 //! status, `X-Router-Error: <code>`, `Content-Type: application/json`, `Content-Length`,
 //! the body `{"error":"<code>","message":"<human text>"}`, and `X-Router-Placement` when a
-//! placement had been chosen; and the lingering close after an answer that ends the
-//! connection ([`linger`]).
+//! placement had been chosen; the unread request body discarded before an answer given
+//! without reading it ([`discard_body`]); and the lingering close after an answer that ends
+//! the connection ([`linger`]).
 
 use crate::errcode::Code;
 use bytes::Bytes;
@@ -17,6 +18,64 @@ use std::time::{Duration, Instant};
 pub const LINGER_TIME: Duration = Duration::from_secs(1);
 /// Most bytes a lingering close reads and discards ([`linger`]).
 pub const LINGER_BYTES: usize = 1 << 20;
+
+/// Most request-body bytes [`discard_body`] reads and discards to keep the connection:
+/// net/http's `maxPostHandlerReadBytes` (256 KiB, `net/http/server.go`).
+pub const DISCARD_BYTES: u64 = 256 << 10;
+/// Longest [`discard_body`] waits for the rest of the body.
+pub const DISCARD_TIME: Duration = Duration::from_secs(1);
+
+/// Before a router-made answer given without reading the request body (404, 400
+/// `missing_routing_key`, 503 …): read and discard the body, as Go's net/http does when a
+/// handler returns without reading it, so the connection can carry the next request.
+/// Returns whether the body was read whole (or there was none): `true` keeps the
+/// connection; on `false` the caller must answer with keep-alive off and close.
+///
+/// The rule of `net/http/server.go` (`chunkWriter.writeHeader`, at the `maxPostHandlerReadBytes`
+/// check; Go 1.26), for a request with a body:
+/// - `Expect: 100-continue` on HTTP/1.1 and no `100 Continue` sent (the router never asks
+///   for the body here): close without reading (`closeAfterReply`);
+/// - a `Content-Length` whose unread rest is at least [`DISCARD_BYTES`]: close without
+///   reading (`tooBig`, the response says `Connection: close`);
+/// - otherwise read up to [`DISCARD_BYTES`]` + 1` bytes: the body ended within them → keep
+///   the connection; more bytes, or a read error (a bad chunk, the client gone) → close.
+///
+/// A chunked body counts its decoded bytes, as net/http does. The read also stops after
+/// [`DISCARD_TIME`] (net/http waits for its server's `ReadTimeout`); the body is then
+/// left unread and the caller closes.
+pub async fn discard_body(session: &mut Session) -> bool {
+    if session.is_body_done() || session.is_body_empty() {
+        return true;
+    }
+    let req = session.req_header();
+    let expects_continue = req.version >= http::Version::HTTP_11
+        && req.headers.get(http::header::EXPECT).is_some_and(|v| {
+            v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+        });
+    let too_big = crate::proxy::framing::content_length(&req.headers)
+        .ok()
+        .flatten()
+        .is_some_and(|n| n >= DISCARD_BYTES);
+    if expects_continue || too_big {
+        return false;
+    }
+    let read = async {
+        let mut total: u64 = 0;
+        loop {
+            match session.read_request_body().await {
+                Ok(None) => return true,
+                Ok(Some(b)) => {
+                    total += b.len() as u64;
+                    if total > DISCARD_BYTES {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(DISCARD_TIME, read).await.unwrap_or(false)
+}
 
 /// The response header and body for `code`, naming `placement` if given.
 pub fn error_response(code: Code, placement: Option<&str>) -> (ResponseHeader, Bytes) {
