@@ -166,6 +166,7 @@ impl ShutdownSignalWatch for DrainOnSignal {
             Some(f) => f.await,
             None => std::future::pending().await, // asked once only
         }
+        self.store.begin_drain();
         let deadline = Instant::now() + self.grace;
         let store = self.store.clone();
         let exit = self.exit.clone();

@@ -38,6 +38,8 @@ pub struct Store {
     pub access_log: bool,
     /// Requests being handled by the data plane (all of them, for the drain).
     active: Arc<AtomicUsize>,
+    /// Set once shutdown has begun: responses then end their connections (spec §8).
+    draining: AtomicBool,
     /// The runtime and count of the health probe loops.
     checkers: Checkers,
     limiters: Mutex<HashMap<String, Arc<Limiter>>>,
@@ -57,6 +59,7 @@ impl Store {
             snapshot: ArcSwapOption::empty(),
             metrics: Metrics::new(),
             cp_connected: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             state_dir,
             access_log,
             active: Arc::new(AtomicUsize::new(0)),
@@ -89,6 +92,18 @@ impl Store {
     /// Requests being handled now (from the proxy's `new_ctx` to the context's drop).
     pub fn active_requests(&self) -> usize {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Mark the start of the shutdown drain: from now on every response says
+    /// `Connection: close` and ends its connection, as Go's `http.Server.Shutdown` does
+    /// (RFC 9112 §9.6: a server that closes announces it).
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the shutdown drain has begun ([`Store::begin_drain`]).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Count one request as active until the returned guard drops.

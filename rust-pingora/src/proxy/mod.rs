@@ -76,6 +76,9 @@ impl RouterProxy {
     /// Answer `code` and remember it for the metrics and the access log. The response
     /// names the placement tried when the code is one decided after selection.
     async fn respond(&self, session: &mut Session, ctx: &mut Ctx, code: Code) -> Result<()> {
+        if self.store.draining() {
+            session.set_keepalive(None);
+        }
         ctx.made = Some(code);
         let placement = if code.names_placement() { ctx.placement_id() } else { None };
         respond::respond(session, code, placement).await
@@ -412,6 +415,10 @@ impl ProxyHttp for RouterProxy {
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         if ctx.upstream_status.is_some() {
             ctx.committed = true;
+        }
+        // During the shutdown drain the response ends its connection and says so.
+        if self.store.draining() {
+            session.set_keepalive(None);
         }
         // RFC 9112 section 6.1: no Transfer-Encoding to an HTTP/1.0 client (Pingora turns a
         // body without length into chunked whatever the client spoke); the body then ends
