@@ -324,6 +324,12 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 	var ne net.Error
 	switch {
 	case errors.As(err, &re):
+		if !st.bodiless && re.code == errcode.UpstreamConnectFailed {
+			// The transport closed the request body it could not send: net/http will end
+			// the connection, so the answer says so (RFC 9112 section 9.6), as the
+			// Pingora router's does.
+			w.Header().Set("Connection", "close")
+		}
 		h.writeError(w, st, re.code, re.placement)
 	case st.clientBodyFailed():
 		// The client's body broke off: neither an upstream failure nor a success.

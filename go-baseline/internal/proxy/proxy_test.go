@@ -254,6 +254,12 @@ func TestConnectFailureWithBodyIs502(t *testing.T) {
 	if hits.Load() != 0 {
 		t.Fatal("a request with a body was retried")
 	}
+	// The body the transport could not send was closed: the connection ends, and the
+	// answer says so (RFC 9112 section 9.6).
+	if !resp.Close {
+		t.Fatal("502 to a request with an unsent body does not say Connection: close")
+	}
+
 	// All of the chain refuses: 502 naming the last placement tried.
 	r = newRouter(t, doc(`"k":"a"`,
 		`"a":`+placement(deadAddr(t), "b", 4, 1000, ""),

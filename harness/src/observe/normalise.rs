@@ -61,20 +61,13 @@ pub enum Rule {
     /// Failure details (OS and parser error text) are dropped; the failure kind stays.
     /// Why safe: the text is the harness's own wording of the same event.
     FailureDetail,
-    /// After a router-made 502 or 504 (an `X-Router-Error` response), `Connection: close`
-    /// and the connection's end (kept alive vs closed) are not compared. Why safe:
-    /// docs/divergences.md, "Connection after a router-made 502/504": Pingora closes the
-    /// client connection after an error from `fail_to_proxy`; the status, error code and
-    /// body are still compared.
-    CloseAfterRouterError,
     /// A 400/413/414/431/501/505 response to a `raw` or oversized-header send (a request
-    /// the HTTP stack may answer itself) is compared by status and whether the connection
-    /// stayed open; its headers and body are not, and a reset after it counts as a close.
-    /// Why safe: docs/divergences.md, "Other malformed requests" and "431 for oversized
-    /// headers" (net/http answers text/plain itself, before the router's code runs, and
-    /// may reset a client still sending) and "Malformed requests answered by Pingora's
-    /// HTTP/1 parser" (empty body, `Server: Pingora`): which of the two stacks answers
-    /// with the contract's document differs by request.
+    /// the HTTP stack may answer itself) is compared by status-line version, status and
+    /// how the connection ended (FIN, reset, kept alive); its header fields and body are
+    /// not. Why safe: docs/divergences.md, "Malformed requests answered by Pingora's HTTP/1
+    /// parser" (empty body, `Server: Pingora`, no hook runs before that parser): for those
+    /// heads the Pingora router cannot answer with the contract's document, the Go router
+    /// does.
     StackMadeError,
     /// The `message` member of a router-made error document (`X-Router-Error` set, JSON
     /// body) is replaced by `<text>`, and so the body's length (`Content-Length`, framing
@@ -102,7 +95,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in documentation order.
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 15] = [
         Rule::Ports,
         Rule::TempPaths,
         Rule::Timing,
@@ -113,7 +106,6 @@ impl Rule {
         Rule::UpstreamConnections,
         Rule::ConcurrentOrder,
         Rule::FailureDetail,
-        Rule::CloseAfterRouterError,
         Rule::StackMadeError,
         Rule::ErrorMessage,
         Rule::EchoHeaderOrder,
@@ -134,7 +126,6 @@ impl Rule {
             Rule::UpstreamConnections => "upstream-connections",
             Rule::ConcurrentOrder => "concurrent-order",
             Rule::FailureDetail => "failure-detail",
-            Rule::CloseAfterRouterError => "close-after-router-error",
             Rule::StackMadeError => "stack-made-error",
             Rule::ErrorMessage => "error-message",
             Rule::EchoHeaderOrder => "echo-header-order",
@@ -229,12 +220,9 @@ impl Normaliser {
         let router_error = r.head.header("x-router-error").is_some();
         if stack_made(r, kind) {
             // Rule::StackMadeError
-            return json!({"status": r.head.status, "stack_made_or_431": true});
+            return json!({"version": r.head.version, "status": r.head.status, "stack_made_or_431": true});
         }
         let mut drop: Vec<&str> = vec!["date"]; // Rule::DateHeader
-        if router_error && matches!(r.head.status, 502 | 504) {
-            drop.push("connection"); // Rule::CloseAfterRouterError
-        }
         let error_doc = router_error && error_document(&r.body).is_some();
         if error_doc {
             drop.push("content-length"); // Rule::ErrorMessage
@@ -260,20 +248,14 @@ impl Normaliser {
 
     /// The comparable form of one exchange (without the upstream side).
     pub fn exchange(&self, ex: &Exchange, kind: SendKind) -> Value {
-        let last_router_5xx = ex.last().map(|r| r.head.header("x-router-error").is_some() && matches!(r.head.status, 502 | 504)).unwrap_or(false);
-        let stack_made = ex.last().map(|r| stack_made(r, kind)).unwrap_or(false);
         let end = match ex.end {
-            // Rule::CloseAfterRouterError
-            Some(ConnEnd::KeptAlive | ConnEnd::Fin) if last_router_5xx => json!("kept_alive_or_closed"),
-            // Rule::StackMadeError: net/http may reset when the client is still sending.
-            Some(ConnEnd::Fin | ConnEnd::Reset) if stack_made => json!("closed"),
             e => serde_json::to_value(e).unwrap_or(Value::Null),
         };
         json!({
             "responses": ex.responses.iter().map(|r| self.response(r, kind)).collect::<Vec<_>>(),
             "end": end,
-            // Rule::FailureDetail; Rule::StackMadeError (a reset after the answer)
-            "failure": ex.failure.as_ref().filter(|f| !(stack_made && f.kind == FailureKind::Reset)).map(|f| serde_json::to_value(f.kind).unwrap_or(Value::Null)),
+            // Rule::FailureDetail
+            "failure": ex.failure.as_ref().map(|f| serde_json::to_value(f.kind).unwrap_or(Value::Null)),
             // Rule::Timing: whether the upload finished, not how far it got.
             "upload_complete": ex.upload.map(|u| u.complete),
             "trailing_bytes": ex.trailing_bytes,
@@ -398,22 +380,22 @@ mod tests {
 
     #[test]
     fn documented_divergences_only_where_documented() {
-        // Router-made 502: Connection: close and FIN vs keep-alive do not count ...
+        // Router-made 502: Connection: close and FIN vs keep-alive count, and so does a reset.
         let a = ex(resp(502, &[("X-Router-Error", "upstream_protocol_error"), ("Connection", "close")], b"{}"), ConnEnd::Fin);
         let b = ex(resp(502, &[("X-Router-Error", "upstream_protocol_error")], b"{}"), ConnEnd::KeptAlive);
-        assert_eq!(n().exchange(&a, SendKind::default()), n().exchange(&b, SendKind::default()));
-        // ... but a reset, or the same on a 200, does.
-        let c = ex(resp(502, &[("X-Router-Error", "upstream_protocol_error")], b"{}"), ConnEnd::Reset);
+        assert_ne!(n().exchange(&a, SendKind::default()), n().exchange(&b, SendKind::default()));
+        let c = ex(resp(502, &[("X-Router-Error", "upstream_protocol_error"), ("Connection", "close")], b"{}"), ConnEnd::Reset);
         assert_ne!(n().exchange(&a, SendKind::default()), n().exchange(&c, SendKind::default()));
-        let d = ex(resp(200, &[("Connection", "close")], b"{}"), ConnEnd::Fin);
-        let e = ex(resp(200, &[], b"{}"), ConnEnd::KeptAlive);
-        assert_ne!(n().exchange(&d, SendKind::default()), n().exchange(&e, SendKind::default()));
-        // Stack-made 400 to a raw send: status only; not for a built request.
+        // Stack-made 400 to a raw send: status, version and the connection's end; not for a
+        // built request.
         let raw = SendKind { malformed_allowed: true };
         let go = ex(resp(400, &[("Content-Type", "text/plain")], b"400 Bad Request"), ConnEnd::Fin);
-        let pg = ex(resp(400, &[("Server", "Pingora")], b""), ConnEnd::Reset);
+        let pg = ex(resp(400, &[("Server", "Pingora")], b""), ConnEnd::Fin);
         assert_eq!(n().exchange(&go, raw), n().exchange(&pg, raw));
         assert_ne!(n().exchange(&go, SendKind::default()), n().exchange(&pg, SendKind::default()));
+        // ... a reset instead of a FIN after it still counts ...
+        let reset = ex(resp(400, &[("Server", "Pingora")], b""), ConnEnd::Reset);
+        assert_ne!(n().exchange(&go, raw), n().exchange(&reset, raw));
         // ... whichever stack made it (one side may answer with the contract's document).
         let contract = ex(resp(400, &[("X-Router-Error", "bad_request")], b"{}"), ConnEnd::Fin);
         assert_eq!(n().exchange(&go, raw), n().exchange(&contract, raw));

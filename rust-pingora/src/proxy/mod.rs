@@ -507,7 +507,8 @@ impl ProxyHttp for RouterProxy {
         };
         // A request read whole and answered 502/504/503 keeps its connection (a request
         // pipelined behind it is served, as by the Go router; the patched pingora-proxy
-        // honours `can_reuse_downstream` here). A malformed request body ends it.
+        // honours `can_reuse_downstream` here). A body not read whole (the upstream could
+        // not take it) or a malformed one ends the connection, and the answer says so.
         let client_error = *e.esource() == ErrorSource::Downstream;
         let reuse = !client_error && (!ctx.has_body || ctx.body_done);
         if !reuse {
