@@ -9,7 +9,7 @@
 //! difference listed in `docs/divergences.md` as forced by a platform.
 
 use crate::observe::body::{sha256_hex, BodyRecord};
-use crate::observe::client::{ConnEnd, Exchange, FailureKind, Head, Response};
+use crate::observe::client::{Exchange, Head, Response};
 use crate::observe::upstream::{UpstreamRequest, REQUEST_TAG};
 use serde_json::{json, Value};
 
@@ -323,7 +323,7 @@ pub fn sort_concurrent(v: &mut [Value]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::client::{Failure, Framing};
+    use crate::observe::client::{ConnEnd, Failure, FailureKind, Framing};
 
     fn head(st: u16, hs: &[(&str, &str)]) -> Head {
         Head { version: "HTTP/1.1".into(), status: st, reason: "R".into(), headers: hs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() }
