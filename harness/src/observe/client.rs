@@ -402,6 +402,17 @@ impl<R: AsyncRead + Unpin> Rd<R> {
         self.buf.extend_from_slice(&tmp[..n]);
         Ok(n)
     }
+
+    /// Waits up to `wait` for more bytes after a response: `None` when some arrived,
+    /// otherwise how the connection ended (`idle` when nothing came within `wait`).
+    async fn end_or_more(&mut self, wait: Duration, idle: ConnEnd) -> Option<ConnEnd> {
+        match tokio::time::timeout(wait, self.more()).await {
+            Err(_) => Some(idle),
+            Ok(Ok(0)) => Some(ConnEnd::Fin),
+            Ok(Ok(_)) => None,
+            Ok(Err(_)) => Some(ConnEnd::Reset),
+        }
+    }
 }
 
 enum HeadRead {
@@ -557,25 +568,12 @@ async fn read_responses<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }
         // What happens to the connection after the response.
         let wait = if close { opts.close_wait } else { opts.linger };
+        let idle = if close { ConnEnd::Open } else { ConnEnd::KeptAlive };
         st.ex.end = Some(ConnEnd::Open);
-        loop {
-            if !rd.buf.is_empty() {
-                break;
-            }
-            match tokio::time::timeout(wait, rd.more()).await {
-                Err(_) => {
-                    st.ex.end = Some(if close { ConnEnd::Open } else { ConnEnd::KeptAlive });
-                    return;
-                }
-                Ok(Ok(0)) => {
-                    st.ex.end = Some(ConnEnd::Fin);
-                    return;
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => {
-                    st.ex.end = Some(ConnEnd::Reset);
-                    return;
-                }
+        while rd.buf.is_empty() {
+            if let Some(end) = rd.end_or_more(wait, idle).await {
+                st.ex.end = Some(end);
+                return;
             }
         }
         if !raw {
@@ -583,20 +581,9 @@ async fn read_responses<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             loop {
                 st.ex.trailing_bytes += rd.buf.len() as u64;
                 rd.buf.clear();
-                match tokio::time::timeout(wait, rd.more()).await {
-                    Err(_) => {
-                        st.ex.end = Some(if close { ConnEnd::Open } else { ConnEnd::KeptAlive });
-                        return;
-                    }
-                    Ok(Ok(0)) => {
-                        st.ex.end = Some(ConnEnd::Fin);
-                        return;
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => {
-                        st.ex.end = Some(ConnEnd::Reset);
-                        return;
-                    }
+                if let Some(end) = rd.end_or_more(wait, idle).await {
+                    st.ex.end = Some(end);
+                    return;
                 }
             }
         }
