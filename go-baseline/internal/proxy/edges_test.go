@@ -345,33 +345,12 @@ func (c *slowLastWrite) Write(p []byte) (int, error) {
 // failed, the upstream connection was closed and the response body was cut.
 func TestUploadAnsweredWhileTheWriterLags(t *testing.T) {
 	const size = 1 << 20
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					n, _ := io.Copy(io.Discard, req.Body)
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Received-Bytes: %d\r\n\r\n", n)
-					time.Sleep(300 * time.Millisecond) // after the lagging writer's last read
-					_, _ = io.WriteString(c, "received")
-				}
-			}()
-		}
-	}()
+	ln := scriptedUpstream(t, func(c net.Conn, _ *http.Request, n int64) bool {
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Received-Bytes: %d\r\n\r\n", n)
+		time.Sleep(300 * time.Millisecond) // after the lagging writer's last read
+		_, _ = io.WriteString(c, "received")
+		return true
+	})
 	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(ln.Addr().String(), "", 4, 5000, "")))
 	tr := r.store.Load().Placements["p"].Upstream.(*upstream.Upstream).Transport
 	dial := tr.DialContext

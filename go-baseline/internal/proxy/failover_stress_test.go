@@ -12,9 +12,11 @@ import (
 	"time"
 )
 
-// harnessUpstream answers like the suite's upstreams: it reads each request whole, then
-// writes the head and the body "hello from backup" in two writes, keeping the connection.
-func harnessUpstream(t *testing.T) net.Listener {
+// scriptedUpstream is an upstream that writes its responses as raw bytes: for each request
+// on a connection it reads the whole body, then calls answer(c, req, n) with the number of
+// body bytes read; answer writes the response on c and returns false to close the
+// connection. The listener closes when the test ends.
+func scriptedUpstream(t *testing.T, answer func(c net.Conn, req *http.Request, n int64) bool) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,15 +37,8 @@ func harnessUpstream(t *testing.T) net.Listener {
 					if err != nil {
 						return
 					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					body := "hello from backup"
-					if req.URL.Path == "/healthz" {
-						body = "health"
-					}
-					if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Upstream-Name: backup\r\nContent-Length: %d\r\n\r\n", len(body)); err != nil {
-						return
-					}
-					if _, err := io.WriteString(c, body); err != nil {
+					n, _ := io.Copy(io.Discard, req.Body)
+					if !answer(c, req, n) {
 						return
 					}
 				}
@@ -51,6 +46,23 @@ func harnessUpstream(t *testing.T) net.Listener {
 		}
 	}()
 	return ln
+}
+
+// harnessUpstream answers like the suite's upstreams: it reads each request whole, then
+// writes the head and the body "hello from backup" in two writes, keeping the connection.
+func harnessUpstream(t *testing.T) net.Listener {
+	t.Helper()
+	return scriptedUpstream(t, func(c net.Conn, req *http.Request, _ int64) bool {
+		body := "hello from backup"
+		if req.URL.Path == "/healthz" {
+			body = "health"
+		}
+		if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Upstream-Name: backup\r\nContent-Length: %d\r\n\r\n", len(body)); err != nil {
+			return false
+		}
+		_, err := io.WriteString(c, body)
+		return err == nil
+	})
 }
 
 // suiteExchange sends one request like the suite's client: a fresh connection, the head
