@@ -45,6 +45,14 @@ SCHEMA_BLIND = {
     "080-routing-key-258-bytes-multibyte.json": "maxLength counts code points, not bytes",
     "089-tls-on-http-endpoint.json": "tls-only-on-https is cross-field",
     "160-tls-http-check-before-pairing.json": "tls-only-on-https is cross-field",
+    "227-weight-fraction.json": "JSON Schema counts 2.0 as an integer",
+    "230-duplicate-url.json": "a repeated endpoint is cross-entry",
+    "231-duplicate-host-case-and-slash.json": "a repeated endpoint is cross-entry",
+    "232-mixed-schemes.json": "one scheme per placement is cross-entry",
+    "240-tls-on-http-endpoints.json": "tls-only-on-https is cross-field",
+    "254-duplicate-before-later-entry.json": "a repeated endpoint is cross-entry",
+    "255-mixed-scheme-before-later-entry.json": "one scheme per placement is cross-entry",
+    "259-endpoints-before-tls.json": "one scheme per placement is cross-entry",
 }
 
 
@@ -167,8 +175,46 @@ def tls_after(v, path, ctx):
         raise Fault("missing_field", path + "/client_cert_file")
 
 
-PLACEMENT = obj([
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+ALGORITHMS = ("round_robin", "random", "consistent_hash")
+
+
+def same_endpoint(a, b):
+    """Spec 'Endpoints': equal scheme, host (ASCII case-insensitive) and port."""
+    ma, mb = ENDPOINT.fullmatch(a), ENDPOINT.fullmatch(b)
+    return (ma.group(1), ma.group(2).lower(), ma.group(3)) == \
+        (mb.group(1), mb.group(2).lower(), mb.group(3))
+
+
+ENTRY = None  # set below (needs obj)
+
+
+def endpoints(v, path, ctx):
+    if ctx.get("has_endpoint"):
+        raise Fault("invalid_value", path)
+    if not isinstance(v, list) or not 1 <= len(v) <= 256:
+        raise Fault("invalid_value", path)
+    for i, e in enumerate(v):
+        ep = f"{path}/{i}"
+        ENTRY(e, ep, ctx)
+        if any(same_endpoint(e["url"], v[j]["url"]) for j in range(i)):
+            raise Fault("invalid_value", ep)
+        if ENDPOINT.fullmatch(e["url"]).group(1) != ENDPOINT.fullmatch(v[0]["url"]).group(1):
+            raise Fault("invalid_value", ep)
+    ctx["scheme"] = ENDPOINT.fullmatch(v[0]["url"]).group(1)
+
+
+def selection(v, path, _ctx):
+    if v not in ALGORITHMS:
+        raise Fault("invalid_value", path)
+
+
+ENTRY = obj([("url", True, endpoint), ("weight", False, integer(1, 1000))])
+PLACEMENT_FIELDS = [
     ("endpoint", True, endpoint),
+    ("endpoints", False, endpoints),
+    ("selection", False, selection),
+    ("hash_key", False, None),
     ("fallback", False, string),
     ("max_concurrency", True, integer(1, 100000)),
     ("timeouts", True, obj([("connect_ms", True, integer(1, 60000)),
@@ -185,7 +231,40 @@ PLACEMENT = obj([
     ("tls", False, obj([("ca_file", False, string), ("server_name", False, string),
                         ("client_cert_file", False, string), ("client_key_file", False, string)],
                        after=tls_after)),
-])
+]
+
+
+def PLACEMENT(v, path, ctx):
+    """A placement (spec section 2 Order): unknown keys, missing keys (endpoint stands
+    for "endpoint or endpoints"; hash_key's condition is not part of this step), then the
+    present keys in table order, hash_key visited at its place whether present or not."""
+    if not isinstance(v, dict):
+        raise Fault("invalid_value", path)
+    names = [f[0] for f in PLACEMENT_FIELDS]
+    unknown = [k for k in v if k not in names]
+    if unknown:
+        raise Fault("unknown_field", path + "/" + esc(byte_order(unknown)[0]))
+    for name, required, _ in PLACEMENT_FIELDS:
+        present = name in v or (name == "endpoint" and "endpoints" in v)
+        if required and not present:
+            raise Fault("missing_field", path + "/" + name)
+    ctx["has_endpoint"] = "endpoint" in v
+    for name, _, rule in PLACEMENT_FIELDS:
+        if name == "hash_key":
+            consistent = v.get("selection") == "consistent_hash"
+            if "hash_key" not in v:
+                if consistent:
+                    raise Fault("missing_field", path + "/hash_key")
+                continue
+            hk = v["hash_key"]
+            ok = isinstance(hk, str) and (hk in ("routing_key", "path") or (
+                hk.startswith("header:") and TOKEN.fullmatch(hk[len("header:"):])))
+            if not consistent or not ok:
+                raise Fault("invalid_value", path + "/hash_key")
+        elif name in v:
+            rule(v[name], path + "/" + name, ctx)
+
+
 ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
