@@ -8,6 +8,7 @@ package config
 import (
 	"reflect"
 	"strconv"
+	"strings"
 )
 
 // MaxDocumentBytes is the largest accepted config document (1 MiB); larger is too_large.
@@ -26,12 +27,26 @@ type Config struct {
 	Placements map[string]*Placement
 	// PlacementIDs lists the ids of Placements in byte order.
 	PlacementIDs []string
+	// doc is the parsed document (json.Number for numbers): two configs have the same
+	// content when their parsed values are equal (docs/spec.md section 2), so `endpoint`
+	// and a one-entry `endpoints`, or a default written out, are other content, as in
+	// the Pingora router (serde_json::Value equality).
+	doc any
 }
 
-// Placement is one placement: a named unit of routing with exactly one endpoint.
+// Placement is one placement: a named unit of routing with one or more endpoints.
 type Placement struct {
-	ID       string
+	ID string
+	// Endpoint is the first endpoint in config order (Endpoints[0].Endpoint): the
+	// placement's scheme and the admin API's `endpoint`.
 	Endpoint Endpoint
+	// Endpoints are the placement's endpoints in config order, 1 ..= 256; a document
+	// with the single `endpoint` field gives one entry of weight 1.
+	Endpoints []WeightedEndpoint
+	// Selection is the endpoint selection algorithm (default RoundRobin).
+	Selection Selection
+	// HashKey is what consistent_hash hashes; the zero value with other algorithms.
+	HashKey HashKey
 	// Fallback is the next placement's id; empty when HasFallback is false.
 	Fallback    string
 	HasFallback bool
@@ -44,6 +59,48 @@ type Placement struct {
 	CircuitBreaker *CircuitBreaker
 	// TLS is nil when the document has none; only allowed on https endpoints.
 	TLS *TLS
+}
+
+// WeightedEndpoint is one entry of a placement's endpoints.
+type WeightedEndpoint struct {
+	Endpoint
+	// Weight is 1 ..= 1000 (default 1).
+	Weight int
+}
+
+// Selection is a placement's endpoint selection algorithm (docs/spec.md section 3,
+// "Endpoint selection").
+type Selection uint8
+
+// The selection algorithms, named as in the config.
+const (
+	RoundRobin     Selection = iota // "round_robin": Pingora Weighted<RoundRobin>
+	Random                          // "random": Pingora Weighted<Random>
+	ConsistentHash                  // "consistent_hash": Pingora KetamaHashing
+)
+
+var selectionNames = [...]string{RoundRobin: "round_robin", Random: "random", ConsistentHash: "consistent_hash"}
+
+// String is the config name of the algorithm.
+func (s Selection) String() string { return selectionNames[s] }
+
+// HashKeyKind says which part of a request consistent_hash hashes.
+type HashKeyKind uint8
+
+// The hash_key forms.
+const (
+	HashNone       HashKeyKind = iota // no hash_key (not consistent_hash)
+	HashRoutingKey                    // "routing_key": the X-Routing-Key value
+	HashPath                          // "path": the target's path without the query
+	HashHeader                        // "header:<name>": the named field's first value
+)
+
+// HashKey is a parsed hash_key.
+type HashKey struct {
+	Kind HashKeyKind
+	// Header is the field name of a HashHeader key as written (matched
+	// case-insensitively).
+	Header string
 }
 
 // Timeouts of a placement, in milliseconds.
@@ -91,6 +148,13 @@ type Endpoint struct {
 
 // HostPort is "host:port" as used for dialing and for the upstream Host header.
 func (e Endpoint) HostPort() string { return e.Host + ":" + strconv.Itoa(e.Port) }
+
+// SameAddress reports whether e and o are the same endpoint in the sense of
+// docs/spec.md section 2, "Endpoints": equal scheme, host compared ASCII
+// case-insensitively, and port (a trailing "/" in Raw does not matter).
+func (e Endpoint) SameAddress(o Endpoint) bool {
+	return e.Scheme == o.Scheme && e.Port == o.Port && strings.EqualFold(e.Host, o.Host)
+}
 
 // Hostname is the host without IPv6 brackets (used as the default TLS server name).
 func (e Endpoint) Hostname() string {

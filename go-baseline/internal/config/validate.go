@@ -62,6 +62,7 @@ func Validate(raw []byte) (*Config, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.doc = root
 	if err := references(cfg); err != nil {
 		return nil, err
 	}
@@ -223,21 +224,68 @@ func structural(root map[string]any) (*Config, *Error) {
 	return cfg, nil
 }
 
+// MaxEndpoints is the most entries a placement's endpoints may have.
+const MaxEndpoints = 256
+
 func placement(path, id string, obj map[string]any) (*Placement, *Error) {
-	known := []string{"endpoint", "fallback", "max_concurrency", "timeouts", "health_check", "circuit_breaker", "tls"}
-	if err := checkKeys(path, obj, known, []string{"endpoint", "max_concurrency", "timeouts"}); err != nil {
+	known := []string{"endpoint", "endpoints", "selection", "hash_key", "fallback", "max_concurrency", "timeouts", "health_check", "circuit_breaker", "tls"}
+	// "endpoint" stands for "endpoint or endpoints" in the missing-keys step; hash_key's
+	// conditional requirement is checked at its place below (spec section 2, Order).
+	required := []string{"endpoint", "max_concurrency", "timeouts"}
+	if _, ok := obj["endpoints"]; ok {
+		required = required[1:]
+	}
+	if err := checkKeys(path, obj, known, required); err != nil {
 		return nil, err
 	}
 	pl := &Placement{ID: id}
-	s, err := asString(path+"/endpoint", obj["endpoint"])
-	if err != nil {
-		return nil, err
+	v, hasEndpoint := obj["endpoint"]
+	if hasEndpoint {
+		s, err := asString(path+"/endpoint", v)
+		if err != nil {
+			return nil, err
+		}
+		ep, ok := ParseEndpoint(s)
+		if !ok {
+			return nil, fail(CodeInvalidEndpoint, path+"/endpoint", "endpoint %q is not scheme://host:port[/]", s)
+		}
+		pl.Endpoints = []WeightedEndpoint{{Endpoint: ep, Weight: 1}}
 	}
-	ep, ok := ParseEndpoint(s)
-	if !ok {
-		return nil, fail(CodeInvalidEndpoint, path+"/endpoint", "endpoint %q is not scheme://host:port[/]", s)
+	if v, present := obj["endpoints"]; present {
+		eps, err := endpoints(path+"/endpoints", v, hasEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		pl.Endpoints = eps
 	}
-	pl.Endpoint = ep
+	pl.Endpoint = pl.Endpoints[0].Endpoint
+	if v, present := obj["selection"]; present {
+		s, _ := v.(string)
+		switch s {
+		case "round_robin":
+			pl.Selection = RoundRobin
+		case "random":
+			pl.Selection = Random
+		case "consistent_hash":
+			pl.Selection = ConsistentHash
+		default:
+			return nil, fail(CodeInvalidValue, path+"/selection", "selection must be round_robin, random or consistent_hash")
+		}
+	}
+	hk, hasHashKey := obj["hash_key"]
+	switch {
+	case !hasHashKey && pl.Selection == ConsistentHash:
+		return nil, fail(CodeMissingField, path+"/hash_key", "consistent_hash requires hash_key")
+	case hasHashKey && pl.Selection != ConsistentHash:
+		return nil, fail(CodeInvalidValue, path+"/hash_key", "hash_key is only allowed with consistent_hash")
+	case hasHashKey:
+		s, _ := hk.(string)
+		key, ok := parseHashKey(s)
+		if !ok {
+			return nil, fail(CodeInvalidValue, path+"/hash_key", "hash_key must be routing_key, path or header:<token>")
+		}
+		pl.HashKey = key
+	}
 	if v, present := obj["fallback"]; present {
 		s, err := asString(path+"/fallback", v)
 		if err != nil {
@@ -471,4 +519,86 @@ func validDNSOrIPv4(h string) bool {
 	}
 	first, last := h[0], h[len(h)-1]
 	return first != '.' && first != '-' && last != '.' && last != '-'
+}
+
+// endpoints checks a placement's `endpoints` array (docs/spec.md section 2, Order):
+// both `endpoint` and `endpoints` present, then the array's type and length, then each
+// entry fully in index order: its type, keys, url (type, grammar), weight, then the same
+// endpoint as an earlier entry, then a scheme other than entry 0's.
+func endpoints(path string, v any, hasEndpoint bool) ([]WeightedEndpoint, *Error) {
+	if hasEndpoint {
+		return nil, fail(CodeInvalidValue, path, "a placement has endpoint or endpoints, not both")
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, fail(CodeInvalidValue, path, "expected an array, got %s", jsonType(v))
+	}
+	if len(arr) < 1 || len(arr) > MaxEndpoints {
+		return nil, fail(CodeInvalidValue, path, "endpoints must have 1 ..= %d entries, has %d", MaxEndpoints, len(arr))
+	}
+	out := make([]WeightedEndpoint, 0, len(arr))
+	for i, item := range arr {
+		ip := path + "/" + strconv.Itoa(i)
+		obj, err := asObject(ip, item)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkKeys(ip, obj, []string{"url", "weight"}, []string{"url"}); err != nil {
+			return nil, err
+		}
+		s, err := asString(ip+"/url", obj["url"])
+		if err != nil {
+			return nil, err
+		}
+		ep, ok := ParseEndpoint(s)
+		if !ok {
+			return nil, fail(CodeInvalidEndpoint, ip+"/url", "url %q is not scheme://host:port[/]", s)
+		}
+		w := int64(1)
+		if wv, present := obj["weight"]; present {
+			if w, err = asInt(ip+"/weight", wv, 1, 1000); err != nil {
+				return nil, err
+			}
+		}
+		for j := range out {
+			if out[j].SameAddress(ep) {
+				return nil, fail(CodeInvalidValue, ip, "entry %d is the same endpoint as entry %d", i, j)
+			}
+		}
+		if i > 0 && ep.Scheme != out[0].Scheme {
+			return nil, fail(CodeInvalidValue, ip, "entry %d's scheme differs from entry 0's", i)
+		}
+		out = append(out, WeightedEndpoint{Endpoint: ep, Weight: int(w)})
+	}
+	return out, nil
+}
+
+// parseHashKey parses a hash_key: "routing_key", "path" or "header:<token>" (RFC 9110
+// section 5.6.2).
+func parseHashKey(s string) (HashKey, bool) {
+	switch s {
+	case "routing_key":
+		return HashKey{Kind: HashRoutingKey}, true
+	case "path":
+		return HashKey{Kind: HashPath}, true
+	}
+	name, ok := strings.CutPrefix(s, "header:")
+	if !ok || name == "" {
+		return HashKey{}, false
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTchar(name[i]) {
+			return HashKey{}, false
+		}
+	}
+	return HashKey{Kind: HashHeader, Header: name}, true
+}
+
+// isTchar reports whether c is a tchar of RFC 9110 section 5.6.2.
+func isTchar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
