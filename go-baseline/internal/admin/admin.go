@@ -24,6 +24,18 @@ type PlacementState struct {
 	Inflight       int64   `json:"inflight"`
 	MaxConcurrency int     `json:"max_concurrency"`
 	Fallback       *string `json:"fallback"`
+	// Selection is the placement's endpoint selection algorithm.
+	Selection string `json:"selection"`
+	// Endpoints are the placement's endpoints in config order.
+	Endpoints []EndpointState `json:"endpoints"`
+}
+
+// EndpointState is one entry of a placement's "endpoints".
+type EndpointState struct {
+	URL     string `json:"url"`
+	Weight  int    `json:"weight"`
+	Healthy bool   `json:"healthy"`
+	Breaker string `json:"breaker"`
 }
 
 // ControlPlaneState is /admin/state's "control_plane".
@@ -48,9 +60,13 @@ func Snapshot(st *store.Store, now time.Time) State {
 		v := snap.Config.Version
 		s.ConfigVersion = &v
 		for id, p := range snap.Placements {
-			ps := PlacementState{Endpoint: p.Config.Endpoint.Raw, Healthy: p.Health.Healthy(),
-				Breaker: p.Breaker.State(now).String(), Inflight: p.Limiter.InFlight(),
-				MaxConcurrency: p.Config.MaxConcurrency}
+			ps := PlacementState{Endpoint: p.Config.Endpoint.Raw, Healthy: p.Healthy(),
+				Breaker: p.BreakerState(now).String(), Inflight: p.Limiter.InFlight(),
+				MaxConcurrency: p.Config.MaxConcurrency, Selection: p.Config.Selection.String()}
+			for _, q := range p.Peers {
+				ps.Endpoints = append(ps.Endpoints, EndpointState{URL: q.URL(), Weight: q.Endpoint.Weight,
+					Healthy: q.Health.Healthy(), Breaker: q.Breaker.State(now).String()})
+			}
 			if p.Config.HasFallback {
 				f := p.Config.Fallback
 				ps.Fallback = &f

@@ -58,8 +58,8 @@ func TestAdminAPI(t *testing.T) {
 	}
 	st.Install(cfg)
 	a := st.Load().Placements["a"]
-	p, _ := a.Breaker.Admit(time.Now())
-	a.Breaker.Record(p, false, time.Now())
+	p, _ := a.Peers[0].Breaker.Admit(time.Now())
+	a.Peers[0].Breaker.Record(p, false, time.Now())
 
 	if code, _, b := fetch(t, srv.URL+"/readyz"); code != 200 || b != `{"ready":true}` {
 		t.Fatalf("readyz %d %q", code, b)
@@ -84,7 +84,8 @@ func TestAdminAPI(t *testing.T) {
 
 	m.ObserveRequest("a", 200, time.Millisecond)
 	m.RouterError(errcode.NoConfig)
-	m.UpstreamFailure("a", metrics.KindConnect)
+	m.UpstreamFailure("a", "http://127.0.0.1:9", metrics.KindConnect)
+	m.PeerRequest("a", "http://127.0.0.1:9")
 	m.Failovers.WithLabelValues("a", "b").Inc()
 	m.ConfigAccepted.Inc()
 	m.ConfigRejected.WithLabelValues("stale_version").Inc()
@@ -99,6 +100,11 @@ func TestAdminAPI(t *testing.T) {
 		"# TYPE router_failovers_total counter", `router_failovers_total{from="a",to="b"} 1`,
 		"# TYPE router_breaker_state gauge", `router_breaker_state{placement="a"} 2`, `router_breaker_state{placement="b"} 0`,
 		"# TYPE router_endpoint_healthy gauge", `router_endpoint_healthy{placement="a"} 1`,
+		"# TYPE router_peer_failures_total counter", `router_peer_failures_total{endpoint="http://127.0.0.1:9",kind="connect",placement="a"} 1`,
+		"# TYPE router_peer_requests_total counter", `router_peer_requests_total{endpoint="http://127.0.0.1:9",placement="a"} 1`,
+		"# TYPE router_peer_breaker_state gauge", `router_peer_breaker_state{endpoint="http://127.0.0.1:9",placement="a"} 2`,
+		`router_peer_breaker_state{endpoint="http://127.0.0.1:10/",placement="b"} 0`,
+		"# TYPE router_peer_healthy gauge", `router_peer_healthy{endpoint="http://127.0.0.1:10/",placement="b"} 1`,
 		"# TYPE router_inflight gauge", `router_inflight{placement="b"} 0`,
 		"# TYPE router_config_version gauge", "router_config_version 7",
 		"# TYPE router_config_accepted_total counter", "router_config_accepted_total 1",

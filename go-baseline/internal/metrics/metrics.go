@@ -29,6 +29,8 @@ type Metrics struct {
 	Requests         *prometheus.CounterVec // placement, status
 	Errors           *prometheus.CounterVec // code
 	UpstreamFailures *prometheus.CounterVec // placement, kind
+	PeerRequests     *prometheus.CounterVec // placement, endpoint
+	PeerFailures     *prometheus.CounterVec // placement, endpoint, kind
 	Failovers        *prometheus.CounterVec // from, to
 	ConfigAccepted   prometheus.Counter
 	ConfigRejected   *prometheus.CounterVec // code
@@ -45,6 +47,10 @@ func New(st *store.Store) *Metrics {
 			Help: "Router-made responses by code."}, []string{"code"}),
 		UpstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_upstream_failures_total",
 			Help: "Upstream failures by kind."}, []string{"placement", "kind"}),
+		PeerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_peer_requests_total",
+			Help: "Attempts sent to an endpoint that got a connection."}, []string{"placement", "endpoint"}),
+		PeerFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_peer_failures_total",
+			Help: "Upstream failures of one endpoint by kind."}, []string{"placement", "endpoint", "kind"}),
 		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_failovers_total",
 			Help: "Steps down a fallback chain."}, []string{"from", "to"}),
 		ConfigAccepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "router_config_accepted_total",
@@ -54,7 +60,7 @@ func New(st *store.Store) *Metrics {
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "router_request_duration_seconds",
 			Help: "From arrival to the end of the response.", Buckets: DurationBuckets()}, []string{"placement"}),
 	}
-	m.Registry.MustRegister(m.Requests, m.Errors, m.UpstreamFailures, m.Failovers,
+	m.Registry.MustRegister(m.Requests, m.Errors, m.UpstreamFailures, m.PeerRequests, m.PeerFailures, m.Failovers,
 		m.ConfigAccepted, m.ConfigRejected, m.Duration, &collector{st: st})
 	return m
 }
@@ -77,10 +83,18 @@ func (m *Metrics) RouterError(code errcode.Code) {
 	m.Errors.WithLabelValues(code.String()).Inc()
 }
 
-// UpstreamFailure counts one upstream failure of placement
-// (router_upstream_failures_total{placement,kind}).
-func (m *Metrics) UpstreamFailure(placement string, kind FailureKind) {
+// UpstreamFailure counts one upstream failure of endpoint (its url as written) of
+// placement: router_upstream_failures_total{placement,kind} and
+// router_peer_failures_total{placement,endpoint,kind}.
+func (m *Metrics) UpstreamFailure(placement, endpoint string, kind FailureKind) {
 	m.UpstreamFailures.WithLabelValues(placement, string(kind)).Inc()
+	m.PeerFailures.WithLabelValues(placement, endpoint, string(kind)).Inc()
+}
+
+// PeerRequest counts one attempt sent to endpoint of placement that got a connection
+// (router_peer_requests_total{placement,endpoint}).
+func (m *Metrics) PeerRequest(placement, endpoint string) {
+	m.PeerRequests.WithLabelValues(placement, endpoint).Inc()
 }
 
 // ObserveRequest counts one response sent to a client.
@@ -109,6 +123,8 @@ func statusLabel(status int) string {
 var (
 	descBreaker   = prometheus.NewDesc("router_breaker_state", "0 closed, 1 open, 2 half_open.", []string{"placement"}, nil)
 	descHealthy   = prometheus.NewDesc("router_endpoint_healthy", "1 healthy, 0 unhealthy.", []string{"placement"}, nil)
+	descPeerBrk   = prometheus.NewDesc("router_peer_breaker_state", "One endpoint's breaker: 0 closed, 1 open, 2 half_open.", []string{"placement", "endpoint"}, nil)
+	descPeerOK    = prometheus.NewDesc("router_peer_healthy", "One endpoint's health: 1 healthy, 0 unhealthy.", []string{"placement", "endpoint"}, nil)
 	descInflight  = prometheus.NewDesc("router_inflight", "Requests in flight.", []string{"placement"}, nil)
 	descVersion   = prometheus.NewDesc("router_config_version", "Current config version, -1 without a config.", nil, nil)
 	descConnected = prometheus.NewDesc("router_control_plane_connected", "1 connected, 0 not.", nil, nil)
@@ -120,7 +136,7 @@ var (
 type collector struct{ st *store.Store }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBreaker, descHealthy, descInflight, descVersion, descConnected, descReconn} {
+	for _, d := range []*prometheus.Desc{descBreaker, descHealthy, descPeerBrk, descPeerOK, descInflight, descVersion, descConnected, descReconn} {
 		ch <- d
 	}
 }
@@ -131,12 +147,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if snap := c.st.Load(); snap != nil {
 		version = float64(snap.Config.Version)
 		for id, p := range snap.Placements {
-			healthy := 0.0
-			if p.Health.Healthy() {
-				healthy = 1
+			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(p.BreakerState(now)), id)
+			ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, gauge(p.Healthy()), id)
+			for _, q := range p.Peers {
+				ch <- prometheus.MustNewConstMetric(descPeerBrk, prometheus.GaugeValue, float64(q.Breaker.State(now)), id, q.URL())
+				ch <- prometheus.MustNewConstMetric(descPeerOK, prometheus.GaugeValue, gauge(q.Health.Healthy()), id, q.URL())
 			}
-			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(p.Breaker.State(now)), id)
-			ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy, id)
 			ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(p.Limiter.InFlight()), id)
 		}
 	}
@@ -148,4 +164,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
 	ch <- prometheus.MustNewConstMetric(descReconn, prometheus.CounterValue, float64(reconnects))
+}
+
+// gauge is 1 for true, 0 for false.
+func gauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -352,7 +352,7 @@ func TestUploadAnsweredWhileTheWriterLags(t *testing.T) {
 		return true
 	})
 	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(ln.Addr().String(), "", 4, 5000, "")))
-	tr := r.store.Load().Placements["p"].Upstream.(*upstream.Upstream).Transport
+	tr := r.store.Load().Placements["p"].Peers[0].Upstream.(*upstream.Upstream).Transport
 	dial := tr.DialContext
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)

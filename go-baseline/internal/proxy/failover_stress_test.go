@@ -116,7 +116,7 @@ func TestFailoverBodiesComeWhole(t *testing.T) {
 			t.Fatalf("connect-failure failover %d: status %d body %q err %v", i, st, got, err)
 		}
 	}
-	waitFor(t, "p unhealthy", func() bool { return !r.store.Load().Placements["p"].Health.Healthy() })
+	waitFor(t, "p unhealthy", func() bool { return !r.store.Load().Placements["p"].Peers[0].Health.Healthy() })
 	for i := 0; i < rounds; i++ {
 		method, body := "GET", ""
 		if i%2 == 0 {

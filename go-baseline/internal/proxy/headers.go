@@ -190,10 +190,10 @@ func forwardRequestTarget(out *http.Request, requestURI string) {
 	out.URL.Opaque = path // written verbatim by URL.RequestURI
 }
 
-// target points out at placement p's endpoint. Host is left empty so that net/http sends
+// target points out at endpoint p (of the chosen placement). Host is left empty so that net/http sends
 // the endpoint's host:port as Host (as nginx's default proxy_set_header Host
 // $proxy_host); the client's Host is in X-Forwarded-Host.
-func target(out *http.Request, p *routing.Placement) {
+func target(out *http.Request, p *routing.Peer) {
 	up := p.Upstream.(*upstream.Upstream)
 	out.URL.Scheme = up.Endpoint.Scheme
 	out.URL.Host = up.HostPort

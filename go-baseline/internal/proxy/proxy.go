@@ -28,13 +28,16 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"time"
 
 	"pingora-parity/go-baseline/internal/breaker"
+	"pingora-parity/go-baseline/internal/config"
 	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/routing"
+	"pingora-parity/go-baseline/internal/selection"
 	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/upstream"
 )
@@ -101,8 +104,11 @@ type reqState struct {
 	chain      []*routing.Placement
 	idx        int
 	cur        *routing.Placement // placement tried last
+	peer       *routing.Peer      // cur's endpoint tried last
+	walk       selection.Iter     // cur's endpoint selection for this request (retry continues it)
 	permit     breaker.Permit
-	outcomeDue bool // permit of cur still needs a Record or Release
+	outcomeDue bool // permit of peer still needs a Record or Release
+	connected  bool // the current attempt got an upstream connection (gotConn)
 	slot       bool // holds cur's concurrency slot
 	bodiless   bool
 	failKind   metrics.FailureKind // timeout or protocol, decided before headers
@@ -111,7 +117,8 @@ type reqState struct {
 	clientGone bool
 	errCode    errcode.Code // router-made response code, 0: none
 
-	refused *refusal // the gate refused the head: r is its stand-in (the access log names the head)
+	refused *refusal      // the gate refused the head: r is its stand-in (the access log names the head)
+	req     *http.Request // the client's request (consistent-hash keys)
 
 	upConn *upstream.HeadConn // the upstream connection of the current attempt (set by gotConn)
 
@@ -147,18 +154,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(rw, st, errcode.BadRequest, "")
 		return
 	}
-	d := routing.Select(h.store.Load(), r.Header["X-Routing-Key"], start)
+	st.req = r
+	d := routing.Select(h.store.Load(), r.Header["X-Routing-Key"], st, &st.walk, start)
 	h.countFailovers(d.Failovers)
 	if d.Err != 0 {
 		h.writeError(rw, st, d.Err, "")
 		return
 	}
 	if !d.Placement.Limiter.TryAcquire() {
-		d.Placement.Breaker.Release(d.Permit)
+		d.Peer.Breaker.Release(d.Permit)
 		h.writeError(rw, st, errcode.ConcurrencyLimit, d.Placement.ID)
 		return
 	}
-	st.chain, st.idx, st.cur, st.permit, st.outcomeDue, st.slot = d.Chain, d.Index, d.Placement, d.Permit, true, true
+	st.chain, st.idx, st.cur, st.peer, st.permit, st.outcomeDue, st.slot = d.Chain, d.Index, d.Placement, d.Peer, d.Permit, true, true
 	st.bodiless = r.ContentLength == 0 && len(r.TransferEncoding) == 0
 	if !st.bodiless {
 		// The request body streams upstream while the response may already stream back
@@ -196,13 +204,14 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
 	}
-	target(pr.Out, st.cur)
+	target(pr.Out, st.peer)
 }
 
 // gotConn is the ClientTrace hook called when the transport hands an upstream connection
 // to an attempt, before the request is written: it starts the connection's record of the
 // response head (upstream.HeadConn), which modifyResponse reads.
 func (st *reqState) gotConn(info httptrace.GotConnInfo) {
+	st.connected = true
 	st.upConn = nil
 	if hc, ok := info.Conn.(*upstream.HeadConn); ok {
 		hc.Begin()
@@ -239,14 +248,53 @@ func (b *reqBodyWatch) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// HashKey is routing.KeySource: the request's consistent-hash key for k (docs/spec.md
+// section 3, "Endpoint selection").
+func (st *reqState) HashKey(k config.HashKey) string {
+	switch k.Kind {
+	case config.HashRoutingKey:
+		if v := st.req.Header["X-Routing-Key"]; len(v) > 0 {
+			return v[0]
+		}
+	case config.HashPath:
+		return targetPath(st.req.RequestURI)
+	case config.HashHeader:
+		return st.req.Header.Get(k.Header)
+	}
+	return ""
+}
+
+// targetPath is a request-target's path as received, without the query: origin-form up
+// to the first '?'; absolute-form from the first '/' after the authority ("/" when there
+// is none); asterisk-form "*".
+func targetPath(target string) string {
+	if !strings.HasPrefix(target, "/") {
+		i := strings.Index(target, "://")
+		if i < 0 {
+			return target // "*" (authority-form never reaches routing)
+		}
+		rest := target[i+3:]
+		j := strings.IndexAny(rest, "/?#")
+		if j < 0 || rest[j] != '/' {
+			return "/"
+		}
+		target = rest[j:]
+	}
+	if q := strings.IndexByte(target, '?'); q >= 0 {
+		return target[:q]
+	}
+	return target
+}
+
 func (st *reqState) clientBodyFailed() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.reqBodyErr != nil
 }
 
-// retryTransport sends the request to the current placement's transport and, on a
-// connect failure of a request without a body, continues down the chain (step 6).
+// retryTransport sends the request to the current endpoint's transport and, on a connect
+// failure of a request without a body, continues with the placement's next available
+// endpoint, then down the chain (step 6).
 type retryTransport struct{ h *Handler }
 
 // errNotHTTP1 is an upstream response whose status line is not a valid HTTP/1.x one: its
@@ -272,8 +320,12 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	h := t.h
 	st := stateOf(out.Context())
 	for {
-		up := st.cur.Upstream.(*upstream.Upstream)
+		up := st.peer.Upstream.(*upstream.Upstream)
+		st.connected = false
 		resp, err := up.Transport.RoundTrip(out)
+		if st.connected {
+			h.metrics.PeerRequest(st.cur.ID, st.peer.URL())
+		}
 		if err == nil {
 			if resp.ProtoMajor != 1 || resp.StatusCode < 100 || resp.StatusCode > 599 {
 				// net/http parses any "HTTP/x.y" status line and any three-digit status; the
@@ -293,28 +345,38 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		now := h.now()
-		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindConnect)
-		st.cur.Breaker.Record(st.permit, false, now)
+		h.metrics.UpstreamFailure(st.cur.ID, st.peer.URL(), metrics.KindConnect)
+		st.peer.Breaker.Record(st.permit, false, now)
 		st.outcomeDue = false
-		st.cur.Limiter.Release()
-		st.slot = false
 		if !st.bodiless {
+			st.cur.Limiter.Release()
+			st.slot = false
 			return nil, &routerError{errcode.UpstreamConnectFailed, st.cur.ID}
 		}
-		d := routing.SelectFrom(st.chain, st.idx+1, now)
+		if peer, permit, ok := st.cur.Next(&st.walk, now); ok {
+			// The same placement's next endpoint, keeping its slot.
+			st.peer, st.permit, st.outcomeDue = peer, permit, true
+			out = out.Clone(out.Context())
+			out.Body = nil
+			target(out, st.peer)
+			continue
+		}
+		st.cur.Limiter.Release()
+		st.slot = false
+		d := routing.SelectFrom(st.chain, st.idx+1, st, &st.walk, now)
 		h.countFailovers(d.Failovers)
 		if d.Err != 0 {
 			return nil, &routerError{errcode.UpstreamConnectFailed, st.cur.ID}
 		}
 		if !d.Placement.Limiter.TryAcquire() {
-			d.Placement.Breaker.Release(d.Permit)
-			st.cur = d.Placement
+			d.Peer.Breaker.Release(d.Permit)
+			st.cur, st.peer = d.Placement, d.Peer
 			return nil, &routerError{errcode.ConcurrencyLimit, d.Placement.ID}
 		}
-		st.idx, st.cur, st.permit, st.outcomeDue, st.slot = d.Index, d.Placement, d.Permit, true, true
+		st.idx, st.cur, st.peer, st.permit, st.outcomeDue, st.slot = d.Index, d.Placement, d.Peer, d.Permit, true, true
 		out = out.Clone(out.Context())
 		out.Body = nil // bodiless: nothing for RoundTrip to have consumed or closed
-		target(out, st.cur)
+		target(out, st.peer)
 	}
 }
 
@@ -342,11 +404,11 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		panic(http.ErrAbortHandler)
 	case errors.As(err, &ne) && ne.Timeout():
 		st.failKind = metrics.KindTimeout
-		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindTimeout)
+		h.metrics.UpstreamFailure(st.cur.ID, st.peer.URL(), metrics.KindTimeout)
 		h.writeError(w, st, errcode.UpstreamTimeout, st.cur.ID)
 	default: // broke off, garbage, or a status line that is not HTTP/1.x (errNotHTTP1)
 		st.failKind = metrics.KindProtocol
-		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindProtocol)
+		h.metrics.UpstreamFailure(st.cur.ID, st.peer.URL(), metrics.KindProtocol)
 		h.writeError(w, st, errcode.UpstreamProtocolError, st.cur.ID)
 	}
 }
@@ -367,7 +429,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	forwardResponseHeaders(resp, st.cur.ID)
 	st.upStatus = resp.StatusCode
 	if resp.StatusCode >= 500 {
-		h.metrics.UpstreamFailure(st.cur.ID, metrics.KindStatus5xx)
+		h.metrics.UpstreamFailure(st.cur.ID, st.peer.URL(), metrics.KindStatus5xx)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		if _, ok := resp.Header["Content-Type"]; !ok {
@@ -414,14 +476,14 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start time.Time) {
 	rec := recover()
 	now := h.now()
-	if st.cur != nil && st.outcomeDue {
-		b := st.cur.Breaker
+	if st.peer != nil && st.outcomeDue {
+		b := st.peer.Breaker
 		switch {
 		case st.failKind != "":
 			b.Record(st.permit, false, now)
 		case rec != nil || st.bodyErr != nil:
 			if st.bodyErr != nil && r.Context().Err() == nil {
-				h.metrics.UpstreamFailure(st.cur.ID, metrics.KindAborted)
+				h.metrics.UpstreamFailure(st.cur.ID, st.peer.URL(), metrics.KindAborted)
 				b.Record(st.permit, false, now)
 			} else {
 				b.Release(st.permit) // the client went away

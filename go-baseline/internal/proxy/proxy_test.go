@@ -223,7 +223,7 @@ func TestConnectFailureRetriesBodilessDownTheChain(t *testing.T) {
 	readAll(t, get(t, r.url, "k"))
 	snap := r.store.Load()
 	now := time.Now()
-	if snap.Placements["a"].Breaker.State(now).String() != "open" || snap.Placements["b"].Breaker.State(now).String() != "open" {
+	if snap.Placements["a"].Peers[0].Breaker.State(now).String() != "open" || snap.Placements["b"].Peers[0].Breaker.State(now).String() != "open" {
 		t.Fatal("connect failures did not count against the breakers")
 	}
 	resp = get(t, r.url, "k")
@@ -333,7 +333,7 @@ func TestCommittedResponseAbortedMidBody(t *testing.T) {
 				t.Fatalf("partial body %q", body)
 			}
 			waitFor(t, "abort accounted", func() bool { return counter(t, r, "failures", "p", "aborted") == 1 })
-			if s := r.store.Load().Placements["p"].Breaker.State(time.Now()).String(); s != "open" {
+			if s := r.store.Load().Placements["p"].Peers[0].Breaker.State(time.Now()).String(); s != "open" {
 				t.Fatalf("abort is not a breaker failure: %s", s)
 			}
 		})
@@ -385,7 +385,7 @@ func TestConcurrencyLimitExact(t *testing.T) {
 		}
 	}
 	waitFor(t, "slots freed", func() bool { return lim.InFlight() == 0 })
-	if s := r.store.Load().Placements["p"].Breaker.State(time.Now()); s.String() != "closed" {
+	if s := r.store.Load().Placements["p"].Peers[0].Breaker.State(time.Now()); s.String() != "closed" {
 		t.Fatal(s)
 	}
 }
@@ -513,7 +513,7 @@ func TestClientGoneFreesSlotWithoutOutcome(t *testing.T) {
 	}
 	c.Close()
 	waitFor(t, "slot freed", func() bool { return p.Limiter.InFlight() == 0 })
-	if s := p.Breaker.State(time.Now()).String(); s != "closed" {
+	if s := p.Peers[0].Breaker.State(time.Now()).String(); s != "closed" {
 		t.Fatalf("client going away counted as a failure: %s", s)
 	}
 }
@@ -539,7 +539,7 @@ func TestClientBodyAbortIsNotAnUpstreamFailure(t *testing.T) {
 	}
 	p := r.store.Load().Placements["p"]
 	waitFor(t, "slot freed", func() bool { return p.Limiter.InFlight() == 0 })
-	if s := p.Breaker.State(time.Now()).String(); s != "closed" || counter(t, r, "failures", "p", "protocol") != 0 {
+	if s := p.Peers[0].Breaker.State(time.Now()).String(); s != "closed" || counter(t, r, "failures", "p", "protocol") != 0 {
 		t.Fatalf("client body abort blamed on the upstream: breaker %s", s)
 	}
 }
@@ -637,12 +637,12 @@ func TestHealthChecksDriveFailover(t *testing.T) {
 		t.Fatalf("healthy a not chosen: %q", p)
 	}
 	sick.Store(true)
-	waitFor(t, "a unhealthy", func() bool { return !r.store.Load().Placements["a"].Health.Healthy() })
+	waitFor(t, "a unhealthy", func() bool { return !r.store.Load().Placements["a"].Peers[0].Health.Healthy() })
 	if p := placementOf(); p != "b" || counter(t, r, "failovers", "a", "b") != 1 {
 		t.Fatalf("unhealthy a: served by %q", p)
 	}
 	sick.Store(false)
-	waitFor(t, "a healthy again", func() bool { return r.store.Load().Placements["a"].Health.Healthy() })
+	waitFor(t, "a healthy again", func() bool { return r.store.Load().Placements["a"].Peers[0].Health.Healthy() })
 	if p := placementOf(); p != "a" {
 		t.Fatalf("recovered a: served by %q", p)
 	}

@@ -1,5 +1,6 @@
 // Package routing is the pure routing decision of docs/spec.md section 3, steps 1 to 3:
-// routing key to placement, then the first available placement down the fallback chain.
+// routing key to placement, then the first placement down the fallback chain with an
+// available endpoint, in the order of the placement's endpoint selection.
 // It does no I/O; the caller passes the current time.
 package routing
 
@@ -11,21 +12,99 @@ import (
 	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/health"
 	"pingora-parity/go-baseline/internal/limit"
+	"pingora-parity/go-baseline/internal/selection"
 )
 
-// Placement is one placement of a snapshot with its live state. Health, Breaker and
-// Limiter may be shared with the previous snapshot's placement of the same id (identity
+// Peer is one endpoint of a placement with its live state. Health and Breaker may be
+// shared with the previous snapshot's peer of the same placement id and url (identity
 // rules in docs/spec.md section 4).
+type Peer struct {
+	// Index is the endpoint's position in the placement's config order.
+	Index    int
+	Endpoint config.WeightedEndpoint
+	Health   *health.State    // nil: always healthy
+	Breaker  *breaker.Breaker // nil: always admits
+	// Upstream is the I/O side's per-endpoint state (transport etc.), opaque here.
+	Upstream any
+}
+
+// URL is the endpoint's url exactly as written in the config (the metrics' and admin
+// API's endpoint label).
+func (p *Peer) URL() string { return p.Endpoint.Raw }
+
+// Placement is one placement of a snapshot with its live state. Limiter (and the
+// selector's round-robin position) may be shared with the previous snapshot's placement
+// of the same id.
 type Placement struct {
-	ID      string
-	Config  *config.Placement
-	Health  *health.State    // nil: always healthy
-	Breaker *breaker.Breaker // nil: always admits
-	Limiter *limit.Limiter
+	ID     string
+	Config *config.Placement
+	// Peers are the endpoints in config order (one or more).
+	Peers []*Peer
+	// Selector orders the peers for a request (docs/spec.md section 3, "Endpoint
+	// selection"); its indexes are positions in Peers.
+	Selector *selection.Selector
+	Limiter  *limit.Limiter
 	// Chain is this placement followed by its fallbacks (at most 8 placements).
 	Chain []*Placement
-	// Upstream is the I/O side's per-placement state (transport etc.), opaque here.
-	Upstream any
+}
+
+// Healthy is the placement's aggregate health: at least one peer healthy.
+func (p *Placement) Healthy() bool {
+	for _, q := range p.Peers {
+		if q.Health.Healthy() {
+			return true
+		}
+	}
+	return false
+}
+
+// BreakerState is the placement's aggregate breaker state at now: closed if any peer's
+// breaker is closed, else half_open if any is, else open.
+func (p *Placement) BreakerState(now time.Time) breaker.State {
+	best := breaker.Open
+	for _, q := range p.Peers {
+		switch q.Breaker.State(now) {
+		case breaker.Closed:
+			return breaker.Closed
+		case breaker.HalfOpen:
+			best = breaker.HalfOpen
+		}
+	}
+	return best
+}
+
+// KeySource gives a request's consistent-hash key for a hash_key (docs/spec.md section
+// 3, "Endpoint selection").
+type KeySource interface {
+	HashKey(k config.HashKey) string
+}
+
+// Next continues it, p's walk for this request, to the first available peer: healthy
+// (checked first) and admitted by its breaker; the permit taken is returned. false: no
+// more candidates.
+func (p *Placement) Next(it *selection.Iter, now time.Time) (*Peer, breaker.Permit, bool) {
+	for {
+		i, ok := it.Next()
+		if !ok {
+			return nil, breaker.Permit{}, false
+		}
+		q := p.Peers[i]
+		if !q.Health.Healthy() {
+			continue
+		}
+		if permit, ok := q.Breaker.Admit(now); ok {
+			return q, permit, true
+		}
+	}
+}
+
+// startWalk begins p's walk for a request into it.
+func (p *Placement) startWalk(it *selection.Iter, keys KeySource) {
+	key := ""
+	if p.Config.Selection == config.ConsistentHash && keys != nil {
+		key = keys.HashKey(p.Config.HashKey)
+	}
+	*it = p.Selector.Iter(key)
 }
 
 // Snapshot is one applied config with the placements' live state. Immutable once built;
@@ -53,26 +132,30 @@ func NewSnapshot(cfg *config.Config, placements map[string]*Placement) *Snapshot
 // Step is one step down a chain, counted by router_failovers_total{from,to}.
 type Step struct{ From, To string }
 
-// Decision is the outcome of a selection. On success Placement is set, Index is its
-// position in Chain and Permit is the breaker permit taken (to be given back by exactly
-// one Record or Release). On failure Err is the router error (no_config,
-// missing_routing_key, unknown_routing_key or no_healthy_upstream); on success it is 0.
+// Decision is the outcome of a selection. On success Placement and Peer are set, Index
+// is the placement's position in Chain and Permit is the peer's breaker permit taken (to
+// be given back by exactly one Record or Release); the walk's state is in the caller's
+// Iter, which Placement.Next continues after a connect failure. On failure Err is the
+// router error (no_config, missing_routing_key, unknown_routing_key or
+// no_healthy_upstream); on success it is 0.
 type Decision struct {
 	Placement *Placement
+	Peer      *Peer
 	Chain     []*Placement
 	Index     int
 	Permit    breaker.Permit
 	Failovers []Step
 	Err       errcode.Code
-	// _ keeps Decision at 96 bytes, a multiple of 16. At 88 bytes (since Err became a
-	// one-byte Code) the 16-byte moves that copy the result from SelectFrom through
-	// Select overlapped the 8-byte tail and BenchmarkRoutingSelect took ~10 ns longer.
-	_ [8]byte
+	// Decision is kept a multiple of 16 bytes (96 now, TestDecisionSize): at 88 bytes
+	// the 16-byte moves that copy the result from SelectFrom through Select overlapped
+	// the 8-byte tail and BenchmarkRoutingSelect took ~10 ns longer. Add padding here if
+	// a field change breaks it.
 }
 
 // Select decides for routing key key (keys holds the header's values, only the first
-// counts) over snapshot s at time now.
-func Select(s *Snapshot, keys []string, now time.Time) Decision {
+// counts) over snapshot s at time now. req gives consistent-hash keys (nil: empty keys);
+// it receives the chosen placement's walk.
+func Select(s *Snapshot, keys []string, req KeySource, it *selection.Iter, now time.Time) Decision {
 	if s == nil {
 		return Decision{Err: errcode.NoConfig}
 	}
@@ -83,28 +166,26 @@ func Select(s *Snapshot, keys []string, now time.Time) Decision {
 	if !ok {
 		return Decision{Err: errcode.UnknownRoutingKey}
 	}
-	return SelectFrom(s.Placements[id].Chain, 0, now)
+	return SelectFrom(s.Placements[id].Chain, 0, req, it, now)
 }
 
-// SelectFrom walks chain from position from and picks the first available placement:
-// healthy (checked first) and admitted by its breaker. Each step past a placement to the
-// next is recorded in Failovers; with from > 0 the step from chain[from-1] (the placement
-// just given up) to chain[from] is recorded too.
-func SelectFrom(chain []*Placement, from int, now time.Time) Decision {
+// SelectFrom walks chain from position from and picks the first placement with an
+// available peer (Placement.Next over a fresh walk of that placement, left in it). Each
+// step past a placement to the next is recorded in Failovers; with from > 0 the step from
+// chain[from-1] (the placement just given up) to chain[from] is recorded too.
+func SelectFrom(chain []*Placement, from int, req KeySource, it *selection.Iter, now time.Time) Decision {
 	d := Decision{Chain: chain, Err: errcode.NoHealthyUpstream}
 	for i := from; i < len(chain); i++ {
 		if i > 0 {
 			d.Failovers = append(d.Failovers, Step{From: chain[i-1].ID, To: chain[i].ID})
 		}
 		p := chain[i]
-		if !p.Health.Healthy() {
-			continue
-		}
-		permit, ok := p.Breaker.Admit(now)
+		p.startWalk(it, req)
+		peer, permit, ok := p.Next(it, now)
 		if !ok {
 			continue
 		}
-		d.Placement, d.Index, d.Permit, d.Err = p, i, permit, 0
+		d.Placement, d.Peer, d.Index, d.Permit, d.Err = p, peer, i, permit, 0
 		return d
 	}
 	return d

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"net/netip"
 	"os"
 	"reflect"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/health"
 	"pingora-parity/go-baseline/internal/limit"
+	"pingora-parity/go-baseline/internal/selection"
 )
 
 var t0 = time.Unix(1_700_000_000, 0)
@@ -26,8 +28,15 @@ func build(t testing.TB, doc []byte) *Snapshot {
 	}
 	ps := map[string]*Placement{}
 	for id, pc := range cfg.Placements {
-		ps[id] = &Placement{ID: id, Config: pc, Health: health.NewState(pc.HealthCheck),
-			Breaker: breaker.New(pc.CircuitBreaker), Limiter: limit.New(pc.MaxConcurrency)}
+		p := &Placement{ID: id, Config: pc, Limiter: limit.New(pc.MaxConcurrency)}
+		bs := make([]selection.Backend, len(pc.Endpoints))
+		for i, ep := range pc.Endpoints {
+			p.Peers = append(p.Peers, &Peer{Index: i, Endpoint: ep, Health: health.NewState(pc.HealthCheck),
+				Breaker: breaker.New(pc.CircuitBreaker)})
+			bs[i] = selection.Backend{Addr: netip.AddrPortFrom(netip.MustParseAddr(ep.Hostname()), uint16(ep.Port)), Weight: ep.Weight}
+		}
+		p.Selector = selection.New(pc.Selection, bs)
+		ps[id] = p
 	}
 	return NewSnapshot(cfg, ps)
 }
@@ -42,66 +51,72 @@ func benchDoc(t testing.TB) []byte {
 
 func TestSelectErrors(t *testing.T) {
 	s := build(t, benchDoc(t))
-	if d := Select(nil, []string{"tenant-a"}, t0); d.Err != errcode.NoConfig {
+	if d := sel(nil, []string{"tenant-a"}, t0); d.Err != errcode.NoConfig {
 		t.Fatalf("nil snapshot: %d", d.Err)
 	}
-	if d := Select(s, nil, t0); d.Err != errcode.MissingRoutingKey {
+	if d := sel(s, nil, t0); d.Err != errcode.MissingRoutingKey {
 		t.Fatalf("no key: %d", d.Err)
 	}
-	if d := Select(s, []string{""}, t0); d.Err != errcode.MissingRoutingKey {
+	if d := sel(s, []string{""}, t0); d.Err != errcode.MissingRoutingKey {
 		t.Fatalf("empty key: %d", d.Err)
 	}
-	if d := Select(s, []string{"Tenant-a"}, t0); d.Err != errcode.UnknownRoutingKey {
+	if d := sel(s, []string{"Tenant-a"}, t0); d.Err != errcode.UnknownRoutingKey {
 		t.Fatalf("case-sensitive key: %d", d.Err)
 	}
-	if d := Select(s, []string{" tenant-a"}, t0); d.Err != errcode.UnknownRoutingKey {
+	if d := sel(s, []string{" tenant-a"}, t0); d.Err != errcode.UnknownRoutingKey {
 		t.Fatalf("white space is part of the key: %d", d.Err)
 	}
-	if d := Select(s, []string{"tenant-b", "tenant-a"}, t0); d.Placement == nil || d.Placement.ID != "b" {
+	if d := sel(s, []string{"tenant-b", "tenant-a"}, t0); d.Placement == nil || d.Placement.ID != "b" {
 		t.Fatal("first header value must decide")
 	}
 }
 
 func unhealthy(p *Placement) {
 	for i := 0; i < 10; i++ {
-		p.Health.Record(false)
+		p.Peers[0].Health.Record(false)
 	}
 }
 
 func trip(p *Placement, now time.Time) {
 	for i := 0; i < 5; i++ {
-		pm, _ := p.Breaker.Admit(now)
-		p.Breaker.Record(pm, false, now)
+		pm, _ := p.Peers[0].Breaker.Admit(now)
+		p.Peers[0].Breaker.Record(pm, false, now)
 	}
+}
+
+// sel is Select with no consistent-hash keys and a walk of its own.
+func sel(s *Snapshot, keys []string, now time.Time) Decision {
+	var it selection.Iter
+	return Select(s, keys, nil, &it, now)
 }
 
 func TestFailoverDownTheChain(t *testing.T) {
 	s := build(t, benchDoc(t))
 	a, b, c := s.Placements["a"], s.Placements["b"], s.Placements["c"]
-	if d := Select(s, []string{"tenant-a"}, t0); d.Placement != a || len(d.Failovers) != 0 {
+	if d := sel(s, []string{"tenant-a"}, t0); d.Placement != a || len(d.Failovers) != 0 {
 		t.Fatalf("want a without failover, got %+v", d)
 	}
 	unhealthy(a)
-	d := Select(s, []string{"tenant-a"}, t0)
+	d := sel(s, []string{"tenant-a"}, t0)
 	if d.Placement != b || !reflect.DeepEqual(d.Failovers, []Step{{"a", "b"}}) {
 		t.Fatalf("want b after one failover, got %v %v", d.Placement.ID, d.Failovers)
 	}
 	trip(b, t0)
-	d = Select(s, []string{"tenant-a"}, t0)
+	d = sel(s, []string{"tenant-a"}, t0)
 	if d.Placement != c || d.Index != 2 || !reflect.DeepEqual(d.Failovers, []Step{{"a", "b"}, {"b", "c"}}) {
 		t.Fatalf("want c, got %+v", d)
 	}
 	trip(c, t0)
-	d = Select(s, []string{"tenant-a"}, t0)
+	d = sel(s, []string{"tenant-a"}, t0)
 	if d.Err != errcode.NoHealthyUpstream || d.Placement != nil {
 		t.Fatalf("want no_healthy_upstream, got %+v", d)
 	}
 	// open_ms later b is half-open with one permit: the first request takes it, the
 	// next one finds c half-open too.
 	later := t0.Add(time.Second)
-	d1 := Select(s, []string{"tenant-a"}, later)
-	d2 := Select(s, []string{"tenant-a"}, later)
-	d3 := Select(s, []string{"tenant-a"}, later)
+	d1 := sel(s, []string{"tenant-a"}, later)
+	d2 := sel(s, []string{"tenant-a"}, later)
+	d3 := sel(s, []string{"tenant-a"}, later)
 	if d1.Placement != b || d2.Placement != c || d3.Err != errcode.NoHealthyUpstream {
 		t.Fatalf("half-open permits: %v %v %v", d1.Placement, d2.Placement, d3.Err)
 	}
@@ -113,10 +128,10 @@ func TestUnhealthyBreakerNotAsked(t *testing.T) {
 	trip(a, t0)
 	unhealthy(a)
 	later := t0.Add(time.Second) // a's breaker half-open with one permit
-	Select(s, []string{"tenant-a"}, later)
-	a.Health.Record(true)
-	a.Health.Record(true)
-	if d := Select(s, []string{"tenant-a"}, later); d.Placement != a {
+	sel(s, []string{"tenant-a"}, later)
+	a.Peers[0].Health.Record(true)
+	a.Peers[0].Health.Record(true)
+	if d := sel(s, []string{"tenant-a"}, later); d.Placement != a {
 		t.Fatal("selection of an unhealthy placement took its half-open permit")
 	}
 }
@@ -124,11 +139,12 @@ func TestUnhealthyBreakerNotAsked(t *testing.T) {
 func TestSelectFromContinuesAfterFailed(t *testing.T) {
 	s := build(t, benchDoc(t))
 	chain := s.Placements["a"].Chain
-	d := SelectFrom(chain, 1, t0)
+	var it selection.Iter
+	d := SelectFrom(chain, 1, nil, &it, t0)
 	if d.Placement.ID != "b" || !reflect.DeepEqual(d.Failovers, []Step{{"a", "b"}}) {
 		t.Fatalf("%+v", d)
 	}
-	d = SelectFrom(chain, 3, t0)
+	d = SelectFrom(chain, 3, nil, &it, t0)
 	if d.Err != errcode.NoHealthyUpstream || len(d.Failovers) != 0 {
 		t.Fatalf("past the end: %+v", d)
 	}
@@ -140,9 +156,10 @@ func BenchmarkRoutingSelect(b *testing.B) {
 	s := build(b, benchDoc(b))
 	keys := []string{"tenant-a"}
 	now := t0
+	var it selection.Iter
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		d := Select(s, keys, now)
+		d := Select(s, keys, nil, &it, now)
 		if d.Placement == nil {
 			b.Fatal(d.Err)
 		}

@@ -1,8 +1,9 @@
 // Package store holds the router's state in one owned value: the current routing
 // snapshot behind an atomic pointer, and Install, which turns a validated config into a
-// new snapshot: it keeps health and breaker state across updates by the identity rules of
-// docs/spec.md section 4, reuses upstream pools, and starts and stops the health checkers
-// so that there is always exactly one per placement with a health_check. It also holds
+// new snapshot: it keeps health and breaker state per endpoint across updates by the
+// identity rules of docs/spec.md section 4, reuses upstream pools, and starts and stops the
+// health checkers so that there is always exactly one per endpoint of each placement with
+// a health_check. It also holds
 // the control-plane session status that the admin API and the metrics report.
 package store
 
@@ -16,18 +17,25 @@ import (
 	"pingora-parity/go-baseline/internal/health"
 	"pingora-parity/go-baseline/internal/limit"
 	"pingora-parity/go-baseline/internal/routing"
+	"pingora-parity/go-baseline/internal/selection"
 	"pingora-parity/go-baseline/internal/upstream"
 )
 
 // entry is the live state kept per placement id between snapshots.
 type entry struct {
 	cfg      *config.Placement
-	health   *health.State
-	breaker  *breaker.Breaker
 	limiter  *limit.Limiter
-	up       *upstream.Upstream
-	checker  *health.Checker
-	checkCfg *config.Placement // the config the checker was started with
+	selector *selection.Selector
+	peers    []*peerEntry // config order
+}
+
+// peerEntry is the live state kept per endpoint (placement id + url) between snapshots.
+type peerEntry struct {
+	ep      config.WeightedEndpoint
+	health  *health.State
+	breaker *breaker.Breaker
+	up      *upstream.Upstream
+	checker *health.Checker
 }
 
 // Store is the router's state, owned by one value per router: the current snapshot, the
@@ -72,22 +80,28 @@ func (s *Store) ControlPlane() (connected bool, reconnects int64) {
 	return s.cpConnected.Load(), s.cpReconnects.Load()
 }
 
-// Checkers returns the number of running health checkers.
+// Checkers returns the number of running health checkers (one per endpoint of each
+// placement with a health_check).
 func (s *Store) Checkers() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for _, e := range s.entries {
-		if e.checker != nil {
-			n++
+		for _, pe := range e.peers {
+			if pe.checker != nil {
+				n++
+			}
 		}
 	}
 	return n
 }
 
-// Install builds a snapshot for the validated cfg and swaps it in atomically. Health
-// state is kept when id, endpoint and health_check are the same; breaker state when id,
-// endpoint and circuit_breaker are the same; the in-flight count always per id.
+// Install builds a snapshot for the validated cfg and swaps it in atomically. Per
+// endpoint (docs/spec.md section 4): health state is kept when placement id, url and
+// health_check are the same; breaker state when id, url and circuit_breaker are the
+// same; the upstream pool when the endpoint, timeouts and tls are the same. Per
+// placement id: the in-flight count always; the selection (round-robin position) when
+// the endpoint list (urls and weights, in order) and the algorithm are the same.
 func (s *Store) Install(cfg *config.Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,55 +109,78 @@ func (s *Store) Install(cfg *config.Config) {
 		return
 	}
 	next := make(map[string]*entry, len(cfg.Placements))
-	var retired []*upstream.Upstream
+	kept := map[*upstream.Upstream]bool{}
 	for id, pc := range cfg.Placements {
 		old := s.entries[id]
 		e := &entry{cfg: pc}
-		if old != nil && old.cfg.Endpoint == pc.Endpoint && config.SameHealthCheck(old.cfg.HealthCheck, pc.HealthCheck) {
-			e.health = old.health
-		} else {
-			e.health = health.NewState(pc.HealthCheck)
-		}
-		if old != nil && old.cfg.Endpoint == pc.Endpoint && config.SameCircuitBreaker(old.cfg.CircuitBreaker, pc.CircuitBreaker) {
-			e.breaker = old.breaker
-		} else {
-			e.breaker = breaker.New(pc.CircuitBreaker)
-		}
 		if old != nil {
 			e.limiter = old.limiter
 			e.limiter.SetMax(pc.MaxConcurrency)
 		} else {
 			e.limiter = limit.New(pc.MaxConcurrency)
 		}
-		if old != nil && upstream.Same(old.cfg, pc) {
-			e.up = old.up
+		if old != nil && sameSelection(old.cfg, pc) {
+			e.selector = old.selector
 		} else {
-			e.up = upstream.New(pc)
-			if old != nil {
-				retired = append(retired, old.up)
-			}
+			e.selector = newSelector(pc)
 		}
-		// The checker survives when it probes the same thing into the same state.
-		if old != nil && old.checker != nil && e.health == old.health && e.up == old.up {
-			e.checker, e.checkCfg = old.checker, old.checkCfg
-			old.checker = nil
-		} else if pc.HealthCheck != nil {
-			e.checker, e.checkCfg = startChecker(e), pc
+		for _, ep := range pc.Endpoints {
+			var op *peerEntry
+			if old != nil {
+				for _, c := range old.peers {
+					if c.ep.Raw == ep.Raw {
+						op = c
+						break
+					}
+				}
+			}
+			pe := &peerEntry{ep: ep}
+			if op != nil && config.SameHealthCheck(old.cfg.HealthCheck, pc.HealthCheck) {
+				pe.health = op.health
+			} else {
+				pe.health = health.NewState(pc.HealthCheck)
+			}
+			if op != nil && config.SameCircuitBreaker(old.cfg.CircuitBreaker, pc.CircuitBreaker) {
+				pe.breaker = op.breaker
+			} else {
+				pe.breaker = breaker.New(pc.CircuitBreaker)
+			}
+			if op != nil && upstream.Same(old.cfg, op.ep.Endpoint, pc, ep.Endpoint) {
+				pe.up = op.up
+			} else {
+				pe.up = upstream.New(pc, ep.Endpoint)
+			}
+			kept[pe.up] = true
+			// The checker survives when it probes the same thing into the same state.
+			if op != nil && op.checker != nil && pe.health == op.health && pe.up == op.up {
+				pe.checker = op.checker
+				op.checker = nil
+			} else if pc.HealthCheck != nil {
+				pe.checker = startChecker(pc.HealthCheck, pe)
+			}
+			e.peers = append(e.peers, pe)
 		}
 		next[id] = e
 	}
-	for id, old := range s.entries {
-		if old.checker != nil {
-			old.checker.Stop()
-		}
-		if _, kept := next[id]; !kept {
-			retired = append(retired, old.up)
+	var retired []*upstream.Upstream
+	for _, old := range s.entries {
+		for _, op := range old.peers {
+			if op.checker != nil {
+				op.checker.Stop()
+			}
+			if !kept[op.up] {
+				retired = append(retired, op.up)
+			}
 		}
 	}
 	placements := make(map[string]*routing.Placement, len(next))
 	for id, e := range next {
-		placements[id] = &routing.Placement{ID: id, Config: e.cfg, Health: e.health,
-			Breaker: e.breaker, Limiter: e.limiter, Upstream: e.up}
+		p := &routing.Placement{ID: id, Config: e.cfg, Selector: e.selector, Limiter: e.limiter}
+		for i, pe := range e.peers {
+			p.Peers = append(p.Peers, &routing.Peer{Index: i, Endpoint: pe.ep, Health: pe.health,
+				Breaker: pe.breaker, Upstream: pe.up})
+		}
+		placements[id] = p
 	}
 	s.entries = next
 	s.cur.Store(routing.NewSnapshot(cfg, placements))
@@ -152,10 +189,33 @@ func (s *Store) Install(cfg *config.Config) {
 	}
 }
 
-func startChecker(e *entry) *health.Checker {
-	hc := e.cfg.HealthCheck
-	url := e.cfg.Endpoint.Scheme + "://" + e.cfg.Endpoint.HostPort() + hc.Path
-	return health.Start(e.health, health.HTTPProbe(e.up.Probe, url),
+// sameSelection reports whether a placement's selector can be kept: the same endpoints
+// (urls and weights, in order) and the same algorithm.
+func sameSelection(a, b *config.Placement) bool {
+	if a.Selection != b.Selection || len(a.Endpoints) != len(b.Endpoints) {
+		return false
+	}
+	for i := range a.Endpoints {
+		if a.Endpoints[i].Raw != b.Endpoints[i].Raw || a.Endpoints[i].Weight != b.Endpoints[i].Weight {
+			return false
+		}
+	}
+	return true
+}
+
+// newSelector builds a placement's selection over its endpoints' addresses
+// (upstream.Resolve) and weights.
+func newSelector(pc *config.Placement) *selection.Selector {
+	bs := make([]selection.Backend, len(pc.Endpoints))
+	for i, ep := range pc.Endpoints {
+		bs[i] = selection.Backend{Addr: upstream.Resolve(ep.Endpoint), Weight: ep.Weight}
+	}
+	return selection.New(pc.Selection, bs)
+}
+
+func startChecker(hc *config.HealthCheck, pe *peerEntry) *health.Checker {
+	url := pe.ep.Scheme + "://" + pe.ep.HostPort() + hc.Path
+	return health.Start(pe.health, health.HTTPProbe(pe.up.Probe, url),
 		time.Duration(hc.IntervalMS)*time.Millisecond, time.Duration(hc.TimeoutMS)*time.Millisecond)
 }
 
@@ -165,9 +225,11 @@ func (s *Store) Close() {
 	defer s.mu.Unlock()
 	s.closed = true
 	for _, e := range s.entries {
-		if e.checker != nil {
-			e.checker.Stop()
-			e.checker = nil
+		for _, pe := range e.peers {
+			if pe.checker != nil {
+				pe.checker.Stop()
+				pe.checker = nil
+			}
 		}
 	}
 }

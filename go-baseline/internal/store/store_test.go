@@ -53,9 +53,9 @@ func TestStateKeptOrResetAcrossUpdates(t *testing.T) {
 	}
 	p := s.Load().Placements["p"]
 	// The first probe runs at once and fails: threshold 1.
-	testwait.For(t, "the first probe to mark the endpoint unhealthy", func() bool { return !p.Health.Healthy() })
-	pm, _ := p.Breaker.Admit(time.Now())
-	p.Breaker.Record(pm, false, time.Now()) // opens (threshold 1)
+	testwait.For(t, "the first probe to mark the endpoint unhealthy", func() bool { return !p.Peers[0].Health.Healthy() })
+	pm, _ := p.Peers[0].Breaker.Admit(time.Now())
+	p.Peers[0].Breaker.Record(pm, false, time.Now()) // opens (threshold 1)
 	if !p.Limiter.TryAcquire() {
 		t.Fatal("limiter")
 	}
@@ -65,10 +65,10 @@ func TestStateKeptOrResetAcrossUpdates(t *testing.T) {
 	before := probes.Load()
 	s.Install(mustCfg(t, pdoc(2, host, 3600000, 1, 8)))
 	q := s.Load().Placements["p"]
-	if q.Health != p.Health || q.Breaker != p.Breaker || q.Limiter != p.Limiter {
+	if q.Peers[0].Health != p.Peers[0].Health || q.Peers[0].Breaker != p.Peers[0].Breaker || q.Limiter != p.Limiter {
 		t.Fatal("state not kept across an update that keeps the placement")
 	}
-	if q.Limiter.Max() != 8 || q.Limiter.InFlight() != 1 || q.Health.Healthy() || q.Breaker.State(time.Now()).String() != "open" {
+	if q.Limiter.Max() != 8 || q.Limiter.InFlight() != 1 || q.Peers[0].Health.Healthy() || q.Peers[0].Breaker.State(time.Now()).String() != "open" {
 		t.Fatal("kept state changed")
 	}
 	if s.Checkers() != 1 || probes.Load() != before {
@@ -78,14 +78,14 @@ func TestStateKeptOrResetAcrossUpdates(t *testing.T) {
 	// Other circuit_breaker: breaker fresh, health kept.
 	s.Install(mustCfg(t, pdoc(3, host, 3600000, 2, 8)))
 	r := s.Load().Placements["p"]
-	if r.Breaker == p.Breaker || r.Breaker.State(time.Now()).String() != "closed" || r.Health != p.Health {
+	if r.Peers[0].Breaker == p.Peers[0].Breaker || r.Peers[0].Breaker.State(time.Now()).String() != "closed" || r.Peers[0].Health != p.Peers[0].Health {
 		t.Fatal("breaker identity rule")
 	}
 	// Other health_check: health fresh (healthy), a new checker probes at once.
 	healthy.Store(true)
 	s.Install(mustCfg(t, pdoc(4, host, 3000001, 2, 8)))
 	h := s.Load().Placements["p"]
-	if h.Health == p.Health || !h.Health.Healthy() || h.Breaker != r.Breaker || s.Checkers() != 1 {
+	if h.Peers[0].Health == p.Peers[0].Health || !h.Peers[0].Health.Healthy() || h.Peers[0].Breaker != r.Peers[0].Breaker || s.Checkers() != 1 {
 		t.Fatal("health identity rule")
 	}
 	// Many updates never grow the number of checkers.

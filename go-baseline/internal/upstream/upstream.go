@@ -1,5 +1,5 @@
-// Package upstream builds the per-placement HTTP client side: one http.Transport per
-// placement with the contract's pool values (docs/spec.md section 1), the connect
+// Package upstream builds the per-endpoint HTTP client side: one http.Transport per
+// endpoint of each placement with the contract's pool values (docs/spec.md section 1), the connect
 // timeout, ResponseHeaderTimeout = request_ms and the placement's TLS settings.
 package upstream
 
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -46,47 +47,63 @@ func IsConnect(err error) bool {
 	return errors.As(err, &ce)
 }
 
-// Upstream is the client side of one placement.
+// Upstream is the client side of one endpoint of a placement.
 type Upstream struct {
 	// Transport carries proxied requests.
 	Transport *http.Transport
 	// Probe is the health-check client (its own small pool, same TLS settings).
 	Probe *http.Client
-	// Endpoint is the placement's parsed endpoint.
+	// Endpoint is the parsed endpoint.
 	Endpoint config.Endpoint
 	// HostPort is Endpoint.HostPort(), computed once: the upstream URL's host and the
 	// Host header of every proxied request.
 	HostPort string
 }
 
-// Same reports whether an Upstream built for a can serve b unchanged: same endpoint,
-// timeouts and tls block.
-func Same(a, b *config.Placement) bool {
-	return a.Endpoint == b.Endpoint && a.Timeouts == b.Timeouts && config.SameTLS(a.TLS, b.TLS)
+// Same reports whether an Upstream built for endpoint aep of placement a can serve
+// endpoint bep of b unchanged: same endpoint, timeouts and tls block.
+func Same(a *config.Placement, aep config.Endpoint, b *config.Placement, bep config.Endpoint) bool {
+	return aep == bep && a.Timeouts == b.Timeouts && config.SameTLS(a.TLS, b.TLS)
 }
 
-// New builds the Upstream of placement p. A TLS file that cannot be loaded makes every
-// connection attempt fail with a ConnectError (there is no fallback to plaintext).
-func New(p *config.Placement) *Upstream {
+// Resolve is the socket address the endpoint selection orders and hashes the endpoint
+// by (docs/spec.md section 3, "Endpoint selection"): its IP literal, or for a DNS name
+// the first address the resolver returns (the unspecified IPv4 address when it fails).
+func Resolve(ep config.Endpoint) netip.AddrPort {
+	if a, err := netip.ParseAddr(ep.Hostname()); err == nil {
+		return netip.AddrPortFrom(a, uint16(ep.Port))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if as, err := net.DefaultResolver.LookupNetIP(ctx, "ip", ep.Host); err == nil && len(as) > 0 {
+		return netip.AddrPortFrom(as[0].Unmap(), uint16(ep.Port))
+	}
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(ep.Port))
+}
+
+// New builds the Upstream of endpoint ep of placement p. A TLS file that cannot be
+// loaded makes every connection attempt fail with a ConnectError (there is no fallback
+// to plaintext).
+func New(p *config.Placement, ep config.Endpoint) *Upstream {
 	connect := time.Duration(p.Timeouts.ConnectMS) * time.Millisecond
 	var tlsCfg *tls.Config
 	var tlsErr error
-	if p.Endpoint.Scheme == "https" {
-		tlsCfg, tlsErr = TLSConfig(p)
+	if ep.Scheme == "https" {
+		tlsCfg, tlsErr = TLSConfig(p, ep)
 	}
-	t := newTransport(p.Endpoint.Scheme, connect, tlsCfg, tlsErr)
+	t := newTransport(ep.Scheme, connect, tlsCfg, tlsErr)
 	t.MaxIdleConns = 0
 	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
 	t.IdleConnTimeout = IdleConnTimeout
 	t.ResponseHeaderTimeout = time.Duration(p.Timeouts.RequestMS) * time.Millisecond
 	t.ExpectContinueTimeout = ExpectContinueWait
 
-	pt := newTransport(p.Endpoint.Scheme, connect, tlsCfg, tlsErr)
+	pt := newTransport(ep.Scheme, connect, tlsCfg, tlsErr)
 	pt.MaxIdleConnsPerHost = 1
 	pt.IdleConnTimeout = IdleConnTimeout
 	return &Upstream{Transport: t, Probe: &http.Client{Transport: pt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Endpoint: p.Endpoint, HostPort: p.Endpoint.HostPort()}
+		Endpoint: ep, HostPort: ep.HostPort()}
 }
 
 // Close drops idle connections of both pools (in-flight requests finish).
@@ -133,11 +150,12 @@ func newTransport(scheme string, connect time.Duration, tlsCfg *tls.Config, tlsE
 	return t
 }
 
-// TLSConfig builds the client TLS config of an https placement: roots from tls.ca_file
-// (else the system roots), server name tls.server_name (absent or empty: the endpoint
-// host) used for SNI and verification, and the client certificate when configured.
-func TLSConfig(p *config.Placement) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: p.Endpoint.Hostname()}
+// TLSConfig builds the client TLS config of https endpoint ep of placement p: roots from
+// tls.ca_file (else the system roots), server name tls.server_name (absent or empty: the
+// endpoint host) used for SNI and verification, and the client certificate when
+// configured.
+func TLSConfig(p *config.Placement, ep config.Endpoint) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: ep.Hostname()}
 	t := p.TLS
 	if t == nil {
 		return cfg, nil
