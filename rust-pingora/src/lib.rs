@@ -13,6 +13,9 @@
 //! - [`breaker`]: the circuit breaker state machine (spec §5).
 //! - [`health`]: endpoint health on Pingora's load balancer and health check; the probe
 //!   loops' runtime ([`health::Checkers`]) (spec §4).
+//! - [`balance`]: endpoint selection within a placement on Pingora's `LoadBalancer`
+//!   (round robin, random, Ketama) with the router's availability as `select_with`'s
+//!   accept closure (spec §3).
 //! - [`limit`]: the per-placement concurrency limiter.
 //! - [`upstream`]: the Pingora `HttpPeer` of a placement (address, timeouts, TLS).
 //! - [`store`]: the router state owned by one value, [`store::Store`]: snapshot, install
@@ -31,6 +34,7 @@
 //! `src/bin/pingora-bare.rs` (the bare Pingora proxy the benchmarks compare against).
 
 pub mod admin;
+pub mod balance;
 pub mod breaker;
 pub mod config;
 pub mod controlplane;
