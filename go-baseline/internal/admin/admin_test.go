@@ -73,6 +73,10 @@ func TestAdminAPI(t *testing.T) {
 		s.Placements["b"].Fallback != nil || s.Placements["b"].Endpoint != "http://127.0.0.1:10/" || s.Placements["b"].MaxConcurrency != 2 {
 		t.Fatalf("state %s", b)
 	}
+	if ea := s.Placements["a"].Endpoints; s.Placements["a"].Selection != "round_robin" || len(ea) != 1 ||
+		ea[0] != (EndpointState{URL: "http://127.0.0.1:9", Weight: 1, Healthy: true, Breaker: "open"}) {
+		t.Fatalf("selection/endpoints %s", b)
+	}
 	if !strings.Contains(b, `"fallback":null`) {
 		t.Fatalf("absent fallback must be null: %s", b)
 	}

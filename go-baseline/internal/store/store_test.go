@@ -101,3 +101,50 @@ func TestStateKeptOrResetAcrossUpdates(t *testing.T) {
 		t.Fatal("checker of a removed health_check still running")
 	}
 }
+
+// Per-endpoint identity: adding and removing endpoints keeps the state of the others;
+// the checkers follow the number of endpoints; a weight change keeps state and checker.
+func TestEndpointIdentityAcrossUpdates(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	host := strings.TrimPrefix(up.URL, "http://")
+	mk := func(version int, eps string) *config.Config {
+		return mustCfg(t, fmt.Sprintf(`{"version":%d,"routes":{},"placements":{"p":{"endpoints":[%s],"max_concurrency":4,
+		"timeouts":{"connect_ms":100,"request_ms":1000},
+		"health_check":{"path":"/hc","interval_ms":3600000,"timeout_ms":200,"unhealthy_threshold":1,"healthy_threshold":1},
+		"circuit_breaker":{"failure_threshold":1,"open_ms":60000,"half_open_max_requests":1,"success_threshold":1}}}}`, version, eps))
+	}
+	a := `{"url":"http://` + host + `"}`
+	b := `{"url":"http://127.0.0.1:9"}`
+	s := New()
+	defer s.Close()
+	s.Install(mk(1, a+","+b))
+	if s.Checkers() != 2 {
+		t.Fatalf("checkers %d", s.Checkers())
+	}
+	p := s.Load().Placements["p"]
+	pa, pb := p.Peers[0], p.Peers[1]
+	pm, _ := pa.Breaker.Admit(time.Now())
+	pa.Breaker.Record(pm, false, time.Now())
+	// b removed, c added, a's weight changed: a keeps health and breaker.
+	c := `{"url":"http://127.0.0.1:10","weight":3}`
+	s.Install(mk(2, `{"url":"http://`+host+`","weight":5},`+c))
+	q := s.Load().Placements["p"]
+	if q.Peers[0].Breaker != pa.Breaker || q.Peers[0].Health != pa.Health || q.Peers[0].Endpoint.Weight != 5 {
+		t.Fatal("a's state not kept")
+	}
+	if q.Peers[1].Breaker == pb.Breaker || q.Peers[1].URL() != "http://127.0.0.1:10" || s.Checkers() != 2 {
+		t.Fatal("c is fresh")
+	}
+	if q.Selector == p.Selector {
+		t.Fatal("selection kept although the endpoint list changed")
+	}
+	s.Install(mk(3, `{"url":"http://`+host+`","weight":5},`+c))
+	if s.Load().Placements["p"].Selector != q.Selector {
+		t.Fatal("selection not kept for the same endpoint list")
+	}
+	s.Install(mk(4, a))
+	if s.Checkers() != 1 {
+		t.Fatalf("checkers %d after removing an endpoint", s.Checkers())
+	}
+}
