@@ -37,7 +37,6 @@ import (
 	"pingora-parity/go-baseline/internal/errcode"
 	"pingora-parity/go-baseline/internal/metrics"
 	"pingora-parity/go-baseline/internal/routing"
-	"pingora-parity/go-baseline/internal/selection"
 	"pingora-parity/go-baseline/internal/store"
 	"pingora-parity/go-baseline/internal/upstream"
 )
@@ -105,7 +104,7 @@ type reqState struct {
 	idx        int
 	cur        *routing.Placement // placement tried last
 	peer       *routing.Peer      // cur's endpoint tried last
-	walk       selection.Iter     // cur's endpoint selection for this request (retry continues it)
+	tried      routing.Tried      // cur's endpoints tried by this request
 	permit     breaker.Permit
 	outcomeDue bool // permit of peer still needs a Record or Release
 	connected  bool // the current attempt got an upstream connection (gotConn)
@@ -155,7 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.req = r
-	d := routing.Select(h.store.Load(), r.Header["X-Routing-Key"], st, &st.walk, start)
+	d := routing.Select(h.store.Load(), r.Header["X-Routing-Key"], st, start)
 	h.countFailovers(d.Failovers)
 	if d.Err != 0 {
 		h.writeError(rw, st, d.Err, "")
@@ -167,6 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.chain, st.idx, st.cur, st.peer, st.permit, st.outcomeDue, st.slot = d.Chain, d.Index, d.Placement, d.Peer, d.Permit, true, true
+	st.tried.Add(d.Peer.Index)
 	st.bodiless = r.ContentLength == 0 && len(r.TransferEncoding) == 0
 	if !st.bodiless {
 		// The request body streams upstream while the response may already stream back
@@ -353,9 +353,12 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			st.slot = false
 			return nil, &routerError{errcode.UpstreamConnectFailed, st.cur.ID}
 		}
-		if peer, permit, ok := st.cur.Next(&st.walk, now); ok {
-			// The same placement's next endpoint, keeping its slot.
+		if peer, permit, ok := st.cur.Pick(st, &st.tried, now); ok {
+			// A new select in the same placement, refusing the endpoints already tried
+			// (as the Pingora router's upstream_peer after fail_to_connect), keeping
+			// the placement's slot.
 			st.peer, st.permit, st.outcomeDue = peer, permit, true
+			st.tried.Add(peer.Index)
 			out = out.Clone(out.Context())
 			out.Body = nil
 			target(out, st.peer)
@@ -363,7 +366,7 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 		st.cur.Limiter.Release()
 		st.slot = false
-		d := routing.SelectFrom(st.chain, st.idx+1, st, &st.walk, now)
+		d := routing.SelectFrom(st.chain, st.idx+1, st, now)
 		h.countFailovers(d.Failovers)
 		if d.Err != 0 {
 			return nil, &routerError{errcode.UpstreamConnectFailed, st.cur.ID}
@@ -374,6 +377,8 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, &routerError{errcode.ConcurrencyLimit, d.Placement.ID}
 		}
 		st.idx, st.cur, st.peer, st.permit, st.outcomeDue, st.slot = d.Index, d.Placement, d.Peer, d.Permit, true, true
+		st.tried = routing.Tried{}
+		st.tried.Add(d.Peer.Index)
 		out = out.Clone(out.Context())
 		out.Body = nil // bodiless: nothing for RoundTrip to have consumed or closed
 		target(out, st.peer)

@@ -79,32 +79,37 @@ type KeySource interface {
 	HashKey(k config.HashKey) string
 }
 
-// Next continues it, p's walk for this request, to the first available peer: healthy
-// (checked first) and admitted by its breaker; the permit taken is returned. false: no
-// more candidates.
-func (p *Placement) Next(it *selection.Iter, now time.Time) (*Peer, breaker.Permit, bool) {
-	for {
-		i, ok := it.Next()
-		if !ok {
-			return nil, breaker.Permit{}, false
-		}
-		q := p.Peers[i]
-		if !q.Health.Healthy() {
-			continue
-		}
-		if permit, ok := q.Breaker.Admit(now); ok {
-			return q, permit, true
-		}
-	}
-}
+// Tried is the set of a placement's endpoints (by Peer.Index) a request has tried.
+type Tried [(selection.MaxBackends + 63) / 64]uint64
 
-// startWalk begins p's walk for a request into it.
-func (p *Placement) startWalk(it *selection.Iter, keys KeySource) {
+// Add marks endpoint i as tried.
+func (t *Tried) Add(i int) { t[i/64] |= 1 << (i % 64) }
+
+// Has reports whether endpoint i was tried.
+func (t *Tried) Has(i int) bool { return t[i/64]&(1<<(i%64)) != 0 }
+
+// Pick is one select of p's endpoint selection for a request (keys: its consistent-hash
+// key): the first candidate not in tried that is available, healthy (checked first) and
+// admitted by its breaker; the permit taken is returned. false: none.
+func (p *Placement) Pick(keys KeySource, tried *Tried, now time.Time) (*Peer, breaker.Permit, bool) {
 	key := ""
 	if p.Config.Selection == config.ConsistentHash && keys != nil {
 		key = keys.HashKey(p.Config.HashKey)
 	}
-	*it = p.Selector.Iter(key)
+	var permit breaker.Permit
+	i, ok := p.Selector.Select(key, func(i int) bool {
+		q := p.Peers[i]
+		if (tried != nil && tried.Has(i)) || !q.Health.Healthy() {
+			return false
+		}
+		var admitted bool
+		permit, admitted = q.Breaker.Admit(now)
+		return admitted
+	})
+	if !ok {
+		return nil, breaker.Permit{}, false
+	}
+	return p.Peers[i], permit, true
 }
 
 // Snapshot is one applied config with the placements' live state. Immutable once built;
@@ -134,8 +139,7 @@ type Step struct{ From, To string }
 
 // Decision is the outcome of a selection. On success Placement and Peer are set, Index
 // is the placement's position in Chain and Permit is the peer's breaker permit taken (to
-// be given back by exactly one Record or Release); the walk's state is in the caller's
-// Iter, which Placement.Next continues after a connect failure. On failure Err is the
+// be given back by exactly one Record or Release). On failure Err is the
 // router error (no_config, missing_routing_key, unknown_routing_key or
 // no_healthy_upstream); on success it is 0.
 type Decision struct {
@@ -153,9 +157,8 @@ type Decision struct {
 }
 
 // Select decides for routing key key (keys holds the header's values, only the first
-// counts) over snapshot s at time now. req gives consistent-hash keys (nil: empty keys);
-// it receives the chosen placement's walk.
-func Select(s *Snapshot, keys []string, req KeySource, it *selection.Iter, now time.Time) Decision {
+// counts) over snapshot s at time now. req gives consistent-hash keys (nil: empty keys).
+func Select(s *Snapshot, keys []string, req KeySource, now time.Time) Decision {
 	if s == nil {
 		return Decision{Err: errcode.NoConfig}
 	}
@@ -166,22 +169,21 @@ func Select(s *Snapshot, keys []string, req KeySource, it *selection.Iter, now t
 	if !ok {
 		return Decision{Err: errcode.UnknownRoutingKey}
 	}
-	return SelectFrom(s.Placements[id].Chain, 0, req, it, now)
+	return SelectFrom(s.Placements[id].Chain, 0, req, now)
 }
 
 // SelectFrom walks chain from position from and picks the first placement with an
-// available peer (Placement.Next over a fresh walk of that placement, left in it). Each
-// step past a placement to the next is recorded in Failovers; with from > 0 the step from
-// chain[from-1] (the placement just given up) to chain[from] is recorded too.
-func SelectFrom(chain []*Placement, from int, req KeySource, it *selection.Iter, now time.Time) Decision {
+// available peer (one Placement.Pick each). Each step past a placement to the next is
+// recorded in Failovers; with from > 0 the step from chain[from-1] (the placement just
+// given up) to chain[from] is recorded too.
+func SelectFrom(chain []*Placement, from int, req KeySource, now time.Time) Decision {
 	d := Decision{Chain: chain, Err: errcode.NoHealthyUpstream}
 	for i := from; i < len(chain); i++ {
 		if i > 0 {
 			d.Failovers = append(d.Failovers, Step{From: chain[i-1].ID, To: chain[i].ID})
 		}
 		p := chain[i]
-		p.startWalk(it, req)
-		peer, permit, ok := p.Next(it, now)
+		peer, permit, ok := p.Pick(req, nil, now)
 		if !ok {
 			continue
 		}

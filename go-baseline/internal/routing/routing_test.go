@@ -84,10 +84,9 @@ func trip(p *Placement, now time.Time) {
 	}
 }
 
-// sel is Select with no consistent-hash keys and a walk of its own.
+// sel is Select with no consistent-hash keys.
 func sel(s *Snapshot, keys []string, now time.Time) Decision {
-	var it selection.Iter
-	return Select(s, keys, nil, &it, now)
+	return Select(s, keys, nil, now)
 }
 
 func TestFailoverDownTheChain(t *testing.T) {
@@ -139,12 +138,11 @@ func TestUnhealthyBreakerNotAsked(t *testing.T) {
 func TestSelectFromContinuesAfterFailed(t *testing.T) {
 	s := build(t, benchDoc(t))
 	chain := s.Placements["a"].Chain
-	var it selection.Iter
-	d := SelectFrom(chain, 1, nil, &it, t0)
+	d := SelectFrom(chain, 1, nil, t0)
 	if d.Placement.ID != "b" || !reflect.DeepEqual(d.Failovers, []Step{{"a", "b"}}) {
 		t.Fatalf("%+v", d)
 	}
-	d = SelectFrom(chain, 3, nil, &it, t0)
+	d = SelectFrom(chain, 3, nil, t0)
 	if d.Err != errcode.NoHealthyUpstream || len(d.Failovers) != 0 {
 		t.Fatalf("past the end: %+v", d)
 	}
@@ -156,10 +154,9 @@ func BenchmarkRoutingSelect(b *testing.B) {
 	s := build(b, benchDoc(b))
 	keys := []string{"tenant-a"}
 	now := t0
-	var it selection.Iter
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		d := Select(s, keys, nil, &it, now)
+		d := Select(s, keys, nil, now)
 		if d.Placement == nil {
 			b.Fatal(d.Err)
 		}

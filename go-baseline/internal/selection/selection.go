@@ -12,7 +12,11 @@
 //   - consistent_hash: KetamaHashing over pingora-ketama's Continuum V1 (160 points per
 //     unit of weight, CRC-32 points and key hash), nginx's `hash ... consistent`;
 //   - iteration: UniqueIterator (selection/mod.rs) skips candidates already offered and
-//     stops after MaxIterations steps.
+//     stops after 160 x total weight steps, or once every member was offered and refused.
+//
+// The exact algorithms are written out in docs/spec.md
+// section 3 and checked against spec/vectors/selection.json (computed by Pingora's own
+// code).
 //
 // It does no I/O: addresses are resolved by the caller.
 package selection
@@ -28,10 +32,6 @@ import (
 
 	"pingora-parity/go-baseline/internal/config"
 )
-
-// MaxIterations bounds one request's walk over a placement's candidates, as the Pingora
-// router's select_with(key, MaxIterations, accept); a repeated candidate counts as a step.
-const MaxIterations = 256
 
 // PointsPerWeight is pingora-ketama's DEFAULT_POINT_MULTIPLE: ring points per unit of
 // weight (Version::V1).
@@ -60,9 +60,11 @@ type point struct {
 // counter. Safe for concurrent use.
 type Selector struct {
 	alg config.Selection
-	// order maps a position in backend order to the index the backend was given in
-	// (config order).
-	order []int
+	// order maps a member's position in backend order to the index the backend was given
+	// in (config order). A backend with the same address as an earlier one (config
+	// order) is no member: never chosen.
+	order   []int
+	maxIter int
 	// weighted lists backend-order positions, each repeated weight times.
 	weighted []uint16
 	ring     []point
@@ -76,10 +78,19 @@ func New(alg config.Selection, backends []Backend) *Selector {
 	if len(backends) == 0 || len(backends) > MaxBackends {
 		panic("selection.New: need 1 ..= MaxBackends backends")
 	}
-	s := &Selector{alg: alg, order: make([]int, len(backends))}
-	for i := range s.order {
-		s.order[i] = i
+	s := &Selector{alg: alg}
+	total := 0
+	for i, b := range backends {
+		dup := false
+		for _, j := range s.order {
+			dup = dup || backends[j].Addr == b.Addr
+		}
+		if !dup {
+			s.order = append(s.order, i)
+			total += b.Weight
+		}
 	}
+	s.maxIter = PointsPerWeight * total
 	sort.SliceStable(s.order, func(a, b int) bool {
 		return backendLess(backends[s.order[a]], backends[s.order[b]])
 	})
@@ -119,8 +130,8 @@ func backendLess(a, b Backend) bool {
 // of equal hashes only the first kept.
 func buildRing(backends []Backend, order []int) []point {
 	total := 0
-	for _, b := range backends {
-		total += b.Weight * PointsPerWeight
+	for _, i := range order {
+		total += backends[i].Weight * PointsPerWeight
 	}
 	ring := make([]point, 0, total)
 	for pos, i := range order {
@@ -159,29 +170,56 @@ func buildRing(backends []Backend, order []int) []point {
 // netip.Addr.String gives for addresses without a zone.
 func rustIP(a netip.Addr) string { return a.String() }
 
-// Iter is one request's walk over a placement's candidates (Pingora's UniqueIterator
-// over the algorithm's iterator). The zero Iter yields nothing.
-type Iter struct {
+// Select is one LoadBalancer::select_with(key, MaxIterations(), accept) of the Pingora
+// router (docs/spec.md section 3, "Endpoint selection"): it walks the algorithm's
+// candidates (UniqueIterator: repeats skipped but counted as steps, the inner iterator
+// advanced before the step bound is checked) and returns the first one accept takes, as
+// an index into the backends given to New. It stops with false after MaxIterations
+// steps, or as soon as the n-th distinct member has been offered and refused (the
+// router's stop rule, so an all-refused select costs O(n) and draws no further from the
+// round-robin counter). key is the consistent_hash key (ignored by the other
+// algorithms). A fresh select takes a fresh first draw: a retry after a connect failure
+// is a new Select whose accept refuses the endpoints already tried.
+func (s *Selector) Select(key string, accept func(i int) bool) (int, bool) {
+	it := walk{s: s, first: true}
+	if s.alg == config.ConsistentHash {
+		it.ring = s.nodeIdx(crc32.ChecksumIEEE([]byte(key)))
+	} else {
+		it.index = s.draw() // WeightedIterator::new
+	}
+	var seen [(MaxBackends + 63) / 64]uint64
+	steps, distinct := 0, 0
+	for {
+		pos := it.candidate()
+		if steps >= s.maxIter {
+			return 0, false
+		}
+		steps++
+		if seen[pos/64]&(1<<(pos%64)) != 0 {
+			continue
+		}
+		seen[pos/64] |= 1 << (pos % 64)
+		distinct++
+		if i := s.order[pos]; accept(i) {
+			return i, true
+		}
+		if distinct == len(s.order) {
+			return 0, false
+		}
+	}
+}
+
+// MaxIterations is select_with's max_iterations: 160 times the members' total weight,
+// at least the Ketama ring's length, so a walk can reach every member.
+func (s *Selector) MaxIterations() int { return s.maxIter }
+
+// walk is the algorithm's iterator for one select: WeightedIterator (round_robin,
+// random) or OwnedNodeIterator (consistent_hash).
+type walk struct {
 	s     *Selector
 	index uint64 // WeightedIterator's index seed
 	first bool
-	ring  int // KetamaHashing's OwnedNodeIterator position
-	steps int
-	seen  [(MaxBackends + 63) / 64]uint64
-}
-
-// Iter starts a walk for key (the consistent_hash key's bytes; ignored by the other
-// algorithms). Starting a round_robin walk takes one draw from the counter, as
-// WeightedIterator::new does.
-func (s *Selector) Iter(key string) Iter {
-	it := Iter{s: s, first: true}
-	switch s.alg {
-	case config.ConsistentHash:
-		it.ring = s.nodeIdx(crc32.ChecksumIEEE([]byte(key)))
-	default:
-		it.index = s.draw()
-	}
-	return it
+	ring  int // OwnedNodeIterator's position
 }
 
 // draw is SelectionAlgorithm::next: RoundRobin's fetch_add(1), Random's random u64.
@@ -201,9 +239,8 @@ func (s *Selector) nodeIdx(h uint32) int {
 	return i
 }
 
-// candidate is the algorithm iterator's next (BackendIter::next): a backend-order
-// position.
-func (it *Iter) candidate() int {
+// candidate is BackendIter::next: a member position (backend order).
+func (it *walk) candidate() int {
 	s := it.s
 	if s.alg == config.ConsistentHash {
 		p := s.ring[it.ring]
@@ -216,25 +253,4 @@ func (it *Iter) candidate() int {
 	}
 	it.index = s.draw()
 	return int(it.index % uint64(len(s.order)))
-}
-
-// Next returns the next candidate not offered before in this walk, as an index into the
-// backends given to New, or false when the walk is over (MaxIterations steps taken).
-// As UniqueIterator::get_next, the algorithm's iterator is advanced before the step
-// bound is checked (so a round_robin walk that ends still took its draw).
-func (it *Iter) Next() (int, bool) {
-	if it.s == nil {
-		return 0, false
-	}
-	for {
-		pos := it.candidate()
-		if it.steps >= MaxIterations {
-			return 0, false
-		}
-		it.steps++
-		if it.seen[pos/64]&(1<<(pos%64)) == 0 {
-			it.seen[pos/64] |= 1 << (pos % 64)
-			return it.s.order[pos], true
-		}
-	}
 }

@@ -1,7 +1,10 @@
 package selection
 
 import (
+	"encoding/json"
 	"net/netip"
+	"os"
+	"slices"
 	"testing"
 
 	"pingora-parity/go-baseline/internal/config"
@@ -11,10 +14,11 @@ func be(addr string, weight int) Backend {
 	return Backend{Addr: netip.MustParseAddrPort(addr), Weight: weight}
 }
 
+func all(int) bool { return true }
+
 func first(t *testing.T, s *Selector, key string) int {
 	t.Helper()
-	it := s.Iter(key)
-	i, ok := it.Next()
+	i, ok := s.Select(key, all)
 	if !ok {
 		t.Fatalf("no candidate for %q", key)
 	}
@@ -41,36 +45,12 @@ func TestKetamaPingoraSample(t *testing.T) {
 	}
 }
 
-// TestKetamaNginxSample is pingora-ketama's matches_nginx_sample.
-func TestKetamaNginxSample(t *testing.T) {
-	s := New(config.ConsistentHash, []Backend{be("127.0.0.1:7777", 1), be("127.0.0.1:7778", 1)})
-	for key, want := range map[string]int{
-		"/some/path": 1, "/some/longer/path": 0, "/sad/zaidoon": 1, "/g": 0,
-		"/pingora/team/is/cool/and/this/is/a/long/uri": 1, "/i/am/not/confident/in/this/code": 0,
-	} {
-		if got := first(t, s, key); got != want {
-			t.Errorf("%s: got %d, want %d", key, got, want)
-		}
-	}
-}
-
-// TestRoundRobinPingoraSample is selection/weighted.rs test_round_robin: b2 weight 8,
-// sorted order [b2, b3, b1], weighted [0 x8, 1, 2].
+// TestRoundRobinPingoraSample is selection/weighted.rs test_round_robin's second half:
+// b2 weight 8, backend order [b2, b3, b1], weighted [0 x8, 1, 2]; after 5 draws the
+// first picks are b2, b2, b2, b3, b1, b2, b2.
 func TestRoundRobinPingoraSample(t *testing.T) {
 	b1, b2, b3 := be("1.1.1.1:80", 1), be("1.0.0.1:80", 8), be("1.0.0.255:80", 1)
 	s := New(config.RoundRobin, []Backend{b1, b2, b3})
-	it := s.Iter("test")
-	// The raw algorithm iterator (no uniqueness) gives b2, b3, b1, b2, b3; the unique
-	// walk gives b2, b3, b1 and then repeats are skipped.
-	for n, want := range []int{1, 2, 0} {
-		got, ok := it.Next()
-		if !ok || got != want {
-			t.Fatalf("step %d: got %d,%v want %d", n, got, ok, want)
-		}
-	}
-	// Pingora's test then calls next twice more on the raw iterator (5 draws in all);
-	// with the unique walk, drain two more draws through a fresh sequence instead:
-	s = New(config.RoundRobin, []Backend{b1, b2, b3})
 	s.counter.Store(5)
 	for n, want := range []int{1, 1, 1, 2, 0, 1, 1} {
 		if got := first(t, s, "test1"); got != want {
@@ -79,39 +59,28 @@ func TestRoundRobinPingoraSample(t *testing.T) {
 	}
 }
 
-// TestRoundRobinWeights121 is the scenario's sequence: weights 1:2:1 on ports 1, 2, 3
-// give the weighted list [a, b, b, c] in backend (port) order.
-func TestRoundRobinWeights121(t *testing.T) {
-	s := New(config.RoundRobin, []Backend{be("127.0.0.1:3", 1), be("127.0.0.1:1", 1), be("127.0.0.1:2", 2)})
-	var got []int
-	for i := 0; i < 8; i++ {
-		got = append(got, first(t, s, ""))
+// The stop rule: once every member was offered and refused, the select ends without
+// more draws.
+func TestStopRuleAndBound(t *testing.T) {
+	s := New(config.RoundRobin, []Backend{be("127.0.0.1:1", 1)})
+	if _, ok := s.Select("", func(int) bool { return false }); ok {
+		t.Fatal("accepted")
 	}
-	want := []int{1, 2, 2, 0, 1, 2, 2, 0}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("got %v want %v", got, want)
-		}
+	if c := s.counter.Load(); c != 1 {
+		t.Fatalf("counter %d after a refused single-member select", c)
+	}
+	s = New(config.RoundRobin, []Backend{be("127.0.0.1:1", 3), be("127.0.0.1:2", 1)})
+	if s.MaxIterations() != 640 {
+		t.Fatalf("max iterations %d", s.MaxIterations())
 	}
 }
 
-func TestUniqueWalkBound(t *testing.T) {
-	// One backend: the walk offers it once; the round-robin walk then takes draws until
-	// the step bound, each one counted (UniqueIterator advances before it checks).
-	s := New(config.RoundRobin, []Backend{be("127.0.0.1:1", 1)})
-	it := s.Iter("")
-	if i, ok := it.Next(); !ok || i != 0 {
-		t.Fatal("first")
-	}
-	if _, ok := it.Next(); ok {
-		t.Fatal("a second candidate")
-	}
-	if c := s.counter.Load(); c != 1+MaxIterations {
-		t.Fatalf("counter %d, want %d", c, 1+MaxIterations)
-	}
-	var zero Iter
-	if _, ok := zero.Next(); ok {
-		t.Fatal("zero Iter yields")
+func TestDuplicateAddressNeverChosen(t *testing.T) {
+	s := New(config.RoundRobin, []Backend{be("127.0.0.1:1", 1), be("127.0.0.1:2", 1), be("127.0.0.1:1", 5)})
+	for i := 0; i < 10; i++ {
+		if got := first(t, s, ""); got == 2 {
+			t.Fatal("the later duplicate was chosen")
+		}
 	}
 }
 
@@ -130,7 +99,93 @@ func TestRandomDistribution(t *testing.T) {
 
 func TestBackendOrderV4BeforeV6(t *testing.T) {
 	s := New(config.RoundRobin, []Backend{be("[::1]:1", 1), be("127.0.0.1:2", 1), be("10.0.0.1:9", 1)})
-	if s.order[0] != 2 || s.order[1] != 1 || s.order[2] != 0 {
+	if !slices.Equal(s.order, []int{2, 1, 0}) {
 		t.Fatalf("order %v", s.order)
+	}
+}
+
+// selectionVectors is spec/vectors/selection.json (format: /work/main's
+// rust-pingora/tests/selection.rs header; docs/spec.md section 3).
+type selectionVectors struct {
+	Cases []struct {
+		Name      string `json:"name"`
+		Selection string `json:"selection"`
+		Endpoints []struct {
+			URL    string `json:"url"`
+			Weight int    `json:"weight"`
+		} `json:"endpoints"`
+		Phases []struct {
+			Down     []string   `json:"down"`
+			Refuse   []string   `json:"refuse"`
+			Requests int        `json:"requests"`
+			Keys     []string   `json:"keys"`
+			Expect   [][]string `json:"expect"`
+		} `json:"phases"`
+	} `json:"cases"`
+}
+
+// TestSelectionVectors runs every case of spec/vectors/selection.json (picks computed by
+// Pingora's own LoadBalancer::select_with): per request, selects until an endpoint that
+// does not refuse is found, each select refusing the down endpoints and those already
+// tried; the list tried must be the expected one. Random cases are only those with at
+// most one endpoint available, so their answers are determined.
+func TestSelectionVectors(t *testing.T) {
+	raw, err := os.ReadFile("../../../spec/vectors/selection.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs selectionVectors
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		t.Fatal(err)
+	}
+	if len(vs.Cases) == 0 {
+		t.Fatal("no cases")
+	}
+	algs := map[string]config.Selection{"round_robin": config.RoundRobin, "random": config.Random, "consistent_hash": config.ConsistentHash}
+	for _, c := range vs.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			alg, ok := algs[c.Selection]
+			if !ok {
+				t.Fatalf("selection %q", c.Selection)
+			}
+			var bs []Backend
+			var urls []string
+			for _, e := range c.Endpoints {
+				ep, ok := config.ParseEndpoint(e.URL)
+				if !ok {
+					t.Fatalf("url %q", e.URL)
+				}
+				bs = append(bs, Backend{Addr: netip.AddrPortFrom(netip.MustParseAddr(ep.Hostname()), uint16(ep.Port)), Weight: e.Weight})
+				urls = append(urls, e.URL)
+			}
+			s := New(alg, bs)
+			for pi, ph := range c.Phases {
+				keys := ph.Keys
+				if keys == nil {
+					keys = make([]string, ph.Requests)
+				}
+				if len(keys) != len(ph.Expect) {
+					t.Fatalf("phase %d: %d requests, %d expectations", pi, len(keys), len(ph.Expect))
+				}
+				for ri, key := range keys {
+					var tried []string
+					for {
+						i, ok := s.Select(key, func(i int) bool {
+							return !slices.Contains(ph.Down, urls[i]) && !slices.Contains(tried, urls[i])
+						})
+						if !ok {
+							break
+						}
+						tried = append(tried, urls[i])
+						if !slices.Contains(ph.Refuse, urls[i]) {
+							break
+						}
+					}
+					if want := ph.Expect[ri]; !slices.Equal(tried, want) && !(len(tried) == 0 && len(want) == 0) {
+						t.Fatalf("phase %d request %d (key %q): tried %v, want %v", pi, ri, key, tried, want)
+					}
+				}
+			}
+		})
 	}
 }
