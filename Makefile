@@ -6,8 +6,11 @@ CARGO ?= cargo
 GO ?= go
 BIN := $(CURDIR)/bin
 REL := $(CARGO_TARGET_DIR)/release
+# Toxiproxy (network faults in scenarios with a `toxiproxy:` block), pinned; the harness
+# checks the same version (harness/src/toxiproxy.rs, VERSION).
+TOXIPROXY_VERSION := v2.5.0
 
-.PHONY: all build build-go build-rust run test test-go test-rust suite bench clean help
+.PHONY: all build build-go build-rust tools run test test-go test-rust suite bench clean help
 
 all: build
 
@@ -16,7 +19,16 @@ help:
 	@echo "make test   every unit test (Go, Rust) and the scenario suite"
 	@echo "make bench  the full benchmark comparison (results/latest/report.md)"
 
-build: build-go build-rust
+build: build-go build-rust tools
+
+# Third-party tools the scenarios need, from the Go module proxy into ./bin.
+tools: $(BIN)/toxiproxy-server
+
+$(BIN)/toxiproxy-server: Makefile
+	@mkdir -p $(BIN)/.tools
+	GOBIN=$(BIN)/.tools GOFLAGS=-buildvcs=false $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	mv -f $(BIN)/.tools/server $@
+	@rmdir $(BIN)/.tools
 
 build-go:
 	@mkdir -p $(BIN)

@@ -292,6 +292,8 @@ pub struct Env {
     /// The self-test's injecting proxy, when this run carries one
     /// ([`crate::selftest`]); None in every normal run.
     pub injected: Option<Injected>,
+    /// Toxiproxy and its proxies, when the scenario has a `toxiproxy` block.
+    pub toxi: Option<crate::toxiproxy::Toxiproxy>,
 }
 
 /// Where to put the self-test's injecting proxy in an environment.
@@ -371,6 +373,7 @@ impl Env {
             client: client(),
             received,
             injected: None,
+            toxi: None,
         };
         if let Some(spec) = inject {
             use crate::selftest::inject::{Proxy, Side};
@@ -384,10 +387,16 @@ impl Env {
             let proxy = Proxy::start(target, spec.injection.clone()).await?;
             env.injected = Some(Injected { proxy, side, upstream: spec.upstream.clone() });
         }
+        if let Some(t) = &sc.toxiproxy {
+            env.toxi = Some(crate::toxiproxy::Toxiproxy::for_upstreams(t, bin_dir, log_dir, env.client.clone(), &env.upstreams).await?);
+        }
         let bindings = env.bindings();
         let initial = sc.config.as_ref().map(|c| bindings.fill_value(c).to_string());
         if sc.router.control_plane {
             env.cp = Some(ControlPlane::start(initial.clone(), sc.router.push_on_hello).await?);
+            if let (Some(t), Some(cp)) = (env.toxi.as_mut(), env.cp.as_ref()) {
+                t.front_control_plane(sc.toxiproxy.as_ref(), cp.port).await?;
+            }
         } else if let Some(text) = &initial {
             std::fs::create_dir_all(&env.state_dir)?;
             std::fs::write(env.state_dir.join("last-known-good.json"), text)?;
@@ -406,7 +415,8 @@ impl Env {
             format!("--reconnect-max-ms={}", r.reconnect_max_ms),
         ];
         if let Some(cp) = &env.cp {
-            args.push(format!("--control-plane={}", cp.url()));
+            let url = env.toxi.as_ref().and_then(|t| t.control_plane_url()).unwrap_or_else(|| cp.url());
+            args.push(format!("--control-plane={url}"));
         }
         if r.access_log {
             args.push("--access-log".into());
@@ -450,6 +460,11 @@ impl Env {
                     // An upstream-side injecting proxy takes the upstream's place in configs.
                     match self.proxy_for(name) {
                         Some(p) => (name.clone(), UpstreamBinding { origin: format!("http://127.0.0.1:{p}"), port: p, ca_file: up.ca_file.clone() }),
+                        // A Toxiproxy proxy in front of it does too (same scheme: it relays bytes).
+                        None if self.toxi.as_ref().and_then(|t| t.port_of(name)).is_some() => {
+                            let p = self.toxi.as_ref().and_then(|t| t.port_of(name)).unwrap_or(up.port);
+                            (name.clone(), UpstreamBinding { origin: up.origin().replace(&format!(":{}", up.port), &format!(":{p}")), port: p, ca_file: up.ca_file.clone() })
+                        }
                         None => (name.clone(), UpstreamBinding { origin: up.origin(), port: up.port, ca_file: up.ca_file.clone() }),
                     }
                 })
@@ -514,6 +529,9 @@ impl Env {
             };
             rules.push((format!("127.0.0.1:{}", i.proxy.port), to));
         }
+        if let Some(t) = &self.toxi {
+            rules.extend(t.substitutions());
+        }
         rules
     }
 
@@ -543,6 +561,9 @@ impl Env {
     pub async fn teardown(&mut self) {
         self.router.sample_rss();
         self.router.stop(Duration::from_secs(5)).await;
+        if let Some(t) = self.toxi.as_mut() {
+            t.stop();
+        }
         if let Some(cp) = &self.cp {
             cp.stop().await;
         }

@@ -50,6 +50,7 @@ pub mod selftest;
 pub mod steps;
 pub mod suite;
 pub mod trace;
+pub mod toxiproxy;
 pub mod upstreams;
 pub mod util;
 pub mod verdict;

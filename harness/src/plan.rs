@@ -120,7 +120,7 @@ pub fn resolve_step(step: &Step, b: &Bindings) -> Step {
             }
         }
         Step::ExpectFile(f) => f.path = b.fill(&f.path),
-        Step::Await(_) | Step::Upstream(_) | Step::ControlPlane(_) | Step::Router(_) | Step::ExpectMetrics(_) | Step::ExpectControlPlane(_) | Step::ExpectUpstream(_) => {}
+        Step::Await(_) | Step::Upstream(_) | Step::ControlPlane(_) | Step::Router(_) | Step::ExpectMetrics(_) | Step::ExpectControlPlane(_) | Step::Toxic(_) | Step::ExpectUpstream(_) => {}
     }
     step
 }

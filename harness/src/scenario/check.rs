@@ -247,8 +247,15 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                     err(base.clone(), "needs router.control_plane: true".into());
                 }
             }
-            Step::Router(_) => {}
+            Step::Router(_) | Step::Toxic(_) => {}
         }
+    }
+    // The toxiproxy block and toxic steps (crate::toxiproxy).
+    let toxics: Vec<(usize, &crate::toxiproxy::ToxicStep)> =
+        sc.steps.iter().enumerate().filter_map(|(i, s)| if let Step::Toxic(t) = s { Some((i, t)) } else { None }).collect();
+    let names: Vec<String> = sc.upstreams.keys().cloned().collect();
+    for (field, message) in crate::toxiproxy::check(sc.toxiproxy.as_ref(), &toxics, &names, sc.router.control_plane) {
+        err(field, message);
     }
     errs
 }

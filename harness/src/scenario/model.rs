@@ -33,6 +33,10 @@ pub struct Scenario {
     pub config: Option<Value>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
+    /// Toxiproxy between the router and some upstreams and/or the control plane
+    /// ([`crate::toxiproxy`]); `toxic` steps change its proxies.
+    #[serde(default)]
+    pub toxiproxy: Option<crate::toxiproxy::ToxiproxySpec>,
 }
 
 fn default_scenario_timeout() -> u64 {
@@ -234,6 +238,9 @@ pub enum Step {
     /// Check the access log (JSON lines with a `ts` member on the current process's
     /// stderr; needs `router.access_log`).
     ExpectAccessLog(AccessLogExpect),
+    /// Add or remove a Toxiproxy toxic on one proxy, or disable/enable it
+    /// ([`crate::toxiproxy`]); needs the scenario's `toxiproxy` block.
+    Toxic(crate::toxiproxy::ToxicStep),
 }
 
 /// Access-log expectations.

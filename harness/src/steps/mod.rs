@@ -17,6 +17,7 @@ pub mod router;
 pub mod send;
 pub mod upstream;
 pub mod wait;
+pub mod toxic;
 
 use crate::client::Resp;
 use crate::env::Env;
@@ -126,6 +127,7 @@ async fn run_step(ctx: &mut Ctx<'_>, i: i64, step: &Step) -> Result<()> {
         Step::ExpectControlPlane(e) => expect_control_plane::run(ctx, i, e),
         Step::ExpectAccessLog(a) => expect_access_log::run(ctx, i, a).await,
         Step::ExpectFile(f) => expect_file::run(ctx, i, f),
+        Step::Toxic(t) => toxic::run(ctx, t).await?,
         Step::ExpectUpstream(u) => expect_upstream::run(ctx, i, u),
     }
     Ok(())
