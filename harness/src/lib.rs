@@ -14,7 +14,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`commands`] | the CLI: one file per command (`run`, `list`, `validate`, `report`, `schema`, `bench`), dispatched from [`commands::Cmd`] |
+//! | [`commands`] | the CLI: one file per command (`run`, `list`, `validate`, `report`, `schema`, `bench`, `fuzz`), dispatched from [`commands::Cmd`] |
 //! | [`scenario`] | the scenario file model ([`scenario::model`]), loading with a YAML line map ([`scenario::load`]), cross-checks ([`scenario::check`]) |
 //! | [`suite`] | the suite scheduler: scenario × implementation runs, `--jobs` at a time, results in scenario order, partial results on an interrupt |
 //! | [`env`] | the isolated environment of one run: temp dir, ports, mock [`upstreams`], [`control_plane`], the router process |
@@ -30,6 +30,7 @@
 //! | [`observe`] | full observation records: the harness's own HTTP/1.1 client, bodies, what each upstream received, named normalisation rules (being wired into the steps) |
 //! | [`selftest`] | the verdict's self-test: a proxy that injects exactly one difference in front of a router |
 //! | [`bench`] | `parity bench`: targets, load generator, measurement phases, its report |
+//! | [`fuzz`] | `parity fuzz`: request/response stream generators (proptest), the raw fuzz upstream, the differential oracle, shrinking, findings as scenarios, the documented-divergence catalogue |
 //! | [`util`] | shared by suite and bench: process-group registry, free ports, statistics, output |
 //!
 //! Start at [`commands::dispatch`] for the CLI, [`suite::run`] for a scenario run and
@@ -41,6 +42,7 @@ pub mod control_plane;
 pub mod engine;
 pub mod env;
 pub mod expect;
+pub mod fuzz;
 pub mod metrics;
 pub mod observe;
 pub mod plan;

@@ -2,6 +2,7 @@
 //!
 //! Every command returns its process exit code; `main` exits once with it.
 pub mod bench;
+pub mod fuzz;
 pub mod list;
 pub mod report;
 pub mod run;
@@ -53,6 +54,9 @@ pub enum Cmd {
     Selftest(selftest::SelftestArgs),
     /// Benchmark both routers against their bare proxies, nginx and the upstream alone (latency, throughput, CPU, memory).
     Bench(crate::bench::BenchArgs),
+    /// Differential fuzzing: generated request and response streams through both routers; divergences shrunk to scenarios.
+    #[command(after_help = fuzz::EXIT_CODES)]
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// Runs one command; returns the process exit code.
@@ -65,6 +69,7 @@ pub async fn dispatch(cmd: Cmd) -> i32 {
         Cmd::Schema => schema::run(),
         Cmd::Selftest(a) => selftest::run(a).await,
         Cmd::Bench(a) => bench::run(a).await,
+        Cmd::Fuzz(a) => fuzz::run(a).await,
     }
 }
 

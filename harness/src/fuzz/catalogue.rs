@@ -1,0 +1,127 @@
+//! The catalogue of documented divergences: `spec/divergences.yaml`, a machine-readable
+//! index of `docs/divergences.md` with a stable id and a matcher per entry. A finding whose
+//! kind and input an entry matches is counted under that id, not reported.
+//!
+//! Format:
+//!
+//! ```yaml
+//! divergences:
+//!   - id: pingora-fragment-target          # stable id
+//!     section: "`#fragment` in a request target"   # the docs/divergences.md entry
+//!     kinds: ["line.client-status", "*.upstream-count"]   # globs over finding kinds
+//!     request_contains: ["#"]              # optional: any of these in the client bytes
+//!     response_contains: []                # optional: any of these in a generated response
+//! ```
+//!
+//! Byte strings are Latin-1 (one character per byte), as in scenario files.
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+struct File {
+    divergences: Vec<RawEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawEntry {
+    id: String,
+    section: String,
+    kinds: Vec<String>,
+    #[serde(default)]
+    request_contains: Vec<String>,
+    #[serde(default)]
+    response_contains: Vec<String>,
+}
+
+/// One documented divergence.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Stable id.
+    pub id: String,
+    /// The `docs/divergences.md` entry it indexes.
+    pub section: String,
+    kinds: Vec<glob::Pattern>,
+    request_contains: Vec<Vec<u8>>,
+    response_contains: Vec<Vec<u8>>,
+}
+
+/// The loaded catalogue.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    /// Entries in file order (the first match wins).
+    pub entries: Vec<Entry>,
+}
+
+fn latin1(s: &str) -> Result<Vec<u8>> {
+    s.chars().map(|c| u8::try_from(c as u32).map_err(|_| anyhow::anyhow!("character {c:?} above U+00FF in {s:?}"))).collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+impl Catalogue {
+    /// Parses the YAML text of a catalogue.
+    pub fn parse(text: &str) -> Result<Catalogue> {
+        let f: File = serde_yaml_ng::from_str(text).context("spec/divergences.yaml")?;
+        let mut entries = Vec::new();
+        for e in f.divergences {
+            entries.push(Entry {
+                kinds: e.kinds.iter().map(|k| glob::Pattern::new(k).with_context(|| format!("{}: kind glob {k:?}", e.id))).collect::<Result<_>>()?,
+                request_contains: e.request_contains.iter().map(|s| latin1(s)).collect::<Result<_>>()?,
+                response_contains: e.response_contains.iter().map(|s| latin1(s)).collect::<Result<_>>()?,
+                id: e.id,
+                section: e.section,
+            });
+        }
+        Ok(Catalogue { entries })
+    }
+
+    /// Loads `path`; an absent file is an empty catalogue.
+    pub fn load(path: &Path) -> Result<Catalogue> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Catalogue::parse(&t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalogue::default()),
+            Err(e) => Err(e).with_context(|| path.display().to_string()),
+        }
+    }
+
+    /// The entry that documents a finding of `kind` for these client bytes and generated
+    /// responses, if any.
+    pub fn matches(&self, kind: &str, request: &[u8], responses: &[Vec<u8>]) -> Option<&Entry> {
+        self.entries.iter().find(|e| {
+            e.kinds.iter().any(|k| k.matches(kind))
+                && (e.request_contains.is_empty() || e.request_contains.iter().any(|n| contains(request, n)))
+                && (e.response_contains.is_empty() || e.response_contains.iter().any(|n| responses.iter().any(|r| contains(r, n))))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_kind_and_input() {
+        let c = Catalogue::parse(
+            "divergences:\n  - id: frag\n    section: s\n    kinds: [\"line.*\"]\n    request_contains: [\"#\"]\n  - id: any\n    section: s\n    kinds: [\"response.client-header-server\"]\n    response_contains: [\"\\xe9\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.matches("line.client-status", b"GET /a#b HTTP/1.1", &[]).map(|e| e.id.as_str()), Some("frag"));
+        assert!(c.matches("line.client-status", b"GET /a HTTP/1.1", &[]).is_none());
+        assert!(c.matches("fields.client-status", b"GET /a#b", &[]).is_none());
+        assert_eq!(c.matches("response.client-header-server", b"", &[vec![0xe9]]).map(|e| e.id.as_str()), Some("any"));
+    }
+
+    #[test]
+    fn the_repository_catalogue_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/divergences.yaml");
+        let c = Catalogue::load(&p).unwrap();
+        let mut ids: Vec<&str> = c.entries.iter().map(|e| e.id.as_str()).collect();
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "ids are unique");
+    }
+}
