@@ -10,7 +10,7 @@ REL := $(CARGO_TARGET_DIR)/release
 # checks the same version (harness/src/toxiproxy.rs, VERSION).
 TOXIPROXY_VERSION := v2.5.0
 
-.PHONY: all build build-go build-rust tools run test test-go test-rust suite bench clean help
+.PHONY: all build build-go build-rust tools run test test-go test-rust suite fuzz bench clean help
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make run    build everything, run the parity suite and a quick benchmark"
 	@echo "make test   every unit test (Go, Rust) and the scenario suite"
 	@echo "make bench  the full benchmark comparison (results/latest/report.md)"
+	@echo "make fuzz   differential fuzzing of both routers until interrupted (docs/fuzzing.md)"
 
 build: build-go build-rust tools
 
@@ -54,6 +55,11 @@ suite: build
 	$(BIN)/parity run scenarios --out results
 	$(BIN)/parity selftest --impl go
 	$(BIN)/parity selftest --impl pingora
+	$(BIN)/parity fuzz --seed 1 --time 60s --out results
+
+# Differential fuzzing until interrupted (Ctrl-C writes the findings; docs/fuzzing.md).
+fuzz: build
+	$(BIN)/parity fuzz --out results
 
 # The suite's verdict decides the exit status; the quick benchmark runs either way.
 run: build
