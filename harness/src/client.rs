@@ -73,7 +73,10 @@ impl Resp {
 /// the step's headers, the tag.
 pub fn outgoing(s: &Send, tag: &str) -> Outgoing {
     if let Some(raw) = &s.raw {
-        return Outgoing::Raw { bytes: raw.as_bytes().to_vec(), tunnel_write: s.tunnel_write.as_ref().map(|t| t.as_bytes().to_vec()) };
+        return Outgoing::Raw { bytes: bytes_of(raw), tunnel_write: s.tunnel_write.as_ref().map(|t| bytes_of(t)) };
+    }
+    if let Some(ws) = &s.raw_writes {
+        return Outgoing::RawWrites(ws.iter().map(|w| (Duration::from_millis(w.after_ms), bytes_of(&w.bytes))).collect());
     }
     let mut headers = Vec::new();
     if let Some(k) = &s.key {
@@ -92,6 +95,21 @@ pub fn outgoing(s: &Send, tag: &str) -> Outgoing {
     Outgoing::Http(HttpRequest { method: s.method.clone(), target: s.path.clone(), headers, body })
 }
 
+/// The bytes of a Latin-1 string of the scenario (validated at load; a character above
+/// U+00FF, which validation refuses, would be written as its UTF-8 bytes).
+pub fn bytes_of(s: &str) -> Vec<u8> {
+    crate::scenario::text::latin1(s).unwrap_or_else(|_| s.as_bytes().to_vec())
+}
+
+/// How long a raw send watches the connection after the responses it expects (or, without
+/// `expect.responses`, after each response) for an extra response or the connection's end.
+pub const RAW_LINGER: Duration = Duration::from_millis(200);
+
+/// Whether send `s` writes raw bytes (`raw` or `raw_writes`).
+pub fn is_raw(s: &Send) -> bool {
+    s.raw.is_some() || s.raw_writes.is_some()
+}
+
 /// Sends the step's `count` requests to `addr` (the router's data port, or a proxy in
 /// front of it), `concurrency` at a time; the responses in request order. Request `n`
 /// of step `step` carries the tag `<step>.<n>`. `progress` counts response body chunks
@@ -104,16 +122,20 @@ pub async fn send_all(addr: SocketAddr, step: i64, s: Send, progress: Arc<Atomic
         let p = progress.clone();
         async move {
             let tag = format!("{step}.{n}");
+            let raw = is_raw(&s);
             let opts = Options {
                 timeout: Duration::from_millis(s.timeout_ms),
                 max_chunks: s.read_chunks,
                 progress: Some(p),
-                // Raw sends may be pipelined: wait a little longer for a further response.
-                linger: Duration::from_millis(if s.raw.is_some() { 100 } else { 15 }),
+                // Raw sends may be pipelined: wait longer for a further response (or, with
+                // `expect.responses`, for the expected number, then this long for an extra).
+                linger: if raw { RAW_LINGER } else { Duration::from_millis(15) },
+                read_delay: Duration::from_millis(s.read_delay_ms),
+                want_responses: if raw { s.expect.responses.as_ref().map(|r| r.len()) } else { None },
                 ..Default::default()
             };
             let ex = exchange(addr, outgoing(&s, &tag), &opts).await;
-            Resp::of(ex, if s.raw.is_some() { None } else { Some(tag) })
+            Resp::of(ex, if raw { None } else { Some(tag) })
         }
     });
     futures_util::stream::iter(futs).buffered(s.concurrency as usize).collect().await

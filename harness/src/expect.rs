@@ -3,7 +3,8 @@
 //! step that compares values.
 
 use crate::client::Resp;
-use crate::scenario::Send;
+use crate::observe::client::{ConnEnd, Exchange};
+use crate::scenario::{ConnExpect, ResponseExpect, Send};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -130,6 +131,16 @@ pub fn check_send(s: &Send, rs: &[Resp]) -> SendCheck {
                 fails.push(format!("{who}{} chunks, expected at least {min}{}", r.chunks, detail()));
             }
         }
+        if let Some(want) = &e.responses {
+            check_responses(&r.exchange, want, &who, &mut fails);
+        }
+        if let Some(want) = e.connection {
+            let got = connection_of(&r.exchange);
+            *tally.entry("connection").or_default().entry(got.clone()).or_default() += 1;
+            if got != connection_name(want) {
+                fails.push(format!("{who}connection {got} after the last response, expected {}{}", connection_name(want), detail()));
+            }
+        }
         if let Some(max) = e.max_chunk_gap_ms {
             let ok = r.max_gap_ms <= max;
             *tally.entry("chunk_gap_ok").or_default().entry(ok.to_string()).or_default() += 1;
@@ -157,7 +168,7 @@ pub fn check_send(s: &Send, rs: &[Resp]) -> SendCheck {
     if total > 5 {
         fails.push(format!("... and {} more", total - 5));
     }
-    let default_dims: Vec<String> = if s.raw.is_some() || s.pad_header_bytes.is_some() {
+    let default_dims: Vec<String> = if crate::client::is_raw(s) || s.pad_header_bytes.is_some() {
         vec!["status".into()]
     } else {
         ["status", "error", "upstream", "placement", "complete"].iter().map(|x| x.to_string()).collect()
@@ -172,6 +183,109 @@ pub fn check_send(s: &Send, rs: &[Resp]) -> SendCheck {
     SendCheck { failures: fails, observed: Value::Object(extra) }
 }
 
+/// The name of an expected connection end.
+fn connection_name(c: ConnExpect) -> &'static str {
+    match c {
+        ConnExpect::Eof => "eof",
+        ConnExpect::Reset => "reset",
+        ConnExpect::Open => "open",
+    }
+}
+
+/// How the connection of `ex` was after its last response, in the words of
+/// `expect.connection`: `eof`, `reset`, `open` (kept alive, or still open when the client
+/// stopped watching), `client-closed` (the client closed it: enough chunks, a tunnel, a
+/// response it could not parse) or `none` (no connection).
+pub fn connection_of(ex: &Exchange) -> String {
+    match ex.end {
+        Some(ConnEnd::Fin) => "eof",
+        Some(ConnEnd::Reset) => "reset",
+        Some(ConnEnd::KeptAlive) | Some(ConnEnd::Open) => "open",
+        Some(ConnEnd::ClientClosed) => "client-closed",
+        None => "none",
+    }
+    .to_string()
+}
+
+/// The lines of field `name` (case-insensitive) in order.
+fn field_lines<'a>(hs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    hs.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+}
+
+/// A field's lines joined with `, ` (RFC 9110 §5.3), `None` when absent.
+fn field_value(hs: &[(String, String)], name: &str) -> Option<String> {
+    let l = field_lines(hs, name);
+    if l.is_empty() {
+        None
+    } else {
+        Some(l.join(", "))
+    }
+}
+
+/// Checks `headers: {name: value|null}` against header fields; failures are prefixed with
+/// `who`.
+fn check_headers(hs: &[(String, String)], want: &BTreeMap<String, Option<String>>, who: &str, fails: &mut Vec<String>) {
+    for (h, w) in want {
+        let got = field_value(hs, h);
+        if got != *w {
+            fails.push(format!("{who}header {h} = {got:?}, expected {w:?}"));
+        }
+    }
+}
+
+/// Checks every final response of one exchange against `expect.responses`: the count, then
+/// each response's members in order.
+pub fn check_responses(ex: &Exchange, want: &[ResponseExpect], who: &str, fails: &mut Vec<String>) {
+    let got = &ex.responses;
+    if got.len() != want.len() {
+        let sts: Vec<u16> = got.iter().map(|r| r.head.status).collect();
+        let why = ex.failure.as_ref().map(|f| format!("; {:?}: {}", f.kind, f.detail).to_lowercase()).unwrap_or_default();
+        fails.push(format!("{who}{} responses {sts:?}, expected {}{why}", got.len(), want.len()));
+    }
+    for (k, (r, w)) in got.iter().zip(want).enumerate() {
+        let who = format!("{who}responses[{k}]: ");
+        let hs = &r.head.headers;
+        if r.head.status != w.status {
+            fails.push(format!("{who}status {}, expected {}", r.head.status, w.status));
+        }
+        if let Some(want) = &w.reason {
+            if r.head.reason != *want {
+                fails.push(format!("{who}reason {:?}, expected {want:?}", r.head.reason));
+            }
+        }
+        for (name, label, want) in [("x-router-error", "X-Router-Error", &w.error), ("x-upstream-name", "X-Upstream-Name", &w.upstream)] {
+            if let Some(want) = want {
+                let got = field_value(hs, name);
+                if got != *want {
+                    fails.push(format!("{who}{label} {}, expected {}", opt(got.as_deref()), opt(want.as_deref())));
+                }
+            }
+        }
+        check_headers(hs, &w.headers, &who, fails);
+        for (h, want) in &w.header_values {
+            let got = field_lines(hs, h);
+            if got != *want {
+                fails.push(format!("{who}header {h} lines {got:?}, expected {want:?}"));
+            }
+        }
+        if let Some(want) = &w.body {
+            let want = crate::client::bytes_of(want);
+            if r.body.kept != want || !r.body.whole() {
+                fails.push(format!("{who}body {:?} ({} bytes), expected {:?}", crate::scenario::text::latin1_text(&r.body.kept[..r.body.kept.len().min(200)]), r.body.len, crate::scenario::text::latin1_text(&want[..want.len().min(200)])));
+            }
+        }
+        if let Some(want) = &w.interim {
+            let sts: Vec<u16> = r.interim.iter().map(|h| h.status).collect();
+            if sts != want.iter().map(|i| i.status).collect::<Vec<u16>>() {
+                fails.push(format!("{who}interim responses {sts:?}, expected {:?}", want.iter().map(|i| i.status).collect::<Vec<u16>>()));
+            } else {
+                for (j, (h, i)) in r.interim.iter().zip(want).enumerate() {
+                    check_headers(&h.headers, &i.headers, &format!("{who}interim[{j}]: "), fails);
+                }
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -308,6 +422,69 @@ mod tests {
         let s = send("{trace: [upstream]}");
         let c = check_send(&s, &[resp(200, &[("x-upstream-name", "a")], "")]);
         assert_eq!(c.observed, json!({"upstream": {"a": 1}}));
+    }
+
+    fn exchange_of(resps: &[(u16, &[(&str, &str)], &str)], end: ConnEnd) -> Exchange {
+        use crate::observe::client::{Framing, Head, Response};
+        Exchange {
+            responses: resps
+                .iter()
+                .map(|(st, hs, body)| Response {
+                    interim: vec![Head { version: "HTTP/1.1".into(), status: 103, reason: "Early Hints".into(), headers: vec![("Link".into(), "</a>".into())] }],
+                    head: Head { version: "HTTP/1.1".into(), status: *st, reason: "OK".into(), headers: hs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() },
+                    framing: Framing::Length(body.len() as u64),
+                    body: crate::observe::body::BodyRecord::of(body.as_bytes(), 1024),
+                    complete: true,
+                    trailers: vec![],
+                    chunks: 1,
+                    max_gap_ms: 0,
+                })
+                .collect(),
+            end: Some(end),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_response_and_the_connection_end_are_checked() {
+        let s = send("{raw: x, expect: {responses: [{status: 200, reason: OK, upstream: u, headers: {via: 'a, b', x-gone: null}, header_values: {Via: [a, b]}, body: hi, interim: [{status: 103, headers: {link: </a>}}]}, {status: 400, error: bad_request}], connection: eof}}");
+        let good = exchange_of(&[(200, &[("X-Upstream-Name", "u"), ("Via", "a"), ("via", "b")], "hi"), (400, &[("X-Router-Error", "bad_request")], "")], ConnEnd::Fin);
+        let c = check_send(&s, &[Resp::of(good, None)]);
+        assert_eq!(c.failures, Vec::<String>::new());
+        assert_eq!(c.observed["connection"], json!({"eof": 1}));
+        // One response too few, a wrong member in the first, kept open.
+        let bad = exchange_of(&[(200, &[("X-Upstream-Name", "v"), ("Via", "a, b"), ("X-Gone", "1")], "ho")], ConnEnd::KeptAlive);
+        let c = check_send(&s, &[Resp::of(bad, None)]);
+        assert_eq!(
+            c.failures,
+            vec![
+                "1 responses [200], expected 2",
+                "responses[0]: X-Upstream-Name v, expected u",
+                "responses[0]: header x-gone = Some(\"1\"), expected None",
+                "responses[0]: header Via lines [\"a, b\"], expected [\"a\", \"b\"]",
+                "responses[0]: body \"ho\" (2 bytes), expected \"hi\"",
+                "... and 1 more",
+            ]
+        );
+        // The connection after the last response.
+        let s = send("{expect: {connection: open}}");
+        for (end, name) in [(ConnEnd::Fin, "eof"), (ConnEnd::Reset, "reset"), (ConnEnd::ClientClosed, "client-closed")] {
+            let c = check_send(&s, &[Resp::of(exchange_of(&[(200, &[], "")], end), None)]);
+            assert_eq!(c.failures, vec![format!("connection {name} after the last response, expected open")]);
+        }
+        for end in [ConnEnd::KeptAlive, ConnEnd::Open] {
+            assert!(check_send(&s, &[Resp::of(exchange_of(&[(200, &[], "")], end), None)]).failures.is_empty());
+        }
+    }
+
+    #[test]
+    fn interim_responses_are_counted_and_compared() {
+        let s = send("{expect: {responses: [{status: 200, interim: [{status: 100}]}]}}");
+        let c = check_send(&s, &[Resp::of(exchange_of(&[(200, &[], "")], ConnEnd::KeptAlive), None)]);
+        assert_eq!(c.failures, vec!["responses[0]: interim responses [103], expected [100]"]);
+        let s = send("{expect: {responses: [{status: 200, interim: [{status: 103, headers: {link: </b>}}]}]}}");
+        let c = check_send(&s, &[Resp::of(exchange_of(&[(200, &[], "")], ConnEnd::KeptAlive), None)]);
+        assert_eq!(c.failures, vec!["responses[0]: interim[0]: header link = Some(\"</a>\"), expected Some(\"</b>\")"]);
     }
 
     #[test]

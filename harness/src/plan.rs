@@ -7,7 +7,7 @@
 //! `unused_port` (a port nothing listens on), `state_dir` (the router's `--state-dir`).
 //! Both spellings `{{t}}` and `{{ t }}` are replaced; an unknown template becomes empty.
 
-use crate::scenario::{templates, Scenario, Send, Step};
+use crate::scenario::{templates, Behaviour, Scenario, Send, Step};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,12 +35,13 @@ pub struct Bindings {
 }
 
 impl Bindings {
-    /// `s` with every template replaced by its value (unknown templates by nothing).
+    /// `s` with every template replaced by its value (unknown templates by nothing);
+    /// `{{repeat N "text"}}` first.
     pub fn fill(&self, s: &str) -> String {
         if !s.contains("{{") {
             return s.to_string();
         }
-        let mut out = s.to_string();
+        let mut out = crate::scenario::text::expand_repeats(s);
         for t in templates(s) {
             let val = self.value_of(&t).unwrap_or_default();
             // replace both spellings (with and without inner spaces)
@@ -120,7 +121,21 @@ pub fn resolve_step(step: &Step, b: &Bindings) -> Step {
             }
         }
         Step::ExpectFile(f) => f.path = b.fill(&f.path),
-        Step::Await(_) | Step::Upstream(_) | Step::ControlPlane(_) | Step::Router(_) | Step::ExpectMetrics(_) | Step::ExpectControlPlane(_) | Step::Toxic(_) | Step::ExpectUpstream(_) => {}
+        Step::Upstream(u) => {
+            if let Some(Behaviour::Raw(r)) = &mut u.behaviour {
+                r.bytes = b.fill(&r.bytes);
+            }
+        }
+        Step::ExpectUpstream(u) => {
+            for r in u.received.iter_mut().flatten() {
+                r.target = r.target.as_ref().map(|x| b.fill(x));
+                r.body = r.body.as_ref().map(|x| b.fill(x));
+                for want in r.headers.values_mut() {
+                    *want = want.as_ref().map(|w| b.fill(w));
+                }
+            }
+        }
+        Step::Await(_) | Step::ControlPlane(_) | Step::Router(_) | Step::ExpectMetrics(_) | Step::ExpectControlPlane(_) | Step::Toxic(_) => {}
     }
     step
 }
@@ -131,6 +146,15 @@ fn resolve_send(s: &mut Send, b: &Bindings) {
         *v = b.fill(v);
     }
     s.raw = s.raw.as_ref().map(|r| b.fill(r));
+    for w in s.raw_writes.iter_mut().flatten() {
+        w.bytes = b.fill(&w.bytes);
+    }
+    for r in s.expect.responses.iter_mut().flatten() {
+        r.body = r.body.as_ref().map(|x| b.fill(x));
+        for want in r.headers.values_mut() {
+            *want = want.as_ref().map(|w| b.fill(w));
+        }
+    }
     for want in s.expect.headers.values_mut().chain(s.expect.echo_headers.values_mut()) {
         *want = want.as_ref().map(|w| b.fill(w));
     }
@@ -157,6 +181,24 @@ mod tests {
         assert_eq!(b.fill("127.0.0.1:{{unused_port}}"), "127.0.0.1:4999");
         assert_eq!(b.fill("{{state_dir}}/last-known-good.json"), "/tmp/x/state/last-known-good.json");
         assert_eq!(b.fill("no templates"), "no templates");
+    }
+
+    #[test]
+    fn repeats_expand_in_raw_writes_headers_and_upstream_bytes() {
+        let b = bindings();
+        assert_eq!(b.fill("a{{repeat 3 \"xy\"}}{{up.primary.port}}"), "axyxyxy4001");
+        let text = "id: a\ndescription: d\nupstreams:\n  primary: {}\nsteps:\n  - send: {raw_writes: [{bytes: \"{{repeat 2 \\\"ab\\\"}}\"}, {after_ms: 5, bytes: \"{{up.primary.hostport}}\"}]}\n  - send: {headers: {Cookie: \"{{repeat 4 \\\"c\\\"}}\"}}\n  - upstream: {name: primary, behaviour: {raw: {bytes: \"{{repeat 2 \\\"z\\\"}}\"}}}\n  - expect_upstream: {name: primary, received: [{target: \"/{{repeat 3 \\\"t\\\"}}\"}]}\n";
+        let sc = crate::scenario::parse(text, std::path::Path::new("t.yaml")).unwrap();
+        let p = Plan::new(&sc, &b);
+        let Step::Send(s) = &p.steps[0] else { panic!() };
+        let w = s.raw_writes.as_ref().unwrap();
+        assert_eq!((w[0].bytes.as_str(), w[1].bytes.as_str(), w[1].after_ms), ("abab", "127.0.0.1:4001", 5));
+        let Step::Send(s) = &p.steps[1] else { panic!() };
+        assert_eq!(s.headers["Cookie"], "cccc");
+        let Step::Upstream(u) = &p.steps[2] else { panic!() };
+        assert_eq!(u.behaviour, Some(Behaviour::Raw(crate::scenario::RawReply { bytes: "zz".into(), close: false, delay_ms: 0 })));
+        let Step::ExpectUpstream(u) = &p.steps[3] else { panic!() };
+        assert_eq!(u.received.as_ref().unwrap()[0].target.as_deref(), Some("/ttt"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct Shared {
     pub body_bytes: AtomicU64,
     released: watch::Sender<bool>,
     /// Where every non-health request received is recorded.
-    recorder: crate::observe::upstream::Recorder,
+    pub recorder: crate::observe::upstream::Recorder,
 }
 
 enum Running {
@@ -259,13 +259,21 @@ impl Head {
     }
 }
 
-/// Reads one request head; `None` on a clean close before any byte.
-async fn read_head<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result<Option<Head>> {
+/// The largest request head a mock upstream reads (1 MiB): any number of header fields
+/// fits, so that a head the router forwards (its own limit is 64 KiB, spec section 3) is
+/// never refused by the harness.
+pub const MAX_HEAD_BYTES: usize = 1 << 20;
+
+/// Parses a request head at the start of `buf`: `Ok(None)` while incomplete, else the head
+/// and its length. Any number of header fields: a fixed array first, then one sized by the
+/// line count.
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>> {
+    let mut slots = 128;
     loop {
-        let mut hdrs = [httparse::EMPTY_HEADER; 128];
+        let mut hdrs = vec![httparse::EMPTY_HEADER; slots];
         let mut req = httparse::Request::new(&mut hdrs);
-        match req.parse(buf)? {
-            httparse::Status::Complete(n) => {
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => {
                 let head = Head {
                     method: req.method.unwrap_or("").to_string(),
                     target: req.path.unwrap_or("").to_string(),
@@ -277,21 +285,37 @@ async fn read_head<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result
                         .collect(),
                     raw_headers: req.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect(),
                 };
-                buf.drain(..n);
-                return Ok(Some(head));
+                return Ok(Some((head, n)));
             }
-            httparse::Status::Partial => {
-                let mut tmp = [0u8; 8192];
-                let n = s.read(&mut tmp).await?;
-                if n == 0 {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    anyhow::bail!("eof in head");
-                }
-                buf.extend_from_slice(&tmp[..n]);
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                let lines = buf.iter().filter(|b| **b == b'\n').count() + 1;
+                anyhow::ensure!(lines > slots, "too many header fields");
+                slots = lines;
             }
+            Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Reads one request head (at most [`MAX_HEAD_BYTES`]); `None` on a clean close before
+/// any byte.
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Result<Option<Head>> {
+    loop {
+        if let Some((head, n)) = parse_head(buf)? {
+            buf.drain(..n);
+            return Ok(Some(head));
+        }
+        anyhow::ensure!(buf.len() <= MAX_HEAD_BYTES, "request head above {MAX_HEAD_BYTES} bytes");
+        let mut tmp = [0u8; 65536];
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            anyhow::bail!("eof in head");
+        }
+        buf.extend_from_slice(&tmp[..n]);
     }
 }
 
@@ -452,7 +476,10 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                 let body = r.body.unwrap_or_else(|| format!("hello from {name}"));
                 write_simple(&mut s, &name, r.status, &extra, body.as_bytes()).await?;
             }
-            Behaviour::Echo => {
+            Behaviour::Echo(e) => {
+                if e.delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(e.delay_ms)).await;
+                }
                 let doc = serde_json::json!({
                     "method": head.method, "target": head.target, "version": head.version,
                     "headers": head.headers, "body_bytes": n,
@@ -534,6 +561,17 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
                     s.flush().await?;
                 }
             }
+            Behaviour::Raw(r) => {
+                if r.delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
+                }
+                s.write_all(&crate::client::bytes_of(&crate::scenario::text::expand_repeats(&r.bytes))).await?;
+                s.flush().await?;
+                if r.close {
+                    let _ = s.shutdown().await;
+                    return Ok(());
+                }
+            }
             Behaviour::Hold => {
                 let mut rx = shared.released.subscribe();
                 let _ = rx.wait_for(|r| *r).await;
@@ -586,7 +624,7 @@ mod tests {
     #[tokio::test]
     async fn echo_reports_request_line_and_headers() {
         let d = tempfile::tempdir().unwrap();
-        let u = Upstream::start("e", &spec(Behaviour::Echo), d.path(), Default::default()).await.unwrap();
+        let u = Upstream::start("e", &spec(Behaviour::Echo(Default::default())), d.path(), Default::default()).await.unwrap();
         let r = get(u.port, "/a?b=1").await.unwrap();
         let body = &r[r.find("\r\n\r\n").unwrap() + 4..];
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -638,6 +676,59 @@ mod tests {
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.unwrap();
         assert!(String::from_utf8_lossy(&out).contains("X-Received-Bytes: 8"));
+    }
+
+    #[tokio::test]
+    async fn raw_replies_exactly_and_keeps_or_closes() {
+        let d = tempfile::tempdir().unwrap();
+        let bytes = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n\u{e9}{{repeat 1 \"!\"}}".to_string();
+        let u = Upstream::start("r", &spec(Behaviour::Raw(crate::scenario::RawReply { bytes, close: false, delay_ms: 0 })), d.path(), Default::default()).await.unwrap();
+        let mut s = TcpStream::connect(addr(u.port)).await.unwrap();
+        let want: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n\xe9!";
+        for body in ["", "hi"] {
+            // kept open: a second request on the same connection gets the same bytes
+            s.write_all(format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await.unwrap();
+            let mut got = vec![0u8; want.len()];
+            s.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, want);
+        }
+        let recs = u.shared().recorder.snapshot();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].body.kept, b"hi");
+        u.set_behaviour(Behaviour::Raw(crate::scenario::RawReply { bytes: "X".into(), close: true, delay_ms: 100 })).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let r = get(u.port, "/").await.unwrap();
+        assert_eq!(r, "X");
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn echo_waits_and_heads_of_any_field_count_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let u = Upstream::start("e", &spec(Behaviour::Echo(crate::scenario::EchoSpec { delay_ms: 150 })), d.path(), Default::default()).await.unwrap();
+        let mut head = String::from("GET /many HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for i in 0..5000 {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        let t0 = std::time::Instant::now();
+        let mut s = TcpStream::connect(addr(u.port)).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let r = String::from_utf8_lossy(&out);
+        assert!(r.starts_with("HTTP/1.1 200"), "{}", &r[..r.len().min(200)]);
+        assert!(r.contains("x-h4999"));
+        assert!(t0.elapsed() >= Duration::from_millis(150));
+        assert_eq!(u.shared().recorder.snapshot()[0].headers.len(), 5002);
+        // Above 1 MiB without the end of the head: the connection is dropped, nothing recorded.
+        let mut s = TcpStream::connect(addr(u.port)).await.unwrap();
+        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD_BYTES + 10));
+        let _ = s.write_all(big.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        assert!(out.is_empty());
+        assert_eq!(u.shared().recorder.len(), 1);
     }
 
     #[tokio::test]

@@ -67,6 +67,10 @@ pub enum Outgoing {
         /// the response body.
         tunnel_write: Option<Vec<u8>>,
     },
+    /// These bytes exactly, in several writes: each `(pause, bytes)` is written `pause`
+    /// after the previous write (after the connect for the first), while the responses
+    /// are read.
+    RawWrites(Vec<(Duration, Vec<u8>)>),
 }
 
 /// How the client reads.
@@ -88,6 +92,12 @@ pub struct Options {
     pub close_wait: Duration,
     /// Incremented for every body chunk received (for `wait: background_chunks`).
     pub progress: Option<Arc<AtomicU64>>,
+    /// Start reading only this long after the connect (a client still busy writing).
+    pub read_delay: Duration,
+    /// Raw sends: read until this many final responses arrived (however long they take,
+    /// within `timeout`), then watch `linger` for an extra one or the connection's end.
+    /// `None`: after each response wait `linger` for the next.
+    pub want_responses: Option<usize>,
 }
 
 impl Default for Options {
@@ -100,6 +110,8 @@ impl Default for Options {
             linger: Duration::from_millis(15),
             close_wait: Duration::from_millis(1000),
             progress: None,
+            read_delay: Duration::ZERO,
+            want_responses: None,
         }
     }
 }
@@ -312,13 +324,46 @@ async fn run(st: &mut State, addr: SocketAddr, out: Outgoing, opts: &Options) {
     let _ = s.set_nodelay(true);
     let (r, mut w) = s.into_split();
     let mut rd = Rd { r, buf: Vec::new() };
+    let read_delay = opts.read_delay.saturating_sub(st.t0.elapsed());
     match out {
         Outgoing::Raw { bytes, tunnel_write } => {
             if let Err(e) = w.write_all(&bytes).await {
                 st.ex.failure = Some(io_failure(&e, FailureKind::Write));
             }
-            let head_method = bytes.split(|b| *b == b' ').next().map(|m| m.eq_ignore_ascii_case(b"HEAD")).unwrap_or(false);
-            read_responses(st, &mut rd, Some(&mut w), tunnel_write.as_deref(), head_method, true, opts).await;
+            tokio::time::sleep(read_delay).await;
+            let heads = head_requests(&bytes);
+            read_responses(st, &mut rd, Some(&mut w), tunnel_write.as_deref(), &heads, true, opts).await;
+        }
+        Outgoing::RawWrites(writes) => {
+            let all: Vec<u8> = writes.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+            let heads = head_requests(&all);
+            let writer = async {
+                for (pause, b) in &writes {
+                    tokio::time::sleep(*pause).await;
+                    w.write_all(b).await?;
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            tokio::pin!(writer);
+            let mut wres: Option<std::io::Result<()>> = None;
+            {
+                let reader = async {
+                    tokio::time::sleep(read_delay).await;
+                    read_responses::<_, tokio::net::tcp::OwnedWriteHalf>(st, &mut rd, None, None, &heads, true, opts).await
+                };
+                tokio::pin!(reader);
+                loop {
+                    tokio::select! {
+                        _ = &mut reader => break,
+                        r = &mut writer, if wres.is_none() => { wres = Some(r); }
+                    }
+                }
+            }
+            if let Some(Err(e)) = wres {
+                if st.ex.responses.is_empty() && matches!(st.ex.failure, None | Some(Failure { kind: FailureKind::Closed, .. })) {
+                    st.ex.failure = Some(io_failure(&e, FailureKind::Write));
+                }
+            }
         }
         Outgoing::Http(req) => {
             let is_head = req.method.eq_ignore_ascii_case("HEAD");
@@ -327,7 +372,11 @@ async fn run(st: &mut State, addr: SocketAddr, out: Outgoing, opts: &Options) {
             let wres = {
                 let writer = write_request(&mut w, &req, addr, &sent);
                 tokio::pin!(writer);
-                let reader = read_responses::<_, tokio::net::tcp::OwnedWriteHalf>(st, &mut rd, None, None, is_head, false, opts);
+                let heads = [is_head];
+                let reader = async {
+                    tokio::time::sleep(read_delay).await;
+                    read_responses::<_, tokio::net::tcp::OwnedWriteHalf>(st, &mut rd, None, None, &heads, false, opts).await
+                };
                 tokio::pin!(reader);
                 let mut wres: Option<std::io::Result<()>> = None;
                 loop {
@@ -425,7 +474,9 @@ enum HeadRead {
 async fn read_head<R: AsyncRead + Unpin>(rd: &mut Rd<R>) -> HeadRead {
     loop {
         if !rd.buf.is_empty() {
-            let mut hdrs = vec![httparse::EMPTY_HEADER; 256];
+            // Any number of header fields: as many slots as the buffer has lines.
+            let lines = rd.buf.iter().filter(|b| **b == b'\n').count() + 1;
+            let mut hdrs = vec![httparse::EMPTY_HEADER; lines];
             let mut resp = httparse::Response::new(&mut hdrs);
             match resp.parse(&rd.buf) {
                 Ok(httparse::Status::Complete(n)) => {
@@ -477,6 +528,62 @@ pub fn framing_of(head: &Head, request_was_head: bool) -> Framing {
     }
 }
 
+/// For each request written in `bytes` (pipelined requests, in order), whether it is a
+/// `HEAD` (its response has no body, RFC 9112 §6.3 rule 1). Requests are delimited by their
+/// heads and their bodies' framing (Content-Length, chunked); the scan stops at the first
+/// head that does not parse (the router answers it, if at all, with a close).
+pub fn head_requests(bytes: &[u8]) -> Vec<bool> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        // RFC 9112 §2.2: empty lines before a request line are ignored.
+        let skip = rest.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        let rest = &rest[skip..];
+        if rest.is_empty() {
+            break;
+        }
+        let lines = rest.iter().filter(|b| **b == b'\n').count() + 1;
+        let mut hdrs = vec![httparse::EMPTY_HEADER; lines];
+        let mut req = httparse::Request::new(&mut hdrs);
+        let Ok(httparse::Status::Complete(n)) = req.parse(rest) else {
+            out.push(rest.split(|b| *b == b' ').next().map(|m| m.eq_ignore_ascii_case(b"HEAD")).unwrap_or(false));
+            break;
+        };
+        out.push(req.method.map(|m| m.eq_ignore_ascii_case("HEAD")).unwrap_or(false));
+        let value = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase());
+        let mut body_end = n;
+        if value("transfer-encoding").map(|v| v.trim_end().ends_with("chunked")).unwrap_or(false) {
+            // chunk-size [ext] CRLF data CRLF ... 0 CRLF trailers CRLF
+            loop {
+                match httparse::parse_chunk_size(&rest[body_end.min(rest.len())..]) {
+                    Ok(httparse::Status::Complete((k, 0))) => {
+                        body_end += k;
+                        // trailer section up to an empty line
+                        match rest[body_end.min(rest.len())..].windows(2).position(|w| w == b"\r\n") {
+                            Some(p) if p == 0 => body_end += 2,
+                            _ => match rest[body_end.min(rest.len())..].windows(4).position(|w| w == b"\r\n\r\n") {
+                                Some(p) => body_end += p + 4,
+                                None => body_end = rest.len(),
+                            },
+                        }
+                        break;
+                    }
+                    Ok(httparse::Status::Complete((k, size))) => body_end += k + size as usize + 2,
+                    _ => {
+                        body_end = rest.len();
+                        break;
+                    }
+                }
+            }
+        } else if let Some(cl) = value("content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
+            body_end += cl;
+        }
+        at += skip + body_end.min(rest.len());
+    }
+    out
+}
+
 /// Whether the response announced that the connection closes after it (RFC 9112 §9.6,
 /// §9.3: HTTP/1.0 without keep-alive).
 fn announces_close(h: &Head) -> bool {
@@ -498,7 +605,7 @@ async fn read_responses<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     rd: &mut Rd<R>,
     mut tunnel_w: Option<&mut W>,
     tunnel_write: Option<&[u8]>,
-    request_was_head: bool,
+    heads: &[bool],
     raw: bool,
     opts: &Options,
 ) {
@@ -530,6 +637,8 @@ async fn read_responses<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             interim.push(head);
             continue;
         }
+        // Responses answer the requests in order (RFC 9112 §9.3.2).
+        let request_was_head = heads.get(st.ex.responses.len()).copied().unwrap_or(false);
         let framing = framing_of(&head, request_was_head);
         let close = announces_close(&head);
         st.ex.responses.push(Response {
@@ -566,9 +675,17 @@ async fn read_responses<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             st.ex.end = Some(ConnEnd::ClientClosed);
             return;
         }
-        // What happens to the connection after the response.
-        let wait = if close { opts.close_wait } else { opts.linger };
-        let idle = if close { ConnEnd::Open } else { ConnEnd::KeptAlive };
+        // What happens to the connection after the response: a raw send expecting more
+        // responses waits for them (within the exchange's deadline); otherwise watch for
+        // the close (announced) or for more bytes (linger).
+        let more_due = raw && opts.want_responses.map(|n| st.ex.responses.len() < n).unwrap_or(false);
+        let (wait, idle) = if close {
+            (opts.close_wait, ConnEnd::Open)
+        } else if more_due {
+            (opts.timeout, ConnEnd::Open)
+        } else {
+            (opts.linger, ConnEnd::KeptAlive)
+        };
         st.ex.end = Some(ConnEnd::Open);
         while rd.buf.is_empty() {
             if let Some(end) = rd.end_or_more(wait, idle).await {
@@ -1001,6 +1118,112 @@ mod tests {
         assert_eq!(r.framing, Framing::Tunnel);
         assert_eq!(r.body.kept, b"ping");
         assert!(r.complete);
+    }
+
+    /// A server that answers each request head it reads (in order) with `replies[i]` after
+    /// `delays[i]`, then keeps the connection open.
+    async fn scripted(replies: Vec<(u64, Vec<u8>)>) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 4096];
+            for (delay, reply) in replies {
+                let end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    let n = s.read(&mut tmp).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                };
+                buf.drain(..end);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                s.write_all(&reply).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        a
+    }
+
+    const OK2: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn raw_writes_are_timed_and_responses_awaited_to_the_expected_count() {
+        // The second request is written 50 ms after the first; the first answer takes
+        // 300 ms, so with only the 15 ms linger the second answer would be missed.
+        let a = scripted(vec![(300, OK2.to_vec()), (0, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec())]).await;
+        let o = Options { linger: Duration::from_millis(100), want_responses: Some(2), timeout: Duration::from_secs(5), ..Default::default() };
+        let t0 = Instant::now();
+        let out = Outgoing::RawWrites(vec![(Duration::ZERO, b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()), (Duration::from_millis(50), b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())]);
+        let ex = exchange(a, out, &o).await;
+        assert_eq!(ex.responses.iter().map(|r| r.head.status).collect::<Vec<_>>(), [200, 404]);
+        assert_eq!(ex.end, Some(ConnEnd::KeptAlive));
+        assert_eq!(ex.failure, None);
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+
+        // Without the expected count, a raw send stops watching after the linger.
+        let a = scripted(vec![(0, OK2.to_vec()), (300, OK2.to_vec())]).await;
+        let o = Options { linger: Duration::from_millis(50), ..Default::default() };
+        let ex = exchange(a, Outgoing::Raw { bytes: b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), tunnel_write: None }, &o).await;
+        assert_eq!(ex.responses.len(), 1);
+
+        // An extra response within the linger after the expected ones is recorded.
+        let a = scripted(vec![(0, OK2.to_vec()), (20, OK2.to_vec())]).await;
+        let o = Options { linger: Duration::from_millis(200), want_responses: Some(1), ..Default::default() };
+        let ex = exchange(a, Outgoing::Raw { bytes: b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), tunnel_write: None }, &o).await;
+        assert_eq!(ex.responses.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_head_split_over_writes_and_a_late_reader_sees_the_reset() {
+        let a = scripted(vec![(0, OK2.to_vec())]).await;
+        let out = Outgoing::RawWrites(vec![(Duration::ZERO, b"GET /1 HT".to_vec()), (Duration::from_millis(30), b"TP/1.1\r\nHost: x\r\n\r\n".to_vec())]);
+        let ex = exchange(a, out, &Options { want_responses: Some(1), linger: Duration::from_millis(50), ..Default::default() }).await;
+        assert_eq!(ex.responses.len(), 1);
+        assert!(ex.responses[0].complete);
+
+        // The server answers after the head and resets the connection (unread bytes); the
+        // client starts reading 100 ms later, after the reset arrived.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut tmp = [0u8; 64];
+            let _ = s.read(&mut tmp).await.unwrap();
+            s.write_all(b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await.unwrap();
+            crate::selftest::inject::reset_on_close(&s);
+            drop(s);
+        });
+        let big = vec![b'a'; 1 << 20];
+        let o = Options { read_delay: Duration::from_millis(100), ..Default::default() };
+        let ex = exchange(a, Outgoing::Raw { bytes: [b"GET / HTTP/1.1\r\nX: ".as_slice(), &big].concat(), tunnel_write: None }, &o).await;
+        assert_eq!(ex.end, Some(ConnEnd::Reset), "{ex:?}");
+    }
+
+    #[test]
+    fn head_requests_follow_the_framing_of_pipelined_requests() {
+        let b = b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 4\r\n\r\nHEADPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nHEAD\r\n0\r\nT: 1\r\n\r\n\r\nHEAD /d HTTP/1.1\r\n\r\nGET /e HTTP/1.1\r\n\r\ngarbage here";
+        assert_eq!(head_requests(b), [true, false, false, true, false, false]);
+        assert_eq!(head_requests(b""), Vec::<bool>::new());
+        assert_eq!(head_requests(b"HEAD /partial HTTP/1.1\r\n"), [true]);
+    }
+
+    #[tokio::test]
+    async fn response_heads_of_any_field_count() {
+        let mut reply = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for _ in 0..300 {
+            reply.extend_from_slice(b"X-H: v\r\n");
+        }
+        reply.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
+        let a = server(reply, Then::Keep, 0).await;
+        let ex = exchange(a, get(), &Options::default()).await;
+        assert_eq!(ex.failure, None);
+        assert_eq!(ex.last().unwrap().head.headers.len(), 301);
+        assert_eq!(ex.last().unwrap().body.kept, b"ok");
     }
 
     #[test]

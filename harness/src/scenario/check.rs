@@ -26,6 +26,11 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
         }
     }
     let known = |n: &str| sc.upstreams.contains_key(n);
+    for (name, u) in &sc.upstreams {
+        if let Behaviour::Raw(r) = &u.behaviour {
+            check_bytes(&r.bytes, format!("upstreams.{name}.behaviour.raw.bytes"), &mut err);
+        }
+    }
     // Templates anywhere in config documents and strings.
     let check_templates = |v: &Value, path: String, err: &mut dyn FnMut(String, String)| {
         let mut stack = vec![(v, path)];
@@ -74,9 +79,63 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                 if s.concurrency == 0 {
                     err(format!("{b}.concurrency"), "must be at least 1".into());
                 }
-                let bodies = [s.body.is_some(), s.body_bytes.is_some(), s.raw.is_some()];
+                let bodies = [s.body.is_some(), s.body_bytes.is_some(), s.raw.is_some(), s.raw_writes.is_some()];
                 if bodies.iter().filter(|x| **x).count() > 1 {
-                    err(b.clone(), "at most one of body, body_bytes, raw".into());
+                    err(b.clone(), "at most one of body, body_bytes, raw, raw_writes".into());
+                }
+                if let Some(r) = &s.raw {
+                    check_bytes(r, format!("{b}.raw"), &mut err);
+                }
+                if let Some(ws) = &s.raw_writes {
+                    if ws.is_empty() {
+                        err(format!("{b}.raw_writes"), "needs at least one write".into());
+                    }
+                    for (k, w) in ws.iter().enumerate() {
+                        check_bytes(&w.bytes, format!("{b}.raw_writes[{k}].bytes"), &mut err);
+                    }
+                }
+                if s.raw.is_some() || s.raw_writes.is_some() {
+                    // A raw send writes its bytes exactly: the built request's fields mean nothing.
+                    let built = [
+                        ("key", s.key.is_some()),
+                        ("path", s.path != "/"),
+                        ("method", s.method != "GET"),
+                        ("headers", !s.headers.is_empty()),
+                        ("pad_header_bytes", s.pad_header_bytes.is_some()),
+                    ];
+                    for (name, set) in built {
+                        if set {
+                            err(format!("{b}.{name}"), "not with raw or raw_writes (the bytes are written as they are)".into());
+                        }
+                    }
+                }
+                if s.raw_writes.is_some() && s.tunnel_write.is_some() {
+                    err(format!("{b}.tunnel_write"), "needs raw, not raw_writes".into());
+                }
+                if s.raw_writes.is_some() && s.read_chunks.is_some() {
+                    err(format!("{b}.read_chunks"), "not with raw_writes".into());
+                }
+                for (k, v) in s.headers.iter().chain(std::iter::once((&String::new(), &s.path))) {
+                    for t in templates(v) {
+                        if let Some(Err(m)) = super::text::parse_repeat(&t) {
+                            err(if k.is_empty() { format!("{b}.path") } else { format!("{b}.headers.{k}") }, m);
+                        }
+                    }
+                }
+                if let Some(rs) = &s.expect.responses {
+                    for (k, r) in rs.iter().enumerate() {
+                        if let Some(Some(u)) = &r.upstream {
+                            if !known(u) {
+                                err(format!("{b}.expect.responses[{k}].upstream"), format!("unknown upstream {u:?}"));
+                            }
+                        }
+                        if let Some(body) = &r.body {
+                            check_bytes(body, format!("{b}.expect.responses[{k}].body"), &mut err);
+                        }
+                    }
+                    if s.read_chunks.is_some() {
+                        err(format!("{b}.expect.responses"), "not with read_chunks".into());
+                    }
                 }
                 if let Some(t) = &s.trace {
                     for (k, d) in t.iter().enumerate() {
@@ -85,7 +144,7 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                         }
                     }
                 }
-                if s.tunnel_write.is_some() && s.raw.is_none() {
+                if s.tunnel_write.is_some() && s.raw.is_none() && s.raw_writes.is_none() {
                     err(format!("{b}.tunnel_write"), "needs raw".into());
                 }
                 if s.raw.is_some() && s.read_chunks.is_some() {
@@ -163,6 +222,9 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                 if !known(&u.name) {
                     err(format!("{base}.upstream.name"), format!("unknown upstream {:?}", u.name));
                 }
+                if let Some(Behaviour::Raw(r)) = &u.behaviour {
+                    check_bytes(&r.bytes, format!("{base}.upstream.behaviour.raw.bytes"), &mut err);
+                }
             }
             Step::Wait(w) => {
                 let n = [
@@ -232,6 +294,11 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
             Step::ExpectUpstream(u) => {
                 if !known(&u.name) {
                     err(format!("{base}.expect_upstream.name"), format!("unknown upstream {:?}", u.name));
+                }
+                for (k, r) in u.received.iter().flatten().enumerate() {
+                    if let Some(body) = &r.body {
+                        check_bytes(body, format!("{base}.expect_upstream.received[{k}].body"), &mut err);
+                    }
                 }
             }
             Step::ExpectAccessLog(_) => {
@@ -311,10 +378,13 @@ fn fill_placeholders(v: &Value) -> Value {
 
 /// Known templates: `up.NAME` (origin `scheme://127.0.0.1:port`), `up.NAME.port`,
 /// `up.NAME.hostport`, `up.NAME.ca_file`, `unused_port` (a port nothing listens on),
-/// `state_dir`.
+/// `state_dir`, `repeat N "text"` ([`super::text::parse_repeat`]).
 fn check_template(t: &str, known: &dyn Fn(&str) -> bool) -> Result<(), String> {
     if t == "unused_port" || t == "state_dir" {
         return Ok(());
+    }
+    if let Some(r) = super::text::parse_repeat(t) {
+        return r.map(|_| ());
     }
     let parts: Vec<&str> = t.split('.').collect();
     match parts.as_slice() {
@@ -329,3 +399,17 @@ fn check_template(t: &str, known: &dyn Fn(&str) -> bool) -> Result<(), String> {
     }
 }
 
+
+/// A byte string (`raw`, `raw_writes[].bytes`, upstream `raw.bytes`, expected bodies):
+/// every character must be Latin-1 (one byte each, [`super::text::latin1`]) and every
+/// template in it must be known (only `repeat` and the environment's templates are).
+fn check_bytes(s: &str, field: String, err: &mut dyn FnMut(String, String)) {
+    if let Err((i, c)) = super::text::latin1(s) {
+        err(field.clone(), format!("character {c:?} (U+{:04X}) at offset {i} is above U+00FF: byte strings are Latin-1, one byte per character; write bytes as \\xHH escapes", u32::from(c)));
+    }
+    for t in templates(s) {
+        if let Some(Err(m)) = super::text::parse_repeat(&t) {
+            err(field.clone(), m);
+        }
+    }
+}

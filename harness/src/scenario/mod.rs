@@ -5,10 +5,11 @@
 //! `parity schema` prints the JSON Schema derived from these types.
 //!
 //! [`model`] holds the types, [`load`] the YAML parsing with its line map, [`check`]
-//! the cross-checks.
+//! the cross-checks, [`text`] the byte strings (Latin-1, `{{repeat N "text"}}`).
 pub mod check;
 pub mod load;
 pub mod model;
+pub mod text;
 
 pub use check::config_schema_errors;
 pub use load::{files_in, load_all, parse, LineMap, Loaded, ScenarioError};
@@ -127,6 +128,73 @@ mod tests {
         assert_eq!(m.line("a.b"), 2);
         assert_eq!(m.line("a.b[1].c"), 4);
         assert_eq!(m.line("a.b[0]"), 3);
+    }
+
+    #[test]
+    fn echo_is_a_name_or_a_map_and_raw_replies_parse() {
+        let t = OK.replace("  - upstream: {name: primary, behaviour: hang}\n", "  - upstream: {name: primary, behaviour: echo}\n  - upstream: {name: primary, behaviour: {echo: {delay_ms: 300}}}\n  - upstream: {name: primary, behaviour: {raw: {bytes: \"HTTP/1.1 204 \\xe9\\r\\n\\r\\n\", close: true}}}\n");
+        let s = p(&t).unwrap();
+        let b: Vec<&Behaviour> = s.steps.iter().filter_map(|x| if let Step::Upstream(u) = x { u.behaviour.as_ref() } else { None }).collect();
+        assert_eq!(b[0], &Behaviour::Echo(EchoSpec { delay_ms: 0 }));
+        assert_eq!(b[1], &Behaviour::Echo(EchoSpec { delay_ms: 300 }));
+        assert_eq!(b[2], &Behaviour::Raw(RawReply { bytes: "HTTP/1.1 204 \u{e9}\r\n\r\n".into(), close: true, delay_ms: 0 }));
+        // Unknown members of a behaviour's map and unknown names keep their line and path.
+        let e = p(&OK.replace("behaviour: hang}", "behaviour: {echo: {delay: 3}}}")).unwrap_err();
+        assert_eq!(e[0].line, 12, "{}", e[0]);
+        assert!(e[0].message.contains("unknown field `delay`"), "{}", e[0]);
+        assert!(e[0].field.starts_with("steps[1].upstream.behaviour"), "{}", e[0]);
+        let e = p(&OK.replace("behaviour: hang}", "behaviour: sleepy}")).unwrap_err();
+        assert!(e[0].message.contains("unknown variant `sleepy`"), "{}", e[0]);
+        assert_eq!(e[0].line, 12, "{}", e[0]);
+    }
+
+    #[test]
+    fn byte_strings_are_latin1_with_the_line_of_the_offender() {
+        let t = format!("{OK}  - send:\n      raw_writes:\n        - {{after_ms: 0, bytes: \"GET / HTTP/1.1\\r\\n\"}}\n        - {{after_ms: 50, bytes: \"X: \\u20ac\\r\\n\"}}\n");
+        let e = p(&t).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "steps[3].send.raw_writes[1].bytes");
+        assert_eq!(e[0].line, 17, "{}", e[0]);
+        assert!(e[0].message.contains("U+20AC"), "{}", e[0]);
+        let t = format!("{OK}  - send: {{raw: \"{{{{repeat 2000000 \\\"a\\\"}}}}\"}}\n");
+        let e = p(&t).unwrap_err();
+        assert_eq!((e[0].field.as_str(), e[0].line), ("steps[3].send.raw", 14), "{}", e[0]);
+        assert!(e[0].message.contains("above 1000000"), "{}", e[0]);
+        let t = OK.replace("  primary: {}", "  primary: {behaviour: {raw: {bytes: \"\\u0100\"}}}");
+        let e = p(&t).unwrap_err();
+        assert_eq!((e[0].field.as_str(), e[0].line), ("upstreams.primary.behaviour.raw.bytes", 4), "{}", e[0]);
+    }
+
+    #[test]
+    fn raw_sends_exclude_built_fields_and_expect_every_response() {
+        let t = format!("{OK}  - send: {{raw: \"x\", raw_writes: [{{bytes: y}}], key: k}}\n");
+        let e = p(&t).unwrap_err();
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["steps[3].send", "steps[3].send.key"], "{e:?}");
+        let t = format!("{OK}  - send:\n      raw: \"x\"\n      read_delay_ms: 100\n      expect: {{responses: [{{status: 200, upstream: primary, headers: {{a: null}}, header_values: {{b: [\"1\", \"2\"]}}, interim: [{{status: 103}}]}}, {{status: 400, error: bad_request}}], connection: eof}}\n");
+        let s = p(&t).unwrap();
+        let Step::Send(x) = &s.steps[3] else { panic!() };
+        assert_eq!(x.read_delay_ms, 100);
+        assert_eq!(x.expect.connection, Some(ConnExpect::Eof));
+        let r = x.expect.responses.as_ref().unwrap();
+        assert_eq!((r[0].status, r[0].upstream.clone(), r[0].headers["a"].clone()), (200, Some(Some("primary".into())), None));
+        assert_eq!(r[0].header_values["b"], ["1", "2"]);
+        assert_eq!(r[1].error, Some(Some("bad_request".into())));
+        let e = p(&t.replace("upstream: primary,", "upstream: nobody,")).unwrap_err();
+        assert_eq!(e[0].field, "steps[3].send.expect.responses[0].upstream");
+        let e = p(&t.replace("connection: eof", "connection: closed")).unwrap_err();
+        assert!(e[0].message.contains("unknown variant `closed`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn expect_upstream_received_parses() {
+        let t = format!("{OK}  - expect_upstream: {{name: primary, received: [{{target: /a, headers: {{upgrade: null}}}}, {{body: \"\\xff\"}}]}}\n");
+        let s = p(&t).unwrap();
+        let Step::ExpectUpstream(u) = &s.steps[3] else { panic!() };
+        let r = u.received.as_ref().unwrap();
+        assert_eq!((r[0].target.as_deref(), r[0].headers["upgrade"].clone(), r[1].body.as_deref()), (Some("/a"), None, Some("\u{ff}")));
+        let e = p(&t.replace("target: /a", "path: /a")).unwrap_err();
+        assert!(e[0].message.contains("unknown field `path`"), "{}", e[0]);
     }
 
     #[test]

@@ -70,15 +70,21 @@ fn default_health() -> u16 {
 }
 
 /// What an upstream does with a request (other than `/healthz`). Every behaviour is served
-/// by the harness's own TCP upstream, which records each request it receives.
+/// by the harness's own TCP upstream, which records each request it receives (any number
+/// of header fields, heads up to [`crate::upstreams::MAX_HEAD_BYTES`]).
+///
+/// Written as a name (`hang`) or a one-key map (`{respond: {...}}`); `echo` may be either
+/// (`echo` or `{echo: {delay_ms: 300}}`), hence the hand-written `Deserialize` around the
+/// derived one.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
+#[schemars(transform = echo_may_be_a_name)]
 pub enum Behaviour {
     /// A plain response.
     Respond(Respond),
     /// 200 with a JSON body describing what arrived: method, target, version, headers
-    /// (lower-case names, in order), body byte count.
-    Echo,
+    /// (lower-case names, in order), body byte count. Plain `echo` or `{echo: {delay_ms}}`.
+    Echo(EchoSpec),
     /// Reads the whole body, counting bytes, answers 200 with header `X-Received-Bytes`.
     Sink,
     /// Accepts and reads the request, never answers.
@@ -112,6 +118,70 @@ pub enum Behaviour {
     /// Answers `101 Switching Protocols` (echoing the request's `Upgrade`), then echoes
     /// every byte it receives on the tunnel.
     Upgrade,
+    /// After reading a request head (and its body by its framing, if any), waits
+    /// `delay_ms`, writes exactly `bytes` (no `X-Upstream-Name` is added), and closes the
+    /// connection when `close`, else reads the next request on it.
+    Raw(RawReply),
+}
+
+impl<'de> Deserialize<'de> for Behaviour {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{value::MapAccessDeserializer, IntoDeserializer, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Behaviour;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a behaviour name (e.g. `echo`) or a one-key map (e.g. `{respond: {status: 503}}`)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Behaviour, E> {
+                if v == "echo" {
+                    return Ok(Behaviour::Echo(EchoSpec::default()));
+                }
+                Behaviour::deserialize(v.into_deserializer())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Behaviour, A::Error> {
+                Behaviour::deserialize(MapAccessDeserializer::new(m))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Behaviour {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Behaviour::serialize(self, s)
+    }
+}
+
+/// Schema of [`Behaviour`]: the derived one-of, plus the name `echo`.
+fn echo_may_be_a_name(schema: &mut schemars::Schema) {
+    if let Some(one_of) = schema.get_mut("oneOf").and_then(|v| v.as_array_mut()) {
+        one_of.push(serde_json::json!({"description": "`echo` without options", "type": "string", "const": "echo"}));
+    }
+}
+
+/// Options of the `echo` behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EchoSpec {
+    /// Delay before each answer, milliseconds (after the request was read whole).
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// The `raw` behaviour: exact response bytes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawReply {
+    /// The bytes written, as a Latin-1 string (each character U+0000..U+00FF is one byte;
+    /// YAML escapes such as `"\r\n"`, `"\x00"`); `{{repeat N "text"}}` expands.
+    pub bytes: String,
+    /// Close the connection after writing (default false: read the next request).
+    #[serde(default)]
+    pub close: bool,
+    /// Delay before writing, milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 impl Default for Behaviour {
@@ -292,10 +362,23 @@ pub struct Send {
     /// A generated body of this many bytes, streamed with `Content-Length`.
     #[serde(default)]
     pub body_bytes: Option<u64>,
-    /// Raw bytes written to a fresh connection instead of a built request (malformed
-    /// requests); `\r\n` must be written out in the YAML string.
+    /// Raw bytes written to a fresh connection in one write instead of a built request
+    /// (malformed or pipelined requests): a Latin-1 string, each character U+0000..U+00FF
+    /// one byte (`\r\n`, `\x00`, `\xe9` written as YAML double-quoted escapes);
+    /// `{{repeat N "text"}}` expands. Every response the router writes is read, see
+    /// [`SendExpect::responses`].
     #[serde(default)]
     pub raw: Option<String>,
+    /// Like `raw`, in several writes on one connection: each write `after_ms` after the
+    /// previous one (pipelining while a response is in flight, a head split over writes).
+    /// Exclusive with `raw` and the built request's fields.
+    #[serde(default)]
+    pub raw_writes: Option<Vec<RawWrite>>,
+    /// Start reading the response only this many milliseconds after the connection was
+    /// made (a client busy writing: surfaces a reset the way curl does after a 431 with
+    /// unread bytes).
+    #[serde(default)]
+    pub read_delay_ms: u64,
     /// Add a header `X-Padding` of this many bytes (oversized request heads).
     #[serde(default)]
     pub pad_header_bytes: Option<usize>,
@@ -328,6 +411,17 @@ pub struct Send {
     /// Expectations on every response (and on the tallies).
     #[serde(default)]
     pub expect: SendExpect,
+}
+
+/// One write of `raw_writes`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawWrite {
+    /// Milliseconds after the previous write (after the connect for the first).
+    #[serde(default)]
+    pub after_ms: u64,
+    /// The bytes, a Latin-1 string as `raw`.
+    pub bytes: String,
 }
 
 fn default_path() -> String {
@@ -394,6 +488,69 @@ pub struct SendExpect {
     /// chunks, was longer than this (milliseconds).
     #[serde(default)]
     pub max_chunk_gap_ms: Option<u64>,
+    /// Every final response on each connection of the step, in order; the count must match
+    /// exactly. With a raw send, the client reads until this many final responses arrived,
+    /// then lingers briefly to see an extra one (a failure) or the connection's end.
+    #[serde(default)]
+    pub responses: Option<Vec<ResponseExpect>>,
+    /// How each connection is after its last response: `eof` (orderly close), `reset`
+    /// (RST), `open` (still open after the linger).
+    #[serde(default)]
+    pub connection: Option<ConnExpect>,
+}
+
+/// One expected final response of [`SendExpect::responses`]. Everything but `status` is
+/// optional.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseExpect {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase exactly as sent.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `X-Router-Error`; `null`: absent.
+    #[serde(default, deserialize_with = "some_value")]
+    pub error: Option<Option<String>>,
+    /// `X-Upstream-Name`; `null`: absent.
+    #[serde(default, deserialize_with = "some_value")]
+    pub upstream: Option<Option<String>>,
+    /// Header values (case-insensitive names): the field's lines joined with `, `;
+    /// `null`: absent.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Option<String>>,
+    /// The exact list of a field's lines, in order (`[]`: absent).
+    #[serde(default)]
+    pub header_values: BTreeMap<String, Vec<String>>,
+    /// Exact body (a Latin-1 string as `raw`).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// The interim (1xx) responses before it, in order; the count must match.
+    #[serde(default)]
+    pub interim: Option<Vec<InterimExpect>>,
+}
+
+/// One expected interim (1xx) response.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InterimExpect {
+    /// Status code.
+    pub status: u16,
+    /// Header values as in [`ResponseExpect::headers`].
+    #[serde(default)]
+    pub headers: BTreeMap<String, Option<String>>,
+}
+
+/// How a connection is after its last response.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnExpect {
+    /// The router closed it in order (FIN).
+    Eof,
+    /// The router reset it (RST).
+    Reset,
+    /// Still open after the linger.
+    Open,
 }
 
 /// Serde helper so that an explicit `null` means `Some(None)`.
@@ -610,6 +767,33 @@ pub struct UpstreamExpect {
     /// Body bytes received by a `sink`.
     #[serde(default)]
     pub body_bytes: Option<u64>,
+    /// Every request received (other than health checks) since the scenario's start or
+    /// the previous `expect_upstream` of this upstream with `received`, in arrival order;
+    /// the count must match.
+    #[serde(default)]
+    pub received: Option<Vec<ReceivedExpect>>,
+}
+
+/// One request an upstream received. Every member is optional.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivedExpect {
+    /// Method.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Request target, byte for byte as it arrived.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Header values (case-insensitive names): the field's lines joined with `, `;
+    /// `null`: absent.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Option<String>>,
+    /// Exact body (a Latin-1 string).
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// The `{{...}}` templates in a string, without braces.

@@ -83,12 +83,15 @@ pub struct Ctx<'a> {
     pub progress: HashMap<String, Arc<AtomicU64>>,
     /// When each step ended (by 0-based index), for `wait` windows.
     pub step_ends: Vec<Option<Instant>>,
+    /// Per upstream name: how many of its records earlier `expect_upstream` steps with
+    /// `received` have compared (the next one compares from there).
+    pub received_seen: HashMap<String, usize>,
 }
 
 impl<'a> Ctx<'a> {
     /// A context with an empty trace.
     pub fn new(env: &'a mut Env, sc: &'a Scenario, rec: Recorder) -> Ctx<'a> {
-        Ctx { env, sc, rec, latencies: Vec::new(), background: HashMap::new(), progress: HashMap::new(), step_ends: Vec::new() }
+        Ctx { env, sc, rec, latencies: Vec::new(), background: HashMap::new(), progress: HashMap::new(), step_ends: Vec::new(), received_seen: HashMap::new() }
     }
 
     /// Records an observation (normalised).
@@ -127,8 +130,8 @@ async fn run_step(ctx: &mut Ctx<'_>, i: i64, step: &Step) -> Result<()> {
         Step::ExpectControlPlane(e) => expect_control_plane::run(ctx, i, e),
         Step::ExpectAccessLog(a) => expect_access_log::run(ctx, i, a).await,
         Step::ExpectFile(f) => expect_file::run(ctx, i, f),
+        Step::ExpectUpstream(u) => expect_upstream::run(ctx, i, u).await,
         Step::Toxic(t) => toxic::run(ctx, t).await?,
-        Step::ExpectUpstream(u) => expect_upstream::run(ctx, i, u),
     }
     Ok(())
 }

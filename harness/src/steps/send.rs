@@ -60,7 +60,7 @@ fn record(ctx: &mut Ctx<'_>, i: i64, s: &Send, rs: &[Resp]) {
     for f in c.failures {
         ctx.fail(i, "send", f);
     }
-    let kind = SendKind { malformed_allowed: s.raw.is_some() || s.pad_header_bytes.is_some() };
+    let kind = SendKind { malformed_allowed: crate::client::is_raw(s) || s.pad_header_bytes.is_some() };
     let norm = ctx.env.full_normaliser();
     let mut requests: Vec<Value> = rs
         .iter()
