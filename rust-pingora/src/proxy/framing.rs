@@ -106,8 +106,11 @@ pub struct ResponseFix {
 ///   `Content-Length` that [`content_length`] refuses: `Err`, the router answers 502
 ///   `upstream_protocol_error` (RFC 9112 section 6.3);
 /// - with `Transfer-Encoding`, any `Content-Length` goes (RFC 9112 section 6.3, item 3);
+///   in a response to `HEAD` (`request_was_head`) the `Transfer-Encoding` goes too: it only
+///   describes the body a GET would get (RFC 9112 section 6.1: a server MAY send it), and
+///   net/http never writes it on a HEAD response, so both routers send the same head;
 /// - identical duplicate `Content-Length` lines become one.
-pub fn response_fix(status: StatusCode, headers: &HeaderMap) -> Result<ResponseFix, FramingError> {
+pub fn response_fix(status: StatusCode, headers: &HeaderMap, request_was_head: bool) -> Result<ResponseFix, FramingError> {
     let mut fix = ResponseFix::default();
     let no_body = (status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS)
         || status == StatusCode::NO_CONTENT
@@ -127,6 +130,9 @@ pub fn response_fix(status: StatusCode, headers: &HeaderMap) -> Result<ResponseF
         is_chunked_only(headers)?;
         if headers.contains_key(CONTENT_LENGTH) {
             fix.remove.push(CONTENT_LENGTH);
+        }
+        if request_was_head {
+            fix.remove.push(TRANSFER_ENCODING);
         }
         return Ok(fix);
     }
@@ -178,25 +184,25 @@ mod tests {
 
     #[test]
     fn response_fixes() {
-        let f = response_fix(StatusCode::OK, &h(&[("content-length", "2"), ("content-length", "2")])).unwrap();
+        let f = response_fix(StatusCode::OK, &h(&[("content-length", "2"), ("content-length", "2")]), false).unwrap();
         assert_eq!(f, ResponseFix { remove: vec![], content_length: Some(2) });
-        assert_eq!(response_fix(StatusCode::OK, &h(&[("content-length", "2")])).unwrap(), ResponseFix::default());
-        assert!(response_fix(StatusCode::OK, &h(&[("content-length", "2, 2")])).is_err());
+        assert_eq!(response_fix(StatusCode::OK, &h(&[("content-length", "2")]), false).unwrap(), ResponseFix::default());
+        assert!(response_fix(StatusCode::OK, &h(&[("content-length", "2, 2")]), false).is_err());
         assert_eq!(
-            response_fix(StatusCode::OK, &h(&[("transfer-encoding", "gzip, chunked")])),
+            response_fix(StatusCode::OK, &h(&[("transfer-encoding", "gzip, chunked")]), false),
             Err(FramingError::TransferEncoding)
         );
-        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "identity")])).is_err());
-        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")])).is_err());
-        let f = response_fix(StatusCode::OK, &h(&[("transfer-encoding", "Chunked"), ("content-length", "9")])).unwrap();
+        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "identity")]), false).is_err());
+        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]), false).is_err());
+        let f = response_fix(StatusCode::OK, &h(&[("transfer-encoding", "Chunked"), ("content-length", "9")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH]);
-        let f = response_fix(StatusCode::NO_CONTENT, &h(&[("content-length", "abc"), ("content-type", "text/plain")])).unwrap();
+        let f = response_fix(StatusCode::NO_CONTENT, &h(&[("content-length", "abc"), ("content-type", "text/plain")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH]);
-        let f = response_fix(StatusCode::NOT_MODIFIED, &h(&[("content-length", "5"), ("content-type", "t"), ("etag", "x")])).unwrap();
+        let f = response_fix(StatusCode::NOT_MODIFIED, &h(&[("content-length", "5"), ("content-type", "t"), ("etag", "x")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH, CONTENT_TYPE]);
-        let f = response_fix(StatusCode::from_u16(102).unwrap(), &h(&[("content-length", "5"), ("transfer-encoding", "chunked")])).unwrap();
+        let f = response_fix(StatusCode::from_u16(102).unwrap(), &h(&[("content-length", "5"), ("transfer-encoding", "chunked")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH, TRANSFER_ENCODING]);
-        assert_eq!(response_fix(StatusCode::SWITCHING_PROTOCOLS, &h(&[])).unwrap(), ResponseFix::default());
+        assert_eq!(response_fix(StatusCode::SWITCHING_PROTOCOLS, &h(&[]), false).unwrap(), ResponseFix::default());
     }
 
     #[test]

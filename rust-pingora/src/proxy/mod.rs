@@ -383,11 +383,12 @@ impl ProxyHttp for RouterProxy {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         let status = resp.status.as_u16();
         // Framing the router cannot forward, or a status outside 100..=599: 502
         // `upstream_protocol_error` (not retried; a breaker failure of kind protocol).
-        let fix = match framing::response_fix(resp.status, &resp.headers) {
+        let head = session.req_header().method == http::Method::HEAD;
+        let fix = match framing::response_fix(resp.status, &resp.headers, head) {
             Ok(fix) if status <= 599 => fix,
             _ => {
                 let mut e = Error::explain(ErrorType::InvalidHTTPHeader, "upstream response framing");
