@@ -29,8 +29,8 @@ fn hot_paths(c: &mut Criterion) {
         b.iter(|| {
             let first = snap.config.routes.get(black_box("tenant-a")).unwrap();
             let mut f = Vec::new();
-            match select(&snap, first, now, &mut f) {
-                Selection::Chosen(p, permit) => {
+            match select(&snap, first, now, &mut f, &|_| Vec::new()) {
+                Selection::Chosen(p, _, permit) => {
                     black_box(&p);
                     drop(permit);
                 }

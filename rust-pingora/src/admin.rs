@@ -28,15 +28,29 @@ pub fn state_json(store: &Store) -> Value {
         version = json!(snap.config.version);
         for (id, cfg) in &snap.config.placements {
             let p = &snap.placements[id];
+            let endpoints: Vec<Value> = p
+                .endpoints
+                .iter()
+                .map(|e| {
+                    json!({
+                        "url": e.cfg.url,
+                        "weight": e.cfg.weight,
+                        "healthy": e.health.is_healthy(),
+                        "breaker": e.breaker.state(now).as_str(),
+                    })
+                })
+                .collect();
             placements.insert(
                 id.clone(),
                 json!({
-                    "endpoint": cfg.endpoint_raw,
-                    "healthy": p.health.is_healthy(),
-                    "breaker": p.breaker.state(now).as_str(),
+                    "endpoint": cfg.endpoints[0].url,
+                    "healthy": p.is_healthy(),
+                    "breaker": p.breaker_state(now).as_str(),
                     "inflight": p.limiter.inflight(),
                     "max_concurrency": cfg.max_concurrency,
                     "fallback": cfg.fallback,
+                    "selection": cfg.selection.as_str(),
+                    "endpoints": endpoints,
                 }),
             );
         }

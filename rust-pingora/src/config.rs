@@ -7,6 +7,7 @@
 //! The endpoint grammar is implemented by hand ([`parse_endpoint`]) rather than through a
 //! URL library, as the spec requires.
 
+use crate::balance::SelectionKind;
 use serde_json::{Map, Number, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -241,15 +242,71 @@ pub struct TlsCfg {
     pub client_key_file: Option<String>,
 }
 
+/// Most entries of `endpoints` (spec section 2).
+pub const MAX_ENDPOINTS: usize = 256;
+/// Largest `weight` of an `endpoints` entry.
+pub const MAX_WEIGHT: u64 = 1000;
+
+/// One endpoint of a placement: an `endpoints` entry, or the single `endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointCfg {
+    /// The url exactly as written (the `endpoint` label of metrics and admin).
+    pub url: String,
+    /// The parsed url.
+    pub origin: Endpoint,
+    /// Relative weight, 1..=1000 (1 for the single `endpoint` form).
+    pub weight: u32,
+}
+
+impl Endpoint {
+    /// "The same endpoint" of spec section 2 *Endpoints*: equal scheme, host compared
+    /// ASCII case-insensitively, equal port (the trailing `/` is not kept by the parser).
+    pub fn same_as(&self, other: &Endpoint) -> bool {
+        self.tls == other.tls && self.port == other.port && self.host.eq_ignore_ascii_case(&other.host)
+    }
+}
+
+/// A placement's `hash_key` (spec section 3, *Endpoint selection*).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// `routing_key`: the `X-Routing-Key` value.
+    RoutingKey,
+    /// `path`: the request target's path as received, without the query.
+    Path,
+    /// `header:<name>`: the first value of that field (name lower-cased), `""` if absent.
+    Header(http::HeaderName),
+}
+
+impl HashKey {
+    /// Parse the `hash_key` grammar: `routing_key`, `path` or `header:<token>` (RFC 9110
+    /// section 5.6.2 token); `None` otherwise.
+    pub fn parse(s: &str) -> Option<HashKey> {
+        match s {
+            "routing_key" => Some(HashKey::RoutingKey),
+            "path" => Some(HashKey::Path),
+            _ => {
+                let name = s.strip_prefix("header:")?;
+                let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                if name.is_empty() || !name.bytes().all(tchar) {
+                    return None;
+                }
+                http::HeaderName::from_bytes(name.as_bytes()).ok().map(HashKey::Header)
+            }
+        }
+    }
+}
+
 /// One placement of a validated config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// Placement id (the key in `placements`).
     pub id: String,
-    /// The endpoint string as written (reported by the admin API).
-    pub endpoint_raw: String,
-    /// The parsed endpoint.
-    pub endpoint: Endpoint,
+    /// The endpoints in config order (1..=256; the `endpoint` form gives one of weight 1).
+    pub endpoints: Vec<EndpointCfg>,
+    /// How a request picks among the endpoints.
+    pub selection: SelectionKind,
+    /// With `consistent_hash` only: what is hashed.
+    pub hash_key: Option<HashKey>,
     /// Next placement of the chain.
     pub fallback: Option<String>,
     /// Requests in flight at most.
@@ -262,8 +319,15 @@ pub struct Placement {
     pub health_check: Option<HealthCheckCfg>,
     /// Breaker; `None`: always admits.
     pub circuit_breaker: Option<BreakerCfg>,
-    /// TLS settings of an `https://` endpoint.
+    /// TLS settings of an `https://` placement (all its endpoints).
     pub tls: Option<TlsCfg>,
+}
+
+impl Placement {
+    /// `true` when the placement's endpoints are `https://` (all share entry 0's scheme).
+    pub fn is_tls(&self) -> bool {
+        self.endpoints[0].origin.tls
+    }
 }
 
 /// A validated config document.
@@ -500,6 +564,9 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
     let obj = check_obj(v, path)?;
     const KNOWN: &[&str] = &[
         "endpoint",
+        "endpoints",
+        "selection",
+        "hash_key",
         "fallback",
         "max_concurrency",
         "timeouts",
@@ -507,13 +574,51 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
         "circuit_breaker",
         "tls",
     ];
-    check_keys(obj, path, KNOWN, &["endpoint", "max_concurrency", "timeouts"])?;
+    // Missing keys in table order; neither `endpoint` nor `endpoints` is reported at
+    // `endpoint`'s place.
+    let required: &[&str] = if obj.contains_key("endpoints") {
+        &["max_concurrency", "timeouts"]
+    } else {
+        &["endpoint", "max_concurrency", "timeouts"]
+    };
+    check_keys(obj, path, KNOWN, required)?;
 
-    let ep_path = format!("{path}/endpoint");
-    let endpoint_raw = check_str(&obj["endpoint"], &ep_path)?;
-    let endpoint = parse_endpoint(endpoint_raw).ok_or_else(|| {
-        rej(Code::InvalidEndpoint, ep_path.clone(), format!("{endpoint_raw:?} is not scheme://host:port"))
-    })?;
+    let mut endpoints = Vec::new();
+    if let Some(v) = obj.get("endpoint") {
+        let ep_path = format!("{path}/endpoint");
+        let url = check_str(v, &ep_path)?;
+        let origin = parse_endpoint(url)
+            .ok_or_else(|| rej(Code::InvalidEndpoint, ep_path.clone(), format!("{url:?} is not scheme://host:port")))?;
+        endpoints.push(EndpointCfg { url: url.to_string(), origin, weight: 1 });
+    }
+    if let Some(v) = obj.get("endpoints") {
+        endpoints = validate_endpoints(v, &format!("{path}/endpoints"), !endpoints.is_empty())?;
+    }
+
+    let selection = match obj.get("selection") {
+        None => SelectionKind::default(),
+        Some(v) => {
+            let sp = format!("{path}/selection");
+            let name = check_str(v, &sp)?;
+            SelectionKind::parse(name).ok_or_else(|| rej(Code::InvalidValue, sp, format!("unknown selection {name:?}")))?
+        }
+    };
+    let hp = format!("{path}/hash_key");
+    let hash_key = match (obj.get("hash_key"), selection) {
+        (None, SelectionKind::ConsistentHash) => {
+            return Err(rej(Code::MissingField, hp, "consistent_hash needs hash_key"));
+        }
+        (None, _) => None,
+        (Some(_), sel) if sel != SelectionKind::ConsistentHash => {
+            return Err(rej(Code::InvalidValue, hp, "hash_key is only allowed with consistent_hash"));
+        }
+        (Some(v), _) => {
+            let text = check_str(v, &hp)?;
+            Some(HashKey::parse(text).ok_or_else(|| {
+                rej(Code::InvalidValue, hp.clone(), format!("{text:?} is not routing_key, path or header:<name>"))
+            })?)
+        }
+    };
 
     let fallback = match obj.get("fallback") {
         Some(f) => Some(check_str(f, &format!("{path}/fallback"))?.to_string()),
@@ -611,7 +716,7 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
                     *slot = Some(check_str(x, &format!("{tp}/{k}"))?.to_string());
                 }
             }
-            if !endpoint.tls {
+            if !endpoints[0].origin.tls {
                 return Err(rej(Code::InvalidValue, tp, "tls is only allowed on https:// endpoints"));
             }
             match (&cfg.client_cert_file, &cfg.client_key_file) {
@@ -629,8 +734,9 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
 
     Ok(Placement {
         id: id.to_string(),
-        endpoint_raw: endpoint_raw.to_string(),
-        endpoint,
+        endpoints,
+        selection,
+        hash_key,
         fallback,
         max_concurrency,
         connect_ms,
@@ -639,6 +745,43 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
         circuit_breaker,
         tls,
     })
+}
+
+/// `endpoints` (spec section 2 *Endpoints* and the Order's walk): presence together with
+/// `endpoint`, type and length, then each entry fully in index order (type, keys, `url`,
+/// `weight`, same endpoint as an earlier entry, scheme of entry 0).
+fn validate_endpoints(v: &Value, path: &str, with_endpoint: bool) -> Result<Vec<EndpointCfg>, Rejection> {
+    if with_endpoint {
+        return Err(rej(Code::InvalidValue, path, "endpoint and endpoints are exclusive"));
+    }
+    let arr = v.as_array().ok_or_else(|| rej(Code::InvalidValue, path, "expected an array"))?;
+    if arr.is_empty() || arr.len() > MAX_ENDPOINTS {
+        return Err(rej(Code::InvalidValue, path, format!("{} entries, expected 1..=256", arr.len())));
+    }
+    let mut out: Vec<EndpointCfg> = Vec::with_capacity(arr.len());
+    for (i, e) in arr.iter().enumerate() {
+        let ep = format!("{path}/{i}");
+        let obj = check_obj(e, &ep)?;
+        check_keys(obj, &ep, &["url", "weight"], &["url"])?;
+        let up = format!("{ep}/url");
+        let url = check_str(&obj["url"], &up)?;
+        let origin = parse_endpoint(url)
+            .ok_or_else(|| rej(Code::InvalidEndpoint, up.clone(), format!("{url:?} is not scheme://host:port")))?;
+        let weight = match obj.get("weight") {
+            None => 1,
+            Some(w) => check_int(w, &format!("{ep}/weight"), 1, MAX_WEIGHT as i128)? as u32,
+        };
+        if out.iter().any(|o| o.origin.same_as(&origin)) {
+            return Err(rej(Code::InvalidValue, ep, format!("{url:?} repeats an earlier endpoint")));
+        }
+        if let Some(first) = out.first() {
+            if first.origin.tls != origin.tls {
+                return Err(rej(Code::InvalidValue, ep, "all endpoints of a placement share entry 0's scheme"));
+            }
+        }
+        out.push(EndpointCfg { url: url.to_string(), origin, weight });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -713,5 +856,70 @@ mod tests {
         );
         assert_eq!(serde_json::to_string(&Code::StaleVersion).unwrap(), "\"stale_version\"");
         assert_eq!(Code::FallbackCycle.to_string(), "fallback_cycle");
+    }
+
+    fn placement_doc(p: &str) -> Vec<u8> {
+        format!(r#"{{"version":1,"routes":{{}},"placements":{{"p":{{{p},"max_concurrency":1,"timeouts":{{"connect_ms":1,"request_ms":1}}}}}}}}"#)
+            .into_bytes()
+    }
+
+    fn rejection(p: &str) -> (Code, String) {
+        let e = parse_and_validate(&placement_doc(p)).unwrap_err();
+        (e.code, e.path)
+    }
+
+    #[test]
+    fn endpoints_selection_hash_key_parse() {
+        let c = parse_and_validate(&placement_doc(
+            r#""endpoints":[{"url":"http://127.0.0.1:1","weight":3},{"url":"http://127.0.0.1:2"}],"selection":"consistent_hash","hash_key":"header:X-User""#,
+        ))
+        .unwrap();
+        let p = &c.placements["p"];
+        assert_eq!(p.endpoints.len(), 2);
+        assert_eq!((p.endpoints[0].weight, p.endpoints[1].weight), (3, 1));
+        assert_eq!(p.selection, SelectionKind::ConsistentHash);
+        assert_eq!(p.hash_key, Some(HashKey::Header(http::HeaderName::from_static("x-user"))));
+        // the single-endpoint form is one endpoint of weight 1, round robin
+        let c = parse_and_validate(&placement_doc(r#""endpoint":"https://h:1/""#)).unwrap();
+        let p = &c.placements["p"];
+        assert_eq!((p.endpoints.len(), p.endpoints[0].weight, p.endpoints[0].url.as_str()), (1, 1, "https://h:1/"));
+        assert_eq!((p.selection, p.is_tls()), (SelectionKind::RoundRobin, true));
+    }
+
+    #[test]
+    fn endpoints_rejections_codes_and_paths() {
+        let iv = Code::InvalidValue;
+        let cases: &[(&str, Code, &str)] = &[
+            (r#""endpoint":"http://a:1","endpoints":[{"url":"http://a:2"}]"#, iv, "/placements/p/endpoints"),
+            (r#""endpoint":1,"endpoints":[]"#, iv, "/placements/p/endpoint"),
+            (r#""endpoints":[]"#, iv, "/placements/p/endpoints"),
+            (r#""endpoints":{}"#, iv, "/placements/p/endpoints"),
+            (r#""endpoints":[null]"#, iv, "/placements/p/endpoints/0"),
+            (r#""endpoints":[{"weight":1}]"#, Code::MissingField, "/placements/p/endpoints/0/url"),
+            (r#""endpoints":[{"url":"http://a:1","x":1}]"#, Code::UnknownField, "/placements/p/endpoints/0/x"),
+            (r#""endpoints":[{"url":"http://a"}]"#, Code::InvalidEndpoint, "/placements/p/endpoints/0/url"),
+            (r#""endpoints":[{"url":"http://a:1","weight":0}]"#, iv, "/placements/p/endpoints/0/weight"),
+            (r#""endpoints":[{"url":"http://a:1","weight":1001}]"#, iv, "/placements/p/endpoints/0/weight"),
+            (r#""endpoints":[{"url":"http://a:1","weight":1.5}]"#, iv, "/placements/p/endpoints/0/weight"),
+            (r#""endpoints":[{"url":"http://a:1"},{"url":"http://A:1/"}]"#, iv, "/placements/p/endpoints/1"),
+            (r#""endpoints":[{"url":"http://a:1"},{"url":"https://b:1"}]"#, iv, "/placements/p/endpoints/1"),
+            (r#""endpoints":[{"url":"http://a:1"}],"selection":"least_conn""#, iv, "/placements/p/selection"),
+            (r#""endpoints":[{"url":"http://a:1"}],"selection":"consistent_hash""#, Code::MissingField, "/placements/p/hash_key"),
+            (r#""endpoints":[{"url":"http://a:1"}],"hash_key":"path""#, iv, "/placements/p/hash_key"),
+            (r#""endpoints":[{"url":"http://a:1"}],"selection":"consistent_hash","hash_key":"header:""#, iv, "/placements/p/hash_key"),
+            (r#""endpoints":[{"url":"http://a:1"}],"selection":"consistent_hash","hash_key":"header:a b""#, iv, "/placements/p/hash_key"),
+            (r#""endpoints":[{"url":"http://a:1"}],"selection":"consistent_hash","hash_key":"Path""#, iv, "/placements/p/hash_key"),
+            (r#""endpoints":[{"url":"http://a:1"}],"tls":{}"#, iv, "/placements/p/tls"),
+        ];
+        for (p, code, path) in cases {
+            assert_eq!(rejection(p), (*code, path.to_string()), "{p}");
+        }
+        let many: Vec<String> = (1..=257).map(|i| format!(r#"{{"url":"http://a:{i}"}}"#)).collect();
+        assert_eq!(rejection(&format!(r#""endpoints":[{}]"#, many.join(","))), (iv, "/placements/p/endpoints".into()));
+        assert!(parse_and_validate(&placement_doc(&format!(r#""endpoints":[{}]"#, many[..256].join(",")))).is_ok());
+        // neither form: today's code and path
+        let doc = br#"{"version":1,"routes":{},"placements":{"p":{"max_concurrency":1,"timeouts":{"connect_ms":1,"request_ms":1}}}}"#;
+        let e = parse_and_validate(doc).unwrap_err();
+        assert_eq!((e.code, e.path.as_str()), (Code::MissingField, "/placements/p/endpoint"));
     }
 }

@@ -1,19 +1,22 @@
-//! Active health of a placement's endpoint (docs/spec.md section 4).
+//! Active health of one endpoint of a placement (docs/spec.md section 4).
 //!
-//! A placement with a `health_check` gets its own Pingora `LoadBalancer<RoundRobin>` over
-//! its single backend, with Pingora's `HttpHealthCheck` (wrapped in [`TimedCheck`] for the
+//! Each endpoint of a placement with a `health_check` gets its own Pingora
+//! `LoadBalancer<RoundRobin>` over that single backend, with Pingora's `HttpHealthCheck` (wrapped in [`TimedCheck`] for the
 //! whole-probe `timeout_ms` and the 2xx rule) as the health check. Pingora's health state
 //! already has the contract's semantics: backends start healthy, `consecutive_failure`
 //! opposite results flip to unhealthy, `consecutive_success` flip back, and a result of the
 //! current kind resets the count. "Available" is `LoadBalancer::select(..).is_some()`.
 //!
-//! The probe loop is one tokio task per checked placement, spawned by [`Health::start`] on
+//! The probe loop is one tokio task per checked endpoint, spawned by [`Health::start`] on
 //! the [`Checkers`] runtime and aborted by [`Health::stop`] (called when a config update
-//! drops or rebuilds the placement) or on drop, so the number of running checkers equals
-//! the number of placements with a `health_check`. [`Checkers`] is owned by the store
+//! drops or rebuilds the endpoint) or on drop, so the number of running checkers equals
+//! the number of endpoints of placements with a `health_check`. (The placement's own
+//! selection `LoadBalancer`, `crate::balance`, does not run Pingora's health check: its
+//! accept closure reads this per-endpoint health, whose identity across config swaps is
+//! per endpoint.) [`Checkers`] is owned by the store
 //! (`store::Store`), which starts and stops the loops as it installs configs.
 
-use crate::config::{HealthCheckCfg, Placement};
+use crate::config::{EndpointCfg, HealthCheckCfg};
 use async_trait::async_trait;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
 use pingora::lb::selection::RoundRobin;
@@ -121,11 +124,11 @@ impl HealthCheck for TimedCheck {
     }
 }
 
-/// Build the Pingora `HttpHealthCheck` for a placement: `GET <path>` with
+/// Build the Pingora `HttpHealthCheck` for endpoint `e`: `GET <path>` with
 /// `Host: host:port`, 2xx validator, connect/read timeouts of `timeout_ms`.
-pub fn http_check(p: &Placement, hc: &HealthCheckCfg, peer: &HttpPeer) -> HttpHealthCheck {
-    let authority = p.endpoint.authority();
-    let mut check = HttpHealthCheck::new(&authority, p.endpoint.tls);
+pub fn http_check(e: &EndpointCfg, hc: &HealthCheckCfg, peer: &HttpPeer) -> HttpHealthCheck {
+    let authority = e.origin.authority();
+    let mut check = HttpHealthCheck::new(&authority, e.origin.tls);
     check.peer_template = peer.clone();
     let t = Duration::from_millis(hc.timeout_ms);
     check.peer_template.options.connection_timeout = Some(t);
@@ -151,7 +154,7 @@ enum Kind {
     Checked { lb: Arc<LoadBalancer<RoundRobin>>, interval: Duration, task: Mutex<Option<JoinHandle<()>>>, stopped: AtomicBool },
 }
 
-/// Health of one placement's endpoint.
+/// Health of one endpoint.
 pub struct Health {
     kind: Kind,
 }
@@ -188,13 +191,14 @@ impl Health {
         })
     }
 
-    /// Build the health of a placement from its config and peer template.
-    pub fn for_placement(p: &Placement, peer: Option<&HttpPeer>) -> Arc<Self> {
-        match (&p.health_check, peer) {
+    /// Build the health of endpoint `e` from its placement's `health_check` and the
+    /// endpoint's peer template.
+    pub fn for_endpoint(hc: Option<&HealthCheckCfg>, e: &EndpointCfg, peer: Option<&HttpPeer>) -> Arc<Self> {
+        match (hc, peer) {
             (None, _) => Health::always(),
             (Some(hc), Some(peer)) => {
                 let check = TimedCheck::new(
-                    Box::new(http_check(p, hc, peer)),
+                    Box::new(http_check(e, hc, peer)),
                     Duration::from_millis(hc.timeout_ms),
                     hc.healthy_threshold as usize,
                     hc.unhealthy_threshold as usize,

@@ -74,6 +74,14 @@ pub struct Metrics {
     pub cp_reconnects: IntCounter,
     /// `router_request_duration_seconds{placement}`
     pub duration: HistogramVec,
+    /// `router_peer_healthy{placement,endpoint}` (refilled at each scrape)
+    pub peer_healthy: IntGaugeVec,
+    /// `router_peer_breaker_state{placement,endpoint}` (refilled at each scrape)
+    pub peer_breaker_state: IntGaugeVec,
+    /// `router_peer_requests_total{placement,endpoint}`: attempts that got a connection
+    pub peer_requests: IntCounterVec,
+    /// `router_peer_failures_total{placement,endpoint,kind}`
+    pub peer_failures: IntCounterVec,
     /// Makes scrapes one at a time: each resets and refills the per-placement gauges.
     scrape: Mutex<()>,
 }
@@ -122,6 +130,22 @@ impl Metrics {
                 &["placement"]
             )
             .unwrap()),
+            peer_healthy: reg!(gv("router_peer_healthy", "One endpoint's health: 1 healthy, 0 unhealthy.", &["placement", "endpoint"])),
+            peer_breaker_state: reg!(gv(
+                "router_peer_breaker_state",
+                "One endpoint's breaker: 0 closed, 1 open, 2 half_open.",
+                &["placement", "endpoint"]
+            )),
+            peer_requests: reg!(cv(
+                "router_peer_requests_total",
+                "Attempts sent to an endpoint that got a connection.",
+                &["placement", "endpoint"]
+            )),
+            peer_failures: reg!(cv(
+                "router_peer_failures_total",
+                "Upstream failures by endpoint and kind.",
+                &["placement", "endpoint", "kind"]
+            )),
             registry,
             scrape: Mutex::new(()),
         };
@@ -136,9 +160,12 @@ impl Metrics {
         self.errors.with_label_values(&[code.as_str()]).inc();
     }
 
-    /// Count one upstream failure in `router_upstream_failures_total{placement,kind}`.
-    pub fn count_failure(&self, placement: &str, kind: FailKind) {
+    /// Count one upstream failure of endpoint `endpoint` (its url) of `placement` in
+    /// `router_upstream_failures_total{placement,kind}` and
+    /// `router_peer_failures_total{placement,endpoint,kind}`.
+    pub fn count_failure(&self, placement: &str, endpoint: &str, kind: FailKind) {
         self.upstream_failures.with_label_values(&[placement, kind.as_str()]).inc();
+        self.peer_failures.with_label_values(&[placement, endpoint, kind.as_str()]).inc();
     }
 
     /// Count one step down a chain in `router_failovers_total{from,to}`.
@@ -153,13 +180,20 @@ impl Metrics {
         self.breaker_state.reset();
         self.endpoint_healthy.reset();
         self.inflight.reset();
+        self.peer_healthy.reset();
+        self.peer_breaker_state.reset();
         let now = Instant::now();
         if let Some(snap) = snap {
             self.config_version.set(snap.config.version as i64);
             for (id, p) in &snap.placements {
-                self.breaker_state.with_label_values(&[id]).set(p.breaker.state(now).gauge());
-                self.endpoint_healthy.with_label_values(&[id]).set(p.health.is_healthy() as i64);
+                self.breaker_state.with_label_values(&[id]).set(p.breaker_state(now).gauge());
+                self.endpoint_healthy.with_label_values(&[id]).set(p.is_healthy() as i64);
                 self.inflight.with_label_values(&[id]).set(p.limiter.inflight() as i64);
+                for e in p.endpoints.iter() {
+                    let labels = [id.as_str(), e.cfg.url.as_str()];
+                    self.peer_healthy.with_label_values(&labels).set(e.health.is_healthy() as i64);
+                    self.peer_breaker_state.with_label_values(&labels).set(e.breaker.state(now).gauge());
+                }
             }
         } else {
             self.config_version.set(-1);

@@ -4,18 +4,23 @@
 //! control-plane connected flag. The proxy, the admin API and the control plane each hold
 //! an `Arc<Store>`; nothing of it is a process global.
 //!
-//! Identity: a placement keeps its health object (and its Pingora load balancer and probe
-//! loop) when id, endpoint and `health_check` are unchanged; it keeps its breaker when id,
-//! endpoint and `circuit_breaker` are unchanged. The in-flight counter is kept per id.
-//! [`Store::install`] stops the probe loops not carried over at swap time and starts the
-//! new ones, so the number of loops equals the number of placements with a `health_check`.
+//! Identity, per endpoint (spec §4): an endpoint keeps its health object (its Pingora load
+//! balancer and probe loop) when placement id, `url` (as written), `health_check` and `tls`
+//! are unchanged; it keeps its breaker when placement id, `url` and `circuit_breaker` are
+//! unchanged (a weight change keeps both). A placement keeps its selection
+//! ([`crate::balance::Balancer`], the round-robin counter) when its endpoint list (urls and
+//! weights, in order) and `selection` are unchanged (spec §3). The in-flight counter is
+//! kept per id. [`Store::install`] stops the probe loops not carried over at swap time and
+//! starts the new ones, so the number of loops equals the number of endpoints of
+//! placements with a `health_check`.
 
+use crate::balance::Balancer;
 use crate::breaker::Breaker;
-use crate::config::Config;
+use crate::config::{Config, Placement};
 use crate::health::{Checkers, Health};
 use crate::limit::Limiter;
 use crate::metrics::Metrics;
-use crate::routing::{PlacementHot, PlacementRt, Snapshot};
+use crate::routing::{EndpointRt, PlacementHot, PlacementRt, Snapshot};
 use crate::upstream;
 use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
@@ -134,28 +139,35 @@ impl Store {
         let mut kept_health: Vec<*const Health> = Vec::new();
         for (id, p) in &cfg.placements {
             let prev = old.as_ref().and_then(|o| o.placements.get(id));
-            let peer = upstream::build_peer(p);
-            let health = match prev {
-                Some(pr)
-                    if pr.cfg.endpoint_raw == p.endpoint_raw
-                        && pr.cfg.health_check == p.health_check
-                        && pr.cfg.tls == p.tls =>
-                {
-                    pr.health.clone()
-                }
-                _ => Health::for_placement(p, peer.as_ref().ok()),
-            };
-            kept_health.push(Arc::as_ptr(&health));
-            let breaker = match prev {
-                Some(pr) if pr.cfg.endpoint_raw == p.endpoint_raw && pr.cfg.circuit_breaker == p.circuit_breaker => {
-                    pr.breaker.clone()
-                }
-                _ => Breaker::new(p.circuit_breaker.clone(), now),
+            let mut endpoints = Vec::with_capacity(p.endpoints.len());
+            for e in &p.endpoints {
+                let prev_ep = prev.and_then(|pr| pr.endpoints.iter().find(|x| x.cfg.url == e.url).map(|x| (pr, x)));
+                let peer = upstream::build_peer(p, e);
+                let health = match prev_ep {
+                    Some((pr, x)) if pr.cfg.health_check == p.health_check && pr.cfg.tls == p.tls => x.health.clone(),
+                    _ => Health::for_endpoint(p.health_check.as_ref(), e, peer.as_ref().ok()),
+                };
+                kept_health.push(Arc::as_ptr(&health));
+                let breaker = match prev_ep {
+                    Some((pr, x)) if pr.cfg.circuit_breaker == p.circuit_breaker => x.breaker.clone(),
+                    _ => Breaker::new(p.circuit_breaker.clone(), now),
+                };
+                endpoints.push(EndpointRt::new(e.clone(), health, breaker, peer));
+            }
+            let balancer = match prev {
+                Some(pr) if same_selection(&pr.cfg, p) => pr.balancer.clone(),
+                _ => Arc::new(Balancer::new(p.selection, &selection_members(&endpoints))),
             };
             let limiter = limiters.entry(id.clone()).or_default().clone();
             placements.insert(
                 id.clone(),
-                Arc::new(PlacementRt { cfg: p.clone(), health, breaker, limiter, peer, hot: PlacementHot::new(p) }),
+                Arc::new(PlacementRt {
+                    cfg: p.clone(),
+                    endpoints: endpoints.into_boxed_slice(),
+                    balancer,
+                    limiter,
+                    hot: PlacementHot::new(p),
+                }),
             );
         }
         limiters.retain(|id, l| cfg.placements.contains_key(id) || l.inflight() > 0);
@@ -165,16 +177,40 @@ impl Store {
         self.snapshot.store(Some(snap.clone()));
         self.metrics.config_version.set(version as i64);
         if let Some(old) = old {
-            for p in old.placements.values() {
-                if !kept_health.contains(&Arc::as_ptr(&p.health)) {
-                    p.health.stop();
+            for e in old.placements.values().flat_map(|p| p.endpoints.iter()) {
+                if !kept_health.contains(&Arc::as_ptr(&e.health)) {
+                    e.health.stop();
                 }
             }
         }
-        for p in snap.placements.values() {
-            self.checkers.start(&p.health);
+        for e in snap.placements.values().flat_map(|p| p.endpoints.iter()) {
+            self.checkers.start(&e.health);
         }
     }
+}
+
+/// Same selection state (spec §3, last bullet of *Endpoint selection*): equal `selection`
+/// and equal endpoint list (urls and weights, in order).
+fn same_selection(a: &Placement, b: &Placement) -> bool {
+    a.selection == b.selection
+        && a.endpoints.len() == b.endpoints.len()
+        && a.endpoints.iter().zip(&b.endpoints).all(|(x, y)| x.url == y.url && x.weight == y.weight)
+}
+
+/// The balancer's members: each endpoint's socket address (its peer's, resolved once when
+/// the placement is built) and weight, in config order. An endpoint whose peer could not be
+/// built orders as `0.0.0.0:<port>` (its connects fail, spec §3 step 6).
+fn selection_members(endpoints: &[EndpointRt]) -> Vec<(std::net::SocketAddr, usize)> {
+    endpoints
+        .iter()
+        .map(|e| {
+            let addr = match e.peer.as_ref().map(|p| p._address.clone()) {
+                Ok(pingora::protocols::l4::socket::SocketAddr::Inet(a)) => a,
+                _ => std::net::SocketAddr::from(([0, 0, 0, 0], e.cfg.origin.port)),
+            };
+            (addr, e.cfg.weight as usize)
+        })
+        .collect()
 }
 
 /// One active request, counted in its [`Store`] until dropped (see [`Store::enter`]).

@@ -1,6 +1,6 @@
-//! Building Pingora `HttpPeer`s for a placement's endpoint (docs/spec.md sections 1, 3).
+//! Building Pingora `HttpPeer`s for a placement's endpoints (docs/spec.md sections 1, 3).
 //!
-//! One template per placement, built when the placement is (re)built: address resolved
+//! One template per endpoint, built when the placement is (re)built: address resolved
 //! once, `PeerOptions.connection_timeout = connect_ms`, `idle_timeout = 60 s` (the pool
 //! rule of section 1), no `read_timeout` (the header deadline `request_ms` is enforced by
 //! the proxy, see `proxy.rs`), and for `https://` the CA file, client certificate and the
@@ -8,7 +8,7 @@
 //! into "skip all verification", which the contract forbids, so an absent or empty
 //! `server_name` becomes the endpoint host.
 
-use crate::config::{Placement, TlsCfg};
+use crate::config::{EndpointCfg, Placement, TlsCfg};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{CertKey, WrappedX509};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -60,12 +60,12 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("resolving {host}: no address"))
 }
 
-/// The name sent as SNI and verified: `tls.server_name`, or the endpoint host when absent
-/// or empty.
-pub fn tls_name(p: &Placement) -> String {
+/// The name sent as SNI and verified for endpoint `e` of `p`: `tls.server_name`, or the
+/// endpoint host when absent or empty.
+pub fn tls_name(p: &Placement, e: &EndpointCfg) -> String {
     match p.tls.as_ref().and_then(|t| t.server_name.as_deref()) {
         Some(n) if !n.is_empty() => n.to_string(),
-        _ => p.endpoint.host.clone(),
+        _ => e.origin.host.clone(),
     }
 }
 
@@ -101,26 +101,28 @@ fn x509_ok(der: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The connection-pool group of a placement: hash of id, endpoint and `tls` block.
-pub fn pool_group(p: &Placement) -> u64 {
+/// The connection-pool group of an endpoint: hash of placement id, url and `tls` block.
+pub fn pool_group(p: &Placement, e: &EndpointCfg) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     p.id.hash(&mut h);
-    p.endpoint_raw.hash(&mut h);
+    e.url.hash(&mut h);
     format!("{:?}", p.tls).hash(&mut h);
     h.finish()
 }
 
-/// Build the peer template of a placement.
-pub fn build_peer(p: &Placement) -> PeerResult {
-    let addr = resolve(&p.endpoint.host, p.endpoint.port)?;
-    let sni = if p.endpoint.tls { tls_name(p) } else { String::new() };
-    let mut peer = HttpPeer::new(addr, p.endpoint.tls, sni);
+/// Build the peer template of endpoint `e` of placement `p`.
+pub fn build_peer(p: &Placement, e: &EndpointCfg) -> PeerResult {
+    let addr = resolve(&e.origin.host, e.origin.port)?;
+    let tls = e.origin.tls;
+    let sni = if tls { tls_name(p, e) } else { String::new() };
+    let mut peer = HttpPeer::new(addr, tls, sni);
     // Pingora's pool key is address + scheme + SNI (+ client cert): without a group key a
     // placement without a CA file could reuse a connection another placement verified
-    // against its own CA. One pool per placement (as Go's one Transport per placement),
-    // stable across config updates that keep the same id, endpoint and TLS settings.
-    peer.group_key = pool_group(p);
+    // against its own CA. One pool per endpoint of a placement (Pingora's connection pool
+    // is per peer; Go keeps one Transport per endpoint), stable across config updates that
+    // keep the same id, url and TLS settings.
+    peer.group_key = pool_group(p, e);
     peer.options.connection_timeout = Some(Duration::from_millis(p.connect_ms));
     peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
     peer.options.read_timeout = None;
@@ -134,7 +136,7 @@ pub fn build_peer(p: &Placement) -> PeerResult {
     // `X-Forwarded-*` field; the contract strips the named fields and forwards, which
     // `upstream_request_filter` does (the router then sets those fields itself).
     peer.options.http_upstream_request_policy.strip_connection_nominated = false;
-    if p.endpoint.tls {
+    if tls {
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;
         if let Some(t) = &p.tls {

@@ -6,7 +6,8 @@ use rust_pingora::config::{parse_and_validate, BreakerCfg, Code};
 use rust_pingora::controlplane::{apply_config_bytes, handle_frame, load_lkg, write_lkg, LkgLoad, Reply};
 use rust_pingora::health::Health;
 use rust_pingora::limit::Limiter;
-use rust_pingora::routing::{acquire_slot, select, PlacementHot, PlacementRt, Selection, Snapshot};
+use rust_pingora::balance::Balancer;
+use rust_pingora::routing::{acquire_slot, select, EndpointRt, HashInput, PlacementHot, PlacementRt, Selection, Snapshot};
 use rust_pingora::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -82,15 +83,13 @@ fn rt(id: &str, fallback: Option<&str>, healthy: bool, breaker: Option<BreakerCf
     let mut cfg = parse_and_validate(doc.as_bytes()).unwrap().placements.remove(id).unwrap();
     cfg.fallback = fallback.map(str::to_string);
     let hot = PlacementHot::new(&cfg);
-    Arc::new(PlacementRt {
-        hot,
-        cfg,
-        health: Health::manual(healthy),
-        breaker: Breaker::new(breaker, t0),
-        limiter: Limiter::new(),
-        peer: Err("test".into()),
-    })
+    let ep = EndpointRt::new(cfg.endpoints[0].clone(), Health::manual(healthy), Breaker::new(breaker, t0), Err("test".into()));
+    let balancer = Arc::new(Balancer::new(cfg.selection, &[("127.0.0.1:1".parse().unwrap(), 1)]));
+    Arc::new(PlacementRt { hot, cfg, endpoints: vec![ep].into_boxed_slice(), balancer, limiter: Limiter::new() })
 }
+
+/// Placements in these tests hash nothing.
+const NO_KEY: HashInput<'static> = &|_| Vec::new();
 
 fn snapshot(ps: Vec<Arc<PlacementRt>>) -> Snapshot {
     let doc = r#"{"version":1,"routes":{},"placements":{}}"#;
@@ -108,36 +107,36 @@ fn routing_walks_health_then_breaker_and_counts_failovers() {
     let c = rt("c", None, true, None, 1, t0);
     let snap = snapshot(vec![a.clone(), b.clone(), c.clone()]);
     // open b's breaker
-    b.breaker.try_admit(t0).unwrap().record(Outcome::Failure, t0);
+    b.endpoints[0].breaker.try_admit(t0).unwrap().record(Outcome::Failure, t0);
     let mut f = Vec::new();
-    match select(&snap, "a", t0, &mut f) {
-        Selection::Chosen(p, _) => assert_eq!(p.cfg.id, "c"),
+    match select(&snap, "a", t0, &mut f, NO_KEY) {
+        Selection::Chosen(p, _, _) => assert_eq!(p.cfg.id, "c"),
         Selection::Exhausted => panic!("c is available"),
     }
     assert_eq!(f, vec![("a".into(), "b".into()), ("b".into(), "c".into())]);
     // the unhealthy placement's breaker was not asked: a's breaker still closed with no permit taken
-    assert_eq!(a.breaker.state(t0), State::Closed);
+    assert_eq!(a.endpoints[0].breaker.state(t0), State::Closed);
     // b half-open after open_ms: it takes the one permit, the next request goes on to c
     let t1 = t0 + Duration::from_millis(1000);
     let mut f = Vec::new();
-    let held = match select(&snap, "b", t1, &mut f) {
-        Selection::Chosen(p, permit) => {
+    let held = match select(&snap, "b", t1, &mut f, NO_KEY) {
+        Selection::Chosen(p, _, permit) => {
             assert_eq!(p.cfg.id, "b");
             permit
         }
         _ => panic!(),
     };
-    match select(&snap, "b", t1, &mut Vec::new()) {
-        Selection::Chosen(p, _) => assert_eq!(p.cfg.id, "c"),
+    match select(&snap, "b", t1, &mut Vec::new(), NO_KEY) {
+        Selection::Chosen(p, _, _) => assert_eq!(p.cfg.id, "c"),
         _ => panic!(),
     }
     drop(held);
     // nothing available
-    c.health.set_manual(false);
-    b.health.set_manual(false);
-    assert!(matches!(select(&snap, "a", t1, &mut Vec::new()), Selection::Exhausted));
+    c.endpoints[0].health.set_manual(false);
+    b.endpoints[0].health.set_manual(false);
+    assert!(matches!(select(&snap, "a", t1, &mut Vec::new(), NO_KEY), Selection::Exhausted));
     // limit: no spill
-    c.health.set_manual(true);
+    c.endpoints[0].health.set_manual(true);
     let slot = acquire_slot(&c).unwrap();
     assert!(acquire_slot(&c).is_none());
     drop(slot);
@@ -256,18 +255,18 @@ async fn identity_across_updates_and_no_checker_leak() {
     assert_eq!(store.checkers_running(), 2);
     let snap1 = store.snapshot().unwrap();
     // open a's breaker
-    snap1.placements["a"].breaker.try_admit(Instant::now()).unwrap().record(Outcome::Failure, Instant::now());
+    snap1.placements["a"].endpoints[0].breaker.try_admit(Instant::now()).unwrap().record(Outcome::Failure, Instant::now());
     // same blocks: state kept
     store.install(parse_and_validate(&hc_doc(2, &[("a", 1000), ("b", 1000)])).unwrap());
     let snap2 = store.snapshot().unwrap();
-    assert!(Arc::ptr_eq(&snap1.placements["a"].health, &snap2.placements["a"].health));
-    assert_eq!(snap2.placements["a"].breaker.state(Instant::now()), State::Open);
+    assert!(Arc::ptr_eq(&snap1.placements["a"].endpoints[0].health, &snap2.placements["a"].endpoints[0].health));
+    assert_eq!(snap2.placements["a"].endpoints[0].breaker.state(Instant::now()), State::Open);
     // b's health_check changes: new health, old checker stopped; a removed
     for v in 3..103 {
         store.install(parse_and_validate(&hc_doc(v, &[("b", 2000 + v)])).unwrap());
     }
     let snap3 = store.snapshot().unwrap();
-    assert!(!Arc::ptr_eq(&snap1.placements["b"].health, &snap3.placements["b"].health));
+    assert!(!Arc::ptr_eq(&snap1.placements["b"].endpoints[0].health, &snap3.placements["b"].endpoints[0].health));
     let deadline = Instant::now() + Duration::from_secs(5);
     while store.checkers_running() != 1 {
         assert!(Instant::now() < deadline, "checkers: {}", store.checkers_running());
@@ -275,8 +274,96 @@ async fn identity_across_updates_and_no_checker_leak() {
     }
     // the probe against a closed port marks b unhealthy (first probe at creation)
     let deadline = Instant::now() + Duration::from_secs(5);
-    while snap3.placements["b"].health.is_healthy() {
+    while snap3.placements["b"].endpoints[0].health.is_healthy() {
         assert!(Instant::now() < deadline, "first probe did not run");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn pool_doc(version: u64, entries: &[(u16, u32)], hc_interval: Option<u64>) -> Vec<u8> {
+    let eps: Vec<_> = entries.iter().map(|(port, w)| serde_json::json!({"url": format!("http://127.0.0.1:{port}"), "weight": w})).collect();
+    let mut p = serde_json::json!({"endpoints": eps, "max_concurrency": 4,
+        "timeouts": {"connect_ms": 5, "request_ms": 5},
+        "circuit_breaker": {"failure_threshold": 1, "open_ms": 60000, "half_open_max_requests": 1, "success_threshold": 1}});
+    if let Some(i) = hc_interval {
+        p["health_check"] = serde_json::json!({"path": "/h", "interval_ms": i, "timeout_ms": 5, "unhealthy_threshold": 1, "healthy_threshold": 1});
+    }
+    serde_json::json!({"version": version, "routes": {"k": "p"}, "placements": {"p": p}}).to_string().into_bytes()
+}
+
+/// Within a placement: weighted round robin in address order, a breaker-open endpoint is
+/// skipped while its siblings serve, and the placement is unavailable only when every
+/// endpoint is (spec §3 step 3).
+#[test]
+fn placement_picks_available_endpoints_in_selection_order() {
+    let store = Store::with_checkers(std::env::temp_dir(), false, rust_pingora::health::Checkers::disabled());
+    store.install(parse_and_validate(&pool_doc(1, &[(9003, 1), (9001, 1), (9002, 2)], None)).unwrap());
+    let snap = store.snapshot().unwrap();
+    let p = &snap.placements["p"];
+    let t = Instant::now();
+    let mut seq = Vec::new();
+    for _ in 0..8 {
+        let (i, permit) = p.pick(b"", t, &[]).unwrap();
+        permit.record(Outcome::Success, t);
+        seq.push(p.endpoints[i].cfg.url.rsplit(':').next().unwrap().to_string());
+    }
+    assert_eq!(seq, ["9001", "9002", "9002", "9003", "9001", "9002", "9002", "9003"]);
+    // open 9002's breaker (config index 2): its siblings keep serving
+    p.endpoints[2].breaker.try_admit(t).unwrap().record(Outcome::Failure, t);
+    for _ in 0..6 {
+        let (i, permit) = p.pick(b"", t, &[]).unwrap();
+        assert_ne!(i, 2);
+        drop(permit);
+    }
+    assert!(p.is_healthy());
+    assert_eq!(p.breaker_state(t), State::Closed, "aggregate: closed while one is closed");
+    // the others' breakers open too: the placement is unavailable
+    for i in [0, 1] {
+        p.endpoints[i].breaker.try_admit(t).unwrap().record(Outcome::Failure, t);
+    }
+    assert!(p.pick(b"", t, &[]).is_none());
+    assert_eq!(p.breaker_state(t), State::Open);
+    assert!(matches!(select(&snap, "p", t, &mut Vec::new(), NO_KEY), Selection::Exhausted));
+}
+
+/// Identity per endpoint across config swaps (spec §4): a weight change keeps health and
+/// breaker; an added endpoint starts fresh; one checker per checked endpoint; the
+/// round-robin position is kept only while urls, weights and selection are unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_identity_across_updates() {
+    let store = Store::new(std::env::temp_dir(), false);
+    store.install(parse_and_validate(&pool_doc(1, &[(1, 1), (2, 1)], Some(60_000))).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.checkers_running() != 2 {
+        assert!(Instant::now() < deadline, "checkers: {}", store.checkers_running());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let s1 = store.snapshot().unwrap();
+    let t = Instant::now();
+    s1.placements["p"].endpoints[0].breaker.try_admit(t).unwrap().record(Outcome::Failure, t);
+    // same list: same balancer (the counter carries on)
+    store.install(parse_and_validate(&pool_doc(2, &[(1, 1), (2, 1)], Some(60_000))).unwrap());
+    let s2 = store.snapshot().unwrap();
+    assert!(Arc::ptr_eq(&s1.placements["p"].balancer, &s2.placements["p"].balancer));
+    // weight change + one more endpoint
+    store.install(parse_and_validate(&pool_doc(3, &[(1, 5), (2, 1), (3, 1)], Some(60_000))).unwrap());
+    let s3 = store.snapshot().unwrap();
+    let (p1, p3) = (&s1.placements["p"], &s3.placements["p"]);
+    assert!(!Arc::ptr_eq(&p1.balancer, &p3.balancer), "weights changed: selection rebuilt");
+    assert!(Arc::ptr_eq(&p1.endpoints[0].health, &p3.endpoints[0].health));
+    assert!(Arc::ptr_eq(&p1.endpoints[0].breaker, &p3.endpoints[0].breaker));
+    assert_eq!(p3.endpoints[0].breaker.state(t), State::Open);
+    assert_eq!(p3.endpoints[2].breaker.state(t), State::Closed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.checkers_running() != 3 {
+        assert!(Instant::now() < deadline, "checkers: {}", store.checkers_running());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // back to one endpoint: two checkers stop
+    store.install(parse_and_validate(&pool_doc(4, &[(2, 1)], Some(60_000))).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.checkers_running() != 1 {
+        assert!(Instant::now() < deadline, "checkers: {}", store.checkers_running());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -5,7 +5,7 @@ use crate::breaker::Permit;
 use crate::errcode::Code;
 use crate::limit::Slot;
 use crate::metrics::FailKind;
-use crate::routing::{PlacementRt, Snapshot};
+use crate::routing::{EndpointRt, PlacementRt, Snapshot};
 use crate::store::ActiveGuard;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 pub enum NextPeer {
     /// Connect to `Ctx::placement` as chosen (first attempt, or after a walk).
     Chosen,
-    /// The last attempt failed to connect (bodiless request): walk the chain on from the
-    /// failed placement's `fallback` (spec §3 step 6).
-    WalkOn,
+    /// The last attempt failed to connect (bodiless request): the same placement's next
+    /// available endpoint not tried yet, else walk the chain on from the failed
+    /// placement's `fallback` (spec §3 step 6).
+    Retry,
     /// A pooled connection turned out stale: try the same placement again on a fresh
     /// connection, without a breaker outcome.
     SameAgain,
@@ -72,7 +73,11 @@ pub struct Ctx {
     pub key: Option<String>,
     /// The placement being tried (or last tried).
     pub placement: Option<Arc<PlacementRt>>,
-    /// Its breaker permit, until an outcome is recorded or it is given back.
+    /// Index of the endpoint being tried (or last tried) in `placement.endpoints`.
+    pub endpoint: Option<usize>,
+    /// Endpoints of `placement` tried by this request (each at most once).
+    pub tried: Vec<usize>,
+    /// The endpoint's breaker permit, until an outcome is recorded or it is given back.
     pub permit: Option<Permit>,
     /// Its concurrency slot; the request is in flight while this is held.
     pub slot: Option<Slot>,
@@ -105,6 +110,8 @@ impl Ctx {
             snap: None,
             key: None,
             placement: None,
+            endpoint: None,
+            tried: Vec::new(),
             permit: None,
             slot: None,
             has_body: false,
@@ -122,5 +129,10 @@ impl Ctx {
     /// The id of the placement tried, if one was chosen.
     pub fn placement_id(&self) -> Option<&str> {
         self.placement.as_ref().map(|p| p.cfg.id.as_str())
+    }
+
+    /// The endpoint being tried (or last tried), if one was chosen.
+    pub fn endpoint_rt(&self) -> Option<&EndpointRt> {
+        Some(&self.placement.as_ref()?.endpoints[self.endpoint?])
     }
 }

@@ -3,7 +3,7 @@
 //! `X-Router-Placement` on the way down, and the raw-header checks `request_filter` makes
 //! (RFC 9112 section 6.3: a message with both `Content-Length` and `Transfer-Encoding`).
 
-use crate::routing::PlacementRt;
+use crate::routing::{EndpointRt, PlacementRt};
 use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
@@ -99,12 +99,12 @@ fn hop_by_hop_present(headers: &http::HeaderMap, nominated: &[HeaderName], keep_
 }
 
 /// Rewrite the upstream request `up` (Pingora's copy of the client's request `down`) for
-/// placement `p`: hop-by-hop fields removed (an upgrade request keeps `Connection: Upgrade`
+/// the chosen endpoint `ep`: hop-by-hop fields removed (an upgrade request keeps `Connection: Upgrade`
 /// and its `Upgrade` value; `TE: trailers` is kept), `Host` = the endpoint's `host:port`,
 /// `X-Forwarded-Host` = the client's `Host` (absent without one), `X-Forwarded-Proto: http`, `X-Forwarded-For`
 /// = the incoming values joined, then `client` (a hop-by-hop `X-Forwarded-For` does not
 /// travel on).
-pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, p: &PlacementRt, up: &mut RequestHeader) -> Result<()> {
+pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, ep: &EndpointRt, up: &mut RequestHeader) -> Result<()> {
     let is_upgrade = down.headers.contains_key(header::UPGRADE);
     let te_trailers = down
         .headers
@@ -139,9 +139,9 @@ pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, p: &Placem
     if te_trailers {
         up.insert_header("TE", "trailers")?;
     }
-    match &p.hot.host {
+    match &ep.host {
         Some(v) => up.insert_header(header::HOST, v.clone())?,
-        None => up.insert_header(header::HOST, p.cfg.endpoint.authority())?,
+        None => up.insert_header(header::HOST, ep.cfg.origin.authority())?,
     }
     match client_host {
         Some(h) => up.insert_header("X-Forwarded-Host", h)?,

@@ -10,12 +10,14 @@
 //!   here ([`respond`]); the refusals of the head (400 `bad_request`, 431) close, the others
 //!   first discard an unread body as net/http does and keep the connection when it ended
 //!   within 256 KiB ([`respond::discard_body`]).
-//! - `upstream_peer`: returns the chosen placement's peer; after a connect failure of a
-//!   bodiless request it walks the chain on after the failed placement ([`NextPeer`]).
+//! - `upstream_peer`: returns the chosen endpoint's peer; after a connect failure of a
+//!   bodiless request it tries the placement's next available endpoint not tried yet
+//!   (Pingora's `select_with` again, `crate::balance`), then walks the chain on after the
+//!   failed placement ([`NextPeer`]).
 //! - `connected_to_upstream` / `request_body_filter`: start the `request_ms` response-header
 //!   deadline ([`deadline`]) once the request has been written.
-//! - `fail_to_connect`: breaker failure (kind `connect`), slot release and `set_retry(true)`
-//!   for bodiless requests.
+//! - `fail_to_connect`: the endpoint's breaker failure (kind `connect`) and
+//!   `set_retry(true)` for bodiless requests (the slot is kept while the placement retries).
 //! - `upstream_request_filter` / `upstream_response_filter`: [`headers`] and [`framing`]
 //!   (the target byte for byte, origin-form for absolute-form, one `Content-Length`, no framing fields on
 //!   1xx/204/304, 502 for framing the router cannot forward, the standard reason phrase);
@@ -41,6 +43,7 @@ pub use deadline::{DeadlineTimer, HeaderDeadline};
 pub use respond::error_response;
 
 use crate::breaker::Outcome;
+use crate::config::HashKey;
 use crate::errcode::Code;
 use crate::metrics::FailKind;
 use crate::routing::{self, Choice, Snapshot};
@@ -102,40 +105,63 @@ impl RouterProxy {
         }
     }
 
-    /// Steps 3 and 4 from `first`: sets the context's placement, permit and slot, or
-    /// returns the error code (the placement stays set for `concurrency_limit`).
-    fn choose(&self, ctx: &mut Ctx, snap: &Snapshot, first: &str) -> Result<(), Code> {
+    /// Steps 3 and 4 from `first`: sets the context's placement, endpoint, permit and
+    /// slot, or returns the error code (the placement stays set for `concurrency_limit`).
+    fn choose(&self, ctx: &mut Ctx, session: &Session, snap: &Snapshot, first: &str) -> Result<(), Code> {
         let mut failovers = Vec::new();
-        let choice = routing::choose(snap, first, Instant::now(), &mut failovers);
+        let input = |hk: &HashKey| hash_input(session, hk);
+        let choice = routing::choose(snap, first, Instant::now(), &mut failovers, &input);
         self.count_failovers(&failovers);
         match choice {
-            Choice::Ready { placement, permit, slot } => {
+            Choice::Ready { placement, endpoint, permit, slot } => {
                 ctx.placement = Some(placement);
+                ctx.endpoint = Some(endpoint);
+                ctx.tried = vec![endpoint];
                 ctx.permit = Some(permit);
                 ctx.slot = Some(slot);
                 Ok(())
             }
             Choice::AtLimit(placement) => {
                 ctx.placement = Some(placement);
+                ctx.endpoint = None;
                 Err(Code::ConcurrencyLimit)
             }
             Choice::Exhausted => Err(Code::NoHealthyUpstream),
         }
     }
 
-    /// Step 6 after a connect failure on the context's placement: walk on from its
+    /// Step 6 after a connect failure: a bodiless request tries the same placement's next
+    /// available endpoint not tried yet (keeping the placement's slot); otherwise the slot
+    /// is released and the chain walks on ([`RouterProxy::walk_on`]).
+    fn retry(&self, ctx: &mut Ctx, session: &Session, snap: &Snapshot) -> Result<()> {
+        let p = ctx.placement.clone().expect("placement");
+        if !ctx.has_body {
+            let key = p.cfg.hash_key.as_ref().map(|hk| hash_input(session, hk)).unwrap_or_default();
+            if let Some((ep, permit)) = p.pick(&key, Instant::now(), &ctx.tried) {
+                ctx.endpoint = Some(ep);
+                ctx.tried.push(ep);
+                ctx.permit = Some(permit);
+                return Ok(());
+            }
+        }
+        ctx.slot = None;
+        self.walk_on(ctx, session, snap)
+    }
+
+    /// Step 6 after the context's placement has no endpoint left to try: walk on from its
     /// `fallback` (bodiless requests only). On failure the decided code is stored in the
     /// context (`upstream_connect_failed` naming the failed placement, or
     /// `concurrency_limit` naming the new one) and returned as a connect error.
-    fn walk_on(&self, ctx: &mut Ctx, snap: &Snapshot) -> Result<()> {
+    fn walk_on(&self, ctx: &mut Ctx, session: &Session, snap: &Snapshot) -> Result<()> {
         let failed = ctx.placement.clone().expect("placement");
+        let failed_ep = ctx.endpoint;
         let next = if ctx.has_body { None } else { failed.cfg.fallback.clone() };
         let Some(next) = next else {
             ctx.error = Some(Code::UpstreamConnectFailed);
             return Error::e_explain(ErrorType::ConnectError, "chain exhausted");
         };
         self.count_failovers(&[(failed.cfg.id.clone(), next.clone())]);
-        match self.choose(ctx, snap, &next) {
+        match self.choose(ctx, session, snap, &next) {
             Ok(()) => Ok(()),
             Err(Code::ConcurrencyLimit) => {
                 ctx.error = Some(Code::ConcurrencyLimit);
@@ -143,6 +169,7 @@ impl RouterProxy {
             }
             Err(_) => {
                 ctx.placement = Some(failed);
+                ctx.endpoint = failed_ep;
                 ctx.error = Some(Code::UpstreamConnectFailed);
                 Error::e_explain(ErrorType::ConnectError, "chain exhausted")
             }
@@ -150,8 +177,8 @@ impl RouterProxy {
     }
 
     fn record_failure(&self, ctx: &mut Ctx, kind: FailKind) {
-        if let Some(id) = ctx.placement_id() {
-            self.store.metrics.count_failure(id, kind);
+        if let (Some(id), Some(ep)) = (ctx.placement_id(), ctx.endpoint_rt()) {
+            self.store.metrics.count_failure(id, &ep.cfg.url, kind);
         }
         if let Some(permit) = ctx.permit.take() {
             permit.record(Outcome::Failure, Instant::now());
@@ -178,6 +205,27 @@ impl RouterProxy {
     fn arm_deadline(&self, ctx: &mut Ctx) {
         if let Some(p) = &ctx.placement {
             ctx.timer.arm(&self.deadlines, Duration::from_millis(p.cfg.request_ms));
+        }
+    }
+}
+
+/// The bytes `consistent_hash` hashes for `hk` (spec §3 *Endpoint selection*):
+/// `routing_key` the `X-Routing-Key` value; `path` the request target's path as received,
+/// without the query (absolute-form: its origin-form; asterisk-form: `*`); `header:<name>`
+/// the field's first value, empty when absent.
+fn hash_input(session: &Session, hk: &HashKey) -> Vec<u8> {
+    let req = session.req_header();
+    match hk {
+        HashKey::RoutingKey => req.headers.get(routing::ROUTING_KEY).map(|v| v.as_bytes().to_vec()).unwrap_or_default(),
+        HashKey::Header(name) => req.headers.get(name).map(|v| v.as_bytes().to_vec()).unwrap_or_default(),
+        HashKey::Path => {
+            let raw = session.as_downstream().as_http1().map(|h1| h1.get_headers_raw_bytes());
+            let sent = raw.as_deref().and_then(target::raw_target).unwrap_or(req.raw_path());
+            let mut path = target::classify(&req.method, sent).origin_bytes().unwrap_or_else(|| sent.to_vec());
+            if let Some(q) = path.iter().position(|b| *b == b'?') {
+                path.truncate(q);
+            }
+            path
         }
     }
 }
@@ -293,30 +341,29 @@ impl ProxyHttp for RouterProxy {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .is_some_and(|n| n > 0);
-        if let Err(code) = self.choose(ctx, &snap, first) {
+        if let Err(code) = self.choose(ctx, session, &snap, first) {
             self.answer_unread(session, ctx, code).await?;
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let snap = ctx.snap.clone().expect("snapshot chosen in request_filter");
         match std::mem::replace(&mut ctx.next, NextPeer::Chosen) {
             NextPeer::Chosen | NextPeer::SameAgain => {}
-            NextPeer::WalkOn => self.walk_on(ctx, &snap)?,
+            NextPeer::Retry => self.retry(ctx, session, &snap)?,
         }
-        // A placement whose peer could not be built fails like a connect failure.
+        // An endpoint whose peer could not be built fails like a connect failure.
         loop {
-            let p = ctx.placement.clone().expect("placement");
-            let why = match &p.peer {
+            let ep = ctx.endpoint_rt().expect("endpoint");
+            let why = match &ep.peer {
                 Ok(peer) => return Ok(Box::new(peer.clone())),
                 Err(why) => why,
             };
-            log::warn!("placement {}: {why}", p.cfg.id);
+            log::warn!("placement {} endpoint {}: {why}", ctx.placement_id().unwrap_or(""), ep.cfg.url);
             self.record_failure(ctx, FailKind::Connect);
-            ctx.slot = None;
-            self.walk_on(ctx, &snap)?;
+            self.retry(ctx, session, &snap)?;
         }
     }
 
@@ -329,6 +376,9 @@ impl ProxyHttp for RouterProxy {
         _digest: Option<&Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let (Some(id), Some(ep)) = (ctx.placement_id(), ctx.endpoint_rt()) {
+            ep.requests(&self.store.metrics.peer_requests, id).inc();
+        }
         // SAFETY: `fd` is the live upstream socket of this request for the duration of
         // this call; we only duplicate it.
         let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned();
@@ -358,9 +408,9 @@ impl ProxyHttp for RouterProxy {
     }
 
     async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
-        let p = ctx.placement.as_ref().expect("placement");
+        let ep = ctx.endpoint_rt().expect("endpoint");
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        headers::upstream_request(session.req_header(), client, p, up)?;
+        headers::upstream_request(session.req_header(), client, ep, up)?;
         // The target goes up byte for byte as the client sent it (RFC 9110 section 7.7;
         // Pingora's parsed URI drops a `#fragment`), an absolute-form target as its
         // origin-form (RFC 9112 section 3.2.2; Pingora would forward the absolute form with
@@ -437,11 +487,11 @@ impl ProxyHttp for RouterProxy {
     fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
         ctx.timer.disarm();
         self.record_failure(ctx, FailKind::Connect);
-        ctx.slot = None;
         if !ctx.has_body {
-            ctx.next = NextPeer::WalkOn;
+            ctx.next = NextPeer::Retry; // the slot is kept while the placement retries
             e.set_retry(true);
         } else {
+            ctx.slot = None;
             ctx.error = Some(Code::UpstreamConnectFailed);
             e.set_retry(false);
         }
