@@ -10,7 +10,7 @@ REL := $(CARGO_TARGET_DIR)/release
 # checks the same version (harness/src/toxiproxy.rs, VERSION).
 TOXIPROXY_VERSION := v2.5.0
 
-.PHONY: all build build-go build-rust tools run test test-go test-rust suite fuzz bench clean help
+.PHONY: all build build-go build-rust tools soak run test test-go test-rust suite fuzz bench clean help
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make run    build everything, run the parity suite and a quick benchmark"
 	@echo "make test   every unit test (Go, Rust) and the scenario suite"
 	@echo "make bench  the full benchmark comparison (results/latest/report.md)"
+	@echo "make soak   each router SOAK_S seconds (600) under load and disturbances (docs/soak.md)"
 	@echo "make fuzz   differential fuzzing of both routers until interrupted (docs/fuzzing.md)"
 
 build: build-go build-rust tools
@@ -73,6 +74,12 @@ bench: build
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt-get install -y -qq nginx-light wrk >/dev/null 2>&1 \
 		|| echo "nginx not installed (apt-get install nginx-light): the nginx target will be absent"
 	$(BIN)/parity bench scenarios/bench/full.yaml --out results
+
+# Soak: each router SOAK_S seconds under load with config swaps, flaps, breaker trips and
+# control-plane drops; results/soak-*/soak.md (docs/soak.md). CI: make soak SOAK_S=60.
+SOAK_S ?= 600
+soak: build
+	$(BIN)/parity soak --duration-s $(SOAK_S) --out results
 
 clean:
 	rm -rf $(BIN) target results/*/ results/latest results/latest-suite results/latest-bench

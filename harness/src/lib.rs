@@ -49,6 +49,7 @@ pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod selftest;
+pub mod soak;
 pub mod steps;
 pub mod suite;
 pub mod trace;

@@ -247,7 +247,8 @@ impl Toxiproxy {
         if p.exists() {
             return Ok(p);
         }
-        bail!("this scenario needs Toxiproxy, but {} does not exist: {}", p.display(), install_hint())
+        // "not found" makes the run an error (exit 3), as for a missing router binary.
+        bail!("this scenario needs Toxiproxy, but {BINARY} was not found at {}: {}", p.display(), install_hint())
     }
 
     /// Starts the server from `bin_dir` on a free loopback port (output in

@@ -8,6 +8,7 @@ pub mod report;
 pub mod run;
 pub mod schema;
 pub mod selftest;
+pub mod soak;
 pub mod validate;
 
 use crate::scenario;
@@ -57,6 +58,9 @@ pub enum Cmd {
     /// Differential fuzzing: generated request and response streams through both routers; divergences shrunk to scenarios.
     #[command(after_help = fuzz::EXIT_CODES)]
     Fuzz(fuzz::FuzzArgs),
+    /// Soak: each router for N seconds under load with config swaps, endpoint flaps, breaker trips and control-plane drops; lost requests and resource slopes.
+    #[command(after_help = soak::EXIT_CODES)]
+    Soak(soak::SoakArgs),
 }
 
 /// Runs one command; returns the process exit code.
@@ -70,6 +74,7 @@ pub async fn dispatch(cmd: Cmd) -> i32 {
         Cmd::Selftest(a) => selftest::run(a).await,
         Cmd::Bench(a) => bench::run(a).await,
         Cmd::Fuzz(a) => fuzz::run(a).await,
+        Cmd::Soak(a) => soak::run(a).await,
     }
 }
 
