@@ -121,6 +121,7 @@ pub fn resolve_step(step: &Step, b: &Bindings) -> Step {
             }
         }
         Step::ExpectFile(f) => f.path = b.fill(&f.path),
+        Step::KeySpread(_) => {}
         Step::Upstream(u) => {
             if let Some(Behaviour::Raw(r)) = &mut u.behaviour {
                 r.bytes = b.fill(&r.bytes);

@@ -301,6 +301,16 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                     }
                 }
             }
+            Step::KeySpread(k) => {
+                for name in k.moved_from.iter().flatten().chain(&k.never) {
+                    if !sc.upstreams.contains_key(name) {
+                        err(format!("{base}.key_spread"), format!("no upstream {name:?}"));
+                    }
+                }
+                if k.compare.is_none() && (k.max_moved_percent.is_some() || k.moved_from.is_some()) {
+                    err(format!("{base}.key_spread"), "max_moved_percent and moved_from need compare".into());
+                }
+            }
             Step::ExpectAccessLog(_) => {
                 if !sc.router.access_log {
                     err(base.clone(), "needs router.access_log: true".into());

@@ -294,6 +294,9 @@ pub enum Step {
     Wait(Wait),
     /// Check fields of `GET /admin/state` by JSON Pointer.
     ExpectAdmin(BTreeMap<String, Value>),
+    /// One request per key, to check consistent hashing: sticky keys, bounded movement
+    /// against an earlier spread ([`crate::steps::key_spread`]).
+    KeySpread(crate::steps::key_spread::KeySpread),
     /// Check metric values (`name{label="v"}`); `null` expects the series to be absent
     /// (a labelled counter never incremented, spec section 7). An absent series is its
     /// own value and fails any expected number (0 included); a failed scrape fails the

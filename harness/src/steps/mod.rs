@@ -12,6 +12,7 @@ pub mod expect_control_plane;
 pub mod expect_file;
 pub mod expect_metrics;
 pub mod expect_upstream;
+pub mod key_spread;
 pub mod push;
 pub mod router;
 pub mod send;
@@ -86,12 +87,14 @@ pub struct Ctx<'a> {
     /// Per upstream name: how many of its records earlier `expect_upstream` steps with
     /// `received` have compared (the next one compares from there).
     pub received_seen: HashMap<String, usize>,
+    /// Spreads (key -> upstream) saved by `key_spread` steps, by name.
+    pub spreads: HashMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl<'a> Ctx<'a> {
     /// A context with an empty trace.
     pub fn new(env: &'a mut Env, sc: &'a Scenario, rec: Recorder) -> Ctx<'a> {
-        Ctx { env, sc, rec, latencies: Vec::new(), background: HashMap::new(), progress: HashMap::new(), step_ends: Vec::new(), received_seen: HashMap::new() }
+        Ctx { env, sc, rec, latencies: Vec::new(), background: HashMap::new(), progress: HashMap::new(), step_ends: Vec::new(), received_seen: HashMap::new(), spreads: HashMap::new() }
     }
 
     /// Records an observation (normalised).
@@ -126,6 +129,7 @@ async fn run_step(ctx: &mut Ctx<'_>, i: i64, step: &Step) -> Result<()> {
         Step::Router(a) => router::run(ctx, i, a).await,
         Step::Wait(w) => wait::run(ctx, i, w).await,
         Step::ExpectAdmin(m) => expect_admin::run(ctx, i, m).await,
+        Step::KeySpread(k) => key_spread::run(ctx, i, k).await,
         Step::ExpectMetrics(m) => expect_metrics::run(ctx, i, m).await?,
         Step::ExpectControlPlane(e) => expect_control_plane::run(ctx, i, e),
         Step::ExpectAccessLog(a) => expect_access_log::run(ctx, i, a).await,
