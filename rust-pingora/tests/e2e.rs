@@ -355,3 +355,82 @@ fn sigterm_right_after_healthz_still_exits_zero() {
         assert_eq!(status.code(), Some(0));
     }
 }
+
+/// A config with placement `p` over `endpoints` (host:port, weight), fallback `fb` (a
+/// single-endpoint placement `q` on `fb_addr`), a breaker opening at the first failure.
+fn pool_config(endpoints: &[(&str, u32)], fb_addr: Option<&str>) -> String {
+    let eps: Vec<_> = endpoints.iter().map(|(a, w)| serde_json::json!({"url": format!("http://{a}"), "weight": w})).collect();
+    let mut p = serde_json::json!({"endpoints": eps, "max_concurrency": 8,
+        "timeouts": {"connect_ms": 300, "request_ms": 1000},
+        "circuit_breaker": {"failure_threshold": 1, "open_ms": 60000, "half_open_max_requests": 1, "success_threshold": 1}});
+    let mut pl = serde_json::Map::new();
+    if let Some(fb) = fb_addr {
+        p["fallback"] = serde_json::json!("q");
+        pl.insert("q".into(), serde_json::json!({"endpoint": format!("http://{fb}"), "max_concurrency": 8,
+            "timeouts": {"connect_ms": 300, "request_ms": 1000}}));
+    }
+    pl.insert("p".into(), p);
+    serde_json::json!({"version": 1, "routes": {"key-p": "p"}, "placements": pl}).to_string()
+}
+
+/// Spec §3 step 6 and §5 per endpoint: a connect failure on one endpoint of a bodiless
+/// request retries the placement's next endpoint (no failover, no client error); the failed
+/// endpoint's own breaker opens while its sibling keeps serving and the placement's
+/// aggregate stays closed.
+#[test]
+fn connect_failure_retries_within_the_placement_and_opens_only_that_endpoints_breaker() {
+    let up = Upstream::start("live");
+    let dead = closed_port();
+    let r = RouterProc::start(Some(&pool_config(&[(&dead, 1), (&up.addr, 1)], None)), &[]);
+    for _ in 0..4 {
+        let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();
+        assert_eq!((resp.status, resp.header("X-Upstream-Name")), (200, Some("live")));
+        assert_eq!(resp.header("X-Router-Placement"), Some("p"));
+    }
+    let st = r.state();
+    let p = &st["placements"]["p"];
+    assert_eq!((p["healthy"].as_bool(), p["breaker"].as_str(), p["selection"].as_str()), (Some(true), Some("closed"), Some("round_robin")));
+    assert_eq!(p["endpoint"], format!("http://{dead}"), "first endpoint in config order");
+    assert_eq!(p["endpoints"][0]["breaker"], "open");
+    assert_eq!(p["endpoints"][1]["breaker"], "closed");
+    assert_eq!(p["endpoints"][1]["weight"], 1);
+    assert_eq!(p["inflight"], 0);
+    let m = r.metrics();
+    let (d, u) = (format!("http://{dead}"), format!("http://{}", up.addr));
+    assert!(m.contains(&format!("router_peer_failures_total{{endpoint=\"{d}\",kind=\"connect\",placement=\"p\"}} 1")), "{m}");
+    assert!(m.contains(&format!("router_peer_requests_total{{endpoint=\"{u}\",placement=\"p\"}} 4")), "{m}");
+    assert!(m.contains(&format!("router_peer_breaker_state{{endpoint=\"{d}\",placement=\"p\"}} 1")), "{m}");
+    assert!(m.contains(&format!("router_peer_breaker_state{{endpoint=\"{u}\",placement=\"p\"}} 0")), "{m}");
+    assert!(m.contains("router_upstream_failures_total{kind=\"connect\",placement=\"p\"} 1"), "{m}");
+    assert!(m.contains("router_breaker_state{placement=\"p\"} 0"), "{m}");
+    assert!(!m.contains("router_failovers_total{"), "{m}");
+    assert!(!m.contains(&format!("router_peer_requests_total{{endpoint=\"{d}\"")), "a refused endpoint got no request: {m}");
+}
+
+/// All endpoints of a placement refuse: each is tried once, then the fallback serves; a
+/// request with a body is not retried (502 naming the placement).
+#[test]
+fn every_endpoint_refusing_moves_down_the_chain_and_bodies_are_not_retried() {
+    let up = Upstream::start("fallback");
+    let (d1, d2) = (closed_port(), closed_port());
+    let cfg = pool_config(&[(&d1, 1), (&d2, 1)], Some(&up.addr));
+    // breakers open after one failure each: use a fresh router per request kind
+    let r = RouterProc::start(Some(&cfg), &[]);
+    let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Placement")), (200, Some("q")));
+    let m = r.metrics();
+    for d in [&d1, &d2] {
+        assert!(m.contains(&format!("router_peer_failures_total{{endpoint=\"http://{d}\",kind=\"connect\",placement=\"p\"}} 1")), "{m}");
+    }
+    assert!(m.contains("router_failovers_total{from=\"p\",to=\"q\"} 1"), "{m}");
+    // now both breakers are open: the placement is unavailable, the walk skips it
+    let st = r.state();
+    assert_eq!(st["placements"]["p"]["breaker"], "open");
+    let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Placement")), (200, Some("q")));
+    let r2 = RouterProc::start(Some(&cfg), &[]);
+    let resp = http(&r2.listen, "POST", "/ok", &[("X-Routing-Key", "key-p")], Some(b"body")).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Error")), (502, Some("upstream_connect_failed")));
+    assert_eq!(resp.header("X-Router-Placement"), Some("p"));
+    assert!(r2.metrics().contains("router_upstream_failures_total{kind=\"connect\",placement=\"p\"} 1"));
+}
