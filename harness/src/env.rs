@@ -12,7 +12,6 @@ use crate::plan::{Bindings, UpstreamBinding};
 use crate::scenario::Scenario;
 use crate::trace::Normaliser;
 use crate::upstreams::Upstream;
-use crate::util::net::free_port;
 use crate::util::procs::{register_group, unregister_group};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, killpg, Signal};
@@ -285,6 +284,8 @@ pub struct Env {
     pub router: RouterProc,
     /// A port nothing listens on.
     pub unused_port: u16,
+    /// Holds [`Env::unused_port`] for the run.
+    _unused: crate::util::net::ReservedPort,
     /// HTTP client for admin calls and sends: no proxy, no pooled connections.
     pub client: reqwest::Client,
     /// What every mock upstream received, per request (shared by all upstreams).
@@ -350,8 +351,11 @@ impl Env {
         for (name, spec) in &sc.upstreams {
             upstreams.insert(name.clone(), Upstream::start(name, spec, dir.path(), received.clone()).await?);
         }
-        let unused_port = free_port()?;
-        let (listen_port, admin_port) = (free_port()?, free_port()?);
+        // Held (bound, not listening) for the whole run: refuses connections, and no
+        // port picked later (router, upstreams of a parallel run) can be the same.
+        let unused = crate::util::net::ReservedPort::new(0)?;
+        let unused_port = unused.port();
+        let [listen_port, admin_port] = crate::util::net::free_ports::<2>()?;
         let mut env = Env {
             dir,
             state_dir,
@@ -370,6 +374,7 @@ impl Env {
                 last_exit: None,
             },
             unused_port,
+            _unused: unused,
             client: client(),
             received,
             injected: None,
@@ -439,8 +444,7 @@ impl Env {
                 Ok(()) => return Ok(env),
                 Err(e) if attempt < 4 && format!("{e:#}").contains("in use") => {
                     env.router.kill();
-                    env.router.listen_port = free_port()?;
-                    env.router.admin_port = free_port()?;
+                    [env.router.listen_port, env.router.admin_port] = crate::util::net::free_ports::<2>()?;
                 }
                 Err(e) => return Err(e),
             }

@@ -54,6 +54,9 @@ pub struct Upstream {
     /// CA certificate (PEM) for TLS upstreams.
     pub ca_file: Option<PathBuf>,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// While down: the port held without listening ([`crate::util::net::ReservedPort`]),
+    /// so connections are refused and no other socket takes the port before `up`.
+    reserved: std::sync::Mutex<Option<crate::util::net::ReservedPort>>,
 }
 
 impl Upstream {
@@ -77,9 +80,12 @@ impl Upstream {
         };
         let std_l = std::net::TcpListener::bind("127.0.0.1:0").context("bind upstream")?;
         let port = std_l.local_addr()?.port();
-        let up = Upstream { shared, port, tls, ca_file, running: tokio::sync::Mutex::new(None) };
+        let up = Upstream { shared, port, tls, ca_file, running: tokio::sync::Mutex::new(None), reserved: std::sync::Mutex::new(None) };
         if spec.up {
             up.serve(Some(std_l)).await?;
+        } else {
+            drop(std_l);
+            up.hold_port();
         }
         Ok(up)
     }
@@ -102,7 +108,10 @@ impl Upstream {
         }
         let std_l = match listener {
             Some(l) => l,
-            None => bind_same_port(self.port).await?,
+            None => {
+                self.reserved.lock().unwrap().take();
+                bind_same_port(self.port).await?
+            }
         };
         std_l.set_nonblocking(true)?;
         let l = TcpListener::from_std(std_l)?;
@@ -127,9 +136,18 @@ impl Upstream {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while tokio::time::Instant::now() < deadline {
             match tokio::net::TcpStream::connect(addr(self.port)).await {
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
                 _ => tokio::time::sleep(Duration::from_millis(5)).await,
             }
+        }
+        self.hold_port();
+    }
+
+    /// Holds the port while the upstream is down (best effort: when the hold cannot be
+    /// had, the port is merely closed, as before).
+    fn hold_port(&self) {
+        if let Ok(r) = crate::util::net::ReservedPort::new(self.port) {
+            *self.reserved.lock().unwrap() = Some(r);
         }
     }
 
@@ -613,7 +631,11 @@ mod tests {
         u.down().await;
         let e = TcpStream::connect(addr(u.port)).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        // While down the port is held: no ephemeral bind picks it.
+        assert!(u.reserved.lock().unwrap().is_some());
+        assert!((0..500).filter_map(|_| crate::util::net::free_port().ok()).all(|p| p != u.port));
         u.up().await.unwrap();
+        assert!(u.reserved.lock().unwrap().is_none());
         assert!(get(u.port, "/x").await.unwrap().starts_with("HTTP/1.1 200"));
         assert_eq!(u.shared().requests.load(Ordering::SeqCst), 2);
         u.set_health(503);

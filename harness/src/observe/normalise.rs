@@ -427,6 +427,38 @@ mod tests {
     }
 
     #[test]
+    fn every_response_of_a_raw_exchange_and_its_end_count() {
+        let raw = SendKind { malformed_allowed: true };
+        let two = |second: Response, end: ConnEnd| Exchange { responses: vec![resp(200, &[("X", "1")], b"a"), second], end: Some(end), failure: None, upload: None, trailing_bytes: 0, latency_us: 1 };
+        let base = two(resp(200, &[("X", "2")], b"b"), ConnEnd::KeptAlive);
+        assert_eq!(n().exchange(&base, raw), n().exchange(&two(resp(200, &[("x", "2")], b"b"), ConnEnd::KeptAlive), raw));
+        for other in [
+            two(resp(204, &[("X", "2")], b"b"), ConnEnd::KeptAlive),
+            two(resp(200, &[("X", "3")], b"b"), ConnEnd::KeptAlive),
+            two(resp(200, &[("X", "2")], b"c"), ConnEnd::KeptAlive),
+            two(resp(200, &[("X", "2")], b"b"), ConnEnd::Fin),
+            two(resp(200, &[("X", "2")], b"b"), ConnEnd::Reset),
+        ] {
+            assert_ne!(n().exchange(&base, raw), n().exchange(&other, raw));
+        }
+        // A missing or an extra response differs.
+        let mut one = base.clone();
+        one.responses.pop();
+        assert_ne!(n().exchange(&base, raw), n().exchange(&one, raw));
+        let mut three = base.clone();
+        three.responses.push(resp(200, &[], b""));
+        assert_ne!(n().exchange(&base, raw), n().exchange(&three, raw));
+        // A stack-made 400 behind a valid response still counts by status, version and end.
+        let s400 = |end| two(resp(400, &[("Server", "Pingora")], b""), end);
+        assert_eq!(n().exchange(&s400(ConnEnd::Fin), raw), n().exchange(&two(resp(400, &[("X-Router-Error", "bad_request")], b"{}"), ConnEnd::Fin), raw));
+        assert_ne!(n().exchange(&s400(ConnEnd::Fin), raw), n().exchange(&s400(ConnEnd::Reset), raw));
+        // The interim responses before a final one count too.
+        let mut hints = base.clone();
+        hints.responses[1].interim.push(head(103, &[("Link", "</a>")]));
+        assert_ne!(n().exchange(&base, raw), n().exchange(&hints, raw));
+    }
+
+    #[test]
     fn rule_names_are_unique_and_documented_here() {
         let mut names: Vec<&str> = Rule::ALL.iter().map(|r| r.name()).collect();
         names.sort();
