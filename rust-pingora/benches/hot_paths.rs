@@ -4,6 +4,7 @@
 
 use arc_swap::ArcSwapOption;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use rust_pingora::balance::{Balancer, SelectionKind};
 use rust_pingora::breaker::{Breaker, Outcome};
 use rust_pingora::config::{parse_and_validate, BreakerCfg};
 use rust_pingora::routing::{select, Selection};
@@ -38,6 +39,19 @@ fn hot_paths(c: &mut Criterion) {
             }
         })
     });
+
+    // Endpoint selection alone (issue 13): Pingora's select_with over 1, 4 and 16 endpoints,
+    // every endpoint available.
+    for n in [1usize, 4, 16] {
+        let eps: Vec<(std::net::SocketAddr, usize)> =
+            (0..n).map(|i| (std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)), 1)).collect();
+        for kind in SelectionKind::ALL {
+            let b = Balancer::new(kind, &eps);
+            c.bench_function(&format!("select_{}_{n}", kind.as_str()), |bch| {
+                bch.iter(|| black_box(b.select(black_box(b"user-42"), |_| true)))
+            });
+        }
+    }
 
     let br = Breaker::new(
         Some(BreakerCfg { failure_threshold: 5, open_ms: 1000, half_open_max_requests: 1, success_threshold: 1 }),

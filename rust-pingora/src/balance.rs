@@ -84,6 +84,9 @@ pub struct Balancer {
     lb: Lb,
     /// Distinct backends in the selector (endpoints with a unique address).
     members: usize,
+    /// The endpoint index when there is exactly one member: every algorithm can only offer
+    /// it, so [`Balancer::select`] asks `accept` directly (same answer, no iterator).
+    single: Option<usize>,
     /// `max_iterations` passed to `select_with`: 160 × the sum of the members' weights.
     max_iterations: usize,
 }
@@ -119,12 +122,13 @@ impl Balancer {
             total_weight += weight;
         }
         let members = set.len();
+        let single = if members == 1 { set.first().and_then(|b| b.ext.get::<EndpointIdx>()).map(|i| i.0) } else { None };
         let lb = match kind {
             SelectionKind::RoundRobin => Lb::RoundRobin(build(set)),
             SelectionKind::Random => Lb::Random(build(set)),
             SelectionKind::ConsistentHash => Lb::Consistent(build(set)),
         };
-        Balancer { lb, members, max_iterations: KETAMA_POINTS_PER_WEIGHT * total_weight }
+        Balancer { lb, members, single, max_iterations: KETAMA_POINTS_PER_WEIGHT * total_weight }
     }
 
     /// The `max_iterations` bound given to `select_with` (160 × total weight).
@@ -139,8 +143,12 @@ impl Balancer {
     /// most once; once all members were offered and refused, the walk stops (the closure
     /// accepts the last one with a "refused" mark, so Ketama does not walk the rest of its
     /// ring and round robin does not advance its counter further). `accept` is called at
-    /// most once per endpoint, in the selection's order.
+    /// most once per endpoint, in the selection's order. A placement with one member skips
+    /// the iterator (Pingora could only offer that one).
     pub fn select(&self, key: &[u8], accept: impl Fn(usize) -> bool) -> Option<usize> {
+        if let Some(only) = self.single {
+            return accept(only).then_some(only);
+        }
         let offered = Cell::new(0usize);
         let exhausted = Cell::new(false);
         let f = |b: &Backend, _pingora_health: bool| {
