@@ -254,6 +254,10 @@ fn server_conf(flags: &Flags) -> ServerConf {
         // `run` returns when the drain ends; Pingora's sleep is only an upper bound.
         grace_period_seconds: Some(flags.shutdown_grace_ms.div_ceil(1000) + 5),
         graceful_shutdown_timeout_seconds: Some(1),
+        // Pingora stops calling `upstream_peer` after `max_retries` attempts (default 16);
+        // a bodiless request may try every endpoint of every placement of its chain once
+        // (spec §3 step 6), plus the stale-pooled-connection re-attempts of the default.
+        max_retries: crate::config::MAX_CHAIN * crate::config::MAX_ENDPOINTS + 16,
         ..ServerConf::default()
     }
 }

@@ -434,3 +434,18 @@ fn every_endpoint_refusing_moves_down_the_chain_and_bodies_are_not_retried() {
     assert_eq!(resp.header("X-Router-Placement"), Some("p"));
     assert!(r2.metrics().contains("router_upstream_failures_total{kind=\"connect\",placement=\"p\"} 1"));
 }
+
+/// More refusing endpoints than Pingora's default `max_retries` (16): each is still tried
+/// once before the fallback serves (spec §3 step 6).
+#[test]
+fn twenty_refusing_endpoints_are_each_tried_before_the_fallback() {
+    let up = Upstream::start("fallback");
+    let dead: Vec<String> = (0..20).map(|_| closed_port()).collect();
+    let eps: Vec<(&str, u32)> = dead.iter().map(|d| (d.as_str(), 1)).collect();
+    let r = RouterProc::start(Some(&pool_config(&eps, Some(&up.addr))), &[]);
+    let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();
+    assert_eq!((resp.status, resp.header("X-Router-Placement")), (200, Some("q")));
+    let m = r.metrics();
+    assert!(m.contains("router_upstream_failures_total{kind=\"connect\",placement=\"p\"} 20"), "{m}");
+    assert!(m.contains("router_failovers_total{from=\"p\",to=\"q\"} 1"), "{m}");
+}
