@@ -457,7 +457,7 @@ impl Reference {
                         rr_first = false;
                         let mut weighted = Vec::new();
                         for (p, w) in self.weights.iter().enumerate() {
-                            weighted.extend(std::iter::repeat(p).take(*w));
+                            weighted.extend(std::iter::repeat_n(p, *w));
                         }
                         weighted[rr_start as usize % weighted.len()]
                     } else {
