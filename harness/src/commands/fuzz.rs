@@ -37,10 +37,10 @@ pub struct FuzzArgs {
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     /// Cases in flight per router.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 48)]
     pub concurrency: usize,
     /// Cases per batch (metrics are compared per batch).
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 384)]
     pub batch: usize,
     /// The documented divergences (default: spec/divergences.yaml).
     #[arg(long)]
@@ -48,6 +48,9 @@ pub struct FuzzArgs {
     /// Most shrink steps per finding kind.
     #[arg(long, default_value_t = 200)]
     pub shrink_steps: u32,
+    /// Most time spent shrinking one kind (also after --time is over).
+    #[arg(long, default_value = "20s")]
+    pub shrink_time: String,
 }
 
 /// Parses `90`, `90s`, `30m`, `2h`, `500ms`.
@@ -85,6 +88,13 @@ pub async fn run(a: FuzzArgs) -> i32 {
             return 2;
         }
     };
+    let shrink_time = match parse_duration(&a.shrink_time) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --shrink-time: {e}");
+            return 2;
+        }
+    };
     let impls: Vec<String> = a.impls.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     if impls.is_empty() || impls.len() > 2 || impls.iter().any(|i| crate::env::binary_name(i).is_none()) {
         eprintln!("error: --impls takes go, pingora or go,pingora (got {:?})", a.impls);
@@ -119,6 +129,7 @@ pub async fn run(a: FuzzArgs) -> i32 {
         concurrency: a.concurrency,
         catalogue,
         shrink_steps: a.shrink_steps,
+        shrink_time,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::default());

@@ -29,7 +29,7 @@ pub struct Finding {
     pub field: String,
     /// The router that broke an invariant (None: the routers differ).
     pub imp: Option<String>,
-    /// Confirmed cases of this kind.
+    /// Cases of this kind: the first confirmed alone, the later ones seen in fast runs.
     pub count: u64,
     /// The run's seed.
     pub seed: u64,

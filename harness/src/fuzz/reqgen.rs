@@ -628,10 +628,11 @@ pub fn request(odd: Odd) -> BoxedStrategy<ReqSpec> {
         Just(vec![]).boxed()
     };
     (request_line(&odd), host(&odd), key, (upgrade_fields, vec(field(&odd), fields_n)), pad, head_size, framing(odd.framing), body(odd.framing))
-        .prop_map(|((method, target, version, sp, eol), host, key, (mut up, fields), pad, head_size, framing, body)| {
+        .prop_map(move |((method, target, version, sp, eol), host, key, (mut up, fields), pad, head_size, framing, body)| {
             up.extend(fields);
-            // A bodiless framing keeps its body only when framing is odd (the body then
-            // follows as bytes on the connection).
+            // Without a framing field a body is only kept when framing is odd (the bytes then
+            // follow on the connection as the start of a next request).
+            let body = if framing == Framing::None && !odd.framing { Body::Bytes(vec![]) } else { body };
             ReqSpec { method, target, version, sp, eol, host, key, fields: up, pad, head_size, framing, body, gap_ms: 0, split: None }
         })
         .boxed()

@@ -273,6 +273,14 @@ pub struct RunOpts {
     pub catalogue: Catalogue,
     /// Most shrink steps per finding kind.
     pub shrink_steps: u32,
+    /// Most time spent shrinking one kind.
+    pub shrink_time: Duration,
+}
+
+impl RunOpts {
+    fn over(&self, t0: Instant) -> bool {
+        self.time.map(|t| t0.elapsed() >= t).unwrap_or(false)
+    }
 }
 
 /// Live counters shown by the progress line.
@@ -321,12 +329,7 @@ pub async fn run(opts: RunOpts, stop: Arc<AtomicBool>, progress: Arc<Progress>) 
     let mut next: u64 = 0;
     let t0 = Instant::now();
     let mut attempt: u64 = 0;
-    while !stop.load(Ordering::SeqCst) {
-        if let Some(t) = opts.time {
-            if t0.elapsed() >= t {
-                break;
-            }
-        }
+    while !stop.load(Ordering::SeqCst) && !opts.over(t0) {
         let n = match opts.cases {
             Some(c) if next >= c => break,
             Some(c) => (c - next).min(opts.batch as u64) as usize,
@@ -358,6 +361,13 @@ pub async fn run(opts: RunOpts, stop: Arc<AtomicBool>, progress: Arc<Progress>) 
         progress.cases.fetch_add(n as u64, Ordering::SeqCst);
         progress.fuzz_us.fetch_add(bt.elapsed().as_micros() as u64, Ordering::SeqCst);
         attempt += 1;
+        // A router that died during the batch: every case after the crash saw a dead
+        // router, so find the case that kills it by running the batch's cases alone.
+        if routers.iter().any(|r| !r.alive()) {
+            locate_crash(&opts, &routers, &mut store, &cases, &stop, &progress, t0).await;
+            *progress.findings.lock().unwrap_or_else(|p| p.into_inner()) = store.short();
+            continue;
+        }
         // Per case: differences and invariants.
         let norms: Vec<&Normaliser> = routers.iter().map(|r| &r.normaliser).collect();
         let mut batch_diverged = false;
@@ -367,8 +377,11 @@ pub async fn run(opts: RunOpts, stop: Arc<AtomicBool>, progress: Arc<Progress>) 
             if ds.is_empty() {
                 continue;
             }
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             batch_diverged = true;
-            handle(&opts, &routers, &mut store, *i, case, ds, &stop, &progress).await;
+            handle(&opts, &routers, &mut store, *i, case, ds, &stop, &progress, t0).await;
         }
         *progress.findings.lock().unwrap_or_else(|p| p.into_inner()) = store.short();
         // Per batch: metrics deltas, liveness.
@@ -376,7 +389,7 @@ pub async fn run(opts: RunOpts, stop: Arc<AtomicBool>, progress: Arc<Progress>) 
             if let (Some(Some(b0)), Some(Some(a0)), Some(Some(b1)), Some(Some(a1))) = (before.first(), after.first(), before.get(1), after.get(1)) {
                 let (d0, d1) = (delta(b0, a0), delta(b1, a1));
                 if d0 != d1 {
-                    locate_metrics(&opts, &routers, &mut store, &cases, &stop, &progress).await;
+                    locate_metrics(&opts, &routers, &mut store, &cases, &stop, &progress, t0).await;
                 }
             }
         }
@@ -394,7 +407,7 @@ pub async fn run(opts: RunOpts, stop: Arc<AtomicBool>, progress: Arc<Progress>) 
 /// A case whose fast run diverged: match it against the catalogue, confirm it alone,
 /// record it, and shrink the first of its kind.
 #[allow(clippy::too_many_arguments)]
-async fn handle(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, index: u64, case: &Case, ds: Vec<Diff>, stop: &AtomicBool, progress: &Progress) {
+async fn handle(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, index: u64, case: &Case, ds: Vec<Diff>, stop: &AtomicBool, progress: &Progress, t0: Instant) {
     let bytes: Vec<u8> = case.client.writes("k").into_iter().flat_map(|w| w.bytes).collect();
     let resp: Vec<Vec<u8>> = case.responses.iter().map(|r| r.render()).collect();
     let mut open = Vec::new();
@@ -406,6 +419,17 @@ async fn handle(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, inde
             open.push(d);
         }
     }
+    // A kind already confirmed and shrunk is only counted (no confirmation run: it would
+    // cost as much as hundreds of fast cases).
+    open.retain(|d| {
+        let kind = d.kind(case.mode);
+        if store.seen(&kind) {
+            store.count(&kind);
+            false
+        } else {
+            true
+        }
+    });
     if open.is_empty() {
         return;
     }
@@ -423,7 +447,7 @@ async fn handle(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, inde
             continue;
         }
         *progress.phase.lock().unwrap_or_else(|p| p.into_inner()) = format!("shrinking {kind}");
-        let (shrunk, steps) = shrink(opts, routers, index, &d, stop).await;
+        let (shrunk, steps) = shrink(opts, routers, index, &d, stop, t0).await;
         progress.phase.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // Observe the shrunk case once more for the finding's record.
         let obs = observe_alone(routers, &shrunk, index, 1).await;
@@ -439,6 +463,11 @@ async fn handle(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, inde
 /// Runs `case` alone on every router (concurrently, nothing else in flight), with careful
 /// timing and per-case metrics; returns each router's observation.
 pub async fn observe_alone(routers: &[Arc<Router>], case: &Case, index: u64, salt: u64) -> Vec<(String, Obs)> {
+    for r in routers {
+        if !r.alive() {
+            let _ = r.restart().await;
+        }
+    }
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::SeqCst);
     let key = format!("a{}x{n}x{salt}c{index}", std::process::id());
@@ -462,7 +491,7 @@ async fn run_alone(routers: &[Arc<Router>], case: &Case, index: u64, salt: u64) 
 
 /// Shrinks case `index` while it still shows difference `d` (same field and router; the
 /// mode may change): proptest's `simplify`/`complicate` walk, each step run alone.
-async fn shrink(opts: &RunOpts, routers: &[Arc<Router>], index: u64, d: &Diff, stop: &AtomicBool) -> (Case, u32) {
+async fn shrink(opts: &RunOpts, routers: &[Arc<Router>], index: u64, d: &Diff, stop: &AtomicBool, _run_t0: Instant) -> (Case, u32) {
     let mut tree = case_tree(opts.seed, index);
     let mut best = tree.current();
     let mut steps = 0u32;
@@ -470,7 +499,7 @@ async fn shrink(opts: &RunOpts, routers: &[Arc<Router>], index: u64, d: &Diff, s
     if !tree.simplify() {
         return (best, 0);
     }
-    while steps < opts.shrink_steps && t0.elapsed() < Duration::from_secs(60) && !stop.load(Ordering::SeqCst) {
+    while steps < opts.shrink_steps && t0.elapsed() < opts.shrink_time && !stop.load(Ordering::SeqCst) {
         steps += 1;
         let c = tree.current();
         let ds = run_alone(routers, &c, index, steps as u64).await;
@@ -486,19 +515,54 @@ async fn shrink(opts: &RunOpts, routers: &[Arc<Router>], index: u64, d: &Diff, s
     (best, steps)
 }
 
+/// A router died during a batch: restart it and run the batch's cases alone, in order,
+/// until one of them kills a router again; that case is handled (confirmed, shrunk) as the
+/// crash. When none does, the crash is recorded as a batch event.
+#[allow(clippy::too_many_arguments)]
+async fn locate_crash(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, cases: &[(u64, Case)], stop: &AtomicBool, progress: &Progress, t0: Instant) {
+    let dead: Vec<String> = routers.iter().filter(|r| !r.alive()).map(|r| r.imp.clone()).collect();
+    *progress.phase.lock().unwrap_or_else(|p| p.into_inner()) = format!("locating a crash of {}", dead.join(","));
+    let mut found = false;
+    let budget = Instant::now() + opts.shrink_time;
+    for (i, c) in cases {
+        if stop.load(Ordering::SeqCst) || opts.over(t0) || Instant::now() > budget {
+            break;
+        }
+        let ds = run_alone(routers, c, *i, 9).await;
+        if ds.iter().any(|d| d.field == "crash") {
+            found = true;
+            let crash: Vec<Diff> = ds.into_iter().filter(|d| d.field == "crash").collect();
+            handle(opts, routers, store, *i, c, crash, stop, progress, t0).await;
+            break;
+        }
+    }
+    for r in routers {
+        if !r.alive() {
+            let _ = r.restart().await;
+        }
+    }
+    if !found {
+        for imp in dead {
+            store.batch_event("crash", &imp, cases.first().map(|c| c.0).unwrap_or(0), cases.len() as u64);
+        }
+    }
+    progress.phase.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
 /// A batch whose counter deltas differ while no case diverged: re-run its cases one at a
 /// time with per-case deltas to find the case (its metrics then differ as a field).
-async fn locate_metrics(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, cases: &[(u64, Case)], stop: &AtomicBool, progress: &Progress) {
+#[allow(clippy::too_many_arguments)]
+async fn locate_metrics(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, cases: &[(u64, Case)], stop: &AtomicBool, progress: &Progress, t0: Instant) {
     *progress.phase.lock().unwrap_or_else(|p| p.into_inner()) = "locating a metrics difference".into();
     let mut found = false;
     for (i, c) in cases {
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) || opts.over(t0) {
             break;
         }
         let ds = run_alone(routers, c, *i, 7).await;
         if !ds.is_empty() {
             found = true;
-            handle(opts, routers, store, *i, c, ds, stop, progress).await;
+            handle(opts, routers, store, *i, c, ds, stop, progress, t0).await;
             break;
         }
     }
