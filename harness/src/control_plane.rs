@@ -81,6 +81,11 @@ pub struct ControlPlane {
     pub port: u16,
     inner: Arc<Inner>,
     server: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// While stopped: the port held without listening ([`crate::util::net::ReservedPort`]),
+    /// so the router's reconnects are refused and no other run's upstream or router takes
+    /// the port (seen: a router reconnecting to its stopped control plane reached another
+    /// run's upstream that had picked the port).
+    reserved: std::sync::Mutex<Option<crate::util::net::ReservedPort>>,
 }
 
 /// Builds a config frame around the config member's exact text.
@@ -103,7 +108,7 @@ impl ControlPlane {
             push_on_hello,
             drop_gen: watch::channel(0).0,
         });
-        let cp = ControlPlane { port, inner, server: tokio::sync::Mutex::new(None) };
+        let cp = ControlPlane { port, inner, server: tokio::sync::Mutex::new(None), reserved: std::sync::Mutex::new(None) };
         *cp.server.lock().await = Some(tokio::spawn(serve(l, cp.inner.clone())));
         Ok(cp)
     }
@@ -113,11 +118,14 @@ impl ControlPlane {
         format!("ws://127.0.0.1:{}/", self.port)
     }
 
-    /// Closes the listener and every connection.
+    /// Closes the listener and every connection; the port stays held (refusing) until
+    /// [`ControlPlane::restart`].
     pub async fn stop(&self) {
         if let Some(h) = self.server.lock().await.take() {
             h.abort();
             let _ = h.await;
+            // Best effort: when the hold cannot be had the port is merely closed.
+            *self.reserved.lock().unwrap() = crate::util::net::ReservedPort::new(self.port).ok();
         }
         self.inner.conns.lock().unwrap().clear();
     }
@@ -128,6 +136,7 @@ impl ControlPlane {
         if s.is_some() {
             return Ok(());
         }
+        self.reserved.lock().unwrap().take();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         let l = loop {
             match TcpListener::bind(("127.0.0.1", self.port)).await {
@@ -332,7 +341,10 @@ mod tests {
         cp.stop().await;
         assert!(cp.wait_live(0, Duration::from_secs(5)).await);
         assert!(tokio::net::TcpStream::connect(("127.0.0.1", cp.port)).await.is_err());
+        assert!(cp.reserved.lock().unwrap().is_some());
+        assert!((0..500).filter_map(|_| crate::util::net::free_port().ok()).all(|p| p != cp.port));
         cp.restart().await.unwrap();
+        assert!(cp.reserved.lock().unwrap().is_none());
         let (mut ws2, _) = tokio_tungstenite::connect_async(cp.url()).await.unwrap();
         assert!(cp.wait_live(1, Duration::from_secs(5)).await);
         cp.drop_connections();
