@@ -11,7 +11,9 @@
 //!    round-robin counter, Ketama points by CRC-32 of `ip\0port` + previous point), so the
 //!    document the Go router follows is the algorithm Pingora runs;
 //! 3. checks the Ketama claims of the issue: a key always lands on the same endpoint, and
-//!    removing one of N endpoints moves only the keys that lived on it.
+//!    removing one of N endpoints moves only the keys that lived on it;
+//! 4. where nginx is installed, asks nginx's `hash $http_x_key consistent` (the third
+//!    opinion) for 300 keys over six weighted servers and expects Pingora's answers.
 //!
 //! File format: `cases[]` of `{name, selection, endpoints: [{url, weight}], phases: [{down,
 //! refuse, requests | keys, expect}]}`. A case is one built selection (one config load);
@@ -581,4 +583,73 @@ fn ketama_removal_moves_at_most_one_nth_plus_five_percent() {
         let frac = moved as f64 / keys.len() as f64;
         assert!(frac <= 1.0 / n as f64 + 0.05, "n={n}: {frac} of keys moved");
     }
+}
+
+/// The third opinion of issue 13: nginx's `hash $http_x_key consistent` over the same
+/// servers and weights picks what Pingora's Ketama picks, key for key. Runs when an `nginx`
+/// binary is installed (PATH or /usr/sbin), otherwise says so and passes.
+#[test]
+fn ketama_matches_nginx_hash_consistent() {
+    use std::io::{Read, Write};
+    let Some(nginx) = ["nginx", "/usr/sbin/nginx"].into_iter().find(|p| {
+        std::process::Command::new(p).arg("-v").output().is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("nginx not installed: skipped");
+        return;
+    };
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("mlb-nginx-ketama-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 6 servers with weights 1, 2, 1, 3, 1, 1 and 300 keys
+    let weights = [1usize, 2, 1, 3, 1, 1];
+    let ports: Vec<u16> = weights.iter().map(|_| free()).collect();
+    let proxy = free();
+    let servers: String = ports.iter().zip(weights).map(|(p, w)| format!("server 127.0.0.1:{p} weight={w};\n")).collect();
+    let backs: String = ports.iter().map(|p| format!("server {{ listen 127.0.0.1:{p}; location / {{ return 200 \"{p}\"; }} }}\n")).collect();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt; fastcgi_temp_path {d}/ft;\n\
+         uwsgi_temp_path {d}/ut; scgi_temp_path {d}/st;\n\
+         upstream u {{ hash $http_x_key consistent; {servers} }}\n\
+         server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://u; }} }}\n{backs} }}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut child = std::process::Command::new(nginx)
+        .args(["-p", &d.to_string(), "-c", &dir.join("nginx.conf").display().to_string()])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", proxy)).is_err() {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("nginx exited {st}: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
+        }
+        assert!(std::time::Instant::now() < deadline, "nginx did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _guard = Kill(child);
+    let eps: Vec<(SocketAddr, usize)> = ports.iter().zip(weights).map(|(p, w)| (SocketAddr::from(([127, 0, 0, 1], *p)), w)).collect();
+    let b = Balancer::new(SelectionKind::ConsistentHash, &eps);
+    let mut seen = BTreeSet::new();
+    for i in 0..300 {
+        let key = format!("user-{i}");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy)).unwrap();
+        write!(s, "GET / HTTP/1.0\r\nX-Key: {key}\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let nginx_port = resp.rsplit("\r\n\r\n").next().unwrap().trim().to_string();
+        let ours = ports[b.select(key.as_bytes(), |_| true).unwrap()].to_string();
+        assert_eq!(nginx_port, ours, "key {key}: nginx {nginx_port}, Pingora {ours}");
+        seen.insert(ours);
+    }
+    assert_eq!(seen.len(), ports.len(), "300 keys reach every server");
+    let _ = std::fs::remove_dir_all(&dir);
 }
