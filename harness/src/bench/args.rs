@@ -30,6 +30,11 @@ pub struct BenchArgs {
     /// Internal: response body size of the served upstream.
     #[arg(long, hide = true, default_value_t = 64)]
     pub response_bytes: usize,
+    /// Internal: how many ports the served upstream listens on (ADDR's host, one
+    /// ephemeral port each when ADDR's port is 0); multi-endpoint profiles use them as
+    /// a placement's endpoints.
+    #[arg(long, hide = true, default_value_t = 1)]
+    pub upstream_ports: usize,
 }
 
 /// The repository root: the first ancestor of the profile holding `docs/spec.md`, else

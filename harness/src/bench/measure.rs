@@ -29,10 +29,11 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}; nice {nice}", profile.name, out.display(), bin_dir.display()));
 
     let parity = std::env::current_exe()?;
-    let up = targets::start_upstream(&parity, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log")).await?;
-    progress(t0, &format!("upstream on {} (pid {})", up.addr, up.pid));
+    let ports = profile.multi_endpoint.as_ref().and_then(|m| m.endpoints.iter().max().copied()).unwrap_or(1);
+    let (up, up_addrs) = targets::start_upstream(&parity, ports, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log")).await?;
+    progress(t0, &format!("upstream on {} (pid {}, {} ports)", up.addr, up.pid, up_addrs.len()));
     let env = targets::Env { bin_dir, work, upstream: up.addr, threads: profile.threads, nofile };
-    let (running, absent) = start_targets(profile, &env, &up, t0).await;
+    let (running, absent) = start_targets(profile, &env, &up, &up_addrs, t0).await;
     {
         let mut p = partial.lock().unwrap();
         p.present = running.iter().map(|r| (r.name.clone(), r.note.clone())).collect();
@@ -69,6 +70,17 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     // rarely give it back) must not inflate the load phases' memory figures.
     let idle_start = (profile.idle_connections > 0).then(|| t0.elapsed().as_secs_f64());
     let idle = idle_memory(profile, &running, &pids, t0).await;
+    // 5b. Multi-endpoint profiles: the routers' Ketama choices against nginx's.
+    let ketama = match &profile.multi_endpoint {
+        Some(m) => {
+            let k = super::multi::ketama_check(m, &running).await;
+            for a in &k.agreements {
+                progress(t0, &format!("ketama n={} {}: same endpoint for {}/{} keys", a.n, a.pair, a.same, a.keys));
+            }
+            Some(k)
+        }
+        None => None,
+    };
 
     // 6. Stop the targets, then the slow micro-benchmarks (the box is free again).
     sampler.abort();
@@ -109,6 +121,9 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
         interrupted: None,
     };
     report::write_all(&data, out)?;
+    if let (Some(m), Some(k)) = (&profile.multi_endpoint, &ketama) {
+        super::multi::write(&data, m, k, out)?;
+    }
     // `latest` is shared with `parity run` (the newest run of either kind);
     // `latest-bench` always names the newest benchmark.
     for link in ["latest", "latest-bench"] {
@@ -121,10 +136,31 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
 }
 
 /// Starts every target of the profile (`direct` is the upstream itself); a target that
-/// cannot start is absent, with the reason.
-async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, t0: Instant) -> (Vec<Running>, Vec<Absent>) {
+/// cannot start is absent, with the reason. A multi-endpoint profile starts, after
+/// `direct`, one instance per selection, endpoint count and target
+/// ([`super::multi::instances`]) on the first `n` of `up_addrs`.
+async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, up_addrs: &[std::net::SocketAddr], t0: Instant) -> (Vec<Running>, Vec<Absent>) {
     let mut running: Vec<Running> = Vec::new();
     let mut absent = Vec::new();
+    if let Some(m) = &profile.multi_endpoint {
+        if profile.targets.iter().any(|t| t == "direct") {
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself (first port)".into() });
+        }
+        for inst in super::multi::instances(profile, m) {
+            let p = targets::Placement { endpoints: up_addrs[..inst.n].to_vec(), selection: Some(inst.selection) };
+            match targets::start_with(&inst.name, &inst.base, &p, env).await {
+                Ok(r) => {
+                    progress(t0, &format!("{} ready on {} (pid {})", inst.name, r.addr, r.pid));
+                    running.push(r)
+                }
+                Err(reason) => {
+                    progress(t0, &format!("{} absent: {reason}", inst.name));
+                    absent.push(Absent { name: inst.name.clone(), reason })
+                }
+            }
+        }
+        return (running, absent);
+    }
     for name in &profile.targets {
         if name == "direct" {
             running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into() });

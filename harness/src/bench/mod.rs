@@ -14,7 +14,8 @@
 //! [`targets`] (starting the targets), [`upstream`] (the shared upstream), [`loadgen`]
 //! (open- and closed-loop load generator), [`procs`] (CPU and memory of process trees),
 //! [`measure`] (the phases of a run), [`extras`] (wrk cross-check, idle memory, hot
-//! paths), [`model`] (what a run measured), [`report`] (report.md, report.html, plots).
+//! paths), [`multi`] (multi-endpoint placements: instances, the nginx Ketama check and
+//! the selection-cost summary), [`model`] (what a run measured), [`report`] (report.md, report.html, plots).
 //! This file: the set-up of a run and its interrupt path.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub mod extras;
 pub mod loadgen;
 pub mod measure;
 pub mod model;
+pub mod multi;
 pub mod procs;
 pub mod profile;
 pub mod report;
@@ -87,7 +89,7 @@ async fn interrupt_signal() -> &'static str {
 /// every started process is killed and a partial report is written).
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if let Some(addr) = &args.serve_upstream {
-        return upstream::serve_process(addr, args.upstream_threads, args.response_bytes);
+        return upstream::serve_process(addr, args.upstream_ports, args.upstream_threads, args.response_bytes);
     }
     let Some(arg) = args.profile.clone() else {
         eprintln!("error: parity bench needs a profile: `quick`, `full` or a profile file (scenarios/bench/*.yaml)");

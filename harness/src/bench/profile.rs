@@ -57,6 +57,56 @@ pub struct ToolCheck {
     pub duration_ms: u64,
 }
 
+/// A placement's endpoint selection (docs/spec.md §2 `selection`, §3 *Endpoint selection*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Weighted round robin (nginx: the default of an `upstream` block).
+    RoundRobin,
+    /// Weighted random (nginx: `random`).
+    Random,
+    /// Ketama consistent hashing (nginx: `hash $http_x_bench_key consistent`).
+    ConsistentHash,
+}
+
+impl Selection {
+    /// The config value (`round_robin`, `random`, `consistent_hash`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Selection::RoundRobin => "round_robin",
+            Selection::Random => "random",
+            Selection::ConsistentHash => "consistent_hash",
+        }
+    }
+
+    /// Short form used in instance names (`rr`, `rand`, `ch`).
+    pub fn short(self) -> &'static str {
+        match self {
+            Selection::RoundRobin => "rr",
+            Selection::Random => "rand",
+            Selection::ConsistentHash => "ch",
+        }
+    }
+}
+
+/// Multi-endpoint placements (issue 13): every router and nginx target runs once per
+/// selection and endpoint count, as the instance `<target>:<sel>:<n>` (e.g.
+/// `pingora:ch:16`), its placement (nginx: `upstream` block) holding the first `n` ports
+/// of the one upstream process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiEndpoint {
+    /// Endpoint counts, each 1 ..= 256; must contain 1 (the baseline the cost of
+    /// selection is measured against).
+    pub endpoints: Vec<usize>,
+    /// Selections to run (each with every endpoint count).
+    pub selections: Vec<Selection>,
+    /// Distinct keys sent through every `consistent_hash` instance to compare the
+    /// endpoint each router chooses with nginx's `hash ... consistent` (0 skips it).
+    #[serde(default)]
+    pub ketama_keys: usize,
+}
+
 /// A benchmark profile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +160,9 @@ pub struct Profile {
     pub nice: i32,
     /// RSS/CPU sampling period, milliseconds.
     pub sample_ms: u64,
+    /// Multi-endpoint placements (absent: one placement of one endpoint, as always).
+    #[serde(default)]
+    pub multi_endpoint: Option<MultiEndpoint>,
 }
 
 fn default_nice() -> i32 {
@@ -157,6 +210,17 @@ impl Profile {
                 super::targets::KNOWN
             );
         }
+        if let Some(m) = &p.multi_endpoint {
+            anyhow::ensure!(m.endpoints.contains(&1), "multi_endpoint.endpoints must contain 1 (the baseline)");
+            anyhow::ensure!(m.endpoints.iter().all(|n| (1..=256).contains(n)), "multi_endpoint.endpoints: each 1 ..= 256");
+            anyhow::ensure!(!m.selections.is_empty(), "multi_endpoint.selections must not be empty");
+            for t in &p.targets {
+                anyhow::ensure!(
+                    ["direct", "go", "pingora", "nginx"].contains(&t.as_str()),
+                    "target {t:?} has no placement: a multi_endpoint profile runs direct, go, pingora and nginx"
+                );
+            }
+        }
         Ok(p)
     }
 }
@@ -179,9 +243,24 @@ mod tests {
     #[test]
     fn the_shipped_profiles_load() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/bench");
-        for name in ["quick", "full"] {
+        for name in ["quick", "full", "multi-endpoint"] {
             let p = Profile::load(&dir.join(format!("{name}.yaml"))).unwrap();
             assert_eq!(p.name, name);
         }
+        let m = Profile::load(&dir.join("multi-endpoint.yaml")).unwrap().multi_endpoint.unwrap();
+        assert_eq!(m.endpoints, [1, 4, 16]);
+    }
+
+    #[test]
+    fn a_multi_endpoint_profile_needs_the_baseline_of_one_endpoint() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/bench");
+        let text = std::fs::read_to_string(dir.join("multi-endpoint.yaml")).unwrap();
+        let p: Profile = serde_yaml_ng::from_str(&text).unwrap();
+        let mut bad = p.clone();
+        bad.multi_endpoint.as_mut().unwrap().endpoints = vec![4, 16];
+        assert!(bad.check().unwrap_err().to_string().contains("must contain 1"));
+        let mut bare = p;
+        bare.targets.push("go-bare".into());
+        assert!(bare.check().unwrap_err().to_string().contains("has no placement"));
     }
 }

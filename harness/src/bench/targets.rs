@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use super::profile::Selection;
+
 /// Every target name, in the report's order.
 pub const KNOWN: &[&str] = &["direct", "go", "pingora", "go-bare", "pingora-bare", "nginx"];
 
@@ -38,12 +40,29 @@ pub struct Absent {
 
 use crate::util::net::free_port;
 
-/// The shared upstream process (`parity bench --serve-upstream`).
-pub async fn start_upstream(parity: &Path, threads: usize, body: usize, log: &Path) -> anyhow::Result<Running> {
+/// The request header whose value `consistent_hash` placements hash (routers:
+/// `hash_key: header:x-bench-key`; nginx: `hash $http_x_bench_key consistent`). The load
+/// does not send it (every request hashes the empty key, as in both); the Ketama check does.
+pub const HASH_HEADER: &str = "x-bench-key";
+
+/// The upstream side of a target: the endpoints of its one placement and how it selects.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Endpoint addresses (1 ..= 256), in config order.
+    pub endpoints: Vec<SocketAddr>,
+    /// `None`: the classic single-`endpoint` config (and a one-server nginx `upstream`);
+    /// `Some`: an `endpoints` list with this selection.
+    pub selection: Option<Selection>,
+}
+
+/// The shared upstream process (`parity bench --serve-upstream`), listening on `ports`
+/// ports; `Running::addr` is the first, the second value every one of them.
+pub async fn start_upstream(parity: &Path, ports: usize, threads: usize, body: usize, log: &Path) -> anyhow::Result<(Running, Vec<SocketAddr>)> {
     use tokio::io::AsyncBufReadExt;
     let mut child = Command::new(parity)
         .args(["bench", "--serve-upstream", "127.0.0.1:0"])
         .args(["--upstream-threads", &threads.to_string(), "--response-bytes", &body.to_string()])
+        .args(["--upstream-ports", &ports.max(1).to_string()])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log)?)
         .kill_on_drop(true)
@@ -56,34 +75,57 @@ pub async fn start_upstream(parity: &Path, threads: usize, body: usize, log: &Pa
         .await
         .map_err(|_| anyhow::anyhow!("upstream did not start within 10 s"))??
         .ok_or_else(|| anyhow::anyhow!("upstream exited"))?;
-    let addr: SocketAddr = line
+    let addrs = line
         .strip_prefix("listening ")
         .ok_or_else(|| anyhow::anyhow!("unexpected upstream line {line:?}"))?
-        .parse()?;
+        .split_whitespace()
+        .map(|a| a.parse::<SocketAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let addr = *addrs.first().ok_or_else(|| anyhow::anyhow!("upstream listens nowhere: {line:?}"))?;
     let pid = child.id().unwrap_or(0) as i32;
-    Ok(Running { name: "upstream".into(), addr, pid, child: Some(child), note: "parity bench upstream (hyper)".into() })
+    Ok((Running { name: "upstream".into(), addr, pid, child: Some(child), note: "parity bench upstream (hyper)".into() }, addrs))
 }
 
 /// The LKG config the routers load: one route `bench` to one placement on the upstream,
 /// no health check and no breaker (both would only add background work here), limits
-/// far above any load the benchmark offers.
-pub fn router_config(upstream: SocketAddr) -> serde_json::Value {
-    serde_json::json!({
-        "version": 1,
-        "routes": { ROUTING_KEY: "bench" },
-        "placements": {
-            "bench": {
-                "endpoint": format!("http://{upstream}"),
-                "max_concurrency": 100000,
-                "timeouts": { "connect_ms": 1000, "request_ms": 30000 }
+/// far above any load the benchmark offers. A placement with a selection lists its
+/// endpoints (weight 1 each); `consistent_hash` hashes the [`HASH_HEADER`] field.
+pub fn router_config(p: &Placement) -> serde_json::Value {
+    let mut placement = serde_json::json!({
+        "max_concurrency": 100000,
+        "timeouts": { "connect_ms": 1000, "request_ms": 30000 }
+    });
+    match p.selection {
+        None => placement["endpoint"] = format!("http://{}", p.endpoints[0]).into(),
+        Some(sel) => {
+            placement["endpoints"] = p.endpoints.iter().map(|a| serde_json::json!({ "url": format!("http://{a}") })).collect();
+            placement["selection"] = sel.as_str().into();
+            if sel == Selection::ConsistentHash {
+                placement["hash_key"] = format!("header:{HASH_HEADER}").into();
             }
         }
-    })
+    }
+    serde_json::json!({ "version": 1, "routes": { ROUTING_KEY: "bench" }, "placements": { "bench": placement } })
+}
+
+/// The `upstream bench { ... }` lines naming the servers and the balancing method:
+/// round robin is nginx's default, `random` and `hash $http_x_bench_key consistent` the
+/// equivalents of the routers' `random` and `consistent_hash`. Servers are written
+/// `127.0.0.1:PORT`, the string nginx's consistent hash splits into host and port.
+fn nginx_servers(p: &Placement) -> String {
+    let method = match p.selection {
+        None | Some(Selection::RoundRobin) => String::new(),
+        Some(Selection::Random) => "        random;\n".into(),
+        Some(Selection::ConsistentHash) => format!("        hash $http_{} consistent;\n", HASH_HEADER.replace('-', "_")),
+    };
+    let servers: String = p.endpoints.iter().map(|a| format!("        server {a};\n")).collect();
+    format!("{method}{servers}")
 }
 
 /// nginx.conf with the same worker count and upstream keep-alive pool as the routers.
-pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr, threads: usize, nofile: u64) -> String {
+pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: &Placement, threads: usize, nofile: u64) -> String {
     let d = dir.display();
+    let servers = nginx_servers(upstream);
     let conns = nofile.saturating_sub(64).max(1024);
     format!(
         r#"# Written by parity bench: same workers and upstream keep-alive as the routers.
@@ -104,8 +146,7 @@ http {{
     keepalive_requests 100000000;
     keepalive_timeout 75s;
     upstream bench {{
-        server {upstream};
-        keepalive 256;
+{servers}        keepalive 256;
         keepalive_timeout 60s;
         keepalive_requests 100000000;
     }}
@@ -137,20 +178,29 @@ pub struct Env<'a> {
     pub nofile: u64,
 }
 
-/// Starts the target `name` (not `direct`). Err(reason) when it cannot run here.
+/// Starts the target `name` (not `direct`) on the single-endpoint placement of
+/// `env.upstream`. Err(reason) when it cannot run here.
 pub async fn start(name: &str, env: &Env<'_>) -> Result<Running, String> {
+    let p = Placement { endpoints: vec![env.upstream], selection: None };
+    start_with(name, name, &p, env).await
+}
+
+/// Starts the target `base` (`go`, `pingora`, `go-bare`, `pingora-bare`, `nginx`) as
+/// the instance `name` (its work directory and report name) with the placement `p`
+/// (the bare proxies always use `p.endpoints[0]`). Err(reason) when it cannot run here.
+pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) -> Result<Running, String> {
     let port = free_port().map_err(|e| e.to_string())?;
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = env.work.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let log = std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
     let threads = env.threads.to_string();
-    let (prog, args, note): (PathBuf, Vec<String>, String) = match name {
+    let (prog, args, note): (PathBuf, Vec<String>, String) = match base {
         "go" | "pingora" => {
-            let prog = env.bin_dir.join(if name == "go" { "go-router" } else { "pingora-router" });
+            let prog = env.bin_dir.join(if base == "go" { "go-router" } else { "pingora-router" });
             let state = dir.join("state");
             std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-            let cfg = serde_json::to_vec_pretty(&router_config(env.upstream)).unwrap();
+            let cfg = serde_json::to_vec_pretty(&router_config(p)).unwrap();
             std::fs::write(state.join("last-known-good.json"), cfg).map_err(|e| e.to_string())?;
             let admin = free_port().map_err(|e| e.to_string())?;
             let args = vec![
@@ -159,13 +209,17 @@ pub async fn start(name: &str, env: &Env<'_>) -> Result<Running, String> {
                 format!("--state-dir={}", state.display()),
                 format!("--threads={threads}"),
             ];
-            (prog, args, "router, LKG config: one route, one placement".into())
+            let note = match p.selection {
+                None => "router, LKG config: one route, one placement".into(),
+                Some(sel) => format!("router, LKG config: one route, one placement of {} endpoints, {}", p.endpoints.len(), sel.as_str()),
+            };
+            (prog, args, note)
         }
         "go-bare" | "pingora-bare" => {
-            let prog = env.bin_dir.join(name);
+            let prog = env.bin_dir.join(base);
             let args = vec![
                 format!("--listen=127.0.0.1:{port}"),
-                format!("--upstream={}", env.upstream),
+                format!("--upstream={}", p.endpoints[0]),
                 format!("--threads={threads}"),
             ];
             (prog, args, "bare proxy".into())
@@ -179,7 +233,7 @@ pub async fn start(name: &str, env: &Env<'_>) -> Result<Running, String> {
                 let _ = std::fs::create_dir_all(dir.join(sub));
             }
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, nginx_conf(&dir, listen, env.upstream, env.threads, env.nofile))
+            std::fs::write(&conf, nginx_conf(&dir, listen, p, env.threads, env.nofile))
                 .map_err(|e| e.to_string())?;
             let args = vec!["-p".into(), dir.display().to_string(), "-c".into(), conf.display().to_string()];
             let v = std::process::Command::new(&prog).arg("-v").output().ok()

@@ -2,7 +2,10 @@
 //!
 //! `parity bench` runs it in a separate process (`parity bench --serve-upstream ADDR`), so
 //! its CPU time is never counted in a proxy's samples; its own cost is what the `direct`
-//! target measures. Every response is `200`, `X-Upstream-Name: bench`, a fixed body.
+//! target measures. Every response is `200`, `X-Upstream-Name: bench`,
+//! `X-Upstream-Port: <the port the request arrived on>` (multi-endpoint profiles read it
+//! to see which endpoint a proxy chose), a fixed body. One process may listen on many
+//! ports (`--upstream-ports N`), one per endpoint of a multi-endpoint placement.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,6 +38,7 @@ impl UpstreamOpts {
 
 /// Serves HTTP/1.1 keep-alive connections from `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, opts: Arc<UpstreamOpts>) -> std::io::Result<()> {
+    let port = hyper::header::HeaderValue::from(listener.local_addr()?.port());
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
@@ -45,15 +49,19 @@ pub async fn serve(listener: tokio::net::TcpListener, opts: Arc<UpstreamOpts>) -
             }
         };
         let _ = stream.set_nodelay(true);
-        let opts = opts.clone();
+        let (opts, port) = (opts.clone(), port.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, opts.clone()));
+            let svc = service_fn(move |req| handle(req, opts.clone(), port.clone()));
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
 
-async fn handle(_req: Request<Incoming>, opts: Arc<UpstreamOpts>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    _req: Request<Incoming>,
+    opts: Arc<UpstreamOpts>,
+    port: hyper::header::HeaderValue,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if let Some((from, to)) = opts.stall {
         let now = Instant::now();
         if now >= from && now < to {
@@ -62,15 +70,17 @@ async fn handle(_req: Request<Incoming>, opts: Arc<UpstreamOpts>) -> Result<Resp
     }
     Ok(Response::builder()
         .header("x-upstream-name", "bench")
+        .header("x-upstream-port", port)
         .header("content-type", "text/plain")
         .body(Full::new(opts.body.clone()))
         .expect("static response"))
 }
 
-/// Entry point of `parity bench --serve-upstream ADDR`: binds, prints
-/// `listening <addr>` on stdout, and serves forever on its own runtime of `threads`
-/// worker threads.
-pub fn serve_process(addr: &str, threads: usize, body_len: usize) -> anyhow::Result<i32> {
+/// Entry point of `parity bench --serve-upstream ADDR --upstream-ports N`: binds `N`
+/// listeners on ADDR (N >= 1; ADDR's port should be 0 when N > 1), prints
+/// `listening <addr> <addr> ...` (one line, space-separated) on stdout, and serves them
+/// all forever on its own runtime of `threads` worker threads.
+pub fn serve_process(addr: &str, ports: usize, threads: usize, body_len: usize) -> anyhow::Result<i32> {
     let addr = addr.to_string();
     // The caller is inside the main runtime: run ours on a fresh OS thread.
     let h = std::thread::spawn(move || -> anyhow::Result<()> {
@@ -79,11 +89,22 @@ pub fn serve_process(addr: &str, threads: usize, body_len: usize) -> anyhow::Res
             .enable_all()
             .build()?;
         rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind(&addr).await?;
-            println!("listening {}", l.local_addr()?);
+            let mut listeners = Vec::new();
+            for _ in 0..ports.max(1) {
+                listeners.push(tokio::net::TcpListener::bind(&addr).await?);
+            }
+            let addrs = listeners.iter().map(|l| l.local_addr().map(|a| a.to_string())).collect::<Result<Vec<_>, _>>()?;
+            println!("listening {}", addrs.join(" "));
             use std::io::Write;
             std::io::stdout().flush()?;
-            serve(l, Arc::new(UpstreamOpts::with_body_len(body_len))).await?;
+            let opts = Arc::new(UpstreamOpts::with_body_len(body_len));
+            let mut set = tokio::task::JoinSet::new();
+            for l in listeners {
+                set.spawn(serve(l, opts.clone()));
+            }
+            while let Some(r) = set.join_next().await {
+                r??;
+            }
             Ok(())
         })
     });
