@@ -11,6 +11,7 @@
 //!     kinds: ["line.client-status", "*.upstream-count"]   # globs over finding kinds
 //!     request_contains: ["#"]              # optional: any of these in the client bytes
 //!     response_contains: []                # optional: any of these in a generated response
+//!     detail_contains: []                  # optional: any of these in the difference's text
 //! ```
 //!
 //! Byte strings are Latin-1 (one character per byte), as in scenario files.
@@ -32,6 +33,8 @@ struct RawEntry {
     request_contains: Vec<String>,
     #[serde(default)]
     response_contains: Vec<String>,
+    #[serde(default)]
+    detail_contains: Vec<String>,
 }
 
 /// One documented divergence.
@@ -44,6 +47,7 @@ pub struct Entry {
     kinds: Vec<glob::Pattern>,
     request_contains: Vec<Vec<u8>>,
     response_contains: Vec<Vec<u8>>,
+    detail_contains: Vec<String>,
 }
 
 /// The loaded catalogue.
@@ -71,6 +75,7 @@ impl Catalogue {
                 kinds: e.kinds.iter().map(|k| glob::Pattern::new(k).with_context(|| format!("{}: kind glob {k:?}", e.id))).collect::<Result<_>>()?,
                 request_contains: e.request_contains.iter().map(|s| latin1(s)).collect::<Result<_>>()?,
                 response_contains: e.response_contains.iter().map(|s| latin1(s)).collect::<Result<_>>()?,
+                detail_contains: e.detail_contains,
                 id: e.id,
                 section: e.section,
             });
@@ -87,11 +92,12 @@ impl Catalogue {
         }
     }
 
-    /// The entry that documents a finding of `kind` for these client bytes and generated
-    /// responses, if any.
-    pub fn matches(&self, kind: &str, request: &[u8], responses: &[Vec<u8>]) -> Option<&Entry> {
+    /// The entry that documents a finding of `kind` (with difference text `detail`) for
+    /// these client bytes and generated responses, if any.
+    pub fn matches(&self, kind: &str, detail: &str, request: &[u8], responses: &[Vec<u8>]) -> Option<&Entry> {
         self.entries.iter().find(|e| {
             e.kinds.iter().any(|k| k.matches(kind))
+                && (e.detail_contains.is_empty() || e.detail_contains.iter().any(|n| detail.contains(n.as_str())))
                 && (e.request_contains.is_empty() || e.request_contains.iter().any(|n| contains(request, n)))
                 && (e.response_contains.is_empty() || e.response_contains.iter().any(|n| responses.iter().any(|r| contains(r, n))))
         })
@@ -108,10 +114,13 @@ mod tests {
             "divergences:\n  - id: frag\n    section: s\n    kinds: [\"line.*\"]\n    request_contains: [\"#\"]\n  - id: any\n    section: s\n    kinds: [\"response.client-header-server\"]\n    response_contains: [\"\\xe9\"]\n",
         )
         .unwrap();
-        assert_eq!(c.matches("line.client-status", b"GET /a#b HTTP/1.1", &[]).map(|e| e.id.as_str()), Some("frag"));
-        assert!(c.matches("line.client-status", b"GET /a HTTP/1.1", &[]).is_none());
-        assert!(c.matches("fields.client-status", b"GET /a#b", &[]).is_none());
-        assert_eq!(c.matches("response.client-header-server", b"", &[vec![0xe9]]).map(|e| e.id.as_str()), Some("any"));
+        assert_eq!(c.matches("line.client-status", "", b"GET /a#b HTTP/1.1", &[]).map(|e| e.id.as_str()), Some("frag"));
+        assert!(c.matches("line.client-status", "", b"GET /a HTTP/1.1", &[]).is_none());
+        assert!(c.matches("fields.client-status", "", b"GET /a#b", &[]).is_none());
+        assert_eq!(c.matches("response.client-header-server", "", b"", &[vec![0xe9]]).map(|e| e.id.as_str()), Some("any"));
+        let d = Catalogue::parse("divergences:\n  - id: cl0\n    section: s\n    kinds: [\"*.upstream-header-content-length\"]\n    detail_contains: [\"content-length: [\\\"0\\\"] vs absent\"]\n").unwrap();
+        assert!(d.matches("plain.upstream-header-content-length", "upstream request 0: content-length: [\"0\"] vs absent: go / pingora", b"", &[]).is_some());
+        assert!(d.matches("plain.upstream-header-content-length", "upstream request 0: content-length: [\"5\"] vs absent: go / pingora", b"", &[]).is_none());
     }
 
     #[test]

@@ -269,7 +269,22 @@ fn object_difference(x: &Value, y: &Value, side: &str) -> (String, String) {
         if k == "headers" {
             if let (Some(hx), Some(hy)) = (vx, vy) {
                 let name = header_difference(hx, hy);
+                // The length of a router-made error document whose body was not sent (a HEAD
+                // answer): the message text is not compared (rule error-message), so the
+                // class is named.
+                let err = |v: &Value| pairs(v).into_iter().find(|(k, _)| k == "x-router-error").map(|(_, v)| v);
+                if name == "content-length" && err(hx).is_some() && err(hx) == err(hy) && ox.get("framing") == oy.get("framing") && ox.get("body") == oy.get("body") {
+                    return (format!("{side}-error-document-length"), format!("{name}: {} vs {}", header_values(hx, &name), header_values(hy, &name)));
+                }
                 return (format!("{side}-header-{}", label(&name)), format!("{name}: {} vs {}", header_values(hx, &name), header_values(hy, &name)));
+            }
+        }
+        // A body both sides cut (the upstream's or the client's framing broke mid-body):
+        // how many bytes got through before the cut is its own class.
+        if k == "body" {
+            let cut = |o: &serde_json::Map<String, Value>| o.get("complete") == Some(&json!(false)) || o.get("body_complete") == Some(&json!(false));
+            if cut(ox) && cut(oy) {
+                return (format!("{side}-partial-body"), format!("body cut on both sides: {} vs {} bytes", vx.map(|v| v["len"].clone()).unwrap_or_default(), vy.map(|v| v["len"].clone()).unwrap_or_default()));
             }
         }
         let show = |v: Option<&Value>| v.map(|v| {
@@ -325,8 +340,9 @@ fn label(s: &str) -> String {
 /// - a request the upstream received is never answered with a router-made client error
 ///   (`X-Router-Error` with a 4xx);
 /// - the upstream saw no request the client did not send as one (tag `s`: a request hidden
-///   in a body the router framed as body, or a request without the case's tag).
-pub fn invariants(o: &Obs, imp: &str, nreq: usize) -> Vec<Diff> {
+///   in a body framed without ambiguity, `hidden`; see
+///   [`crate::fuzz::reqgen::ReqSpec::hides_request`]).
+pub fn invariants(o: &Obs, imp: &str, nreq: usize, hidden: bool) -> Vec<Diff> {
     let mut out = Vec::new();
     let d = |field: &str, detail: String| Diff { field: field.into(), imp: Some(imp.into()), detail };
     if !o.alive {
@@ -357,7 +373,7 @@ pub fn invariants(o: &Obs, imp: &str, nreq: usize) -> Vec<Diff> {
             out.push(d("forwarded-router-error", format!("request {i} reached the upstream and was answered {} {}", r.head.status, r.head.header("x-router-error").unwrap_or(""))));
         }
     }
-    if let Some(r) = o.upstream.iter().find(|r| r.req.is_some() && r.index.as_deref().map(|i| i == "s").unwrap_or(true)) {
+    if let Some(r) = o.upstream.iter().find(|r| hidden && r.req.is_some() && r.index.as_deref() == Some("s")) {
         let what = r.req.as_ref().map(|q| format!("{} {}", q.method, q.target)).unwrap_or_default();
         out.push(d("smuggled", format!("the upstream received {what} that the client sent inside a body or untagged")));
     }
@@ -410,6 +426,12 @@ mod tests {
         assert_eq!(first_difference(&a, &c), None, "name case and Date are normalised");
         let d2 = comparable(&obs(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", vec![]), &n);
         assert_eq!(first_difference(&a, &d2).unwrap().0, "client-status");
+        // A router error to a HEAD: only the length of the unsent message differs.
+        let h = |cl: &str| {
+            let b = format!("HTTP/1.1 502 Bad Gateway\r\nX-Router-Error: upstream_protocol_error\r\nContent-Length: {cl}\r\n\r\n");
+            Obs { exchange: parse_client(&raw(b.as_bytes(), ConnEnd::KeptAlive), &[true]), upstream: vec![], alive: true, metrics: None }
+        };
+        assert_eq!(first_difference(&comparable(&h("84"), &n), &comparable(&h("104"), &n)).unwrap().0, "client-error-document-length");
         let e = comparable(&obs(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: 1\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", vec![]), &n);
         assert_eq!(first_difference(&a, &e).unwrap().0, "client-count");
     }
@@ -444,17 +466,17 @@ mod tests {
             body_complete: true,
         };
         let o = obs(b"HTTP/1.1 400 Bad Request\r\nX-Router-Error: bad_request\r\nContent-Length: 0\r\n\r\n", vec![Received { index: Some("0".into()), req: Some(q.clone()), raw: vec![] }, Received { index: Some("s".into()), req: Some(q), raw: vec![] }]);
-        let fields: Vec<String> = invariants(&o, "go", 1).into_iter().map(|d| d.field).collect();
+        let fields: Vec<String> = invariants(&o, "go", 1, true).into_iter().map(|d| d.field).collect();
         assert_eq!(fields, vec!["forwarded-router-error", "smuggled"]);
         let q2 = crate::observe::upstream::UpstreamRequest { target: "/a".into(), ..q1() };
         let mut o2 = obs(b"", vec![Received { index: Some("0".into()), req: Some(q2), raw: vec![] }]);
         o2.exchange.end = Some(ConnEnd::Open);
         o2.alive = false;
-        let fields: Vec<String> = invariants(&o2, "go", 1).into_iter().map(|d| d.field).collect();
+        let fields: Vec<String> = invariants(&o2, "go", 1, true).into_iter().map(|d| d.field).collect();
         assert_eq!(fields, vec!["crash", "hang"]);
         // A request that never reached the upstream whole is no hang (the client owes bytes).
         let mut o3 = obs(b"", vec![]);
         o3.exchange.end = Some(ConnEnd::Open);
-        assert!(invariants(&o3, "go", 1).is_empty());
+        assert!(invariants(&o3, "go", 1, true).is_empty());
     }
 }

@@ -247,6 +247,20 @@ impl ReqSpec {
         self.method.eq_ignore_ascii_case(b"HEAD")
     }
 
+    /// Whether the request hides a whole request inside a body framed without ambiguity
+    /// (an exact plain Content-Length, or `chunked` with exact, plainly written sizes): an
+    /// upstream that receives the hidden request as a request of its own was smuggled to.
+    pub fn hides_request(&self) -> bool {
+        if !matches!(self.body, Body::Smuggle(_)) {
+            return false;
+        }
+        match &self.framing {
+            Framing::Length { delta: 0, form: ClForm::Plain | ClForm::Twice | ClForm::List } => true,
+            Framing::Chunked { te: TeForm::Chunked | TeForm::Upper, chunks, .. } => chunks.iter().all(|c| matches!(c.size, SizeForm::Lower | SizeForm::Upper | SizeForm::Zeros) && c.ext.is_none()),
+            _ => false,
+        }
+    }
+
     /// The request's bytes, with tag value `<key>.<index>`.
     pub fn render(&self, key: &str, index: usize) -> Vec<u8> {
         let eol = &self.eol[..];
@@ -433,6 +447,11 @@ impl ClientCase {
     /// HEAD flags of the requests, in order (how to frame each response).
     pub fn heads(&self) -> Vec<bool> {
         self.reqs.iter().map(|r| r.is_head()).collect()
+    }
+
+    /// Whether some request hides a request in an unambiguously framed body.
+    pub fn hides_request(&self) -> bool {
+        self.reqs.iter().any(|r| r.hides_request())
     }
 }
 
@@ -722,6 +741,20 @@ mod tests {
         r.framing = Framing::Length { delta: -2, form: ClForm::TwiceDiffer };
         let b = String::from_utf8(r.render("c", 1)).unwrap();
         assert!(b.contains("Content-Length: 3\r\nContent-Length: 4\r\n\r\nhello"), "{b}");
+    }
+
+    #[test]
+    fn hidden_requests_only_in_unambiguous_bodies() {
+        let mut r = plain();
+        r.body = Body::Smuggle(vec![]);
+        assert!(r.hides_request());
+        r.framing = Framing::Length { delta: -1, form: ClForm::Plain };
+        assert!(!r.hides_request(), "a short length puts the request on the connection");
+        r.framing = Framing::None;
+        assert!(!r.hides_request());
+        r.framing = Framing::Chunked { te: TeForm::Chunked, chunks: vec![], trailers: vec![], last_ext: false };
+        assert!(r.hides_request());
+        assert!(String::from_utf8(r.render("k", 0)).unwrap().contains("x-parity-request: k.s"));
     }
 
     #[test]
