@@ -404,13 +404,23 @@ func (c *scanConn) refuse(code errcode.Code, head []byte, f fault) {
 	// HTTP/1.0 where the Pingora router's request_filter answers an HTTP/1.0 head, else
 	// HTTP/1.1, as Pingora's own 400 says (fault). Connection: close (the handler) ends
 	// the connection.
+	// A refused HEAD gets a HEAD stand-in, so that net/http sends the answer's head without
+	// its document (RFC 9110 section 9.3.2), as the Pingora router does.
 	const standIn11 = "GET / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
 	const standIn10 = "GET / HTTP/1.0\r\nHost: refused.invalid\r\n\r\n"
+	const standInHead11 = "HEAD / HTTP/1.1\r\nHost: refused.invalid\r\n\r\n"
+	const standInHead10 = "HEAD / HTTP/1.0\r\nHost: refused.invalid\r\n\r\n"
 	c.state = sRefused
 	c.hold = c.hold[:0]
-	if rf.http10 {
+	isHead := rf.method == "HEAD"
+	switch {
+	case rf.http10 && isHead:
+		c.pending = append(c.pending, standInHead10...)
+	case rf.http10:
 		c.pending = append(c.pending, standIn10...)
-	} else {
+	case isHead:
+		c.pending = append(c.pending, standInHead11...)
+	default:
 		c.pending = append(c.pending, standIn11...)
 	}
 	c.delivered++
