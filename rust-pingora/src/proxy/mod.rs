@@ -568,8 +568,11 @@ impl ProxyHttp for RouterProxy {
         if self.respond(session, ctx, code).await.is_err() {
             return no_reuse;
         }
-        if client_error {
-            // a malformed body: the rest of it may still be arriving
+        if !reuse {
+            // A malformed body, or one the upstream could not take: the rest of it may
+            // still be arriving. Lingering close (spec section 5): FIN after the answer,
+            // never the RST that closing with unread input sends (seen in fallback-chain,
+            // a POST answered 502 upstream_connect_failed: reset in 1 run of 6).
             respond::linger(session).await;
         }
         FailToProxy { error_code: code.status(), can_reuse_downstream: reuse }
