@@ -339,10 +339,10 @@ fn label(s: &str) -> String {
 ///   missing or cut (a hang past the router's timeouts);
 /// - a request the upstream received is never answered with a router-made client error
 ///   (`X-Router-Error` with a 4xx);
-/// - the upstream saw no request the client did not send as one (tag `s`: a request hidden
-///   in a body framed without ambiguity, `hidden`; see
+/// - the upstream saw no request the client did not send as one (tags `hidden`, `s<i>`: a
+///   request hidden in the unambiguously framed body of request `i`; see
 ///   [`crate::fuzz::reqgen::ReqSpec::hides_request`]).
-pub fn invariants(o: &Obs, imp: &str, nreq: usize, hidden: bool) -> Vec<Diff> {
+pub fn invariants(o: &Obs, imp: &str, nreq: usize, hidden: &[String]) -> Vec<Diff> {
     let mut out = Vec::new();
     let d = |field: &str, detail: String| Diff { field: field.into(), imp: Some(imp.into()), detail };
     if !o.alive {
@@ -373,7 +373,7 @@ pub fn invariants(o: &Obs, imp: &str, nreq: usize, hidden: bool) -> Vec<Diff> {
             out.push(d("forwarded-router-error", format!("request {i} reached the upstream and was answered {} {}", r.head.status, r.head.header("x-router-error").unwrap_or(""))));
         }
     }
-    if let Some(r) = o.upstream.iter().find(|r| hidden && r.req.is_some() && r.index.as_deref() == Some("s")) {
+    if let Some(r) = o.upstream.iter().find(|r| r.req.is_some() && r.index.as_ref().map(|i| hidden.contains(i)).unwrap_or(false)) {
         let what = r.req.as_ref().map(|q| format!("{} {}", q.method, q.target)).unwrap_or_default();
         out.push(d("smuggled", format!("the upstream received {what} that the client sent inside a body or untagged")));
     }
@@ -465,18 +465,18 @@ mod tests {
             body: BodyRecord::default(),
             body_complete: true,
         };
-        let o = obs(b"HTTP/1.1 400 Bad Request\r\nX-Router-Error: bad_request\r\nContent-Length: 0\r\n\r\n", vec![Received { index: Some("0".into()), req: Some(q.clone()), raw: vec![] }, Received { index: Some("s".into()), req: Some(q), raw: vec![] }]);
-        let fields: Vec<String> = invariants(&o, "go", 1, true).into_iter().map(|d| d.field).collect();
+        let o = obs(b"HTTP/1.1 400 Bad Request\r\nX-Router-Error: bad_request\r\nContent-Length: 0\r\n\r\n", vec![Received { index: Some("0".into()), req: Some(q.clone()), raw: vec![] }, Received { index: Some("s0".into()), req: Some(q), raw: vec![] }]);
+        let fields: Vec<String> = invariants(&o, "go", 1, &["s0".to_string()]).into_iter().map(|d| d.field).collect();
         assert_eq!(fields, vec!["forwarded-router-error", "smuggled"]);
         let q2 = crate::observe::upstream::UpstreamRequest { target: "/a".into(), ..q1() };
         let mut o2 = obs(b"", vec![Received { index: Some("0".into()), req: Some(q2), raw: vec![] }]);
         o2.exchange.end = Some(ConnEnd::Open);
         o2.alive = false;
-        let fields: Vec<String> = invariants(&o2, "go", 1, true).into_iter().map(|d| d.field).collect();
+        let fields: Vec<String> = invariants(&o2, "go", 1, &[]).into_iter().map(|d| d.field).collect();
         assert_eq!(fields, vec!["crash", "hang"]);
         // A request that never reached the upstream whole is no hang (the client owes bytes).
         let mut o3 = obs(b"", vec![]);
         o3.exchange.end = Some(ConnEnd::Open);
-        assert!(invariants(&o3, "go", 1, true).is_empty());
+        assert!(invariants(&o3, "go", 1, &[]).is_empty());
     }
 }

@@ -302,7 +302,7 @@ impl ReqSpec {
             Body::Bytes(b) => b.clone(),
             Body::Smuggle(prefix) => {
                 let mut b = prefix.clone();
-                b.extend_from_slice(format!("GET /smuggled HTTP/1.1\r\nHost: h\r\nX-Routing-Key: k\r\n{TAG}: {key}.s\r\n\r\n").as_bytes());
+                b.extend_from_slice(format!("GET /smuggled HTTP/1.1\r\nHost: h\r\nX-Routing-Key: k\r\n{TAG}: {key}.s{index}\r\n\r\n").as_bytes());
                 b
             }
         };
@@ -449,9 +449,9 @@ impl ClientCase {
         self.reqs.iter().map(|r| r.is_head()).collect()
     }
 
-    /// Whether some request hides a request in an unambiguously framed body.
-    pub fn hides_request(&self) -> bool {
-        self.reqs.iter().any(|r| r.hides_request())
+    /// The tag indexes (`s<i>`) of the requests hidden in unambiguously framed bodies.
+    pub fn hidden(&self) -> Vec<String> {
+        self.reqs.iter().enumerate().filter(|(_, r)| r.hides_request()).map(|(i, _)| format!("s{i}")).collect()
     }
 }
 
@@ -754,7 +754,7 @@ mod tests {
         assert!(!r.hides_request());
         r.framing = Framing::Chunked { te: TeForm::Chunked, chunks: vec![], trailers: vec![], last_ext: false };
         assert!(r.hides_request());
-        assert!(String::from_utf8(r.render("k", 0)).unwrap().contains("x-parity-request: k.s"));
+        assert!(String::from_utf8(r.render("k", 0)).unwrap().contains("x-parity-request: k.s0"));
     }
 
     #[test]

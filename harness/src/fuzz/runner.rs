@@ -314,7 +314,7 @@ fn load_avg() -> String {
 pub fn diffs_of(case: &Case, obs: &[(String, Obs)], norms: &[&Normaliser]) -> Vec<Diff> {
     let mut out = Vec::new();
     for (imp, o) in obs {
-        out.extend(oracle::invariants(o, imp, case.client.reqs.len(), case.client.hides_request()));
+        out.extend(oracle::invariants(o, imp, case.client.reqs.len(), &case.client.hidden()));
     }
     if obs.len() == 2 {
         let a = oracle::comparable(&obs[0].1, norms[0]);
