@@ -287,3 +287,41 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file());
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: u16) -> Vec<SocketAddr> {
+        (0..n).map(|i| SocketAddr::from(([127, 0, 0, 1], 9001 + i))).collect()
+    }
+
+    #[test]
+    fn the_single_endpoint_config_is_unchanged_and_a_placement_lists_its_endpoints() {
+        let one = router_config(&Placement { endpoints: addrs(1), selection: None });
+        assert_eq!(one["placements"]["bench"]["endpoint"], "http://127.0.0.1:9001");
+        assert!(one["placements"]["bench"].get("selection").is_none());
+        let ch = router_config(&Placement { endpoints: addrs(3), selection: Some(Selection::ConsistentHash) });
+        let p = &ch["placements"]["bench"];
+        assert_eq!(p["endpoints"][2]["url"], "http://127.0.0.1:9003");
+        assert_eq!(p["selection"], "consistent_hash");
+        assert_eq!(p["hash_key"], "header:x-bench-key");
+        let rr = router_config(&Placement { endpoints: addrs(2), selection: Some(Selection::RoundRobin) });
+        assert!(rr["placements"]["bench"].get("hash_key").is_none());
+    }
+
+    #[test]
+    fn nginx_gets_the_same_servers_and_the_equivalent_method() {
+        let dir = Path::new("/tmp/x");
+        let listen: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let conf = |sel| nginx_conf(dir, listen, &Placement { endpoints: addrs(4), selection: sel }, 1, 4096);
+        let ch = conf(Some(Selection::ConsistentHash));
+        assert!(ch.contains("        hash $http_x_bench_key consistent;\n        server 127.0.0.1:9001;\n"), "{ch}");
+        assert!(ch.contains("server 127.0.0.1:9004;\n        keepalive 256;"), "{ch}");
+        assert!(conf(Some(Selection::Random)).contains("        random;\n        server 127.0.0.1:9001;"));
+        let rr = conf(Some(Selection::RoundRobin));
+        assert!(!rr.contains("random;") && !rr.contains("hash ") && rr.matches("server 127.0.0.1:").count() == 4);
+        let one = nginx_conf(dir, listen, &Placement { endpoints: addrs(1), selection: None }, 1, 4096);
+        assert!(one.contains("upstream bench {\n        server 127.0.0.1:9001;\n        keepalive 256;"), "{one}");
+    }
+}
