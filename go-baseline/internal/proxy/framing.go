@@ -615,16 +615,43 @@ func absoluteHTTPTarget(target []byte) bool {
 	return len(authority) > 0 && bytes.IndexByte(authority, '@') < 0
 }
 
-// targetFormAllowedBytes is targetFormAllowed (headers.go) on the request line's bytes.
+// targetFormAllowedBytes is targetFormAllowed (headers.go) on the request line's bytes,
+// with the two rules the Pingora router's request_filter adds (rust-pingora
+// proxy/target.rs, classify): a '#' anywhere is refused (a fragment is never part of a
+// request-target, RFC 9112 section 3.2, and Pingora's URI would drop it, so the target
+// could not go up byte for byte), and an absolute-form target must be "scheme://" with
+// the scheme http, https, ws or wss (any case) before the first ':'.
 func targetFormAllowedBytes(method, target []byte) bool {
+	if bytes.IndexByte(target, '#') >= 0 {
+		return false
+	}
 	switch {
-	case len(target) > 0 && target[0] == '/', bytes.Contains(target, []byte("://")):
+	case len(target) > 0 && target[0] == '/':
 		return true
+	case bytes.Contains(target, []byte("://")):
+		return absoluteSchemeAllowed(target)
 	case string(target) == "*":
 		return string(method) == http.MethodOptions
 	default: // authority-form: CONNECT's
 		return false
 	}
+}
+
+// absoluteSchemeAllowed reports whether the absolute-form target starts with "scheme://"
+// where scheme (everything before the first ':') is http, https, ws or wss, compared
+// without regard to case (RFC 3986 section 3.1: schemes are case-insensitive).
+func absoluteSchemeAllowed(target []byte) bool {
+	colon := bytes.IndexByte(target, ':')
+	if colon < 0 || !bytes.HasPrefix(target[colon+1:], []byte("//")) {
+		return false
+	}
+	scheme := target[:colon]
+	for _, s := range [...]string{"http", "https", "ws", "wss"} {
+		if bytes.EqualFold(scheme, []byte(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // validTarget reports whether target is a request-target both routers accept:

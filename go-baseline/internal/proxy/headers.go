@@ -93,8 +93,10 @@ func removeNominated(h http.Header, conn []string) {
 // targetFormAllowedBytes) refuses these heads first; this stays as the handler's backstop.
 func targetFormAllowed(method, requestURI string) bool {
 	switch {
-	case strings.HasPrefix(requestURI, "/"), strings.Contains(requestURI, "://"):
-		return true
+	case strings.HasPrefix(requestURI, "/"):
+		return !strings.Contains(requestURI, "#")
+	case strings.Contains(requestURI, "://"):
+		return targetFormAllowedBytes([]byte(method), []byte(requestURI))
 	case requestURI == "*":
 		return method == http.MethodOptions
 	default: // authority-form

@@ -11,9 +11,7 @@ import (
 // (faultParser) its bare 400 says HTTP/1.1; where the router's request_filter refuses it
 // (faultRouter) the answer says HTTP/1.0 (docs/spec.md section 3, "HTTP/1.0 clients").
 // The Go router gives the contract's status (431 where Pingora's parser says 400) in the
-// same version. Not here: a '#' in the target and an absolute-form target of another
-// scheme, which the Pingora router refuses (HTTP/1.0 to an HTTP/1.0 head) and the Go
-// router forwards (docs/design-go.md).
+// same version.
 var refusalVersionCases = []struct {
 	name, head, status string
 }{
@@ -44,6 +42,10 @@ var refusalVersionCases = []struct {
 	{"CONNECT without port", "CONNECT a.example HTTP/1.0\r\nHost: b.example\r\n\r\n", "HTTP/1.0 400 "},
 	{"absolute-form bad port", "GET http://a:b/ HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "},
 	{"absolute-form bad % in path", "GET http://a/%zz HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "},
+	{"fragment", "GET /f#frag HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "},
+	{"fragment in the query", "GET /x?q=http://a/b?c#frag HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "},
+	{"absolute-form fragment", "GET http://h/#f HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "},
+	{"absolute-form other scheme", "GET ftp://h/x HTTP/1.0\r\n\r\n", "HTTP/1.0 400 "},
 	// Field lines: httparse, validate_request.
 	{"obs-fold", "GET / HTTP/1.0\r\nA: 1\r\n b\r\n\r\n", "HTTP/1.1 400 "},
 	{"first field line folded", "GET / HTTP/1.0\r\n A: 1\r\n\r\n", "HTTP/1.1 400 "},
