@@ -971,3 +971,17 @@ func TestHTTP10EmptyHostIs400(t *testing.T) {
 		t.Fatalf("HTTP/1.0 without Host: %.120q", out)
 	}
 }
+
+// White space between a field name and the colon in an upstream response is removed
+// before the response goes on (RFC 9112 section 5.1): "Content-Length : 2" frames the
+// body as Content-Length 2, not as a body read to the close.
+func TestWhiteSpaceBeforeTheColonRemovedFromResponses(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length : 2\r\nX-Pad \t: v\r\n\r\nok")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	out := rawExchange(t, r.url, "GET / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nConnection: close\r\n\r\n")
+	head, body, _ := strings.Cut(out, "\r\n\r\n")
+	if !strings.HasPrefix(head, "HTTP/1.1 200 OK\r\n") || !strings.Contains(head, "\r\nContent-Length: 2") ||
+		strings.Contains(head, "Transfer-Encoding") || !strings.Contains(head, "\r\nX-Pad: v") || body != "ok" {
+		t.Fatalf("client got %q", out)
+	}
+}

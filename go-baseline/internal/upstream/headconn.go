@@ -13,34 +13,66 @@ import (
 const maxCapture = 1<<20 + 64<<10
 
 // HeadConn is an upstream connection that keeps the Connection field values of the
-// final response head of the current exchange, as the upstream sent them.
+// final response head of the current exchange, as the upstream sent them, and removes
+// white space between a field name and its colon in the response heads it reads.
 //
-// Why: net/http's transport deletes a response's Connection field when it lists
-// "close" (transfer.go, shouldClose), so httputil.ReverseProxy no longer sees the field
-// names that Connection nominates and passes them to the client. RFC 9110 section 7.6.1
-// (docs/spec.md section 3, "Headers") makes every nominated field hop-by-hop, whatever
-// else Connection lists: "Connection: close, X-Hop" removes X-Hop.
+// Why the Connection record: net/http's transport deletes a response's Connection field
+// when it lists "close" (transfer.go, shouldClose), so httputil.ReverseProxy no longer
+// sees the field names that Connection nominates and passes them to the client. RFC 9110
+// section 7.6.1 (docs/spec.md section 3, "Headers") makes every nominated field
+// hop-by-hop, whatever else Connection lists: "Connection: close, X-Hop" removes X-Hop.
+//
+// Why the clean-up: RFC 9112 section 5.1, "No whitespace is allowed between the field
+// name and colon ... A proxy MUST remove any such whitespace from a response message
+// before forwarding the message downstream." net/http drops a field line written
+// "Content-Length : 2" (and would then read the body to the close), so HeadConn hands the
+// transport "Content-Length: 2" instead. Only SP/HTAB that stand between a field name and
+// a colon are removed; the status line, field lines whose name is followed by white space
+// and then something other than a colon, and every byte after the final head are passed
+// on unchanged. White space at the end of one read is held back until the next byte shows
+// whether a colon follows.
 //
 // Begin starts an exchange (call it when the transport hands the connection to a
-// request, before the request is written); Read copies the bytes the transport reads
-// until the end of the first head whose status is not 1xx (interim heads are skipped,
-// a 101 counts as final), then stops copying. Safe for the transport's read loop and
-// the request's goroutine at once.
+// request, before the request is written); Read cleans and copies the bytes the transport
+// reads until the end of the first head whose status is not 1xx (interim heads are
+// skipped, a 101 counts as final), then passes bytes through untouched. Without Begin
+// nothing is cleaned or copied. Safe for the transport's read loop and the request's
+// goroutine at once.
 type HeadConn struct {
 	net.Conn
 
 	mu        sync.Mutex
 	capturing bool
-	buf       []byte   // bytes read since Begin, while capturing
+	buf       []byte   // cleaned bytes of the exchange's heads read since Begin, while capturing
 	start     int      // offset in buf of the head being looked for
 	conn      []string // Connection values of the final head; nil: none or not read
 	finalSeen bool
+
+	state   lineState // where the next byte read falls in the current head
+	pending []byte    // SP/HTAB after a field name, held until the next byte is known
+	ready   []byte    // cleaned bytes not yet returned by Read
+	out     []byte    // scratch for one Read's cleaned bytes
+	readErr error     // the error of the read whose bytes are in ready, returned after them
 }
+
+// lineState is where HeadConn's cleaning is within a response head.
+type lineState uint8
+
+const (
+	stRest      lineState = iota // status line, field value, or a line left as is: copy to LF
+	stLineStart                  // first byte of a line after the status line
+	stLineCR                     // a CR opened the line: an LF now ends the head
+	stName                       // inside a field name
+	stNameWS                     // SP/HTAB after a field name (held in pending)
+)
 
 // Begin starts a new exchange: what the previous one recorded is dropped.
 func (c *HeadConn) Begin() {
 	c.mu.Lock()
 	c.capturing, c.buf, c.start, c.conn, c.finalSeen = true, c.buf[:0], 0, nil, false
+	c.state = stRest
+	c.ready = append(c.ready, c.pending...) // not expected: a head cut short by Begin
+	c.pending = c.pending[:0]
 	c.mu.Unlock()
 }
 
@@ -53,66 +85,127 @@ func (c *HeadConn) FinalConnection() ([]string, bool) {
 	return c.conn, c.finalSeen
 }
 
-// Read reads from the connection, copying what it reads while the final head of the
-// exchange is still incomplete.
+// Read reads from the connection into p. While the final head of the exchange is
+// incomplete, the bytes are cleaned (white space before a field line's colon removed)
+// and copied; cleaned bytes that do not fit in p are returned by the next Read. A read
+// that yields only held-back white space reads again rather than return 0 bytes.
 func (c *HeadConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		if c.capturing {
-			c.capture(p[:n])
+	if len(p) == 0 {
+		return c.Conn.Read(p)
+	}
+	c.mu.Lock()
+	if len(c.ready) > 0 {
+		n := copy(p, c.ready)
+		c.ready = c.ready[n:]
+		var err error
+		if len(c.ready) == 0 {
+			err, c.readErr = c.readErr, nil
 		}
 		c.mu.Unlock()
+		return n, err
 	}
-	return n, err
+	c.mu.Unlock()
+	for {
+		n, err := c.Conn.Read(p)
+		c.mu.Lock()
+		if !c.capturing && len(c.pending) == 0 {
+			c.mu.Unlock()
+			return n, err
+		}
+		c.out = c.clean(c.out[:0], p[:n])
+		if err != nil && len(c.pending) > 0 {
+			c.out = append(c.out, c.pending...) // the head ends early: give back what was held
+			c.pending = c.pending[:0]
+		}
+		m := copy(p, c.out)
+		c.ready = append(c.ready[:0], c.out[m:]...)
+		if len(c.ready) > 0 && err != nil {
+			c.readErr, err = err, nil
+		}
+		c.mu.Unlock()
+		if m > 0 || err != nil {
+			return m, err
+		}
+	}
 }
 
-// capture appends b and looks for the end of heads from c.start on. Called with c.mu.
-func (c *HeadConn) capture(b []byte) {
-	from := len(c.buf)
-	c.buf = append(c.buf, b...)
-	for {
-		// A head ends with an empty line: CRLF CRLF, or bare LFs (RFC 9112 section 2.2).
-		scan := max(c.start, from-3)
-		i := headEnd(c.buf[scan:])
-		if i < 0 {
-			break
+// clean appends to out the bytes of b as they are to be delivered, copying the head
+// bytes into c.buf and recording the final head when it ends. Called with c.mu.
+func (c *HeadConn) clean(out, b []byte) []byte {
+	for i := 0; i < len(b); i++ {
+		if !c.capturing {
+			out = append(out, c.pending...)
+			c.pending = c.pending[:0]
+			return append(out, b[i:]...)
 		}
-		end := scan + i
-		head := c.buf[c.start:end]
-		if interim(head) {
-			c.start, from = end, end
-			continue
+		ch := b[i]
+		if c.state == stNameWS {
+			if ch == ' ' || ch == '\t' {
+				c.pending = append(c.pending, ch)
+				continue
+			}
+			if ch != ':' { // not white space before a colon: leave the line as is
+				out = append(out, c.pending...)
+				c.buf = append(c.buf, c.pending...)
+				c.state = stRest
+			}
+			c.pending = c.pending[:0]
 		}
-		c.conn, c.finalSeen = connectionValues(head), true
-		c.capturing, c.start = false, 0
-		if cap(c.buf) > 64<<10 {
-			c.buf = nil // do not keep a large buffer for the connection's lifetime
-		} else {
-			c.buf = c.buf[:0]
+		out = append(out, ch)
+		c.buf = append(c.buf, ch)
+		switch c.state {
+		case stRest:
+			if ch == '\n' {
+				c.state = stLineStart
+			}
+		case stLineStart, stLineCR:
+			switch {
+			case ch == '\n':
+				c.headEnded()
+			case ch == '\r' && c.state == stLineStart:
+				c.state = stLineCR
+			case ch == ':' || ch == ' ' || ch == '\t' || ch == '\r':
+				c.state = stRest
+			default:
+				c.state = stName
+			}
+		case stNameWS: // the colon that ended the white space
+			c.state = stRest
+		case stName:
+			switch ch {
+			case ' ', '\t':
+				out, c.buf = out[:len(out)-1], c.buf[:len(c.buf)-1]
+				c.pending = append(c.pending, ch)
+				c.state = stNameWS
+			case ':':
+				c.state = stRest
+			case '\n':
+				c.state = stLineStart
+			}
 		}
+		if c.capturing && len(c.buf) > maxCapture {
+			c.capturing, c.buf, c.start = false, nil, 0
+		}
+	}
+	return out
+}
+
+// headEnded handles the empty line that ends the head at c.buf[c.start:]: an interim
+// head starts the next one, the final head is recorded and ends the capture. Called with
+// c.mu.
+func (c *HeadConn) headEnded() {
+	head := c.buf[c.start:]
+	if interim(head) {
+		c.start, c.state = len(c.buf), stRest
 		return
 	}
-	if len(c.buf) > maxCapture {
-		c.capturing, c.buf, c.start = false, nil, 0
+	c.conn, c.finalSeen = connectionValues(head), true
+	c.capturing, c.start = false, 0
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // do not keep a large buffer for the connection's lifetime
+	} else {
+		c.buf = c.buf[:0]
 	}
-}
-
-// headEnd returns the offset just past the first empty line in b ("\n\r\n" or "\n\n"),
-// or -1.
-func headEnd(b []byte) int {
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\n' {
-			continue
-		}
-		if i+1 < len(b) && b[i+1] == '\n' {
-			return i + 2
-		}
-		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
-			return i + 3
-		}
-	}
-	return -1
 }
 
 // interim reports whether head's status line is a 1xx other than 101 ("HTTP/1.x 1yz").

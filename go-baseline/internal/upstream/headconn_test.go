@@ -46,3 +46,79 @@ func TestHeadConnRecordsTheFinalHeadsConnection(t *testing.T) {
 		t.Fatalf("101: %q %v", got, ok)
 	}
 }
+
+// chunkConn is a net.Conn whose Reads return the given chunks one by one, then io.EOF.
+type chunkConn struct {
+	net.Conn
+	chunks []string
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	for len(c.chunks) > 0 && c.chunks[0] == "" {
+		c.chunks = c.chunks[1:]
+	}
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; c.chunks[0] == "" {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// HeadConn removes SP/HTAB between a field name and its colon in the response heads (RFC
+// 9112 section 5.1), interim heads included, whatever the reads' boundaries; it leaves
+// the status line, a name followed by white space and no colon, and the body alone.
+func TestHeadConnRemovesWhiteSpaceBeforeTheColon(t *testing.T) {
+	stream := "HTTP/1.1 100 Continue\r\nX-Early \t: 1\r\n\r\n" +
+		"HTTP/1.1 200 OK : fine\r\nContent-Length  \t: 2\r\nConnection : close, X-Hop\r\n" +
+		"Bad Name: v\r\nX-Ok: a : b\r\nX-Tail \r\n\r\n" +
+		"Content-Length : body\r\n\r\n :"
+	want := "HTTP/1.1 100 Continue\r\nX-Early: 1\r\n\r\n" +
+		"HTTP/1.1 200 OK : fine\r\nContent-Length: 2\r\nConnection: close, X-Hop\r\n" +
+		"Bad Name: v\r\nX-Ok: a : b\r\nX-Tail \r\n\r\n" +
+		"Content-Length : body\r\n\r\n :"
+	check := func(name string, chunks []string, bufSize int) {
+		t.Helper()
+		c := &HeadConn{Conn: &chunkConn{chunks: chunks}}
+		c.Begin()
+		var got []byte
+		p := make([]byte, bufSize)
+		for {
+			n, err := c.Read(p)
+			got = append(got, p[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil || n == 0 {
+				t.Fatalf("%s: read %d %v", name, n, err)
+			}
+		}
+		if string(got) != want {
+			t.Fatalf("%s:\n got %q\nwant %q", name, got, want)
+		}
+		if conn, ok := c.FinalConnection(); !ok || !slices.Equal(conn, []string{"close, X-Hop"}) {
+			t.Fatalf("%s: Connection %q %v", name, conn, ok)
+		}
+	}
+	var bytewise []string
+	for i := range stream {
+		bytewise = append(bytewise, stream[i:i+1])
+	}
+	check("byte by byte", bytewise, 64)
+	for i := 0; i <= len(stream); i++ {
+		for j := i; j <= len(stream); j += 5 {
+			check("split", []string{stream[:i], stream[i:j], stream[j:]}, 4096)
+		}
+	}
+	// A small read buffer: held-back white space plus a new byte may exceed it.
+	for _, size := range []int{1, 2, 3} {
+		check("small buffer", []string{stream}, size)
+	}
+	// Without Begin, bytes pass through untouched.
+	c := &HeadConn{Conn: &chunkConn{chunks: []string{stream}}}
+	if got, _ := io.ReadAll(c); string(got) != stream {
+		t.Fatalf("no Begin: %q", got)
+	}
+}
