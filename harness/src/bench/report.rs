@@ -262,7 +262,7 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
         "Host: {} CPUs ({}), Linux {}. Every target runs with {} worker thread(s) (GOMAXPROCS, `ServerConf.threads`, nginx `worker_processes`); the upstream has {} thread(s) in its own process, the load generator {} thread(s) inside `parity`. {} client connections. Reference rate: **{} req/s** ({}). Open-loop latency is timed from each request's intended send time. Run time {:.0} s. Load average when the run started: {}; at its end: {} (other work on the machine shows up as noise in every figure; the benchmark's processes ran at nice {}).",
         h["cpus"], h["cpu_model"].as_str().unwrap_or(""), h["kernel"].as_str().unwrap_or(""),
         p.threads, p.upstream_threads, p.client_threads, p.connections, d.reference_rate,
-        match p.reference_rate { super::profile::RefRate::Fixed(_) => "fixed by the profile".to_string(), _ => "auto: half of nginx's closed-loop maximum, or of the slower bare proxy without nginx".to_string() },
+        match p.reference_rate { super::profile::RefRate::Fixed(_) => "fixed by the profile".to_string(), _ if p.multi_endpoint.is_some() => "auto: half of the slowest instance's closed-loop maximum".to_string(), _ => "auto: half of nginx's closed-loop maximum, or of the slower bare proxy without nginx".to_string() },
         d.elapsed_secs, d.loadavg_start, h["loadavg_at_report"].as_str().unwrap_or(""), d.nice
     )));
     if let Some(desc) = &p.description {
