@@ -348,8 +348,17 @@ impl Env {
         let state_dir = dir.path().join("state");
         let mut upstreams = BTreeMap::new();
         let received = crate::observe::upstream::Recorder::new();
-        for (name, spec) in &sc.upstreams {
-            upstreams.insert(name.clone(), Upstream::start(name, spec, dir.path(), received.clone()).await?);
+        // Ports ascend in the byte order of the upstream names: a multi-endpoint placement
+        // orders its endpoints by socket address (docs/spec.md section 3, "Endpoint
+        // selection"), so a scenario's endpoint order, and with it a round-robin sequence,
+        // is the order of its upstream names in every run.
+        let mut listeners = Vec::with_capacity(sc.upstreams.len());
+        for _ in &sc.upstreams {
+            listeners.push(std::net::TcpListener::bind("127.0.0.1:0").context("bind upstream")?);
+        }
+        listeners.sort_by_key(|l| l.local_addr().map(|a| a.port()).unwrap_or(0));
+        for ((name, spec), std_l) in sc.upstreams.iter().zip(listeners) {
+            upstreams.insert(name.clone(), Upstream::start_on(std_l, name, spec, dir.path(), received.clone()).await?);
         }
         // Held (bound, not listening) for the whole run: refuses connections, and no
         // port picked later (router, upstreams of a parallel run) can be the same.

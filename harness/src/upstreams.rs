@@ -63,6 +63,13 @@ impl Upstream {
     /// Creates an upstream on a fresh ephemeral port of 127.0.0.1; starts it when
     /// `spec.up`. TLS material goes to `dir`.
     pub async fn start(name: &str, spec: &UpstreamSpec, dir: &Path, recorder: crate::observe::upstream::Recorder) -> Result<Upstream> {
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").context("bind upstream")?;
+        Upstream::start_on(std_l, name, spec, dir, recorder).await
+    }
+
+    /// [`Upstream::start`] on a socket already bound (not yet listening) to a port of
+    /// 127.0.0.1, so a caller can choose which upstream gets which port.
+    pub async fn start_on(std_l: std::net::TcpListener, name: &str, spec: &UpstreamSpec, dir: &Path, recorder: crate::observe::upstream::Recorder) -> Result<Upstream> {
         let shared = Arc::new(Shared {
             name: name.to_string(),
             behaviour: Mutex::new(spec.behaviour.clone()),
@@ -78,7 +85,6 @@ impl Upstream {
         } else {
             (None, None)
         };
-        let std_l = std::net::TcpListener::bind("127.0.0.1:0").context("bind upstream")?;
         let port = std_l.local_addr()?.port();
         let up = Upstream { shared, port, tls, ca_file, running: tokio::sync::Mutex::new(None), reserved: std::sync::Mutex::new(None) };
         if spec.up {
