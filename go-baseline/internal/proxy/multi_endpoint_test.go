@@ -217,8 +217,19 @@ func TestConsistentHashStickyAndMinimalMove(t *testing.T) {
 			}
 		}
 	}
-	if float64(moved)/keys > 1.0/4+0.05 {
-		t.Fatalf("%d of %d keys moved", moved, keys)
+	// Minimal movement, exactly: every key of the removed endpoint moved, no other key did
+	// (checked above). How many keys that is depends on the ring points of this run's
+	// ports (Ketama hashes ip NUL port), so a share bound such as 1/N + 5 % is a property
+	// of many rings, not of one: with 4 endpoints and 200 keys it failed about 1 run in 12.
+	// The spread over rings is the scenario multi-endpoint-consistent-hash's (8 endpoints).
+	onRemoved := 0
+	for _, was := range before {
+		if was == removed {
+			onRemoved++
+		}
+	}
+	if moved != onRemoved {
+		t.Fatalf("%d of %d keys moved, %d lived on the removed endpoint", moved, keys, onRemoved)
 	}
 }
 
