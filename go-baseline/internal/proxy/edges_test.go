@@ -34,21 +34,8 @@ type rawUpstream struct {
 
 func newRawUpstream(t *testing.T, answer string) *rawUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &rawUpstream{ln: ln, answer: answer}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go u.serve(c)
-		}
-	}()
+	u := &rawUpstream{answer: answer}
+	u.ln = acceptLoop(t, u.serve)
 	return u
 }
 
@@ -490,14 +477,7 @@ func TestOptionsAsteriskForwarded(t *testing.T) {
 // gate answers the kinds net/http would refuse itself, the handler the empty Host and the
 // bad port. An HTTP/1.0 request without Host is forwarded, with no X-Forwarded-Host at all.
 func TestHostRules(t *testing.T) {
-	var mu sync.Mutex
-	var seen []http.Header
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Header.Clone())
-		mu.Unlock()
-	}))
-	defer up.Close()
+	up, seenHeaders := headerUpstream(t)
 	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(hostPort(up.URL), "", 4, 1000, "")))
 	for _, tc := range []struct{ name, host string }{
 		{"no Host", ""},
@@ -513,10 +493,7 @@ func TestHostRules(t *testing.T) {
 			t.Errorf("%s: %.120q", tc.name, out)
 		}
 	}
-	mu.Lock()
-	n := len(seen)
-	mu.Unlock()
-	if n != 0 {
+	if n := len(seenHeaders()); n != 0 {
 		t.Fatalf("upstream got %d requests", n)
 	}
 	if got := counter(t, r, "errors", "bad_request"); got != 7 {
@@ -531,8 +508,7 @@ func TestHostRules(t *testing.T) {
 	if !strings.HasPrefix(out, "HTTP/1.0 200 ") {
 		t.Fatalf("HTTP/1.0 with Host: %q", out)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	seen := seenHeaders()
 	if len(seen) != 2 {
 		t.Fatalf("upstream got %d requests, want 2", len(seen))
 	}

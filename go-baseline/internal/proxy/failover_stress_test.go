@@ -18,6 +18,26 @@ import (
 // connection. The listener closes when the test ends.
 func scriptedUpstream(t *testing.T, answer func(c net.Conn, req *http.Request, n int64) bool) net.Listener {
 	t.Helper()
+	return acceptLoop(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			n, _ := io.Copy(io.Discard, req.Body)
+			if !answer(c, req, n) {
+				return
+			}
+		}
+	})
+}
+
+// acceptLoop listens on a fresh loopback port and runs serve in its own goroutine for
+// every connection accepted, until the test ends (the listener closes then).
+func acceptLoop(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -29,20 +49,7 @@ func scriptedUpstream(t *testing.T, answer func(c net.Conn, req *http.Request, n
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					n, _ := io.Copy(io.Discard, req.Body)
-					if !answer(c, req, n) {
-						return
-					}
-				}
-			}()
+			go serve(c)
 		}
 	}()
 	return ln
