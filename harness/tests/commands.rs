@@ -3,7 +3,7 @@ use harness::commands::{dispatch, list::ListArgs, validate::ValidateArgs, Cmd};
 use std::path::PathBuf;
 
 fn scenarios() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../scenarios")
 }
 
 #[tokio::test]

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 fn vendor_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("vendor")
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// The names of the vendored crates: every directory directly under `vendor/`.

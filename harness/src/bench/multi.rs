@@ -379,7 +379,7 @@ mod tests {
     }
 
     fn profile() -> Profile {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/bench");
+        let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../scenarios/bench");
         Profile::load(&dir.join("multi-endpoint.yaml")).unwrap()
     }
 

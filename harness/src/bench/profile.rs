@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn the_shipped_profiles_load() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/bench");
+        let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../scenarios/bench");
         for name in ["quick", "full", "multi-endpoint"] {
             let p = Profile::load(&dir.join(format!("{name}.yaml"))).unwrap();
             assert_eq!(p.name, name);
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_multi_endpoint_profile_needs_the_baseline_of_one_endpoint() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/bench");
+        let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../scenarios/bench");
         let text = std::fs::read_to_string(dir.join("multi-endpoint.yaml")).unwrap();
         let p: Profile = serde_yaml_ng::from_str(&text).unwrap();
         let mut bad = p.clone();
