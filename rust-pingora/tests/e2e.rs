@@ -8,6 +8,15 @@ fn closed_port() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
+/// `n` distinct closed loopback ports: every listener is held until all are bound, so the
+/// kernel cannot hand the same ephemeral port out twice (one at a time it can, and a
+/// config with a repeated endpoint is rejected).
+fn closed_ports(n: usize) -> Vec<String> {
+    let held: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().to_string()).collect()
+}
+
 #[test]
 fn serves_lkg_and_reports_state() {
     let up = Upstream::start("us");
@@ -412,7 +421,7 @@ fn connect_failure_retries_within_the_placement_and_opens_only_that_endpoints_br
 #[test]
 fn every_endpoint_refusing_moves_down_the_chain_and_bodies_are_not_retried() {
     let up = Upstream::start("fallback");
-    let (d1, d2) = (closed_port(), closed_port());
+    let [d1, d2]: [String; 2] = closed_ports(2).try_into().unwrap();
     let cfg = pool_config(&[(&d1, 1), (&d2, 1)], Some(&up.addr));
     // breakers open after one failure each: use a fresh router per request kind
     let r = RouterProc::start(Some(&cfg), &[]);
@@ -440,7 +449,7 @@ fn every_endpoint_refusing_moves_down_the_chain_and_bodies_are_not_retried() {
 #[test]
 fn twenty_refusing_endpoints_are_each_tried_before_the_fallback() {
     let up = Upstream::start("fallback");
-    let dead: Vec<String> = (0..20).map(|_| closed_port()).collect();
+    let dead = closed_ports(20);
     let eps: Vec<(&str, u32)> = dead.iter().map(|d| (d.as_str(), 1)).collect();
     let r = RouterProc::start(Some(&pool_config(&eps, Some(&up.addr))), &[]);
     let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();

@@ -166,7 +166,8 @@ func TestNoRetryWithinPlacementWithBody(t *testing.T) {
 // All endpoints down: the chain moves to the fallback placement.
 func TestAllEndpointsDownFallback(t *testing.T) {
 	fb := namedUpstream(t, "fb")
-	d1, d2 := deadAddr(t), deadAddr(t)
+	dead := deadAddrs(t, 2)
+	d1, d2 := dead[0], dead[1]
 	r := newRouter(t, doc(`"k":"p"`, `"p":`+pool(map[string]int{d1: 1, d2: 3}, []string{d1, d2}, `,"fallback":"q"`),
 		`"q":`+placement(hostPort(fb.URL), "", 4, 2000, "")))
 	if got := served(t, r, "k"); got != "fb" {

@@ -70,6 +70,22 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
+// deadAddrs is n distinct local addresses where nothing listens: every listener is held
+// until all are bound, so the kernel cannot give the same port twice (a config with a
+// repeated endpoint is rejected).
+func deadAddrs(t *testing.T, n int) []string {
+	addrs := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs
+}
+
 func placement(endpoint, fallback string, max int, requestMS int, extra string) string {
 	fb := ""
 	if fallback != "" {
