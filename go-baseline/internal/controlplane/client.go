@@ -30,6 +30,7 @@ type Client struct {
 	stateDir string
 	initial  time.Duration
 	max      time.Duration
+	ka       Keepalive
 	store    *store.Store
 	metrics  *metrics.Metrics
 	logf     func(format string, args ...any)
@@ -39,9 +40,9 @@ type Client struct {
 
 // New returns a client of url that applies configs to st, persisting them in stateDir,
 // and counts accepted and rejected configs in m. Reconnect waits are
-// Backoff(n, initial, max, ...).
-func New(url, stateDir string, initial, max time.Duration, st *store.Store, m *metrics.Metrics, logf func(string, ...any)) *Client {
-	return &Client{url: url, stateDir: stateDir, initial: initial, max: max, store: st, metrics: m, logf: logf}
+// Backoff(n, initial, max, ...); an established session is checked with ka.
+func New(url, stateDir string, initial, max time.Duration, ka Keepalive, st *store.Store, m *metrics.Metrics, logf func(string, ...any)) *Client {
+	return &Client{url: url, stateDir: stateDir, initial: initial, max: max, ka: ka, store: st, metrics: m, logf: logf}
 }
 
 // Run connects, serves sessions and reconnects with Backoff until ctx ends.
@@ -63,7 +64,8 @@ func (c *Client) Run(ctx context.Context) {
 }
 
 // session makes one connection attempt and, if the handshake succeeds, serves it until
-// it ends. It reports whether the handshake succeeded.
+// it ends (closed, failed, or lost to the Keepalive check). It reports whether the
+// handshake succeeded.
 func (c *Client) session(ctx context.Context) bool {
 	dctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
 	conn, _, err := websocket.Dial(dctx, c.url, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
@@ -94,13 +96,22 @@ func (c *Client) session(ctx context.Context) bool {
 		c.logf("control plane: send hello: %v", err)
 		return true
 	}
+	kctx, stop := context.WithCancel(ctx)
+	act := newActivity()
+	pinger := make(chan struct{})
+	go func() { defer close(pinger); c.keepalive(kctx, conn, act) }()
+	defer func() { stop(); <-pinger }()
 	for {
+		// Read also answers the control plane's pings and hands Pongs to the pinger.
 		_, data, err := conn.Read(ctx)
 		if err != nil {
 			c.logf("control plane: session ended: %v", err)
 			return true
 		}
-		if err := c.send(ctx, conn, c.Handle(data)); err != nil {
+		act.received()
+		err = c.send(ctx, conn, c.Handle(data))
+		act.done()
+		if err != nil {
 			c.logf("control plane: send reply: %v", err)
 			return true
 		}

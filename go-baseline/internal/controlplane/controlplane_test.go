@@ -92,7 +92,7 @@ func newClient(t *testing.T) (*Client, *store.Store, *metrics.Metrics, string) {
 	st := store.New()
 	t.Cleanup(st.Close)
 	m := metrics.New(st)
-	c := New("ws://unused", dir, 10*time.Millisecond, 50*time.Millisecond, st, m, t.Logf)
+	c := New("ws://unused", dir, 10*time.Millisecond, 50*time.Millisecond, DefaultKeepalive, st, m, t.Logf)
 	return c, st, m, dir
 }
 

@@ -34,7 +34,10 @@ type Metrics struct {
 	Failovers        *prometheus.CounterVec // from, to
 	ConfigAccepted   prometheus.Counter
 	ConfigRejected   *prometheus.CounterVec // code
-	Duration         *prometheus.HistogramVec
+	// ControlPlanePongTimeouts counts control-plane sessions closed because a ping went
+	// unanswered (docs/spec.md section 6, "Keepalive").
+	ControlPlanePongTimeouts prometheus.Counter
+	Duration                 *prometheus.HistogramVec
 }
 
 // New registers all metrics on a fresh registry; the scrape-time gauges read st.
@@ -57,11 +60,13 @@ func New(st *store.Store) *Metrics {
 			Help: "Configs applied from the control plane."}),
 		ConfigRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_config_rejected_total",
 			Help: "Configs nacked, by code."}, []string{"code"}),
+		ControlPlanePongTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "router_control_plane_pong_timeouts_total",
+			Help: "Control-plane sessions closed because a ping went unanswered."}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "router_request_duration_seconds",
 			Help: "From arrival to the end of the response.", Buckets: DurationBuckets()}, []string{"placement"}),
 	}
 	m.Registry.MustRegister(m.Requests, m.Errors, m.UpstreamFailures, m.PeerRequests, m.PeerFailures, m.Failovers,
-		m.ConfigAccepted, m.ConfigRejected, m.Duration, &collector{st: st})
+		m.ConfigAccepted, m.ConfigRejected, m.ControlPlanePongTimeouts, m.Duration, &collector{st: st})
 	return m
 }
 

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"pingora-parity/go-baseline/internal/controlplane"
 )
 
 // Flags are the router's command-line flags (docs/spec.md section 1), parsed and checked.
@@ -24,6 +26,8 @@ type Flags struct {
 	ShutdownGrace    time.Duration // longest wait for in-flight requests at shutdown, >= 0
 	ReconnectInitial time.Duration // first control-plane reconnect backoff, >= 1 ms
 	ReconnectMax     time.Duration // backoff cap, >= ReconnectInitial
+	CPPing           time.Duration // control-plane keepalive ping interval, >= 1 ms (section 6)
+	CPPongTimeout    time.Duration // longest wait for an answer to a ping, >= 1 ms (section 6)
 	AccessLog        bool          // one JSON line per request on stderr (section 8)
 }
 
@@ -50,6 +54,8 @@ func ParseFlags(args []string, stdout io.Writer) (Flags, error) {
 	grace := fs.Int64("shutdown-grace-ms", 5000, "longest wait for in-flight requests on SIGTERM")
 	initial := fs.Int64("reconnect-initial-ms", 100, "first reconnect backoff")
 	max := fs.Int64("reconnect-max-ms", 5000, "backoff cap")
+	ping := fs.Int64("cp-ping-ms", controlplane.DefaultKeepalive.Ping.Milliseconds(), "control-plane keepalive: ping the control plane after this long without an answer")
+	pongTimeout := fs.Int64("cp-pong-timeout-ms", controlplane.DefaultKeepalive.PongTimeout.Milliseconds(), "control-plane keepalive: session lost without an answer to a ping within this long")
 	fs.BoolVar(&f.AccessLog, "access-log", false, "one JSON line per request on stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -73,6 +79,8 @@ func ParseFlags(args []string, stdout io.Writer) (Flags, error) {
 		return Flags{}, UsageError{"--reconnect-initial-ms and --reconnect-max-ms must be >= 1"}
 	case *max < *initial:
 		return Flags{}, UsageError{"--reconnect-max-ms must be >= --reconnect-initial-ms"}
+	case *ping < 1 || *pongTimeout < 1:
+		return Flags{}, UsageError{"--cp-ping-ms and --cp-pong-timeout-ms must be >= 1"}
 	case f.StateDir == "":
 		return Flags{}, UsageError{"--state-dir must not be empty"}
 	}
@@ -96,5 +104,7 @@ func ParseFlags(args []string, stdout io.Writer) (Flags, error) {
 	f.ShutdownGrace = time.Duration(*grace) * time.Millisecond
 	f.ReconnectInitial = time.Duration(*initial) * time.Millisecond
 	f.ReconnectMax = time.Duration(*max) * time.Millisecond
+	f.CPPing = time.Duration(*ping) * time.Millisecond
+	f.CPPongTimeout = time.Duration(*pongTimeout) * time.Millisecond
 	return f, nil
 }

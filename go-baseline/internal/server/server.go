@@ -74,7 +74,8 @@ func run(ctx context.Context, f Flags, stderr io.Writer, ready func(data, admin 
 	m := metrics.New(st)
 	var cp *controlplane.Client
 	if f.ControlPlane != "" {
-		cp = controlplane.New(f.ControlPlane, f.StateDir, f.ReconnectInitial, f.ReconnectMax, st, m, logger.Printf)
+		cp = controlplane.New(f.ControlPlane, f.StateDir, f.ReconnectInitial, f.ReconnectMax,
+			controlplane.Keepalive{Ping: f.CPPing, PongTimeout: f.CPPongTimeout}, st, m, logger.Printf)
 	}
 	var accessLog io.Writer
 	if f.AccessLog {

@@ -49,6 +49,8 @@ func TestFlagErrors(t *testing.T) {
 		{"--admin-listen", "127.0.0.1:-1"},
 		{"--control-plane", "http://127.0.0.1:1"},
 		{"--reconnect-initial-ms", "500", "--reconnect-max-ms", "100"},
+		{"--cp-ping-ms", "0"},
+		{"--cp-pong-timeout-ms=0"},
 		{"--shutdown-grace-ms", "-1"},
 		{"--state-dir", ""},
 		{"extra"},
@@ -71,7 +73,7 @@ func TestFlagErrors(t *testing.T) {
 	f, err := ParseFlags([]string{"--listen=127.0.0.1:1", "--shutdown-grace-ms", "250", "--access-log"}, io.Discard)
 	if err != nil || f.Listen != "127.0.0.1:1" || f.AdminListen != "127.0.0.1:9090" ||
 		f.ShutdownGrace != 250*time.Millisecond || f.ReconnectInitial != 100*time.Millisecond ||
-		f.ReconnectMax != 5*time.Second || !f.AccessLog || f.StateDir != "./state" || f.Threads < 1 {
+		f.ReconnectMax != 5*time.Second || f.CPPing != 10*time.Second || f.CPPongTimeout != 20*time.Second || !f.AccessLog || f.StateDir != "./state" || f.Threads < 1 {
 		t.Fatalf("%+v %v", f, err)
 	}
 }
