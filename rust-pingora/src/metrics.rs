@@ -72,6 +72,9 @@ pub struct Metrics {
     pub cp_connected: IntGauge,
     /// `router_control_plane_reconnects_total`
     pub cp_reconnects: IntCounter,
+    /// `router_control_plane_pong_timeouts_total`: sessions closed because a ping went
+    /// unanswered (spec section 6, "Keepalive")
+    pub cp_pong_timeouts: IntCounter,
     /// `router_request_duration_seconds{placement}`
     pub duration: HistogramVec,
     /// `router_peer_healthy{placement,endpoint}` (refilled at each scrape)
@@ -122,6 +125,11 @@ impl Metrics {
             cp_reconnects: reg!(IntCounter::new(
                 "router_control_plane_reconnects_total",
                 "Successful control-plane connections after the first."
+            )
+            .unwrap()),
+            cp_pong_timeouts: reg!(IntCounter::new(
+                "router_control_plane_pong_timeouts_total",
+                "Control-plane sessions closed because a ping went unanswered."
             )
             .unwrap()),
             duration: reg!(HistogramVec::new(

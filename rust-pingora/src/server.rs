@@ -17,7 +17,7 @@
 //! runs, since the process then exits).
 
 use crate::admin::AdminApp;
-use crate::controlplane::{load_lkg, ControlPlane, LkgLoad};
+use crate::controlplane::{load_lkg, ControlPlane, Keepalive, LkgLoad};
 use crate::proxy::RouterProxy;
 use crate::store::Store;
 use async_trait::async_trait;
@@ -89,6 +89,14 @@ pub struct Flags {
     /// Backoff cap, in ms.
     #[arg(long, default_value_t = 5000)]
     pub reconnect_max_ms: u64,
+    /// Control-plane keepalive: ping the control plane after this long without an
+    /// answer, in ms, >= 1 (spec section 6).
+    #[arg(long, default_value_t = Keepalive::DEFAULT.ping.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cp_ping_ms: u64,
+    /// Control-plane keepalive: the session is lost without an answer to a ping within
+    /// this long, in ms, >= 1 (spec section 6).
+    #[arg(long, default_value_t = Keepalive::DEFAULT.pong_timeout.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cp_pong_timeout_ms: u64,
     /// One JSON line per request on stderr.
     #[arg(long)]
     pub access_log: bool,
@@ -346,6 +354,10 @@ fn serve(
                 url: url.clone(),
                 initial_ms: flags.reconnect_initial_ms,
                 max_ms: flags.reconnect_max_ms.max(1),
+                keepalive: Keepalive {
+                    ping: Duration::from_millis(flags.cp_ping_ms),
+                    pong_timeout: Duration::from_millis(flags.cp_pong_timeout_ms),
+                },
             },
         );
         cp.threads = Some(1);

@@ -78,3 +78,63 @@ async fn hello_config_ack_lkg_and_reconnect() {
     assert_eq!(resp.status, 200);
     drop(r);
 }
+
+/// Spec section 6, "Keepalive": a control plane that goes silent on an established
+/// session (no Pong, no other frame, the connection left open: a black hole) is detected
+/// by an unanswered ping; the router closes the session, counts it in
+/// `router_control_plane_pong_timeouts_total` and reconnects with the backoff. Without
+/// the keepalive the first session would stay "connected" for ever. A session that
+/// answers keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_control_plane_is_dropped_after_an_unanswered_ping() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", l.local_addr().unwrap());
+    let r = tokio::task::spawn_blocking(move || {
+        RouterProc::start(
+            None,
+            &[
+                "--control-plane", &url, "--reconnect-initial-ms", "50", "--reconnect-max-ms", "200",
+                "--cp-ping-ms", "50", "--cp-pong-timeout-ms", "100",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+
+    let (s, _) = l.accept().await.unwrap();
+    let mut silent = tokio_tungstenite::accept_async(s).await.unwrap();
+    assert_eq!(next_json(&mut silent).await["type"], "hello");
+    // from here `silent` is never read again: the router's pings get no Pong
+    let went_silent = std::time::Instant::now();
+    let (s, _) = tokio::time::timeout(Duration::from_secs(10), l.accept()).await.expect("a new session in time").unwrap();
+    assert!(went_silent.elapsed() >= Duration::from_millis(100), "session given up before a ping could time out");
+    // the old connection was closed by the router: reading it now ends
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = silent.next().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the silent session's connection is still open");
+
+    let mut answering = tokio_tungstenite::accept_async(s).await.unwrap();
+    assert_eq!(next_json(&mut answering).await["type"], "hello");
+    // reading answers the router's pings (tungstenite sends the Pong on the next read)
+    let pings = Arc::new(AtomicUsize::new(0));
+    let counter = pings.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = answering.next().await {
+            if matches!(m, Message::Ping(_)) {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pings.load(Ordering::SeqCst) < 5 {
+        assert!(std::time::Instant::now() < deadline, "no pings on the answering session");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (st, m) = tokio::task::spawn_blocking(move || (r.state(), r.metrics())).await.unwrap();
+    assert_eq!(st["control_plane"], json!({"connected": true, "reconnects": 1}));
+    assert!(m.contains("router_control_plane_pong_timeouts_total 1\n"), "{m}");
+}

@@ -11,7 +11,7 @@ pub mod client;
 pub mod lkg;
 
 pub use backoff::backoff_delay;
-pub use client::ControlPlane;
+pub use client::{ControlPlane, Keepalive};
 pub use lkg::{load_lkg, lkg_path, write_lkg, LkgLoad, LKG_FILE};
 
 use crate::config::{self, check_version, Code, Rejection, VersionCheck};
