@@ -67,8 +67,13 @@ func (c *Client) Run(ctx context.Context) {
 // it ends (closed, failed, or lost to the Keepalive check). It reports whether the
 // handshake succeeded.
 func (c *Client) session(ctx context.Context) bool {
+	act := newActivity()
 	dctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
-	conn, _, err := websocket.Dial(dctx, c.url, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
+	conn, _, err := websocket.Dial(dctx, c.url, &websocket.DialOptions{
+		CompressionMode: websocket.CompressionDisabled,
+		// a Ping from the control plane is a frame too (it answers ours); it gets its Pong
+		OnPingReceived: func(context.Context, []byte) bool { act.heard(); return true },
+	})
 	cancel()
 	if err != nil {
 		c.logf("control plane: connect %s: %v", c.url, err)
@@ -97,7 +102,6 @@ func (c *Client) session(ctx context.Context) bool {
 		return true
 	}
 	kctx, stop := context.WithCancel(ctx)
-	act := newActivity()
 	pinger := make(chan struct{})
 	go func() { defer close(pinger); c.keepalive(kctx, conn, act) }()
 	defer func() { stop(); <-pinger }()

@@ -36,7 +36,15 @@ type activity struct {
 
 func newActivity() *activity { return &activity{frames: make(chan struct{})} }
 
-// received records a frame and marks the reader busy until applied is called.
+// heard records a frame the reader handles itself (a Ping from the control plane).
+func (a *activity) heard() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	close(a.frames)
+	a.frames = make(chan struct{})
+}
+
+// received records a data frame and marks the reader busy until done is called.
 func (a *activity) received() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
