@@ -31,11 +31,13 @@
 //! | [`selftest`] | the verdict's self-test: a proxy that injects exactly one difference in front of a router |
 //! | [`bench`] | `parity bench`: targets, load generator, measurement phases, its report |
 //! | [`fuzz`] | `parity fuzz`: request/response stream generators (proptest), the raw fuzz upstream, the differential oracle, shrinking, findings as scenarios, the documented-divergence catalogue |
+//! | [`shard`] | `parity run --shard i/n` slices and `parity report A B ...` merging them |
 //! | [`util`] | shared by suite and bench: process-group registry, free ports, statistics, output |
 //!
 //! Start at [`commands::dispatch`] for the CLI, [`suite::run`] for a scenario run and
 //! [`engine::run`] for one scenario against one implementation.
 pub mod bench;
+pub mod chaos;
 pub mod client;
 pub mod commands;
 pub mod control_plane;
@@ -49,6 +51,7 @@ pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod selftest;
+pub mod shard;
 pub mod soak;
 pub mod steps;
 pub mod suite;

@@ -32,6 +32,18 @@ pub struct Summary {
     /// (added field: absent means none).
     #[serde(default)]
     pub not_run: Vec<NotRun>,
+    /// The slice of the suite this run is, for `parity run --shard i/n` (added field:
+    /// absent means the whole selection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
+    /// For a run merged by `parity report A B ...`: the run ids merged, in the order given
+    /// (added field: absent means not merged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+    /// For a merged run of slices: the slices that were not given (added field). A run
+    /// with a missing slice is incomplete (exit code 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<crate::shard::Shard>,
 }
 
 /// One scenario × implementation run that an interrupted run did not record.
@@ -94,11 +106,12 @@ pub struct Latency {
 }
 
 impl Summary {
-    /// Process exit code: 3 when the run was interrupted or an implementation errored, 1
+    /// Process exit code: 3 when the run was interrupted, a merged run lacks a slice or an
+    /// implementation errored, 1
     /// when one failed or the implementations diverged, else 0.
     pub fn exit_code(&self) -> i32 {
         let any = |st: &str| self.scenarios.iter().any(|s| s.impls.values().any(|i| i.status == st));
-        if self.interrupted || any("error") {
+        if self.interrupted || !self.missing_shards.is_empty() || any("error") {
             3
         } else if any("fail") || self.scenarios.iter().any(|s| s.parity == "diverged") {
             1
@@ -127,6 +140,14 @@ pub fn headline(s: &Summary) -> String {
         format!("{ok}/{n} scenarios pass on every implementation with identical traces")
     } else {
         format!("{ok}/{n} scenarios pass on {}", s.impls.join(","))
+    };
+    let verdict = match (&s.shard, s.missing_shards.is_empty()) {
+        (Some(sh), _) => format!("shard {sh}: {verdict}"),
+        (None, false) => {
+            let miss: Vec<String> = s.missing_shards.iter().map(|m| m.to_string()).collect();
+            format!("INCOMPLETE: shard {} not given. Of the merged ones, {verdict}", miss.join(", "))
+        }
+        (None, true) => verdict,
     };
     if s.interrupted {
         let done = s.scenarios.iter().map(|sc| sc.impls.len()).sum::<usize>();
@@ -473,6 +494,9 @@ mod tests {
             }],
             interrupted: false,
             not_run: vec![],
+            shard: None,
+            merged_from: vec![],
+            missing_shards: vec![],
         }
     }
 

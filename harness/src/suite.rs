@@ -27,6 +27,9 @@ pub struct Suite {
     pub started: chrono::DateTime<chrono::Utc>,
     /// Extra JUnit XML path.
     pub junit: Option<PathBuf>,
+    /// The slice of the suite `list` is (`--shard`), recorded in summary.json; `None`
+    /// for a whole run.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// The run in progress, for the signal path: results folder, summary so far, extra
@@ -69,7 +72,7 @@ pub fn mark_interrupted(s: &mut report::Summary, planned: &[String]) {
 /// Runs the suite and writes its reports; returns the exit code (0 all pass and
 /// identical, 1 a failure or divergence, 3 the reports could not be written).
 pub async fn run(s: Suite) -> i32 {
-    let Suite { list, impls, jobs, bin_dir, dir, run_id, started, junit } = s;
+    let Suite { list, impls, jobs, bin_dir, dir, run_id, started, junit, shard } = s;
     let tty = std::io::stderr().is_terminal();
     let total = list.len() * impls.len();
     let pb = if tty {
@@ -79,7 +82,8 @@ pub async fn run(s: Suite) -> i32 {
     } else {
         None
     };
-    eprintln!("parity run {run_id}: {} scenarios x {} ({}), jobs {}, routers from {}", list.len(), impls.join(","), impls.len(), jobs, bin_dir.display());
+    let slice = shard.map(|sh| format!(" (shard {sh})")).unwrap_or_default();
+    eprintln!("parity run {run_id}{slice}: {} scenarios x {} ({}), jobs {}, routers from {}", list.len(), impls.join(","), impls.len(), jobs, bin_dir.display());
 
     let list = Arc::new(list);
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
@@ -106,6 +110,9 @@ pub async fn run(s: Suite) -> i32 {
         scenarios: Vec::new(),
         interrupted: false,
         not_run: Vec::new(),
+        shard,
+        merged_from: Vec::new(),
+        missing_shards: Vec::new(),
     };
     let planned: Vec<String> = list.iter().map(|l| l.scenario.id.clone()).collect();
     let set_partial = |s: &report::Summary| {

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// this executable, ./bin).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Run only slice i of n of the selected scenarios (e.g. `2/4`), for a CI job matrix;
+    /// merge the slices' folders afterwards with `parity report A B ...`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Runs the suite until it ends or a signal arrives; returns the exit code.
@@ -100,6 +104,19 @@ async fn prepare_and_run(mut a: RunArgs) -> i32 {
         eprintln!("no scenario selected");
         return 2;
     }
+    let list = match a.shard {
+        Some(sh) => {
+            let n = list.len();
+            let part = sh.take(list);
+            if part.is_empty() {
+                // More slices than scenarios: an empty slice is a valid, passing piece of
+                // the matrix (its summary records the slice so the merge sees it).
+                eprintln!("shard {sh}: no scenario of the {n} selected falls in this slice");
+            }
+            part
+        }
+        None => list,
+    };
     let bin_dir = env::find_bin_dir(a.bin_dir.clone());
     for imp in &a.impls {
         match env::binary_name(imp) {
@@ -134,7 +151,7 @@ async fn prepare_and_run(mut a: RunArgs) -> i32 {
         let _ = std::fs::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(&run_id, &latest);
     }
-    suite::run(suite::Suite { list, impls: a.impls, jobs: a.jobs, bin_dir, dir, run_id, started, junit: a.junit }).await
+    suite::run(suite::Suite { list, impls: a.impls, jobs: a.jobs, bin_dir, dir, run_id, started, junit: a.junit, shard: a.shard }).await
 }
 
 #[cfg(test)]
