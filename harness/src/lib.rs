@@ -37,7 +37,6 @@
 //! Start at [`commands::dispatch`] for the CLI, [`suite::run`] for a scenario run and
 //! [`engine::run`] for one scenario against one implementation.
 pub mod bench;
-pub mod chaos;
 pub mod client;
 pub mod commands;
 pub mod control_plane;
