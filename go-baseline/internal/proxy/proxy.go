@@ -110,6 +110,7 @@ type reqState struct {
 	connected  bool // the current attempt got an upstream connection (gotConn)
 	slot       bool // holds cur's concurrency slot
 	bodiless   bool
+	fullDuplex bool                // EnableFullDuplex is on: the handler ends the request body itself (endBody)
 	failKind   metrics.FailureKind // timeout or protocol, decided before headers
 	upStatus   int                 // upstream response status
 	bodyErr    error               // upstream body read error
@@ -175,7 +176,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// closes it: the head waited for the whole body, and the transport still sending
 		// it upstream could fail on the closed body and cut the response.
 		if fd, ok := w.(interface{ EnableFullDuplex() error }); ok {
-			_ = fd.EnableFullDuplex()
+			st.fullDuplex = fd.EnableFullDuplex() == nil
 		}
 	}
 	h.rp.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
@@ -521,4 +522,32 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 	if rec != nil {
 		panic(rec)
 	}
+	endBody(rw, r, st)
+}
+
+// endBody ends the client's request body before the handler returns, when net/http would
+// otherwise do it after: with full duplex on, a body the transport has not read whole
+// (the response came first, or the upstream stopped reading) is left to net/http's
+// finishRequest, which aborts the connection's background read and only then closes the
+// body, reading what is left of it (up to 256 KiB) to its end. That end starts a new
+// background read nobody aborts, and the next read of the connection (the next request's
+// head, or the transport reading a pipelined request's body) panics with "invalid
+// concurrent Body.Read call" (golang/go#68560): the Go router's crash under parity fuzz.
+//
+// Closed here, the body is read to its end inside the handler (its background read is
+// then aborted by finishRequest as usual), and its Close waits for a read the transport's
+// writer goroutine has in progress: that goroutine can no longer read the connection after
+// the handler returned (its next read fails with http.ErrBodyReadAfterClose). A read in
+// progress waits for the client's bytes, as the Pingora router's proxy loop waits for the
+// request body before it ends the exchange.
+//
+// Not done where net/http closes the connection after the answer and so reads nothing
+// more from it: a request expecting 100-continue (net/http closes unless its body had
+// ended when the head was written; a client waiting for a 100 may never send the body),
+// a hijacked connection (101), a panic (client gone).
+func endBody(rw *respWriter, r *http.Request, st *reqState) {
+	if !st.fullDuplex || rw.hijacked || (r.ProtoAtLeast(1, 1) && hasToken([]byte(r.Header.Get("Expect")), "100-continue")) {
+		return
+	}
+	_ = r.Body.Close()
 }

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -45,8 +47,9 @@ func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.C
 // turns net/http's own off.
 type respWriter struct {
 	http.ResponseWriter
-	status int
-	http10 bool // the client speaks HTTP/1.0: no interim (1xx) responses
+	status   int
+	http10   bool // the client speaks HTTP/1.0: no interim (1xx) responses
+	hijacked bool // Hijack succeeded (a 101's tunnel): net/http no longer serves the connection
 
 	continueMu sync.Mutex // the transport's reader and writer goroutines both reach here
 	continued  bool       // a 100 Continue was sent or is being sent by net/http
@@ -104,3 +107,13 @@ func (w *respWriter) FlushError() error {
 }
 
 func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands over the client connection (ReverseProxy does for a 101, through
+// http.ResponseController) and records that it did.
+func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return c, brw, err
+}
