@@ -74,7 +74,7 @@ func TestRequestTargetForwardedByteForByte(t *testing.T) {
 	for _, tc := range []struct{ sent, want string }{
 		{"/q?a=1;b=2&c=%zz&d=%7e", ""},
 		{"/p%7e/%2F/%2f/x%20y?z=%2B+1", ""},
-		{"/a\"b{c}|d^e`f", ""},
+		{"/a\"b{c}|d^e\\f?g{h}|i^j`k", ""},
 		{"/p?", ""},
 		{"/p?&&a==b&", ""},
 		{"/", ""},

@@ -454,6 +454,9 @@ func (c *scanConn) checkRequestLine(line []byte) fault {
 	if !targetBytesValid(target) {
 		return faultParser // httparse parse_uri
 	}
+	if !pathAndQueryValid(targetPathAndQuery(target)) {
+		return faultParser // pingora-http set_raw_path: http::uri::PathAndQuery
+	}
 	c.h.connect = string(method) == http.MethodConnect
 	if f := c.targetAuthority(target); f != faultNone {
 		return f
@@ -695,6 +698,58 @@ func targetSyntaxValid(target []byte) bool {
 	}
 	_, err := url.ParseRequestURI(string(target))
 	return err == nil
+}
+
+// targetPathAndQuery is the part of target that the Pingora router's request header
+// (pingora-http 0.9.1 RequestHeader::set_raw_path, parse_request_target) parses as an
+// http::uri::PathAndQuery, the fragment cut off first: the whole target when it is
+// origin-form, asterisk-form or starts with '?'; for an absolute-form target of any RFC 3986
+// scheme followed by "//" (raw_target_authority's Absolute), what follows the authority
+// ('/' prepended when it does not start with one); nil for every other target (CONNECT's
+// authority-form, opaque and ambiguous targets), which is not parsed.
+func targetPathAndQuery(target []byte) []byte {
+	if i := bytes.IndexByte(target, '#'); i >= 0 {
+		target = target[:i]
+	}
+	if len(target) == 0 || target[0] == '/' || target[0] == '?' {
+		return target
+	}
+	colon := bytes.IndexByte(target, ':')
+	if colon < 0 || !isScheme(target[:colon]) || !bytes.HasPrefix(target[colon+1:], []byte("//")) {
+		return nil
+	}
+	rest := target[colon+3:]
+	i := bytes.IndexAny(rest, "/?")
+	if i < 0 {
+		return nil
+	}
+	return rest[i:] // a leading '?' gets a '/' in front, which pathAndQueryValid does not see
+}
+
+// pathAndQueryValid reports whether the http crate (1.5, uri/path.rs scan_path_and_query:
+// PATH_MAP, QUERY_MAP) accepts pq's ASCII bytes: in the path (up to the first '?') not '<',
+// '>' nor '`'; in the query not '"', '<' nor '>'. The RFC 3986 section 2 sets are stricter;
+// these are the bytes the Pingora router refuses with its parser's 400 (httparse already
+// accepted them). CTL, SP and DEL are targetBytesValid's.
+func pathAndQueryValid(pq []byte) bool {
+	query := false
+	for _, ch := range pq {
+		switch ch {
+		case '?':
+			query = true
+		case '<', '>':
+			return false
+		case '`':
+			if !query {
+				return false
+			}
+		case '"':
+			if query {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // uriByte is httparse 1.10.1's URI_MAP (src/lib.rs: byte_map!(b'!'..=0x7e | 0x80..=0xFF)):

@@ -24,10 +24,31 @@ func httparseRefusesTargetByte(b byte) bool {
 	return !inURIMap || !loneByteIsUTF8
 }
 
+// httpCrateRefusesTargetByte is the expected verdict of the Pingora router's request
+// header on a byte httparse accepted, in the path (query false) or the query of an
+// origin-form target: pingora-http 0.9.1 RequestHeader::set_raw_path parses the target as an
+// http 1.5 PathAndQuery, whose PATH_MAP refuses '<', '>' and '`' and whose QUERY_MAP refuses
+// '"', '<' and '>' (src/uri/path.rs build_path_map, build_query_map); the header cannot be
+// built and Pingora answers its own 400. Checked on the Pingora router: "/a<b", "/a>b",
+// "/a`b", "/?a\"b", "/?a<b", "/?a>b" are 400; "/a\"b", "/a{b", "/?a`b", "/?a{b" are
+// forwarded.
+func httpCrateRefusesTargetByte(b byte, query bool) bool {
+	switch b {
+	case '<', '>':
+		return true
+	case '`':
+		return !query
+	case '"':
+		return query
+	}
+	return false
+}
+
 // Every byte 0x00-0xFF in the request-target, in the query and in the path: the gate
-// refuses exactly those httparse refuses, '#' anywhere (the router's rule), and in the
-// path also '%' not followed by two hex digits ("/a%b": the lead's decision, RFC 3986 section 2.1; the query's bytes are
-// forwarded as they are).
+// refuses exactly those httparse refuses, those the http crate's PathAndQuery refuses, '#'
+// anywhere (the router's rule), and in the path also '%' not followed by two hex digits
+// ("/a%b": the lead's decision, RFC 3986 section 2.1; the query's bytes are forwarded as
+// they are).
 func TestGateTargetBytesAsHttparse(t *testing.T) {
 	refused := 0
 	for i := 0; i < 256; i++ {
@@ -36,7 +57,8 @@ func TestGateTargetBytesAsHttparse(t *testing.T) {
 		for _, target := range []string{"/a?q" + string([]byte{b}) + "z", "/a" + string([]byte{b}) + "b"} {
 			// '#' is the router's refusal, not httparse's: a fragment is never part of a
 			// request-target (RFC 9112 section 3.2; rust-pingora proxy/target.rs classify).
-			w := want || b == '%' && !strings.Contains(target, "?") || b == '#'
+			query := strings.Contains(target, "?")
+			w := want || httpCrateRefusesTargetByte(b, query) || b == '%' && !query || b == '#'
 
 			accepted, ref := gateVerdict([]byte("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"))
 			if ref != w || accepted == w {
@@ -54,7 +76,9 @@ func TestGateTargetBytesAsHttparse(t *testing.T) {
 
 // Bytes >= 0x80 pass only as valid UTF-8 (httparse's str::from_utf8, which like Go's
 // utf8.Valid refuses overlong forms and surrogates), in the query too and in every
-// target form; the rest of printable ASCII passes, '"', '<', '>', '{', '}' included.
+// target form; the rest of printable ASCII passes but for the http crate's refusals
+// (httpCrateRefusesTargetByte), which apply to an absolute-form target's path and query
+// too, and only before a '#' (Pingora drops the fragment first; the router refuses '#').
 func TestGateTargetUTF8AsHttparse(t *testing.T) {
 	for _, tc := range []struct {
 		target string
@@ -62,7 +86,13 @@ func TestGateTargetUTF8AsHttparse(t *testing.T) {
 	}{
 		{"/\xc3\xa9", true},                    // é
 		{"/\xf0\x9f\x98\x80?q=\xc3\xa9", true}, // 😀, é in the query
-		{"/a\"b<c>{d}|e\\f^g`h", true},
+		{"/a\"b{d}|e\\f^g?h`i{j}|k^l", true},
+		{"/a<b", false},
+		{"/?a\"b", false},
+		{"http://h.example/a`b", false},
+		{"http://h.example/?a>b", false},
+		{"http://h.example?a\"b", false},
+		{"ftp://h.example/a<b", false},
 		{"http://h.example/\xc3\xa9", true},
 		{"/\xc3", false},         // truncated sequence
 		{"/\xc0\x80", false},     // overlong NUL
@@ -124,6 +154,9 @@ func TestRefusedHTTP10HeadAnswerVersion(t *testing.T) {
 	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
 	for _, tc := range []struct{ name, req, status, code string }{
 		{"CTL in target", "GET /a\x01 HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "HTTP/1.1 400", "bad_request"},
+		{"'\"' in the query", "GET /?a\"b HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "HTTP/1.1 400", "bad_request"},
+		{"'<' in the path, then a fragment", "GET /a<b#f HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "HTTP/1.1 400", "bad_request"},
+		{"'<' in a fragment", "GET /a#<b HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "HTTP/1.0 400", "bad_request"},
 		{"obs-fold", "GET /a HTTP/1.0\r\nX-A: 1\r\n b\r\nX-Routing-Key: k\r\n\r\n", "HTTP/1.1 400", "bad_request"},
 		{"Expect: foo", "GET /a HTTP/1.0\r\nConnection: keep-alive\r\nExpect: foo\r\nX-Routing-Key: k\r\n\r\n", "HTTP/1.0 400", "bad_request"},
 		{"CONNECT", "CONNECT a.example:443 HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n", "HTTP/1.0 400", "bad_request"},
