@@ -13,8 +13,9 @@ import (
 const maxCapture = 1<<20 + 64<<10
 
 // HeadConn is an upstream connection that keeps the Connection field values of the
-// final response head of the current exchange, as the upstream sent them, and removes
-// white space between a field name and its colon in the response heads it reads.
+// final response head of the current exchange, as the upstream sent them, removes white
+// space between a field name and its colon in the response heads it reads, and drops the
+// Transfer-Encoding lines of heads without content.
 //
 // Why the Connection record: net/http's transport deletes a response's Connection field
 // when it lists "close" (transfer.go, shouldClose), so httputil.ReverseProxy no longer
@@ -32,6 +33,15 @@ const maxCapture = 1<<20 + 64<<10
 // on unchanged. White space at the end of one read is held back until the next byte shows
 // whether a colon follows.
 //
+// Why the Transfer-Encoding drop: a response whose status has no content (1xx other than
+// 101, 204, 304) ends with its head whatever its fields say (RFC 9112 section 6.3, rule
+// 1), but net/http's transport refuses any head whose Transfer-Encoding is not exactly
+// "chunked" before it looks at the status. HeadConn drops the Transfer-Encoding field
+// lines of such heads, so that "304 Not Modified" with "Transfer-Encoding: gzip" is
+// forwarded (the field is hop-by-hop: the client gets it from neither router), as the
+// Pingora router does. The name of each field line of such a head is held back until its
+// colon shows which field it is.
+//
 // Begin starts an exchange (call it when the transport hands the connection to a
 // request, before the request is written); Read cleans and copies the bytes the transport
 // reads until the end of the first head whose status is not 1xx (interim heads are
@@ -48,11 +58,14 @@ type HeadConn struct {
 	conn      []string // Connection values of the final head; nil: none or not read
 	finalSeen bool
 
-	state   lineState // where the next byte read falls in the current head
-	pending []byte    // SP/HTAB after a field name, held until the next byte is known
-	ready   []byte    // cleaned bytes not yet returned by Read
-	out     []byte    // scratch for one Read's cleaned bytes
-	readErr error     // the error of the read whose bytes are in ready, returned after them
+	state      lineState // where the next byte read falls in the current head
+	pending    []byte    // SP/HTAB after a field name (and a held name), held until the next byte is known
+	statusLine bool      // the current head's status line is being read
+	noContent  bool      // the current head's status is 1xx (not 101), 204 or 304
+	heldName   int       // in stHeldName/stHeldWS, length of the field name at the start of pending
+	ready      []byte    // cleaned bytes not yet returned by Read
+	out        []byte    // scratch for one Read's cleaned bytes
+	readErr    error     // the error of the read whose bytes are in ready, returned after them
 }
 
 // lineState is where HeadConn's cleaning is within a response head.
@@ -64,13 +77,16 @@ const (
 	stLineCR                     // a CR opened the line: an LF now ends the head
 	stName                       // inside a field name
 	stNameWS                     // SP/HTAB after a field name (held in pending)
+	stHeldName                   // inside a field name of a head without content (held in pending)
+	stHeldWS                     // SP/HTAB after a held field name (held in pending)
+	stDrop                       // a Transfer-Encoding line of a head without content: dropped to its LF
 )
 
 // Begin starts a new exchange: what the previous one recorded is dropped.
 func (c *HeadConn) Begin() {
 	c.mu.Lock()
 	c.capturing, c.buf, c.start, c.conn, c.finalSeen = true, c.buf[:0], 0, nil, false
-	c.state = stRest
+	c.state, c.statusLine, c.noContent = stRest, true, false
 	c.ready = append(c.ready, c.pending...) // not expected: a head cut short by Begin
 	c.pending = c.pending[:0]
 	c.mu.Unlock()
@@ -139,6 +155,22 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 			return append(out, b[i:]...)
 		}
 		ch := b[i]
+		switch c.state {
+		case stDrop:
+			if ch == '\n' {
+				c.state = stLineStart
+			}
+			continue
+		case stHeldName, stHeldWS:
+			out = c.held(out, ch)
+			continue
+		case stLineStart:
+			if c.noContent && ch != '\n' && ch != '\r' && ch != ':' && ch != ' ' && ch != '\t' {
+				c.pending = append(c.pending[:0], ch)
+				c.heldName, c.state = 1, stHeldName
+				continue
+			}
+		}
 		if c.state == stNameWS {
 			if ch == ' ' || ch == '\t' {
 				c.pending = append(c.pending, ch)
@@ -157,6 +189,9 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 		case stRest:
 			if ch == '\n' {
 				c.state = stLineStart
+				if c.statusLine {
+					c.statusLine, c.noContent = false, noContentStatus(c.buf[c.start:])
+				}
 			}
 		case stLineStart, stLineCR:
 			switch {
@@ -190,13 +225,68 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 	return out
 }
 
+// held follows byte ch of a field line of a head without content whose name is held in
+// c.pending: a Transfer-Encoding line is dropped, any other goes out as clean would have
+// passed it. Called with c.mu.
+func (c *HeadConn) held(out []byte, ch byte) []byte {
+	emit := func(b ...byte) {
+		out = append(out, b...)
+		c.buf = append(c.buf, b...)
+	}
+	switch {
+	case ch == ':':
+		if bytes.EqualFold(c.pending[:c.heldName], []byte("Transfer-Encoding")) {
+			c.pending, c.state = c.pending[:0], stDrop
+			return out
+		}
+		emit(c.pending[:c.heldName]...) // white space before the colon removed
+		emit(ch)
+		c.pending, c.state = c.pending[:0], stRest
+	case ch == ' ' || ch == '\t':
+		c.pending, c.state = append(c.pending, ch), stHeldWS
+	case c.state == stHeldWS || ch == '\n':
+		// Not white space before a colon, or a line without one: left as it is.
+		emit(c.pending...)
+		emit(ch)
+		c.pending, c.state = c.pending[:0], stRest
+		if ch == '\n' {
+			c.state = stLineStart
+		}
+	default:
+		c.pending = append(c.pending, ch)
+		c.heldName++
+	}
+	if len(c.pending) > maxCapture {
+		emit(c.pending...)
+		c.pending, c.state = c.pending[:0], stRest
+	}
+	return out
+}
+
+// noContentStatus reports whether head's status line ("HTTP/1.x NNN") has a status whose
+// response ends with its head whatever its fields say (RFC 9112 section 6.3, rule 1): 1xx
+// (101 excepted: its connection becomes a tunnel), 204, 304.
+func noContentStatus(head []byte) bool {
+	const prefix = len("HTTP/1.x ")
+	if len(head) < prefix+3 || !bytes.HasPrefix(head, []byte("HTTP/")) {
+		return false
+	}
+	switch s := string(head[prefix : prefix+3]); {
+	case s == "204", s == "304":
+		return true
+	case s[0] == '1' && s != "101":
+		return true
+	}
+	return false
+}
+
 // headEnded handles the empty line that ends the head at c.buf[c.start:]: an interim
 // head starts the next one, the final head is recorded and ends the capture. Called with
 // c.mu.
 func (c *HeadConn) headEnded() {
 	head := c.buf[c.start:]
 	if interim(head) {
-		c.start, c.state = len(c.buf), stRest
+		c.start, c.state, c.statusLine, c.noContent = len(c.buf), stRest, true, false
 		return
 	}
 	c.conn, c.finalSeen = connectionValues(head), true

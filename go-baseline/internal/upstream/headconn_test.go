@@ -122,3 +122,70 @@ func TestHeadConnRemovesWhiteSpaceBeforeTheColon(t *testing.T) {
 		t.Fatalf("no Begin: %q", got)
 	}
 }
+
+// readThrough reads everything a HeadConn (after Begin) delivers from chunks, with reads
+// of bufSize bytes.
+func readThrough(t *testing.T, chunks []string, bufSize int) (string, *HeadConn) {
+	t.Helper()
+	c := &HeadConn{Conn: &chunkConn{chunks: chunks}}
+	c.Begin()
+	var got []byte
+	p := make([]byte, bufSize)
+	for {
+		n, err := c.Read(p)
+		got = append(got, p[:n]...)
+		if err == io.EOF {
+			return string(got), c
+		}
+		if err != nil || n == 0 {
+			t.Fatalf("read %d %v", n, err)
+		}
+	}
+}
+
+// A head whose status has no content (1xx other than 101, 204, 304) ends with the head
+// whatever its fields say (RFC 9112 section 6.3, rule 1): HeadConn drops its
+// Transfer-Encoding lines, which net/http's transport would refuse when they are not
+// exactly "chunked" (the Pingora router passes such a 304, fuzz response.client-status);
+// the field is hop-by-hop, so the client never gets it either way. Other heads, and the
+// body, keep theirs; white space before a colon is still removed.
+func TestHeadConnDropsTransferEncodingWithoutContent(t *testing.T) {
+	stream := "HTTP/1.1 102 Processing\r\nTransfer-Encoding: gzip\r\nX-A : 1\r\n\r\n" +
+		"HTTP/1.1 304 Not Modified\r\nETag: x\r\ntransfer-encoding \t: gzip, chunked\r\nTransfer-Encodings: no\r\n" +
+		"Transfer-Encoding x: y\r\nConnection: close, X-B\r\nNoColon\r\nTransfer-Encoding:\r\n\r\n" +
+		"Transfer-Encoding: body"
+	want := "HTTP/1.1 102 Processing\r\nX-A: 1\r\n\r\n" +
+		"HTTP/1.1 304 Not Modified\r\nETag: x\r\nTransfer-Encodings: no\r\n" +
+		"Transfer-Encoding x: y\r\nConnection: close, X-B\r\nNoColon\r\n\r\n" +
+		"Transfer-Encoding: body"
+	for i := 0; i <= len(stream); i++ {
+		for j := i; j <= len(stream); j += 7 {
+			if got, c := readThrough(t, []string{stream[:i], stream[i:j], stream[j:]}, 4096); got != want {
+				t.Fatalf("split %d %d:\n got %q\nwant %q", i, j, got, want)
+			} else if conn, ok := c.FinalConnection(); !ok || !slices.Equal(conn, []string{"close, X-B"}) {
+				t.Fatalf("Connection %q %v", conn, ok)
+			}
+		}
+	}
+	for _, size := range []int{1, 2, 5} {
+		if got, _ := readThrough(t, []string{stream}, size); got != want {
+			t.Fatalf("buffer %d: %q", size, got)
+		}
+	}
+	for _, head := range []string{
+		"HTTP/1.1 204 No Content\nTransfer-Encoding: gzip\nX-A: 1\n\n",
+	} {
+		if got, _ := readThrough(t, []string{head}, 4096); got != "HTTP/1.1 204 No Content\nX-A: 1\n\n" {
+			t.Fatalf("%q: %q", head, got)
+		}
+	}
+	for _, head := range []string{
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+		"HTTP/1.1 101 Switching Protocols\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"HTTP/1.1 205 Reset Content\r\nTransfer-Encoding: gzip\r\n\r\n",
+	} {
+		if got, _ := readThrough(t, []string{head}, 4096); got != head {
+			t.Fatalf("%q: %q", head, got)
+		}
+	}
+}
