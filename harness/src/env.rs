@@ -438,6 +438,12 @@ impl Env {
         if let Some(g) = r.shutdown_grace_ms {
             args.push(format!("--shutdown-grace-ms={g}"));
         }
+        if let Some(p) = r.cp_ping_ms {
+            args.push(format!("--cp-ping-ms={p}"));
+        }
+        if let Some(t) = r.cp_pong_timeout_ms {
+            args.push(format!("--cp-pong-timeout-ms={t}"));
+        }
         let client = env.client.clone();
         // Ports are picked free and then handed to the router, so another program can take
         // one in between: on a bind failure, pick new ports and try again.

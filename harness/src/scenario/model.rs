@@ -237,6 +237,13 @@ pub struct RouterSpec {
     /// `--reconnect-max-ms` (default 400).
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_ms: u64,
+    /// `--cp-ping-ms`: control-plane keepalive ping interval (absent: router default).
+    #[serde(default)]
+    pub cp_ping_ms: Option<u64>,
+    /// `--cp-pong-timeout-ms`: longest wait for an answer to a ping (absent: router
+    /// default).
+    #[serde(default)]
+    pub cp_pong_timeout_ms: Option<u64>,
     /// Exact text of `last-known-good.json` written to the state dir before the first
     /// start (templates filled in), e.g. a corrupt file.
     #[serde(default)]
@@ -259,6 +266,8 @@ impl Default for RouterSpec {
             access_log: false,
             reconnect_initial_ms: default_reconnect_initial(),
             reconnect_max_ms: default_reconnect_max(),
+            cp_ping_ms: None,
+            cp_pong_timeout_ms: None,
             threads: default_threads(),
         }
     }
