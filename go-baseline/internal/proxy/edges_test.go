@@ -548,7 +548,7 @@ func expectExchange(t *testing.T, url, path, body string, wait time.Duration) st
 	return string(append(got, rest...))
 }
 
-// "Expect: 100-continue": the client receives at most one 100 Continue (RFC 9110
+// "Expect: 100-continue": the client receives one 100 Continue for the upstream's one (RFC 9110
 // section 10.1.1), the upstream's when it sends one, and none when the upstream answers
 // with a final status without reading the body.
 func TestExpectContinueAtMostOne100(t *testing.T) {

@@ -137,6 +137,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &st.rw
 	rw.ResponseWriter = w
 	rw.http10 = r.ProtoMajor == 1 && r.ProtoMinor == 0
+	// net/http's own condition for its automatic 100 Continue (server.go, expectContinueReader).
+	rw.expect100 = r.ProtoAtLeast(1, 1) && r.ContentLength != 0 && hasToken([]byte(r.Header.Get("Expect")), "100-continue")
 	defer h.finish(rw, r, st, start)
 
 	if rf := refusedHead(r); rf != nil {
@@ -546,7 +548,7 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 // ended when the head was written; a client waiting for a 100 may never send the body),
 // a hijacked connection (101), a panic (client gone).
 func endBody(rw *respWriter, r *http.Request, st *reqState) {
-	if !st.fullDuplex || rw.hijacked || (r.ProtoAtLeast(1, 1) && hasToken([]byte(r.Header.Get("Expect")), "100-continue")) {
+	if !st.fullDuplex || rw.hijacked || rw.expect100 {
 		return
 	}
 	_ = r.Body.Close()

@@ -37,29 +37,41 @@ func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.C
 // respWriter records the status sent to the client. Unwrap lets ReverseProxy's
 // http.ResponseController reach Flush and Hijack of the real writer.
 //
-// It also sees that the client gets at most one "100 Continue" (RFC 9110 section
-// 10.1.1). Two sources could send one: net/http's server writes it by itself on the first
-// read of a body whose request expects it, and ReverseProxy forwards the upstream's (the
-// Expect field goes upstream, and the transport waits for the upstream's 100 before it
-// reads the body, see upstream.ExpectContinueWait). Whichever comes first is sent: the
-// body's first read marks the 100 as sent (bodyRead, via reqBodyWatch) and a forwarded
-// 100 after it is dropped; a forwarded 100 before it goes out, and WriteHeader(100)
-// turns net/http's own off.
+// It also forwards the upstream's interim responses as the Pingora router does: every 1xx
+// the upstream sends, in order, 100 Continue included (RFC 9110 section 15.2: a proxy
+// forwards 1xx responses), and no 100 Continue of its own beyond them. net/http's server
+// writes a 100 Continue by itself on the first read of a body whose request expects one
+// (an HTTP/1.1 request with "Expect: 100-continue" and a body); the transport, which waits
+// for the upstream's 100 before it reads the body (upstream.ExpectContinueWait), can
+// still read it before ReverseProxy forwards that 100. So, for such a request only: the
+// body's first read, when no 100 went out before it, stands for the upstream's first 100
+// (bodyRead, via reqBodyWatch) and that forwarded 100 is dropped; a forwarded 100 that
+// comes first goes out, and WriteHeader(100) turns net/http's own off. A request without
+// that expectation gets no 100 from net/http: each forwarded 1xx goes out.
 type respWriter struct {
 	http.ResponseWriter
 	status   int
 	http10   bool // the client speaks HTTP/1.0: no interim (1xx) responses
 	hijacked bool // Hijack succeeded (a 101's tunnel): net/http no longer serves the connection
+	// expect100: net/http sends its own 100 Continue on the body's first read (set before
+	// the handler forwards anything).
+	expect100 bool
 
 	continueMu sync.Mutex // the transport's reader and writer goroutines both reach here
-	continued  bool       // a 100 Continue was sent or is being sent by net/http
+	sent100    bool       // a 100 Continue went out or is going out (forwarded or net/http's)
+	own100     bool       // net/http's own 100 went out in place of the upstream's first
 }
 
 // bodyRead is called before each read of the client's request body: net/http sends its
-// own 100 Continue on the first one, if the request expects it.
+// own 100 Continue on the first one, if the request expects it and none was sent.
 func (w *respWriter) bodyRead() {
+	if !w.expect100 {
+		return
+	}
 	w.continueMu.Lock()
-	w.continued = true
+	if !w.sent100 {
+		w.sent100, w.own100 = true, true
+	}
 	w.continueMu.Unlock()
 }
 
@@ -72,10 +84,11 @@ func (w *respWriter) WriteHeader(code int) {
 	if code == http.StatusContinue {
 		w.continueMu.Lock()
 		defer w.continueMu.Unlock()
-		if w.continued {
+		if w.own100 {
+			w.own100 = false // the upstream's first 100: net/http has sent it already
 			return
 		}
-		w.continued = true
+		w.sent100 = true
 	}
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
