@@ -138,3 +138,18 @@ async fn a_silent_control_plane_is_dropped_after_an_unanswered_ping() {
     assert_eq!(st["control_plane"], json!({"connected": true, "reconnects": 1}));
     assert!(m.contains("router_control_plane_pong_timeouts_total 1\n"), "{m}");
 }
+
+/// The keepalive flags take a whole number of milliseconds >= 1 (spec section 1): 0 or
+/// a non-number is a bad flag (exit 2, one `error:` line); `--help` lists both.
+#[test]
+fn keepalive_flags_must_be_at_least_one_ms() {
+    for args in [["--cp-ping-ms", "0"], ["--cp-pong-timeout-ms", "0"], ["--cp-ping-ms", "x"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pingora-router")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error:") && err.trim_end().lines().count() == 1, "{err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pingora-router")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--cp-ping-ms") && help.contains("--cp-pong-timeout-ms"), "{help}");
+}
