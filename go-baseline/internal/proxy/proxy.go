@@ -434,6 +434,13 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 			removeNominated(resp.Header, conn)
 		}
 	}
+	if resp.Request.Method == http.MethodHead && len(resp.TransferEncoding) > 0 {
+		// A Transfer-Encoding overrides a Content-Length (RFC 9112 section 6.3 item 3),
+		// which is removed (docs/spec.md section 3, "Upstream responses"); net/http's
+		// transport does that for every response but one to HEAD, whose Content-Length it
+		// keeps (and the Transfer-Encoding is hop-by-hop).
+		resp.Header.Del("Content-Length")
+	}
 	forwardResponseHeaders(resp, st.cur.ID)
 	st.upStatus = resp.StatusCode
 	if resp.StatusCode >= 500 {
