@@ -32,11 +32,13 @@
 //! | [`bench`] | `parity bench`: targets, load generator, measurement phases, its report |
 //! | [`fuzz`] | `parity fuzz`: request/response stream generators (proptest), the raw fuzz upstream, the differential oracle, shrinking, findings as scenarios, the documented-divergence catalogue |
 //! | [`shard`] | `parity run --shard i/n` slices and `parity report A B ...` merging them |
+//! | [`chaos`] | `parity chaos`: random fault schedules (config pushes, upstream faults, toxics, control-plane loss, restarts) under load, the state model, invariants, shrinking to scenarios |
 //! | [`util`] | shared by suite and bench: process-group registry, free ports, statistics, output |
 //!
 //! Start at [`commands::dispatch`] for the CLI, [`suite::run`] for a scenario run and
 //! [`engine::run`] for one scenario against one implementation.
 pub mod bench;
+pub mod chaos;
 pub mod client;
 pub mod commands;
 pub mod control_plane;

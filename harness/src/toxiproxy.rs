@@ -324,8 +324,14 @@ impl Toxiproxy {
 
     /// Creates proxy `name` in front of `upstream` on a fresh loopback port; returns it.
     pub async fn create_proxy(&mut self, name: &str, upstream: SocketAddr) -> Result<u16> {
+        self.create_proxy_on(name, upstream, 0).await
+    }
+
+    /// Creates proxy `name` in front of `upstream` listening on loopback port `port` (0:
+    /// any free one); returns the port.
+    pub async fn create_proxy_on(&mut self, name: &str, upstream: SocketAddr, port: u16) -> Result<u16> {
         let v = self
-            .call(reqwest::Method::POST, "/proxies", Some(json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string(), "enabled": true})))
+            .call(reqwest::Method::POST, "/proxies", Some(json!({"name": name, "listen": format!("127.0.0.1:{port}"), "upstream": upstream.to_string(), "enabled": true})))
             .await?;
         let listen = v.get("listen").and_then(Value::as_str).context("toxiproxy: no listen address in the answer")?;
         let port: u16 = listen.rsplit(':').next().and_then(|p| p.parse().ok()).with_context(|| format!("toxiproxy: listen address {listen:?}"))?;
@@ -343,9 +349,18 @@ impl Toxiproxy {
         upstreams: &BTreeMap<String, crate::upstreams::Upstream>,
     ) -> Result<Toxiproxy> {
         let mut t = Toxiproxy::start(bin_dir, log_dir, client).await?;
-        for name in &spec.upstreams {
+        // Proxy ports ascend in the byte order of the upstream names, as the upstreams'
+        // own ports do (env.rs): a multi-endpoint placement orders its endpoints by socket
+        // address, so its round-robin sequence must not depend on the ports of the run.
+        let held: Vec<std::net::TcpListener> = spec.upstreams.iter().map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+        let mut ports: Vec<u16> = held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+        ports.sort_unstable();
+        let mut names: Vec<&String> = spec.upstreams.iter().collect();
+        names.sort();
+        drop(held);
+        for (name, port) in names.into_iter().zip(ports) {
             let up = upstreams.get(name).with_context(|| format!("toxiproxy: no upstream {name:?}"))?;
-            t.create_proxy(name, crate::util::net::addr(up.port)).await?;
+            t.create_proxy_on(name, crate::util::net::addr(up.port), port).await?;
         }
         Ok(t)
     }

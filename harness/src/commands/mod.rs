@@ -2,6 +2,7 @@
 //!
 //! Every command returns its process exit code; `main` exits once with it.
 pub mod bench;
+pub mod chaos;
 pub mod fuzz;
 pub mod list;
 pub mod report;
@@ -61,6 +62,9 @@ pub enum Cmd {
     /// Soak: each router for N seconds under load with config swaps, endpoint flaps, breaker trips and control-plane drops; lost requests and resource slopes.
     #[command(after_help = soak::EXIT_CODES)]
     Soak(soak::SoakArgs),
+    /// Chaos: random schedules of config pushes, upstream faults, toxics, control-plane loss and restarts under load, the same on both routers; invariants and parity, failures shrunk to scenarios.
+    #[command(after_help = chaos::EXIT_CODES)]
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Runs one command; returns the process exit code.
@@ -75,6 +79,7 @@ pub async fn dispatch(cmd: Cmd) -> i32 {
         Cmd::Bench(a) => bench::run(a).await,
         Cmd::Fuzz(a) => fuzz::run(a).await,
         Cmd::Soak(a) => soak::run(a).await,
+        Cmd::Chaos(a) => chaos::run(a).await,
     }
 }
 
