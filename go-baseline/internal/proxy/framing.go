@@ -386,6 +386,9 @@ func (c *scanConn) process(b []byte, direct bool) int {
 				continue
 			}
 			end := i + j + 1
+			if c.state == sChunkSize && len(c.line) == 0 {
+				bwsBeforeExtension(b[i : end-1])
+			}
 			k = c.pass(b, i, end, k, inPlace)
 			c.line = append(c.line, b[i:end-1]...)
 			i = end
@@ -1131,6 +1134,22 @@ func (c *scanConn) bodyLine(line []byte) {
 		if len(line) == 0 {
 			c.state = sHead
 		}
+	}
+}
+
+// bwsBeforeExtension rewrites, in place, the white space between a chunk size and its
+// first extension ("1 ;a=b", RFC 9112 section 7.1.1: chunk-ext = *( BWS ";" BWS
+// chunk-ext-name ... )) into ';' ("1;;a=b"): net/http's chunked reader cuts the extensions
+// off at the first ';' and then refuses the space left after the size, where the Pingora
+// router accepts the line. Both drop the extensions, so nothing else changes. line is one
+// whole chunk-size line (without its LF); a line split across reads is left as it is.
+func bwsBeforeExtension(line []byte) {
+	semi := bytes.IndexByte(line, ';')
+	if semi <= 0 {
+		return
+	}
+	for i := semi - 1; i > 0 && (line[i] == ' ' || line[i] == '\t'); i-- {
+		line[i] = ';'
 	}
 }
 
