@@ -286,7 +286,7 @@ fn upgrade_becomes_a_tunnel_after_101() {
     let mut s = std::net::TcpStream::connect(&r.listen).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(
-        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nX-Routing-Key: key-p\r\nConnection: keep-alive, Upgrade\r\nUpgrade: custom-proto/1\r\n\r\n",
+        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nX-Routing-Key: key-p\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\r\n",
     )
     .unwrap();
     let mut got = Vec::new();
@@ -307,6 +307,27 @@ fn upgrade_becomes_a_tunnel_after_101() {
         echoed.extend_from_slice(&buf[..n]);
     }
     assert_eq!(&echoed, b"ping-through-tunnel");
+}
+
+/// The stub upstream answers every `/upgrade` with `101` to `websocket`: a request that
+/// offered another protocol, or asked for no upgrade (`Upgrade` without the `upgrade`
+/// connection option), gets 502 `upstream_protocol_error` instead of a tunnel (RFC 9110
+/// sections 7.8 and 15.2.2), counted as a protocol failure.
+#[test]
+fn a_101_to_no_upgrade_or_another_protocol_is_502() {
+    let up = Upstream::start("ws");
+    let r = RouterProc::start(Some(&config(1, &[("p", &up.addr, None, 8, 1000)])), &[]);
+    let offers: [&[(&str, &str)]; 2] = [
+        &[("X-Routing-Key", "key-p"), ("Upgrade", "websocket")],
+        &[("X-Routing-Key", "key-p"), ("Connection", "Upgrade"), ("Upgrade", "custom-proto/1")],
+    ];
+    for headers in offers {
+        let resp = http(&r.listen, "GET", "/upgrade", headers, None).unwrap();
+        assert_eq!(resp.status, 502, "{headers:?}");
+        assert_eq!(resp.header("X-Router-Error"), Some("upstream_protocol_error"), "{headers:?}");
+    }
+    let m = r.metrics();
+    assert!(m.contains("router_upstream_failures_total{kind=\"protocol\",placement=\"p\"} 2"), "{m}");
 }
 
 #[test]

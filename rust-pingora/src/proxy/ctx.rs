@@ -93,6 +93,10 @@ pub struct Ctx {
     pub upstream_status: Option<u16>,
     /// The upstream response header went to the client.
     pub committed: bool,
+    /// The current attempt's upstream sent a 1xx (not 101): the attempt is past the point
+    /// where a failure may be retried, and a 1xx forwarded to the client does not commit
+    /// the response (a router-made answer may still follow it).
+    pub interim: bool,
     /// The upstream failure kind, once classified.
     pub fail: Option<FailKind>,
     /// The request body was fully sent upstream.
@@ -120,6 +124,7 @@ impl Ctx {
             made: None,
             upstream_status: None,
             committed: false,
+            interim: false,
             fail: None,
             body_done: false,
             timer: HeaderTimer::Idle,

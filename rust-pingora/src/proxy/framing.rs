@@ -147,6 +147,42 @@ pub fn duplicate_content_length(headers: &HeaderMap) -> Result<Option<u64>, Fram
     Ok(n.filter(|_| headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()))
 }
 
+/// `Some(n)` when a request's `Content-Length` is valid but not written as the one line
+/// `n` in canonical decimal (no leading zero): several identical lines, or a value such as
+/// `023`. The router forwards it as the one line `n`, as Go's net/http, which reserialises
+/// the length it parsed, does (RFC 9110 section 8.6: `1*DIGIT`, so `023` means 23), and the
+/// upstream sees the same bytes from both routers. `None` when absent, already canonical,
+/// or invalid (refused before forwarding).
+pub fn noncanonical_content_length(headers: &HeaderMap) -> Option<u64> {
+    let n = content_length(headers).ok()??;
+    let mut lines = headers.get_all(CONTENT_LENGTH).iter();
+    let canonical = match (lines.next(), lines.next()) {
+        (Some(v), None) => v.as_bytes().len() == 1 || v.as_bytes()[0] != b'0',
+        _ => false,
+    };
+    (!canonical).then_some(n)
+}
+
+/// Whether a `101 Switching Protocols` answers the request it came for, by Go's
+/// `httputil.ReverseProxy` rule (`handleUpgradeResponse`), which both routers apply: the
+/// request asked for an upgrade (RFC 9110 section 7.8: `Upgrade` with the `upgrade`
+/// connection option, on HTTP/1.1; the router has already removed any other `Upgrade`),
+/// and the response names the same protocol (its first `Upgrade` value, ASCII case
+/// ignored) with the `upgrade` connection option (RFC 9110 section 15.2.2: the server
+/// names the protocol it switches to, and switches only to one the client offered).
+/// Anything else, such as a 101 to a request that asked for no upgrade, is answered 502
+/// `upstream_protocol_error`.
+pub fn switch_ok(request: &HeaderMap, response: &HeaderMap) -> bool {
+    fn offered(h: &HeaderMap) -> Option<&[u8]> {
+        let conn = super::headers::connection_has(h, "upgrade");
+        conn.then(|| h.get(http::header::UPGRADE).map(|v| v.as_bytes())).flatten().filter(|v| !v.is_empty())
+    }
+    match (offered(request), offered(response)) {
+        (Some(asked), Some(got)) => asked.eq_ignore_ascii_case(got) && got.iter().all(|b| (0x20..0x7f).contains(b)),
+        _ => false,
+    }
+}
+
 /// The reason phrase the router writes for `status`: the standard one, or `status code N`
 /// when the status has none (Go's net/http text), never the upstream's (RFC 9112 section 4:
 /// the reason phrase is advisory).
@@ -224,6 +260,32 @@ mod tests {
         assert!(!trailer_ok(&h(&[("trailer", "x-a, Content-Length")])));
         assert!(!trailer_ok(&h(&[("trailer", "x-a"), ("trailer", "transfer-encoding")])));
         assert!(!trailer_ok(&h(&[("trailer", "Trailer")])));
+    }
+
+    #[test]
+    fn canonical_request_length() {
+        assert_eq!(noncanonical_content_length(&h(&[])), None);
+        assert_eq!(noncanonical_content_length(&h(&[("content-length", "23")])), None);
+        assert_eq!(noncanonical_content_length(&h(&[("content-length", "0")])), None);
+        assert_eq!(noncanonical_content_length(&h(&[("content-length", "023")])), Some(23));
+        assert_eq!(noncanonical_content_length(&h(&[("content-length", "00")])), Some(0));
+        assert_eq!(noncanonical_content_length(&h(&[("content-length", "2"), ("content-length", "2")])), Some(2));
+        assert_eq!(noncanonical_content_length(&h(&[("content-length", "2"), ("content-length", "02")])), Some(2));
+        assert_eq!(noncanonical_content_length(&h(&[("content-length", "2, 2")])), None);
+    }
+
+    #[test]
+    fn switching_protocols() {
+        let ws = h(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(switch_ok(&ws, &h(&[("connection", "upgrade"), ("upgrade", "WebSocket")])));
+        assert!(switch_ok(&ws, &h(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")])));
+        // no upgrade asked for (the router removed a lone `Upgrade: foo`)
+        assert!(!switch_ok(&h(&[]), &h(&[("connection", "upgrade"), ("upgrade", "foo")])));
+        assert!(!switch_ok(&h(&[]), &h(&[])));
+        // another protocol, or no protocol named
+        assert!(!switch_ok(&ws, &h(&[("connection", "upgrade"), ("upgrade", "h2c")])));
+        assert!(!switch_ok(&ws, &h(&[("upgrade", "websocket")])));
+        assert!(!switch_ok(&ws, &h(&[("connection", "upgrade")])));
     }
 
     #[test]

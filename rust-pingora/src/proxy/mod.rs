@@ -20,13 +20,14 @@
 //!   `set_retry(true)` for bodiless requests (the slot is kept while the placement retries).
 //! - `upstream_request_filter` / `upstream_response_filter`: [`headers`] and [`framing`]
 //!   (the target byte for byte, origin-form for absolute-form, one `Content-Length`, no framing fields on
-//!   1xx/204/304, 502 for framing the router cannot forward, the standard reason phrase);
+//!   1xx/204/304, 502 for framing the router cannot forward or a 101 that answers no
+//!   upgrade offered, the standard reason phrase);
 //!   the deadline is disarmed when the response header arrives.
 //! - `response_filter`: marks the response committed; HTTP/1.0 clients get an `HTTP/1.0`
 //!   status line and never `Transfer-Encoding` (RFC 9112 section 6.1).
 //! - `error_while_proxy` / `fail_to_proxy`: error classification and the router-made
-//!   responses (504 for the header deadline, 502 otherwise); the client connection is kept
-//!   when the request was read whole.
+//!   responses (504 for the header deadline, 502 otherwise, also after a forwarded 1xx);
+//!   the client connection is kept when the request was read whole.
 //! - `logging`: breaker outcome, metrics, [`accesslog`]; the slot is released when the
 //!   context drops.
 
@@ -426,8 +427,9 @@ impl ProxyHttp for RouterProxy {
         if let Some(path) = rewrite {
             up.set_raw_path(&path)?;
         }
-        // Identical duplicate Content-Length lines go up as one (RFC 9110 section 8.6).
-        if let Ok(Some(n)) = framing::duplicate_content_length(&up.headers) {
+        // Content-Length goes up as one line in canonical decimal: identical duplicate lines
+        // as one, `023` as `23` (RFC 9110 section 8.6; Go's net/http reserialises it so).
+        if let Some(n) = framing::noncanonical_content_length(&up.headers) {
             up.insert_header(CONTENT_LENGTH, n)?;
         }
         Ok(())
@@ -438,8 +440,12 @@ impl ProxyHttp for RouterProxy {
         // Framing the router cannot forward, or a status outside 100..=599: 502
         // `upstream_protocol_error` (not retried; a breaker failure of kind protocol).
         let head = session.req_header().method == http::Method::HEAD;
+        // A 101 must answer an upgrade request for the protocol it offered (RFC 9110
+        // sections 7.8 and 15.2.2; Go's ReverseProxy rule): an unsolicited one is refused the
+        // same way. Pingora itself would pass it on and tunnel.
+        let switch_ok = status != 101 || framing::switch_ok(&session.req_header().headers, &resp.headers);
         let fix = match framing::response_fix(resp.status, &resp.headers, head) {
-            Ok(fix) if status <= 599 => fix,
+            Ok(fix) if status <= 599 && switch_ok => fix,
             _ => {
                 let mut e = Error::explain(ErrorType::InvalidHTTPHeader, "upstream response framing");
                 e.as_up();
@@ -456,6 +462,7 @@ impl ProxyHttp for RouterProxy {
         // The standard reason phrase, not the upstream's (RFC 9112 section 4).
         resp.set_reason_phrase(framing::reason_phrase(resp.status).as_deref())?;
         if resp.status.is_informational() && status != 101 {
+            ctx.interim = true;
             return Ok(());
         }
         ctx.timer.disarm(); // headers arrived: the request_ms deadline no longer applies
@@ -514,6 +521,7 @@ impl ProxyHttp for RouterProxy {
         // response byte (as Go's Transport does). Everything else is final.
         if !fired
             && ctx.upstream_status.is_none()
+            && !ctx.interim
             && *e.esource() == ErrorSource::Upstream
             && session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
@@ -532,7 +540,11 @@ impl ProxyHttp for RouterProxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         ctx.timer.disarm();
         let no_reuse = FailToProxy { error_code: 0, can_reuse_downstream: false };
-        if ctx.committed || session.response_written().is_some() {
+        // A 1xx forwarded before the failure does not commit the response: the final answer
+        // still has to come (RFC 9110 section 15.2), as from the Go router (an upstream that
+        // sends a 1xx and closes, or a 1xx then an invalid status line, gets a 502).
+        let final_written = session.response_written().is_some_and(|r| r.status.as_u16() == 101 || !r.status.is_informational());
+        if ctx.committed || final_written {
             // Headers already went out: abort; never add an error body.
             if *e.esource() != ErrorSource::Downstream && ctx.upstream_status.is_some() {
                 ctx.fail = Some(FailKind::Aborted);
