@@ -14,8 +14,9 @@ const maxCapture = 1<<20 + 64<<10
 
 // HeadConn is an upstream connection that keeps the Connection field values of the
 // final response head of the current exchange, as the upstream sent them, removes white
-// space between a field name and its colon in the response heads it reads, and drops the
-// Transfer-Encoding lines of heads without content.
+// space between a field name and its colon in the response heads it reads, drops the
+// Transfer-Encoding lines of heads without content and the Content-Length lines of heads
+// with a Transfer-Encoding.
 //
 // Why the Connection record: net/http's transport deletes a response's Connection field
 // when it lists "close" (transfer.go, shouldClose), so httputil.ReverseProxy no longer
@@ -42,6 +43,13 @@ const maxCapture = 1<<20 + 64<<10
 // Pingora router does. The name of each field line of such a head is held back until its
 // colon shows which field it is.
 //
+// Why Content-Length lines are held: a Transfer-Encoding overrides a Content-Length (RFC
+// 9112 section 6.3 item 3), but net/http's transport refuses a head with differing or
+// invalid Content-Length values before it looks at the Transfer-Encoding (and keeps the
+// field for a response to HEAD). HeadConn holds a head's Content-Length lines until its
+// end and passes them, as its last field lines, only when the head has no
+// Transfer-Encoding, as the Pingora router ignores them then.
+//
 // Begin starts an exchange (call it when the transport hands the connection to a
 // request, before the request is written); Read cleans and copies the bytes the transport
 // reads until the end of the first head whose status is not 1xx (interim heads are
@@ -63,6 +71,8 @@ type HeadConn struct {
 	statusLine bool      // the current head's status line is being read
 	noContent  bool      // the current head's status is 1xx (not 101), 204 or 304
 	heldName   int       // in stHeldName/stHeldWS, length of the field name at the start of pending
+	heldCL     []byte    // the current head's Content-Length lines, held until its end
+	sawTE      bool      // the current head has a Transfer-Encoding line (kept)
 	ready      []byte    // cleaned bytes not yet returned by Read
 	out        []byte    // scratch for one Read's cleaned bytes
 	readErr    error     // the error of the read whose bytes are in ready, returned after them
@@ -77,9 +87,10 @@ const (
 	stLineCR                     // a CR opened the line: an LF now ends the head
 	stName                       // inside a field name
 	stNameWS                     // SP/HTAB after a field name (held in pending)
-	stHeldName                   // inside a field name of a head without content (held in pending)
+	stHeldName                   // inside a field name that may be Content-Length or Transfer-Encoding (held in pending)
 	stHeldWS                     // SP/HTAB after a held field name (held in pending)
 	stDrop                       // a Transfer-Encoding line of a head without content: dropped to its LF
+	stHoldLine                   // a Content-Length line: copied to heldCL to its LF
 )
 
 // Begin starts a new exchange: what the previous one recorded is dropped.
@@ -87,6 +98,8 @@ func (c *HeadConn) Begin() {
 	c.mu.Lock()
 	c.capturing, c.buf, c.start, c.conn, c.finalSeen = true, c.buf[:0], 0, nil, false
 	c.state, c.statusLine, c.noContent = stRest, true, false
+	c.ready = append(c.ready, c.heldCL...) // not expected either
+	c.heldCL, c.sawTE = c.heldCL[:0], false
 	c.ready = append(c.ready, c.pending...) // not expected: a head cut short by Begin
 	c.pending = c.pending[:0]
 	c.mu.Unlock()
@@ -129,9 +142,8 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 			return n, err
 		}
 		c.out = c.clean(c.out[:0], p[:n])
-		if err != nil && len(c.pending) > 0 {
-			c.out = append(c.out, c.pending...) // the head ends early: give back what was held
-			c.pending = c.pending[:0]
+		if err != nil {
+			c.out = c.flushHeld(c.out) // the head ends early: give back what was held
 		}
 		m := copy(p, c.out)
 		c.ready = append(c.ready[:0], c.out[m:]...)
@@ -150,8 +162,7 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 func (c *HeadConn) clean(out, b []byte) []byte {
 	for i := 0; i < len(b); i++ {
 		if !c.capturing {
-			out = append(out, c.pending...)
-			c.pending = c.pending[:0]
+			out = c.flushHeld(out)
 			return append(out, b[i:]...)
 		}
 		ch := b[i]
@@ -161,14 +172,29 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 				c.state = stLineStart
 			}
 			continue
+		case stHoldLine:
+			c.heldCL = append(c.heldCL, ch)
+			if ch == '\n' {
+				c.state = stLineStart
+			}
+			continue
 		case stHeldName, stHeldWS:
 			out = c.held(out, ch)
 			continue
 		case stLineStart:
-			if c.noContent && ch != '\n' && ch != '\r' && ch != ':' && ch != ' ' && ch != '\t' {
+			switch lower(ch) {
+			case 'c', 't':
 				c.pending = append(c.pending[:0], ch)
 				c.heldName, c.state = 1, stHeldName
 				continue
+			case '\r', '\n':
+				// The empty line that ends the head: its Content-Length lines go out now,
+				// unless a Transfer-Encoding overrides them.
+				if !c.sawTE {
+					out = append(out, c.heldCL...)
+					c.buf = append(c.buf, c.heldCL...)
+				}
+				c.heldCL = c.heldCL[:0]
 			}
 		}
 		if c.state == stNameWS {
@@ -225,21 +251,30 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 	return out
 }
 
-// held follows byte ch of a field line of a head without content whose name is held in
-// c.pending: a Transfer-Encoding line is dropped, any other goes out as clean would have
-// passed it. Called with c.mu.
+// held follows byte ch of a field line whose name, held in c.pending, may still be
+// Content-Length or Transfer-Encoding: a name that cannot goes out and streams on; a
+// Transfer-Encoding line of a head without content is dropped, another is recorded; a
+// Content-Length line is moved to heldCL. Called with c.mu.
 func (c *HeadConn) held(out []byte, ch byte) []byte {
 	emit := func(b ...byte) {
 		out = append(out, b...)
 		c.buf = append(c.buf, b...)
 	}
+	name := c.pending[:c.heldName]
 	switch {
 	case ch == ':':
-		if bytes.EqualFold(c.pending[:c.heldName], []byte("Transfer-Encoding")) {
+		switch {
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")) && c.noContent:
 			c.pending, c.state = c.pending[:0], stDrop
 			return out
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			c.heldCL = append(append(c.heldCL, name...), ch) // white space before the colon removed
+			c.pending, c.state = c.pending[:0], stHoldLine
+			return out
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			c.sawTE = true
 		}
-		emit(c.pending[:c.heldName]...) // white space before the colon removed
+		emit(name...) // white space before the colon removed
 		emit(ch)
 		c.pending, c.state = c.pending[:0], stRest
 	case ch == ' ' || ch == '\t':
@@ -255,12 +290,42 @@ func (c *HeadConn) held(out []byte, ch byte) []byte {
 	default:
 		c.pending = append(c.pending, ch)
 		c.heldName++
-	}
-	if len(c.pending) > maxCapture {
-		emit(c.pending...)
-		c.pending, c.state = c.pending[:0], stRest
+		if !heldPrefix(c.pending) {
+			// Neither field: the name goes out as it is and streams on (stName).
+			emit(c.pending...)
+			c.pending, c.state = c.pending[:0], stName
+		}
 	}
 	return out
+}
+
+// heldPrefix reports whether name is, ASCII case ignored, a prefix of Content-Length or
+// Transfer-Encoding.
+func heldPrefix(name []byte) bool {
+	for _, f := range [...]string{"content-length", "transfer-encoding"} {
+		if len(name) <= len(f) && bytes.EqualFold(name, []byte(f[:len(name)])) {
+			return true
+		}
+	}
+	return false
+}
+
+// flushHeld appends to out what is held back (Content-Length lines, then the line being
+// read) and forgets it. Called with c.mu.
+func (c *HeadConn) flushHeld(out []byte) []byte {
+	out = append(append(out, c.heldCL...), c.pending...)
+	c.heldCL, c.pending = c.heldCL[:0], c.pending[:0]
+	if c.state == stHeldName || c.state == stHeldWS || c.state == stHoldLine {
+		c.state = stRest
+	}
+	return out
+}
+
+func lower(ch byte) byte {
+	if 'A' <= ch && ch <= 'Z' {
+		return ch + 'a' - 'A'
+	}
+	return ch
 }
 
 // noContentStatus reports whether head's status line ("HTTP/1.x NNN") has a status whose
@@ -286,7 +351,7 @@ func noContentStatus(head []byte) bool {
 func (c *HeadConn) headEnded() {
 	head := c.buf[c.start:]
 	if interim(head) {
-		c.start, c.state, c.statusLine, c.noContent = len(c.buf), stRest, true, false
+		c.start, c.state, c.statusLine, c.noContent, c.sawTE = len(c.buf), stRest, true, false, false
 		return
 	}
 	c.conn, c.finalSeen = connectionValues(head), true
