@@ -330,11 +330,12 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			h.metrics.PeerRequest(st.cur.ID, st.peer.URL())
 		}
 		if err == nil {
-			if resp.ProtoMajor != 1 || resp.StatusCode < 100 || resp.StatusCode > 599 {
+			if resp.ProtoMajor != 1 || resp.ProtoMinor > 1 || resp.StatusCode < 100 || resp.StatusCode > 599 {
 				// net/http parses any "HTTP/x.y" status line and any three-digit status; the
-				// contract proxies HTTP/1.x responses only (section 3 step 7), and a status
-				// outside 100..599 is not a valid one (RFC 9110 section 15). ErrorHandler
-				// makes it upstream_protocol_error.
+				// contract proxies HTTP/1.0 and HTTP/1.1 responses only (section 3 step 7: the
+				// Pingora router's parser, httparse parse_version, reads no other), and a
+				// status outside 100..599 is not a valid one (RFC 9110 section 15).
+				// ErrorHandler makes it upstream_protocol_error.
 				resp.Body.Close()
 				return nil, errNotHTTP1{resp.Proto, resp.StatusCode}
 			}
