@@ -10,7 +10,7 @@ REL := $(CARGO_TARGET_DIR)/release
 # checks the same version (harness/src/toxiproxy.rs, VERSION).
 TOXIPROXY_VERSION := v2.5.0
 
-.PHONY: all build build-go build-rust tools soak soak-ci run test test-go test-rust suite fuzz fuzz-ci bench clean help
+.PHONY: all build build-go build-rust tools soak soak-ci run test test-go test-rust suite fuzz fuzz-ci chaos chaos-ci bench clean help
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "make bench  the full benchmark comparison (results/latest/report.md)"
 	@echo "make soak   each router SOAK_S seconds (600) under load and disturbances (docs/soak.md)"
 	@echo "make fuzz   differential fuzzing of both routers until interrupted (docs/fuzzing.md)"
+	@echo "make chaos  random fault schedules under load on both routers, CHAOS_S seconds (1800; docs/chaos.md)"
 
 build: build-go build-rust tools
 
@@ -45,7 +46,7 @@ build-rust:
 	cp --remove-destination $(REL)/pingora-router $(REL)/parity $(BIN)/
 	if [ -f $(REL)/pingora-bare ]; then cp --remove-destination $(REL)/pingora-bare $(BIN)/; fi
 
-test: test-go test-rust suite soak-ci
+test: test-go test-rust suite soak-ci chaos-ci
 
 test-go:
 	cd go-baseline && $(GO) vet ./... && $(GO) test -race -count=1 ./...
@@ -68,6 +69,17 @@ fuzz: build
 # exits 1 today; it joins `test` once those are fixed or documented.
 fuzz-ci: build
 	$(BIN)/parity fuzz --seed 1 --time 60s --out results
+
+# Random fault schedules (config pushes, upstream faults, toxics, control-plane loss,
+# restarts) under load on both routers, CHAOS_S seconds; findings under
+# results/chaos-*/findings/ (docs/chaos.md).
+CHAOS_S ?= 1800
+chaos: build
+	$(BIN)/parity chaos --time $(CHAOS_S)s --events 12 --out results
+
+# The fixed-seed chaos run of `make test`: 8 schedules of 10 events, about 60 s.
+chaos-ci: build
+	$(BIN)/parity chaos --seed 12 --cases 8 --events 10 --out results
 
 # The suite's verdict decides the exit status; the quick benchmark runs either way.
 run: build

@@ -447,5 +447,9 @@ mod tests {
         assert_eq!(one(st.probe("k0", &mut opened)), (504, Some("upstream_timeout".into()), None));
         st.tox[0] = Some(Toxic::Latency);
         assert_eq!(one(st.probe("k0", &mut opened)), (200, None, Some("u0".into())));
+        // a closed upstream behind a black hole: the proxy closes at once (502, not 504)
+        st.tox[0] = Some(Toxic::BlackHole);
+        st.beh[0] = Behaviour::Down;
+        assert_eq!(one(st.probe("k0", &mut opened)), (502, Some("upstream_protocol_error".into()), None));
     }
 }

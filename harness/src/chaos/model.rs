@@ -165,10 +165,14 @@ impl State {
         State { cfg, version: 1, beh: [Behaviour::Ok; 4], tox: [None; 4], hellos: 1, breakers: BTreeMap::new() }
     }
 
-    /// The condition of upstream `u` through its proxy.
+    /// The condition of upstream `u` through its proxy. A closed upstream port outranks
+    /// every toxic but a disabled proxy: Toxiproxy dials the upstream when it accepts, and
+    /// when that fails it closes the router's connection at once, black hole or not
+    /// (found by the first chaos runs: the model said 504, both routers said 502).
     pub fn cond(&self, u: usize) -> Cond {
         match self.tox[u] {
             Some(Toxic::Disabled) => Cond::Refused,
+            _ if self.beh[u] == Behaviour::Down => Cond::Protocol,
             Some(Toxic::BlackHole) => Cond::Timeout,
             Some(Toxic::ResetPeer) => Cond::Protocol,
             _ => match self.beh[u] {
