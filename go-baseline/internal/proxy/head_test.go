@@ -32,3 +32,17 @@ func TestHeadResponseLosesContentLengthBesideTransferEncoding(t *testing.T) {
 		}
 	}
 }
+
+// A 101 to an upgrade request with a body (a POST) carries no Content-Length:
+// ReverseProxy's Response.Write added "Content-Length: 0" for a method other than GET and
+// HEAD, where the upstream's 101 (and the Pingora router's) has none (RFC 9110 section
+// 15.2: a 1xx has no content).
+func TestSwitchingProtocolsToAPostHasNoContentLength(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 3000, "")))
+	out := rawExchange(t, r.url, "POST /ws HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nConnection: upgrade\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nab")
+	head, _, _ := strings.Cut(out, "\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 101 ") || strings.Contains(strings.ToLower(head), "content-length") {
+		t.Fatalf("%q", out)
+	}
+}

@@ -447,7 +447,16 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode >= 500 {
 		h.metrics.UpstreamFailure(st.cur.ID, st.peer.URL(), metrics.KindStatus5xx)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// ReverseProxy writes the 101 with Response.Write, which adds "Content-Length: 0"
+		// when the request's method is neither GET nor HEAD (a POST upgrade); a 101 has no
+		// content (RFC 9110 section 15.2) and the upstream's carries no such field, nor
+		// does the Pingora router's. Response.Write reads the method from resp.Request
+		// only (ReverseProxy checks the upgrade against its own request).
+		req := *resp.Request
+		req.Method = http.MethodGet
+		resp.Request = &req
+	} else {
 		if _, ok := resp.Header["Content-Type"]; !ok {
 			// The client gets the upstream's fields only. net/http's server, when the
 			// body's first bytes are written before the head is flushed and the header map
