@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Arguments of `parity bench`.
 #[derive(Debug, Args)]
-#[command(override_usage = "parity bench <PROFILE> [--out DIR] [--bin-dir DIR]")]
+#[command(override_usage = "parity bench <PROFILE> [--out DIR] [--bin-dir DIR] [--remote NAME=HOST:PORT ... [--remote-admin NAME=HOST:PORT ...] [--remote-upstream HOST:PORT]]")]
 pub struct BenchArgs {
     /// Required. The benchmark profile: `quick` (about 60 s, indicative figures), `full`
     /// (about 20 minutes) or the path of a profile file. A bare name is looked up as
@@ -21,6 +21,26 @@ pub struct BenchArgs {
     /// (default: $PARITY_BIN_DIR, else the directory of this executable).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Drive a target that is already running elsewhere instead of starting targets here:
+    /// NAME (a target name: go, pingora, go-bare, pingora-bare, nginx, haproxy, or direct
+    /// for the upstream itself) = the address of its listener. Repeatable; with it, only
+    /// the named targets run. No CPU or RSS figures for them (docs/benchmarks.md, Remote
+    /// targets).
+    #[arg(long, value_name = "NAME=HOST:PORT")]
+    pub remote: Vec<String>,
+    /// A remote router's admin listener (NAME=HOST:PORT): the run waits for its
+    /// `/readyz` and names its `impl` and config version in the report.
+    #[arg(long, value_name = "NAME=HOST:PORT")]
+    pub remote_admin: Vec<String>,
+    /// The remote targets' upstream, a `parity bench --serve-upstream` on another host:
+    /// its accept count gives the upstream connections opened per request.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub remote_upstream: Option<String>,
+    /// Idle upstream connections nginx and HAProxy keep (default: the contract's pool,
+    /// the routers' built-in figure). Only to compare with routers built with another
+    /// pool rule (e.g. 256 for binaries from before issue 14); never tune one side only.
+    #[arg(long, value_name = "N")]
+    pub reference_pool: Option<usize>,
     /// Internal: serve the benchmark upstream on ADDR and print `listening <addr>`.
     #[arg(long, hide = true)]
     pub serve_upstream: Option<String>,
@@ -35,6 +55,51 @@ pub struct BenchArgs {
     /// a placement's endpoints.
     #[arg(long, hide = true, default_value_t = 1)]
     pub upstream_ports: usize,
+}
+
+/// One remote target: where its listener (and, for a router, its admin API) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// Target name (one of `targets::KNOWN`).
+    pub name: String,
+    /// Its listener.
+    pub addr: std::net::SocketAddr,
+    /// Its admin listener (routers), if given.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+fn name_addr(s: &str) -> Result<(String, std::net::SocketAddr), String> {
+    let (n, a) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=HOST:PORT"))?;
+    if !super::targets::KNOWN.contains(&n) {
+        return Err(format!("{s:?}: unknown target {n:?} (known: {:?})", super::targets::KNOWN));
+    }
+    use std::net::ToSocketAddrs;
+    let addr = a.to_socket_addrs().map_err(|e| format!("{s:?}: {e}"))?.next().ok_or_else(|| format!("{s:?}: no address"))?;
+    Ok((n.to_string(), addr))
+}
+
+impl BenchArgs {
+    /// The `--remote` targets with their `--remote-admin` addresses, in the order given.
+    ///
+    /// # Errors
+    /// A malformed or unknown NAME=HOST:PORT, an admin address for a target that is not
+    /// `--remote`, or a name given twice.
+    pub fn remotes(&self) -> Result<Vec<Remote>, String> {
+        let mut out: Vec<Remote> = Vec::new();
+        for r in &self.remote {
+            let (name, addr) = name_addr(r)?;
+            if out.iter().any(|x| x.name == name) {
+                return Err(format!("--remote {name} given twice"));
+            }
+            out.push(Remote { name, addr, admin: None });
+        }
+        for r in &self.remote_admin {
+            let (name, addr) = name_addr(r)?;
+            let t = out.iter_mut().find(|x| x.name == name).ok_or_else(|| format!("--remote-admin {name}: no --remote {name}=..."))?;
+            t.admin = Some(addr);
+        }
+        Ok(out)
+    }
 }
 
 /// The repository root: the first ancestor of the profile holding `docs/spec.md`, else

@@ -145,7 +145,7 @@ pub async fn tool_check(direct: &Running, profile: &super::Profile, pids: &[i32]
         routing_key: ROUTING_KEY.into(),
         threads: profile.client_threads,
     };
-    let ours = loadgen::run(spec, std::sync::Arc::new(move || procs::usage(&pids2).cpu_secs)).await;
+    let ours = loadgen::run(spec, std::sync::Arc::new(move || loadgen::ProbeSample { cpu_secs: procs::usage(&pids2).cpu_secs, upstream_accepts: None })).await;
     let (ours_rps, ours_p50, ours_p99, util) = match &ours {
         Ok(r) => (
             r.achieved_rps,

@@ -24,30 +24,52 @@ pub(super) fn progress(t0: Instant, msg: &str) {
 
 /// The measurement itself (everything after the set-up); `partial` follows its progress.
 pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<Partial>>) -> anyhow::Result<i32> {
-    let Setup { profile, repo, bin_dir, run_id, out, work, t0, loadavg_start, nofile, nice } = setup;
+    let Setup { profile, repo, bin_dir, run_id, out, work, t0, loadavg_start, nofile, nice, cpus, pool, remotes } = setup;
     let (t0, nofile, nice) = (*t0, *nofile, *nice);
-    progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}; nice {nice}", profile.name, out.display(), bin_dir.display()));
+    progress(t0, &format!("profile {} -> {}; bin dir {}; RLIMIT_NOFILE {nofile}; nice {nice}; CPUs: {}", profile.name, out.display(), bin_dir.display(), procs::CpuPlan::describe(cpus.as_ref())));
 
     let parity = std::env::current_exe()?;
     let ports = profile.multi_endpoint.as_ref().and_then(|m| m.endpoints.iter().max().copied()).unwrap_or(1);
-    let (up, up_addrs) = targets::start_upstream(&parity, ports, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log")).await?;
+    let load_cpus = cpus.as_ref().map(|c| c.load.as_slice());
+    // The shared upstream: `direct` and every multi-endpoint instance. Single-endpoint
+    // targets each get their own upstream process (below), so that the idle pools one
+    // target keeps never take descriptors another one needs, and each accept count is
+    // one target's.
+    let (up, up_addrs) = if remotes.is_empty() {
+        targets::start_upstream(&parity, ports, profile.upstream_threads, profile.response_bytes, &work.join("upstream.log"), load_cpus).await?
+    } else {
+        // Nothing runs here but the generator: a stand-in that is never loaded.
+        targets::start_upstream(&parity, 1, 1, profile.response_bytes, &work.join("upstream.log"), load_cpus).await?
+    };
     progress(t0, &format!("upstream on {} (pid {}, {} ports)", up.addr, up.pid, up_addrs.len()));
-    let env = targets::Env { bin_dir, work, upstream: up.addr, threads: profile.threads, nofile };
-    let (running, absent) = start_targets(profile, &env, &up, &up_addrs, t0).await;
+    let env = targets::Env { bin_dir, work, upstream: up.addr, threads: profile.threads, nofile, cpus: cpus.as_ref().map(|c| c.target.clone()), load_cpus: cpus.as_ref().map(|c| c.load.clone()), pool: *pool };
+    let (running, absent) = if remotes.is_empty() {
+        start_targets(profile, &env, &up, &up_addrs, &parity, t0).await
+    } else {
+        remote_targets(remotes, args.remote_upstream.as_deref(), t0).await?
+    };
     {
         let mut p = partial.lock().unwrap();
         p.present = running.iter().map(|r| (r.name.clone(), r.note.clone())).collect();
         p.absent = absent.clone();
     }
     let pids: BTreeMap<String, Vec<i32>> =
-        running.iter().map(|r| (r.name.clone(), procs::tree_pids(r.pid))).collect();
+        running.iter().map(|r| (r.name.clone(), if r.remote { Vec::new() } else { procs::tree_pids(r.pid) })).collect();
     // Kill every process of every target's tree on the way out, even on an error
     // (nginx workers outlive a killed master otherwise).
-    let reaper = procs::Reaper(pids.iter().filter(|(n, _)| n.as_str() != "direct").flat_map(|(_, p)| p.clone()).chain([up.pid]).collect());
+    let reaper = procs::Reaper(
+        pids.iter()
+            .filter(|(n, _)| n.as_str() != "direct")
+            .flat_map(|(_, p)| p.clone())
+            .chain([up.pid])
+            .chain(running.iter().filter_map(|r| r.upstream.as_ref().map(|u| u.pid)))
+            .collect(),
+    );
     let mem = Arc::new(Mutex::new(Vec::<MemSample>::new()));
     let sampler = start_sampler(mem.clone(), pids.clone(), Duration::from_millis(profile.sample_ms.max(10)), t0);
     partial.lock().unwrap().mem = Some(mem.clone());
-    let mut ctx = Ctx { t0, profile, pids: &pids, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new(), partial: partial.clone() };
+    let upstreams: BTreeMap<String, Option<std::net::SocketAddr>> = running.iter().map(|r| (r.name.clone(), r.upstream_addr)).collect();
+    let mut ctx = Ctx { t0, profile, pids: &pids, upstreams: &upstreams, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new(), partial: partial.clone() };
 
     // 1. Closed loop, interleaved.
     let max_rps = closed_loop(&mut ctx, &running).await?;
@@ -66,6 +88,10 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     }
     // 4. The ladder, relative to the fastest proxy.
     let ladder_note = ladder(&mut ctx, &running, &max_rps).await?;
+    // 4b. The concurrency ladder (issue 14).
+    if let Some(c) = &profile.concurrency {
+        concurrency_ladder(&mut ctx, &running, c).await?;
+    }
     // 5. Idle keep-alive memory, last: the RSS the idle connections leave behind (allocators
     // rarely give it back) must not inflate the load phases' memory figures.
     let idle_start = (profile.idle_connections > 0).then(|| t0.elapsed().as_secs_f64());
@@ -119,6 +145,9 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
         nice,
         nofile,
         interrupted: None,
+        cpus: cpus.clone(),
+        pool: *pool,
+        remote: remotes.iter().map(|r| r.name.clone()).collect(),
     };
     report::write_all(&data, out)?;
     if let (Some(m), Some(k)) = (&profile.multi_endpoint, &ketama) {
@@ -139,12 +168,12 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
 /// cannot start is absent, with the reason. A multi-endpoint profile starts, after
 /// `direct`, one instance per selection, endpoint count and target
 /// ([`super::multi::instances`]) on the first `n` of `up_addrs`.
-async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, up_addrs: &[std::net::SocketAddr], t0: Instant) -> (Vec<Running>, Vec<Absent>) {
+async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, up_addrs: &[std::net::SocketAddr], parity: &std::path::Path, t0: Instant) -> (Vec<Running>, Vec<Absent>) {
     let mut running: Vec<Running> = Vec::new();
     let mut absent = Vec::new();
     if let Some(m) = &profile.multi_endpoint {
         if profile.targets.iter().any(|t| t == "direct") {
-            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself (first port)".into() });
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself (first port)".into(), upstream: None, upstream_addr: Some(up.addr), remote: false });
         }
         for inst in super::multi::instances(profile, m) {
             let p = targets::Placement { endpoints: up_addrs[..inst.n].to_vec(), selection: Some(inst.selection) };
@@ -163,12 +192,35 @@ async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, 
     }
     for name in &profile.targets {
         if name == "direct" {
-            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into() });
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into(), upstream: None, upstream_addr: Some(up.addr), remote: false });
             continue;
         }
-        match targets::start(name, env).await {
-            Ok(r) => {
-                progress(t0, &format!("{name} ready on {} (pid {})", r.addr, r.pid));
+        // The target's own upstream, on the generator's CPUs like the shared one.
+        let log = env.work.join(format!("upstream-{name}.log"));
+        let own = match targets::start_upstream(parity, 1, profile.upstream_threads, profile.response_bytes, &log, env.load_cpus.as_deref()).await {
+            Ok((u, _)) => u,
+            Err(e) => {
+                progress(t0, &format!("{name} absent: its upstream did not start: {e:#}"));
+                absent.push(Absent { name: name.clone(), reason: format!("its upstream did not start: {e:#}") });
+                continue;
+            }
+        };
+        let env_own = targets::Env {
+            bin_dir: env.bin_dir,
+            work: env.work,
+            upstream: own.addr,
+            threads: env.threads,
+            nofile: env.nofile,
+            cpus: env.cpus.clone(),
+            load_cpus: env.load_cpus.clone(),
+            pool: env.pool,
+        };
+        match targets::start(name, &env_own).await {
+            Ok(mut r) => {
+                progress(t0, &format!("{name} ready on {} (pid {}; its upstream {} pid {})", r.addr, r.pid, own.addr, own.pid));
+                let Running { addr, pid, child, .. } = own;
+                r.upstream = child.map(|child| targets::UpstreamProc { addr, pid, child });
+                r.upstream_addr = Some(addr);
                 running.push(r)
             }
             Err(reason) => {
@@ -293,6 +345,10 @@ async fn idle_memory(profile: &Profile, running: &[Running], pids: &BTreeMap<Str
         return idle;
     }
     for r in running {
+        if r.remote {
+            idle.insert(r.name.clone(), extras::IdleResult::failed("remote target: its RSS is not readable from here".into()));
+            continue;
+        }
         let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
         match &res {
             Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
@@ -303,10 +359,110 @@ async fn idle_memory(profile: &Profile, running: &[Running], pids: &BTreeMap<Str
     idle
 }
 
+/// The concurrency ladder (issue 14): per rung (client connections), closed loop for
+/// every target (interleaved, `repeats` times), then open loop at each fraction of *that
+/// target's* median maximum at the rung, then (for the comparison at one offered rate)
+/// open loop at half of the slowest proxy's maximum at the rung (phase `scale-common`).
+/// Segment phases: `scale-closed`, `scale-open`, `scale-common`; `Seg::connections` is
+/// the rung.
+async fn concurrency_ladder(ctx: &mut Ctx<'_>, running: &[Running], c: &super::profile::Concurrency) -> anyhow::Result<()> {
+    let t0 = ctx.t0;
+    for &conns in &c.connections {
+        progress(t0, &format!("concurrency ladder: {conns} connections"));
+        for rep in 0..c.phase.repeats {
+            for r in running {
+                ctx.segment_with(r, "scale-closed", None, rep, &c.phase, conns, None).await?;
+            }
+        }
+        let max_at = |ctx: &Ctx<'_>, name: &str| {
+            median(ctx.segs.iter().filter(|s| s.target == name && s.phase == "scale-closed" && s.connections == conns).map(|s| s.achieved_rps).collect())
+        };
+        for &f in &c.fractions {
+            for rep in 0..c.phase.repeats {
+                for r in running {
+                    let max = max_at(ctx, &r.name);
+                    if !(max > 0.0) {
+                        continue;
+                    }
+                    let rate = (max * f).round().max(1.0);
+                    ctx.segment_with(r, "scale-open", Some(rate), rep, &c.phase, conns, Some(f)).await?;
+                }
+            }
+        }
+        // One offered rate for every target: half of the slowest proxy's maximum here.
+        let slowest = running.iter().filter(|r| r.name != "direct").map(|r| max_at(ctx, &r.name)).filter(|m| *m > 0.0).fold(f64::INFINITY, f64::min);
+        if slowest.is_finite() {
+            let rate = (slowest * COMMON_FRACTION).round().max(1.0);
+            for rep in 0..c.phase.repeats {
+                for r in running {
+                    ctx.segment_with(r, "scale-common", Some(rate), rep, &c.phase, conns, None).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The concurrency ladder's common rate: this share of the slowest proxy's closed-loop
+/// maximum at the rung, offered to every target.
+pub const COMMON_FRACTION: f64 = 0.5;
+
+/// The `--remote` targets: nothing is started; each is checked with one benchmark request
+/// (and a router's `/readyz` on its admin listener when given).
+async fn remote_targets(remotes: &[super::args::Remote], upstream: Option<&str>, t0: Instant) -> anyhow::Result<(Vec<Running>, Vec<Absent>)> {
+    let up: Option<std::net::SocketAddr> = match upstream {
+        Some(a) => {
+            use std::net::ToSocketAddrs;
+            Some(a.to_socket_addrs()?.next().ok_or_else(|| anyhow::anyhow!("--remote-upstream {a}: no address"))?)
+        }
+        None => None,
+    };
+    if let Some(a) = up {
+        match super::upstream::read_accepts(a) {
+            Some(n) => progress(t0, &format!("remote upstream {a}: {n} connections accepted so far")),
+            None => progress(t0, &format!("remote upstream {a}: no accept count (not `parity bench --serve-upstream`?): upstream connections per request unknown")),
+        }
+    }
+    let (mut running, mut absent) = (Vec::new(), Vec::new());
+    for r in remotes {
+        let mut note = format!("remote: {}", r.addr);
+        if let Some(admin) = r.admin {
+            match remote_admin_note(admin).await {
+                Ok(n) => note += &format!("; admin {admin}: {n}"),
+                Err(e) => {
+                    absent.push(Absent { name: r.name.clone(), reason: format!("admin {admin}: {e:#}") });
+                    continue;
+                }
+            }
+        }
+        match loadgen::probe_once(r.addr, targets::ROUTING_KEY).await {
+            Ok(true) => {
+                progress(t0, &format!("{} (remote) answers on {}", r.name, r.addr));
+                running.push(Running { name: r.name.clone(), addr: r.addr, pid: 0, child: None, note, upstream: None, upstream_addr: up, remote: true });
+            }
+            Ok(false) => absent.push(Absent { name: r.name.clone(), reason: format!("{} answered a benchmark request with a non-2xx status", r.addr) }),
+            Err(e) => absent.push(Absent { name: r.name.clone(), reason: format!("{}: {e:#}", r.addr) }),
+        }
+    }
+    Ok((running, absent))
+}
+
+/// `ready, impl go, config_version 1` from a router's admin API (`/readyz`,
+/// `/admin/state`, docs/spec.md section 7).
+async fn remote_admin_note(admin: std::net::SocketAddr) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let ready = client.get(format!("http://{admin}/readyz")).send().await?;
+    anyhow::ensure!(ready.status().is_success(), "/readyz answered {}", ready.status());
+    let state: serde_json::Value = client.get(format!("http://{admin}/admin/state")).send().await?.json().await?;
+    Ok(format!("ready, impl {}, config_version {}", state["impl"].as_str().unwrap_or("?"), state["config_version"]))
+}
+
 struct Ctx<'a> {
     t0: Instant,
     profile: &'a Profile,
     pids: &'a BTreeMap<String, Vec<i32>>,
+    /// Per target: the upstream whose accept count is its connections opened.
+    upstreams: &'a BTreeMap<String, Option<std::net::SocketAddr>>,
     mem: Arc<Mutex<Vec<MemSample>>>,
     segs: Vec<Seg>,
     ref_hists: BTreeMap<String, Histogram<u64>>,
@@ -314,13 +470,27 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Runs one segment; records its summary and returns its histogram.
+    /// Runs one segment with the profile's connections; records its summary and returns
+    /// its histogram.
     async fn segment(&mut self, r: &Running, phase: &str, rate: Option<f64>, repeat: usize, ph: &Phase) -> anyhow::Result<Histogram<u64>> {
+        self.segment_with(r, phase, rate, repeat, ph, self.profile.connections, None).await
+    }
+
+    /// Runs one segment over `conns` client connections (`fraction`: the concurrency
+    /// ladder's share of the target's maximum that `rate` is); records its summary and
+    /// returns its histogram.
+    #[allow(clippy::too_many_arguments)]
+    async fn segment_with(&mut self, r: &Running, phase: &str, rate: Option<f64>, repeat: usize, ph: &Phase, conns: usize, fraction: Option<f64>) -> anyhow::Result<Histogram<u64>> {
         let pids = self.pids[&r.name].clone();
-        let probe: loadgen::Probe = Arc::new(move || procs::usage(&pids).cpu_secs);
+        let up = self.upstreams.get(&r.name).copied().flatten();
+        // A remote target has no process tree here: no CPU figure (NaN), never 0.
+        let probe: loadgen::Probe = Arc::new(move || loadgen::ProbeSample {
+            cpu_secs: if pids.is_empty() { f64::NAN } else { procs::usage(&pids).cpu_secs },
+            upstream_accepts: up.and_then(super::upstream::read_accepts),
+        });
         let spec = loadgen::LoadSpec {
             addr: r.addr,
-            connections: self.profile.connections,
+            connections: conns,
             rate,
             warmup: Duration::from_millis(ph.warmup_ms),
             duration: Duration::from_millis(ph.duration_ms),
@@ -338,11 +508,12 @@ impl Ctx<'_> {
                     hist: loadgen::new_hist(),
                     send_lag: loadgen::new_hist(),
                     ok: 0,
-                    errors: self.profile.connections as u64,
+                    errors: conns as u64,
                     dropped: 0,
                     achieved_rps: 0.0,
                     window_secs: ph.duration_ms as f64 / 1000.0,
                     probe_delta: f64::NAN,
+                    upstream_accepts: None,
                     self_cpu_secs: f64::NAN,
                 }
             }
@@ -375,17 +546,21 @@ impl Ctx<'_> {
             rss_mean_bytes: if n > 0 { sum / n } else { 0 },
             generator_cpu_util: res.self_cpu_secs / (res.window_secs.max(1e-9) * self.profile.client_threads as f64),
             send_lag_p99_us: if rate.is_some() && res.send_lag.len() > 0 { us(res.send_lag.value_at_quantile(0.99)) } else { f64::NAN },
+            connections: conns,
+            fraction,
+            upstream_accepts: res.upstream_accepts,
         };
         progress(
             self.t0,
             &format!(
-                "{phase:9} #{repeat} {:12} {:>9} -> {:8.0}/s p50 {:7.0}us p99 {:8.0}us cpu {:5.1}us/req err {} drop {} gen {:3.0}%",
+                "{phase:12} #{repeat} {:12} c={conns:<5} {:>9} -> {:8.0}/s p50 {:7.0}us p99 {:8.0}us cpu {:5.1}us/req up-conns/req {:.4} err {} drop {} gen {:3.0}%",
                 r.name,
                 rate.map(|x| format!("{x:.0}/s")).unwrap_or_else(|| "closed".into()),
                 seg.achieved_rps,
                 seg.p50_us,
                 seg.p99_us,
                 seg.cpu_us_per_req,
+                seg.upstream_conns_per_req(),
                 seg.errors,
                 seg.dropped,
                 seg.generator_cpu_util * 100.0

@@ -67,6 +67,12 @@ struct Setup {
     loadavg_start: String,
     nofile: u64,
     nice: i32,
+    /// CPU isolation: generator and upstream on `load`, targets on `target`.
+    cpus: Option<procs::CpuPlan>,
+    /// Idle upstream connections of nginx and HAProxy.
+    pool: usize,
+    /// Targets on other hosts (`--remote`); empty: every target starts here.
+    remotes: Vec<args::Remote>,
 }
 
 /// Waits for SIGINT, SIGTERM or SIGHUP; returns the signal's name.
@@ -109,6 +115,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    let remotes = match args.remotes() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
     let repo = repo_root(&profile_path);
     let bin_dir = args.bin_dir.clone().unwrap_or_else(default_bin_dir);
     let bin_dir = std::fs::canonicalize(&bin_dir).unwrap_or(bin_dir);
@@ -121,7 +134,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let loadavg_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let nofile = procs::raise_nofile(1 << 20);
     let nice = procs::set_nice(profile.nice);
-    let setup = Setup { profile, repo, bin_dir, run_id, out, work, t0, loadavg_start, nofile, nice };
+    // CPU isolation (issue 14): this process (the generator) and, by inheritance, the
+    // upstream on one half of the CPUs; targets are started on the other half.
+    let cpus = procs::CpuPlan::for_host();
+    if let Some(c) = &cpus {
+        let failed = procs::pin_self(&c.load);
+        if failed > 0 {
+            eprintln!("warning: {failed} thread(s) of parity could not be pinned to CPU {:?}", c.load);
+        }
+    }
+    let pool = args.reference_pool.unwrap_or(targets::UPSTREAM_IDLE_POOL);
+    let setup = Setup { profile, repo, bin_dir, run_id, out, work, t0, loadavg_start, nofile, nice, cpus, pool, remotes };
     let partial = Arc::new(Mutex::new(Partial::default()));
     // Every child is in its own process group, registered in procs; this guard kills
     // them all on every way out of here (return, error, panic).
@@ -153,6 +176,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 nice: setup.nice,
                 nofile: setup.nofile,
                 interrupted: Some(sig.to_string()),
+                cpus: setup.cpus.clone(),
+                pool: setup.pool,
+                remote: setup.remotes.iter().map(|r| r.name.clone()).collect(),
             };
             match report::write_all(&data, &setup.out) {
                 Ok(()) => eprintln!("interrupted: partial report in {}/report.md (bench.json has \"interrupted\": true)", setup.out.display()),

@@ -43,6 +43,25 @@ pub struct Seg {
     pub generator_cpu_util: f64,
     /// Open loop: p99 of actual minus intended send time, microseconds.
     pub send_lag_p99_us: f64,
+    /// Client connections the generator held open during the segment.
+    pub connections: usize,
+    /// Concurrency ladder, open loop: the fraction of the target's own closed-loop
+    /// maximum at this connection count that `rate_rps` is (`None` elsewhere).
+    pub fraction: Option<f64>,
+    /// TCP connections the target's upstream accepted during the measured window, i.e.
+    /// upstream connections the target opened (`None`: not known, e.g. a remote upstream
+    /// that is not `parity bench --serve-upstream`).
+    pub upstream_accepts: Option<u64>,
+}
+
+impl Seg {
+    /// Upstream connections opened per answered request (NaN when unknown or no answers).
+    pub fn upstream_conns_per_req(&self) -> f64 {
+        match self.upstream_accepts {
+            Some(a) if self.ok > 0 => a as f64 / self.ok as f64,
+            _ => f64::NAN,
+        }
+    }
 }
 
 /// Memory sample of one target.
@@ -82,5 +101,11 @@ pub struct RunData {
     pub nofile: u64,
     /// The signal that interrupted the run (a partial report), if any.
     pub interrupted: Option<String>,
+    /// Where the generator, the upstream and the targets ran (`None`: not pinned).
+    pub cpus: Option<super::procs::CpuPlan>,
+    /// Idle upstream connections nginx and HAProxy were given (the routers' is built in).
+    pub pool: usize,
+    /// Targets driven on other hosts (`--remote`): their names.
+    pub remote: Vec<String>,
 }
 

@@ -375,6 +375,9 @@ mod tests {
             rss_mean_bytes: 0,
             generator_cpu_util: 0.0,
             send_lag_p99_us: 0.0,
+            connections: 32,
+            fraction: None,
+            upstream_accepts: None,
         }
     }
 
@@ -427,6 +430,9 @@ mod tests {
             nice: 0,
             nofile: 0,
             interrupted: None,
+            cpus: None,
+            pool: 256,
+            remote: vec![],
         };
         let rows = rows(&d, &m);
         assert_eq!(rows.len(), 2);

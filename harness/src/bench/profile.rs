@@ -107,6 +107,24 @@ pub struct MultiEndpoint {
     pub ketama_keys: usize,
 }
 
+/// The concurrency ladder (issue 14): the same measurements at several numbers of client
+/// connections. Per rung and target: the closed-loop maximum, then open-loop runs at fixed
+/// fractions of *that target's own* maximum at that rung (so every target is measured at
+/// the same relative load), with p50/p99/p99.9, CPU per request, RSS and the upstream
+/// connections the target opened per request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// Client connections per rung, ascending (e.g. 32, 256, 1024, 4096, 10000).
+    pub connections: Vec<usize>,
+    /// Open-loop rates as fractions of each target's closed-loop maximum at the rung
+    /// (e.g. 0.5, 0.8); empty: closed loop only.
+    pub fractions: Vec<f64>,
+    /// Each rung's closed-loop and open-loop windows (targets interleaved, as elsewhere).
+    #[serde(flatten)]
+    pub phase: Phase,
+}
+
 /// A benchmark profile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +181,9 @@ pub struct Profile {
     /// Multi-endpoint placements (absent: one placement of one endpoint, as always).
     #[serde(default)]
     pub multi_endpoint: Option<MultiEndpoint>,
+    /// The concurrency ladder (absent: none).
+    #[serde(default)]
+    pub concurrency: Option<Concurrency>,
 }
 
 fn default_nice() -> i32 {
@@ -209,6 +230,14 @@ impl Profile {
                 "unknown target {t:?} (known: {:?})",
                 super::targets::KNOWN
             );
+        }
+        if let Some(c) = &p.concurrency {
+            anyhow::ensure!(!c.connections.is_empty(), "concurrency.connections must not be empty");
+            anyhow::ensure!(c.connections.iter().all(|n| *n >= 1), "concurrency.connections: each >= 1");
+            anyhow::ensure!(c.connections.windows(2).all(|w| w[0] < w[1]), "concurrency.connections must ascend");
+            anyhow::ensure!(c.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0), "concurrency.fractions: each in (0, 1]");
+            anyhow::ensure!(c.phase.repeats >= 1, "concurrency.repeats must be >= 1");
+            anyhow::ensure!(p.multi_endpoint.is_none(), "a profile has either multi_endpoint or concurrency, not both");
         }
         if let Some(m) = &p.multi_endpoint {
             anyhow::ensure!(m.endpoints.contains(&1), "multi_endpoint.endpoints must contain 1 (the baseline)");

@@ -10,7 +10,13 @@ use tokio::process::{Child, Command};
 use super::profile::Selection;
 
 /// Every target name, in the report's order.
-pub const KNOWN: &[&str] = &["direct", "go", "pingora", "go-bare", "pingora-bare", "nginx"];
+pub const KNOWN: &[&str] = &["direct", "go", "pingora", "go-bare", "pingora-bare", "nginx", "haproxy"];
+
+/// The upstream keep-alive pool every target gets (docs/spec.md section 1, the pool
+/// paragraph): idle connections kept per endpoint. The routers have it built in
+/// (Go `MaxIdleConnsPerHost`, Pingora `upstream_keepalive_pool_size`); the harness writes
+/// the same number into nginx (`keepalive`) and HAProxy (`pool-max-conn`).
+pub const UPSTREAM_IDLE_POOL: usize = 16384;
 
 /// The routing key every benchmark request carries (the routers' one route).
 pub const ROUTING_KEY: &str = "bench";
@@ -27,6 +33,22 @@ pub struct Running {
     pub child: Option<Child>,
     /// Version or build note for the report.
     pub note: String,
+    /// This target's own upstream (`None`: the run's shared upstream, or a remote one).
+    pub upstream: Option<UpstreamProc>,
+    /// Where the accept count of this target's upstream is read (`GET /_parity/accepts`).
+    pub upstream_addr: Option<SocketAddr>,
+    /// Runs on another host: no process tree here (no CPU or RSS figures).
+    pub remote: bool,
+}
+
+/// An upstream process started by the run.
+pub struct UpstreamProc {
+    /// Its first listening address.
+    pub addr: SocketAddr,
+    /// Its pid (own process group).
+    pub pid: i32,
+    /// The child, killed on drop.
+    pub child: Child,
 }
 
 /// A target that could not be run, and why.
@@ -55,11 +77,16 @@ pub struct Placement {
     pub selection: Option<Selection>,
 }
 
-/// The shared upstream process (`parity bench --serve-upstream`), listening on `ports`
-/// ports; `Running::addr` is the first, the second value every one of them.
-pub async fn start_upstream(parity: &Path, ports: usize, threads: usize, body: usize, log: &Path) -> anyhow::Result<(Running, Vec<SocketAddr>)> {
+/// An upstream process (`parity bench --serve-upstream`), listening on `ports` ports;
+/// `Running::addr` is the first, the second value every one of them. `cpus`: where it
+/// runs (the load generator's CPUs), `None`: not pinned.
+pub async fn start_upstream(parity: &Path, ports: usize, threads: usize, body: usize, log: &Path, cpus: Option<&[usize]>) -> anyhow::Result<(Running, Vec<SocketAddr>)> {
     use tokio::io::AsyncBufReadExt;
-    let mut child = Command::new(parity)
+    let mut cmd = Command::new(parity);
+    if let Some(c) = cpus {
+        super::procs::pin_command(&mut cmd, c);
+    }
+    let mut child = cmd
         .args(["bench", "--serve-upstream", "127.0.0.1:0"])
         .args(["--upstream-threads", &threads.to_string(), "--response-bytes", &body.to_string()])
         .args(["--upstream-ports", &ports.max(1).to_string()])
@@ -83,7 +110,8 @@ pub async fn start_upstream(parity: &Path, ports: usize, threads: usize, body: u
         .collect::<Result<Vec<_>, _>>()?;
     let addr = *addrs.first().ok_or_else(|| anyhow::anyhow!("upstream listens nowhere: {line:?}"))?;
     let pid = child.id().unwrap_or(0) as i32;
-    Ok((Running { name: "upstream".into(), addr, pid, child: Some(child), note: "parity bench upstream (hyper)".into() }, addrs))
+    let r = Running { name: "upstream".into(), addr, pid, child: Some(child), note: "parity bench upstream (hyper)".into(), upstream: None, upstream_addr: Some(addr), remote: false };
+    Ok((r, addrs))
 }
 
 /// The LKG config the routers load: one route `bench` to one placement on the upstream,
@@ -123,7 +151,7 @@ fn nginx_servers(p: &Placement) -> String {
 }
 
 /// nginx.conf with the same worker count and upstream keep-alive pool as the routers.
-pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: &Placement, threads: usize, nofile: u64) -> String {
+pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: &Placement, threads: usize, nofile: u64, pool: usize) -> String {
     let d = dir.display();
     let servers = nginx_servers(upstream);
     let conns = nofile.saturating_sub(64).max(1024);
@@ -146,7 +174,7 @@ http {{
     keepalive_requests 100000000;
     keepalive_timeout 75s;
     upstream bench {{
-{servers}        keepalive 256;
+{servers}        keepalive {pool};
         keepalive_timeout 60s;
         keepalive_requests 100000000;
     }}
@@ -164,6 +192,40 @@ http {{
     )
 }
 
+/// haproxy.cfg equivalent to the nginx file and the routers: `nbthread` = the targets'
+/// threads, HTTP keep-alive on both sides, any idle upstream connection reusable by any
+/// request (`http-reuse always`, as the routers' pools), at most `pool` idle upstream
+/// connections (`pool-max-conn`), idle ones purged after 60 s (`pool-purge-delay`; HAProxy
+/// closes half of the unused ones per period), no logging (no `log` line), connect
+/// timeout 1 s and server timeout 30 s as the routers' bench placement (`connect_ms`,
+/// `request_ms`), client keep-alive 75 s as nginx. `maxconn` (client connections) is half
+/// the descriptor limit: every proxied connection holds a client and an upstream socket.
+pub fn haproxy_conf(listen: SocketAddr, upstream: SocketAddr, threads: usize, nofile: u64, pool: usize) -> String {
+    let maxconn = (nofile.saturating_sub(128) / 2).max(256);
+    format!(
+        r#"# Written by parity bench: same threads and upstream keep-alive pool as the routers.
+global
+    nbthread {threads}
+    maxconn {maxconn}
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 1s
+    timeout server 30s
+    timeout client 75s
+    timeout http-keep-alive 75s
+    timeout http-request 75s
+frontend bench
+    bind {listen}
+    maxconn {maxconn}
+    default_backend bench
+backend bench
+    server s1 {upstream} pool-max-conn {pool} pool-purge-delay 60s
+"#
+    )
+}
+
 /// Everything needed to start a target.
 pub struct Env<'a> {
     /// Directory of go-router, pingora-router, go-bare, pingora-bare.
@@ -176,6 +238,13 @@ pub struct Env<'a> {
     pub threads: usize,
     /// RLIMIT_NOFILE the children inherit.
     pub nofile: u64,
+    /// CPUs the targets run on (`None`: not pinned).
+    pub cpus: Option<Vec<usize>>,
+    /// CPUs of the generator and the upstreams (`None`: not pinned).
+    pub load_cpus: Option<Vec<usize>>,
+    /// Idle upstream connections nginx and HAProxy keep ([`UPSTREAM_IDLE_POOL`] unless
+    /// the command line asks for another figure to compare with an earlier pool rule).
+    pub pool: usize,
 }
 
 /// Starts the target `name` (not `direct`) on the single-endpoint placement of
@@ -233,11 +302,24 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
                 let _ = std::fs::create_dir_all(dir.join(sub));
             }
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, nginx_conf(&dir, listen, p, env.threads, env.nofile))
+            std::fs::write(&conf, nginx_conf(&dir, listen, p, env.threads, env.nofile, env.pool))
                 .map_err(|e| e.to_string())?;
             let args = vec!["-p".into(), dir.display().to_string(), "-c".into(), conf.display().to_string()];
             let v = std::process::Command::new(&prog).arg("-v").output().ok()
                 .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_default();
+            (prog, args, v)
+        }
+        "haproxy" => {
+            let prog = match which("haproxy") {
+                Some(p) => p,
+                None => return Err("haproxy is not installed (apt-get install haproxy)".into()),
+            };
+            let conf = dir.join("haproxy.cfg");
+            std::fs::write(&conf, haproxy_conf(listen, p.endpoints[0], env.threads, env.nofile, env.pool)).map_err(|e| e.to_string())?;
+            // -db: stay in the foreground (one process, its threads).
+            let args = vec!["-db".into(), "-f".into(), conf.display().to_string()];
+            let v = std::process::Command::new(&prog).arg("-v").output().ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string()).unwrap_or_default();
             (prog, args, v)
         }
         other => return Err(format!("unknown target {other}")),
@@ -245,7 +327,11 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
     if !prog.exists() {
         return Err(format!("{} not built", prog.display()));
     }
-    let child = Command::new(&prog)
+    let mut cmd = Command::new(&prog);
+    if let Some(c) = &env.cpus {
+        super::procs::pin_command(&mut cmd, c);
+    }
+    let child = cmd
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -256,7 +342,7 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
         .map_err(|e| format!("{}: {e}", prog.display()))?;
     let pid = child.id().unwrap_or(0) as i32;
     crate::util::procs::register_group(pid);
-    let mut r = Running { name: name.into(), addr: listen, pid, child: Some(child), note };
+    let mut r = Running { name: name.into(), addr: listen, pid, child: Some(child), note, upstream: None, upstream_addr: Some(env.upstream), remote: false };
     // Ready when a benchmark request through it answers 2xx.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -314,14 +400,24 @@ mod tests {
     fn nginx_gets_the_same_servers_and_the_equivalent_method() {
         let dir = Path::new("/tmp/x");
         let listen: SocketAddr = "127.0.0.1:8000".parse().unwrap();
-        let conf = |sel| nginx_conf(dir, listen, &Placement { endpoints: addrs(4), selection: sel }, 1, 4096);
+        let conf = |sel| nginx_conf(dir, listen, &Placement { endpoints: addrs(4), selection: sel }, 1, 4096, 256);
         let ch = conf(Some(Selection::ConsistentHash));
         assert!(ch.contains("        hash $http_x_bench_key consistent;\n        server 127.0.0.1:9001;\n"), "{ch}");
         assert!(ch.contains("server 127.0.0.1:9004;\n        keepalive 256;"), "{ch}");
         assert!(conf(Some(Selection::Random)).contains("        random;\n        server 127.0.0.1:9001;"));
         let rr = conf(Some(Selection::RoundRobin));
         assert!(!rr.contains("random;") && !rr.contains("hash ") && rr.matches("server 127.0.0.1:").count() == 4);
-        let one = nginx_conf(dir, listen, &Placement { endpoints: addrs(1), selection: None }, 1, 4096);
+        let one = nginx_conf(dir, listen, &Placement { endpoints: addrs(1), selection: None }, 1, 4096, 256);
         assert!(one.contains("upstream bench {\n        server 127.0.0.1:9001;\n        keepalive 256;"), "{one}");
+    }
+
+    #[test]
+    fn haproxy_gets_the_threads_the_pool_and_no_log() {
+        let listen: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let c = haproxy_conf(listen, addrs(1)[0], 1, 20000, UPSTREAM_IDLE_POOL);
+        assert!(c.contains("    nbthread 1\n"), "{c}");
+        assert!(c.contains(&format!("server s1 127.0.0.1:9001 pool-max-conn {UPSTREAM_IDLE_POOL} pool-purge-delay 60s")), "{c}");
+        assert!(c.contains("http-reuse always") && c.contains("bind 127.0.0.1:8000"), "{c}");
+        assert!(!c.contains("log"), "no logging: {c}");
     }
 }

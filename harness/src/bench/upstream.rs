@@ -6,10 +6,18 @@
 //! `X-Upstream-Port: <the port the request arrived on>` (multi-endpoint profiles read it
 //! to see which endpoint a proxy chose), a fixed body. One process may listen on many
 //! ports (`--upstream-ports N`), one per endpoint of a multi-endpoint placement.
+//!
+//! It counts the TCP connections it accepts (all ports together) and answers
+//! `GET /_parity/accepts` with that count as a decimal body, so that the harness can tell
+//! how many upstream connections a target opened during a window (issue 14: upstream
+//! connections opened per request); [`read_accepts`] asks it.
 
 use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,12 +35,18 @@ pub struct UpstreamOpts {
     /// A stall window `[from, to)`: a request that arrives inside it is held until `to`
     /// (simulates a paused upstream; used by the latency-accounting test).
     pub stall: Option<(Instant, Instant)>,
+    /// TCP connections accepted so far, every port of the process together.
+    pub accepts: Arc<AtomicU64>,
 }
+
+/// The path whose answer is the upstream's accept count (never forwarded by the
+/// harness through a target; a target that forwards it gets the same count).
+pub const ACCEPTS_PATH: &str = "/_parity/accepts";
 
 impl UpstreamOpts {
     /// A plain upstream answering `n` bytes of `x`.
     pub fn with_body_len(n: usize) -> UpstreamOpts {
-        UpstreamOpts { body: Bytes::from(vec![b'x'; n]), stall: None }
+        UpstreamOpts { body: Bytes::from(vec![b'x'; n]), stall: None, accepts: Arc::new(AtomicU64::new(0)) }
     }
 }
 
@@ -48,6 +62,7 @@ pub async fn serve(listener: tokio::net::TcpListener, opts: Arc<UpstreamOpts>) -
                 continue;
             }
         };
+        opts.accepts.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let (opts, port) = (opts.clone(), port.clone());
         tokio::spawn(async move {
@@ -58,10 +73,14 @@ pub async fn serve(listener: tokio::net::TcpListener, opts: Arc<UpstreamOpts>) -
 }
 
 async fn handle(
-    _req: Request<Incoming>,
+    req: Request<Incoming>,
     opts: Arc<UpstreamOpts>,
     port: hyper::header::HeaderValue,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == ACCEPTS_PATH {
+        let n = opts.accepts.load(Ordering::Relaxed);
+        return Ok(Response::new(Full::new(Bytes::from(n.to_string()))));
+    }
     if let Some((from, to)) = opts.stall {
         let now = Instant::now();
         if now >= from && now < to {
@@ -74,6 +93,26 @@ async fn handle(
         .header("content-type", "text/plain")
         .body(Full::new(opts.body.clone()))
         .expect("static response"))
+}
+
+/// The accept count of the upstream at `addr` (`GET /_parity/accepts` on a fresh
+/// connection, blocking, at most 2 s), minus the one connection this call opened; `None`
+/// when it cannot be read (an upstream that is not `parity bench --serve-upstream`).
+/// Blocking on purpose: the load generator samples it at the edges of its measured
+/// window from a synchronous probe.
+pub fn read_accepts(addr: SocketAddr) -> Option<u64> {
+    let t = Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, t).ok()?;
+    s.set_read_timeout(Some(t)).ok()?;
+    s.set_write_timeout(Some(t)).ok()?;
+    write!(s, "GET {ACCEPTS_PATH} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    body.trim().parse::<u64>().ok().map(|n| n.saturating_sub(1))
 }
 
 /// Entry point of `parity bench --serve-upstream ADDR --upstream-ports N`: binds `N`
