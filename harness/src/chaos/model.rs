@@ -471,7 +471,12 @@ impl Builder {
             Event::CpBlackHole => {
                 self.push(json!({"toxic": {"proxy": "control_plane", "add": {"name": "chaos_cp_blackhole", "type": "timeout", "stream": "downstream", "attributes": {"timeout": 0}}}}));
                 self.probes(st);
+                // Removing a `timeout` toxic closes the connections it held (Toxiproxy's
+                // cleanup of that toxic), so the session ends and the router says hello
+                // again (chaos seed 1130: hello counts differed by when the wait read them).
                 self.push(json!({"toxic": {"proxy": "control_plane", "remove": "chaos_cp_blackhole"}}));
+                st.hellos += 1;
+                self.push(json!({"wait": {"hellos": st.hellos, "within_ms": 5000}}));
             }
             Event::Restart => {
                 self.push(json!({"router": "restart"}));
