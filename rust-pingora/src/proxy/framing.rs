@@ -147,20 +147,43 @@ pub fn duplicate_content_length(headers: &HeaderMap) -> Result<Option<u64>, Fram
     Ok(n.filter(|_| headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some()))
 }
 
-/// `Some(n)` when a request's `Content-Length` is valid but not written as the one line
-/// `n` in canonical decimal (no leading zero): several identical lines, or a value such as
-/// `023`. The router forwards it as the one line `n`, as Go's net/http, which reserialises
-/// the length it parsed, does (RFC 9110 section 8.6: `1*DIGIT`, so `023` means 23), and the
-/// upstream sees the same bytes from both routers. `None` when absent, already canonical,
-/// or invalid (refused before forwarding).
-pub fn noncanonical_content_length(headers: &HeaderMap) -> Option<u64> {
-    let n = content_length(headers).ok()??;
+/// What the router does to a valid request `Content-Length` before forwarding it
+/// ([`request_length_fix`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthFix {
+    /// Forward it as received (absent, or one line in canonical decimal).
+    Keep,
+    /// Forward it as the one line `n` in canonical decimal.
+    Set(u64),
+    /// Remove it (a `0` on a method that expects no content).
+    Remove,
+}
+
+/// How a request's `Content-Length` goes upstream, by the rule Go's net/http applies when
+/// it reserialises the length it parsed (`transferWriter.shouldSendContentLength`), so the
+/// upstream sees the same bytes from both routers:
+/// - a value above 0 goes up as one line in canonical decimal: several identical lines as
+///   one, `023` as `23` (RFC 9110 section 8.6: `1*DIGIT`, so both mean 23);
+/// - `0` goes up (as `0`) only on POST, PUT and PATCH, and is removed on every other method
+///   (RFC 9110 section 8.6: a user agent should not send `Content-Length` when there is no
+///   content and the method does not anticipate any). Both forms frame an empty body.
+///
+/// `Keep` when absent, already in that form, or invalid (refused before forwarding).
+pub fn request_length_fix(method: &http::Method, headers: &HeaderMap) -> LengthFix {
+    let Ok(Some(n)) = content_length(headers) else { return LengthFix::Keep };
+    if n == 0 && !matches!(*method, http::Method::POST | http::Method::PUT | http::Method::PATCH) {
+        return LengthFix::Remove;
+    }
     let mut lines = headers.get_all(CONTENT_LENGTH).iter();
     let canonical = match (lines.next(), lines.next()) {
         (Some(v), None) => v.as_bytes().len() == 1 || v.as_bytes()[0] != b'0',
         _ => false,
     };
-    (!canonical).then_some(n)
+    if canonical {
+        LengthFix::Keep
+    } else {
+        LengthFix::Set(n)
+    }
 }
 
 /// Whether a `101 Switching Protocols` answers the request it came for, by Go's
@@ -263,15 +286,22 @@ mod tests {
     }
 
     #[test]
-    fn canonical_request_length() {
-        assert_eq!(noncanonical_content_length(&h(&[])), None);
-        assert_eq!(noncanonical_content_length(&h(&[("content-length", "23")])), None);
-        assert_eq!(noncanonical_content_length(&h(&[("content-length", "0")])), None);
-        assert_eq!(noncanonical_content_length(&h(&[("content-length", "023")])), Some(23));
-        assert_eq!(noncanonical_content_length(&h(&[("content-length", "00")])), Some(0));
-        assert_eq!(noncanonical_content_length(&h(&[("content-length", "2"), ("content-length", "2")])), Some(2));
-        assert_eq!(noncanonical_content_length(&h(&[("content-length", "2"), ("content-length", "02")])), Some(2));
-        assert_eq!(noncanonical_content_length(&h(&[("content-length", "2, 2")])), None);
+    fn request_lengths() {
+        use http::Method;
+        let fix = |m: &Method, pairs: &[(&str, &str)]| request_length_fix(m, &h(pairs));
+        assert_eq!(fix(&Method::POST, &[]), LengthFix::Keep);
+        assert_eq!(fix(&Method::POST, &[("content-length", "23")]), LengthFix::Keep);
+        assert_eq!(fix(&Method::POST, &[("content-length", "023")]), LengthFix::Set(23));
+        assert_eq!(fix(&Method::GET, &[("content-length", "023")]), LengthFix::Set(23));
+        assert_eq!(fix(&Method::POST, &[("content-length", "2"), ("content-length", "2")]), LengthFix::Set(2));
+        assert_eq!(fix(&Method::POST, &[("content-length", "2"), ("content-length", "02")]), LengthFix::Set(2));
+        assert_eq!(fix(&Method::POST, &[("content-length", "0")]), LengthFix::Keep);
+        assert_eq!(fix(&Method::PATCH, &[("content-length", "00")]), LengthFix::Set(0));
+        for m in [Method::GET, Method::HEAD, Method::DELETE, Method::OPTIONS] {
+            assert_eq!(fix(&m, &[("content-length", "0")]), LengthFix::Remove, "{m}");
+            assert_eq!(fix(&m, &[("content-length", "00")]), LengthFix::Remove, "{m}");
+        }
+        assert_eq!(fix(&Method::POST, &[("content-length", "2, 2")]), LengthFix::Keep);
     }
 
     #[test]

@@ -427,10 +427,16 @@ impl ProxyHttp for RouterProxy {
         if let Some(path) = rewrite {
             up.set_raw_path(&path)?;
         }
-        // Content-Length goes up as one line in canonical decimal: identical duplicate lines
-        // as one, `023` as `23` (RFC 9110 section 8.6; Go's net/http reserialises it so).
-        if let Some(n) = framing::noncanonical_content_length(&up.headers) {
-            up.insert_header(CONTENT_LENGTH, n)?;
+        // Content-Length as Go's net/http reserialises it (RFC 9110 section 8.6): one line in
+        // canonical decimal (`023` as `23`), and a `0` only on POST, PUT and PATCH.
+        match framing::request_length_fix(&up.method, &up.headers) {
+            framing::LengthFix::Keep => {}
+            framing::LengthFix::Set(n) => {
+                up.insert_header(CONTENT_LENGTH, n)?;
+            }
+            framing::LengthFix::Remove => {
+                up.remove_header(&CONTENT_LENGTH);
+            }
         }
         Ok(())
     }
