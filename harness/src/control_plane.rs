@@ -69,6 +69,8 @@ struct Inner {
     changed: watch::Sender<u64>,
     conns: Mutex<Vec<mpsc::UnboundedSender<String>>>,
     live: AtomicU32,
+    /// Connections that ended after their WebSocket handshake, ever (monotonic).
+    closed: AtomicU32,
     /// The config text pushed on hello.
     current: Mutex<Option<String>>,
     push_on_hello: bool,
@@ -104,6 +106,7 @@ impl ControlPlane {
             changed: watch::channel(0).0,
             conns: Mutex::new(Vec::new()),
             live: AtomicU32::new(0),
+            closed: AtomicU32::new(0),
             current: Mutex::new(initial),
             push_on_hello,
             drop_gen: watch::channel(0).0,
@@ -166,6 +169,27 @@ impl ControlPlane {
     /// Live connections.
     pub fn live(&self) -> u32 {
         self.inner.live.load(Ordering::SeqCst)
+    }
+
+    /// Connections that ended after their WebSocket handshake since the start (a count
+    /// that only grows, so a wait on it cannot miss a short gap between two connections
+    /// the way a wait for `live() == 0` can).
+    pub fn closed(&self) -> u32 {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` connections have ended (see [`ControlPlane::closed`]).
+    pub async fn wait_closed(&self, n: u32, within: Duration) -> bool {
+        let mut rx = self.inner.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.closed() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return self.closed() >= n;
+            }
+        }
     }
 
     /// Number of hellos received.
@@ -267,6 +291,7 @@ struct LiveGuard(Arc<Inner>);
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, Ordering::SeqCst);
+        self.0.closed.fetch_add(1, Ordering::SeqCst);
         self.0.changed.send_modify(|g| *g += 1);
     }
 }

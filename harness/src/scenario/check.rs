@@ -232,6 +232,7 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                     w.metric.is_some(),
                     w.hellos.is_some(),
                     w.cp_connections.is_some(),
+                    w.cp_closed.is_some(),
                     w.upstream_requests.is_some(),
                     w.data_port_refused.is_some(),
                     w.background_chunks.is_some(),
@@ -240,7 +241,7 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                 .filter(|x| **x)
                 .count();
                 if n != 1 {
-                    err(format!("{base}.wait"), "exactly one of admin, metric, hellos, cp_connections, upstream_requests, data_port_refused, background_chunks".into());
+                    err(format!("{base}.wait"), "exactly one of admin, metric, hellos, cp_connections, cp_closed, upstream_requests, data_port_refused, background_chunks".into());
                 }
                 if (w.admin.is_some() || w.metric.is_some()) && w.equals.is_none() && w.at_least.is_none() {
                     err(format!("{base}.wait"), "admin and metric need equals or at_least".into());

@@ -710,6 +710,11 @@ pub struct Wait {
     /// Number of live control-plane connections.
     #[serde(default)]
     pub cp_connections: Option<u32>,
+    /// At least this many control-plane connections have ended (after their WebSocket
+    /// handshake) since the run began: a count that only grows, for waits on a connection
+    /// ending that a later connection may follow within milliseconds.
+    #[serde(default)]
+    pub cp_closed: Option<u32>,
     /// The data-plane port refuses new connections (after SIGTERM).
     #[serde(default)]
     pub data_port_refused: Option<bool>,

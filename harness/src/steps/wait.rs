@@ -64,6 +64,11 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
         let ok = cp.wait_live(n, within).await;
         last = json!(cp.live());
         ok
+    } else if let Some(n) = w.cp_closed {
+        let cp = ctx.env.cp.as_ref().expect("validated");
+        let ok = cp.wait_closed(n, within).await;
+        last = json!(cp.closed());
+        ok
     } else if w.data_port_refused.is_some() {
         let want = w.data_port_refused == Some(true);
         let port = ctx.env.router.listen_port;
@@ -115,7 +120,9 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
     // Rule background-progress: the progress of load the harness itself runs concurrently
     // (body chunks of a background send, requests an upstream received meanwhile) at the
     // moment the condition held is scheduling, so only whether it held is compared.
-    let progress = w.background_chunks.is_some() || w.upstream_requests.is_some();
+    // cp_closed is an at-least count of connections a reconnecting router keeps making:
+    // how far past `n` it was when read is timing as well.
+    let progress = w.background_chunks.is_some() || w.upstream_requests.is_some() || w.cp_closed.is_some();
     let mut seen = if progress { json!({"met": met}) } else { json!({"met": met, "value": last}) };
     if let Some(ok) = in_window {
         seen["in_window"] = json!(ok);
@@ -127,11 +134,13 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, w: &Wait) {
                 "data_port_refused".into()
             } else if w.hellos.is_some() {
                 "hellos".into()
+            } else if w.cp_closed.is_some() {
+                "cp_closed".into()
             } else {
                 "cp_connections".into()
             }
         });
-        let target = want.map(|v| format!("= {v}")).or(w.at_least.map(|n| format!(">= {n}"))).or(w.hellos.map(|n| format!(">= {n}"))).or(w.cp_connections.map(|n| format!("= {n}"))).unwrap_or_default();
+        let target = want.map(|v| format!("= {v}")).or(w.at_least.map(|n| format!(">= {n}"))).or(w.hellos.map(|n| format!(">= {n}"))).or(w.cp_connections.map(|n| format!("= {n}"))).or(w.cp_closed.map(|n| format!(">= {n}"))).unwrap_or_default();
         ctx.fail(i, "wait", format!("{what} {target} not reached within {} ms (last seen: {last})", w.within_ms));
     }
 }
