@@ -469,6 +469,9 @@ impl ProxyHttp for RouterProxy {
         resp.set_reason_phrase(framing::reason_phrase(resp.status).as_deref())?;
         if resp.status.is_informational() && status != 101 {
             ctx.interim = true;
+            // The router speaks HTTP/1.1 on the client connection, whatever the upstream
+            // wrote in the 1xx's status line (RFC 9112 section 2.3; as final responses).
+            resp.set_version(Version::HTTP_11);
             return Ok(());
         }
         ctx.timer.disarm(); // headers arrived: the request_ms deadline no longer applies
