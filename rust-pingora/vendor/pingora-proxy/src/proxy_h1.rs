@@ -421,9 +421,22 @@ where
             #[cfg(feature = "upstream_modules")]
             session.upstream_modules_filter_task(&mut t).await?;
             session.upstream_compression.response_filter(&mut t);
-            let task = self
+            let task = match self
                 .h1_response_filter(session, t, ctx, serve_from_cache, range_body_filter, false)
-                .await?;
+                .await
+            {
+                Ok(task) => task,
+                Err(e) => {
+                    // pingora-parity patch: a filter refused a task of this batch (e.g. the
+                    // final header after a 1xx): write the tasks already filtered (the 1xx)
+                    // before failing, so the client gets them before the error response, as
+                    // when they arrive in separate batches (RFC 9110 section 15.2).
+                    if !filtered_tasks.is_empty() && serve_from_cache.should_send_to_downstream() {
+                        let _ = session.write_response_tasks(filtered_tasks).await;
+                    }
+                    return Err(e);
+                }
+            };
             if serve_from_cache.is_miss_header() {
                 response_state.enable_cached_response();
             }
