@@ -101,12 +101,20 @@ fn x509_ok(der: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The connection-pool group of an endpoint: hash of placement id, url and `tls` block.
+/// The connection-pool group of an endpoint (spec section 1, "Pool identity"): hash of
+/// placement id, url, timeouts and `tls` block, the Go router's rule for keeping an
+/// upstream Transport (`upstream.Same`). Pingora's pool is keyed by peer and group key and
+/// outlives config versions, so an endpoint removed and added again finds its idle
+/// connections; other timeouts are another pool, as the Go router builds another Transport
+/// for them (found by parity chaos: a reset after delivery on a connection one router had
+/// reused and the other had not was retried by one only).
 pub fn pool_group(p: &Placement, e: &EndpointCfg) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     p.id.hash(&mut h);
     e.url.hash(&mut h);
+    p.connect_ms.hash(&mut h);
+    p.request_ms.hash(&mut h);
     format!("{:?}", p.tls).hash(&mut h);
     h.finish()
 }

@@ -38,6 +38,18 @@ type peerEntry struct {
 	checker *health.Checker
 }
 
+// pooled is an upstream pool the store keeps by pool identity (placement id + endpoint
+// url), also while no placement uses it, so that an endpoint removed and added again
+// within upstream.IdleConnTimeout finds its idle connections, as Pingora's connection
+// pool (keyed by peer and group key, not by config version) does (docs/spec.md section 1,
+// "Pool identity"). cfg and ep are what up was built for.
+type pooled struct {
+	cfg    *config.Placement
+	ep     config.Endpoint
+	up     *upstream.Upstream
+	unused time.Time // zero while a placement of the current config uses it
+}
+
 // Store is the router's state, owned by one value per router: the current snapshot, the
 // per-placement state kept across updates, the running health checkers and the
 // control-plane session status. Load and ControlPlane are lock-free; Install is
@@ -46,6 +58,7 @@ type Store struct {
 	cur     atomic.Pointer[routing.Snapshot]
 	mu      sync.Mutex
 	entries map[string]*entry
+	pools   map[string]*pooled // by placement id + "\x00" + endpoint url
 	closed  bool
 
 	cpConnected  atomic.Bool  // a control-plane WebSocket session is up
@@ -53,7 +66,7 @@ type Store struct {
 }
 
 // New returns an empty store (no config: requests get no_config).
-func New() *Store { return &Store{entries: map[string]*entry{}} }
+func New() *Store { return &Store{entries: map[string]*entry{}, pools: map[string]*pooled{}} }
 
 // Load returns the current snapshot, nil before the first config.
 func (s *Store) Load() *routing.Snapshot { return s.cur.Load() }
@@ -99,7 +112,8 @@ func (s *Store) Checkers() int {
 // Install builds a snapshot for the validated cfg and swaps it in atomically. Per
 // endpoint (docs/spec.md section 4): health state is kept when placement id, url and
 // health_check are the same; breaker state when id, url and circuit_breaker are the
-// same; the upstream pool when the endpoint, timeouts and tls are the same. Per
+// same; the upstream pool when the endpoint, timeouts and tls are the same, also when the
+// endpoint left the config and came back within upstream.IdleConnTimeout (s.pools). Per
 // placement id: the in-flight count always; the selection (round-robin position) when
 // the endpoint list (urls and weights, in order) and the algorithm are the same.
 func (s *Store) Install(cfg *config.Config) {
@@ -110,6 +124,7 @@ func (s *Store) Install(cfg *config.Config) {
 	}
 	next := make(map[string]*entry, len(cfg.Placements))
 	kept := map[*upstream.Upstream]bool{}
+	var retiredNow []*upstream.Upstream // pools replaced by one of other settings
 	for id, pc := range cfg.Placements {
 		old := s.entries[id]
 		e := &entry{cfg: pc}
@@ -145,10 +160,16 @@ func (s *Store) Install(cfg *config.Config) {
 			} else {
 				pe.breaker = breaker.New(pc.CircuitBreaker)
 			}
-			if op != nil && upstream.Same(old.cfg, op.ep.Endpoint, pc, ep.Endpoint) {
-				pe.up = op.up
+			key := id + "\x00" + ep.Raw
+			if pl := s.pools[key]; pl != nil && upstream.Same(pl.cfg, pl.ep, pc, ep.Endpoint) {
+				pe.up = pl.up
+				pl.unused = time.Time{}
 			} else {
 				pe.up = upstream.New(pc, ep.Endpoint)
+				if pl != nil {
+					retiredNow = append(retiredNow, pl.up)
+				}
+				s.pools[key] = &pooled{cfg: pc, ep: ep.Endpoint, up: pe.up}
 			}
 			kept[pe.up] = true
 			// The checker survives when it probes the same thing into the same state.
@@ -162,15 +183,25 @@ func (s *Store) Install(cfg *config.Config) {
 		}
 		next[id] = e
 	}
-	var retired []*upstream.Upstream
 	for _, old := range s.entries {
 		for _, op := range old.peers {
 			if op.checker != nil {
 				op.checker.Stop()
 			}
-			if !kept[op.up] {
-				retired = append(retired, op.up)
-			}
+		}
+	}
+	// A pool no placement uses any more stays (its idle connections close after
+	// IdleConnTimeout by themselves) until it has been unused that long.
+	retired := retiredNow
+	now := time.Now()
+	for key, pl := range s.pools {
+		switch {
+		case kept[pl.up]:
+		case pl.unused.IsZero():
+			pl.unused = now
+		case now.Sub(pl.unused) >= upstream.IdleConnTimeout:
+			retired = append(retired, pl.up)
+			delete(s.pools, key)
 		}
 	}
 	placements := make(map[string]*routing.Placement, len(next))

@@ -148,3 +148,38 @@ func TestEndpointIdentityAcrossUpdates(t *testing.T) {
 		t.Fatalf("checkers %d after removing an endpoint", s.Checkers())
 	}
 }
+
+// TestPoolOutlivesRemoval: an endpoint that leaves the config and comes back finds its
+// upstream pool (the same Transport, so its idle connections), as Pingora's pool keyed by
+// peer and group key does; other timeouts or another placement id are another pool
+// (docs/spec.md section 1, "Pool identity"). Found by parity chaos: Pingora reused (and,
+// on a reset after delivery, retried) where Go had dialled afresh.
+func TestPoolOutlivesRemoval(t *testing.T) {
+	mk := func(version int, ep string, requestMS int) *config.Config {
+		return mustCfg(t, fmt.Sprintf(`{"version":%d,"routes":{"k":"p"},"placements":{"p":{"endpoint":"http://%s","max_concurrency":4,
+		"timeouts":{"connect_ms":100,"request_ms":%d}},"q":{"endpoint":"http://127.0.0.1:7","max_concurrency":4,
+		"timeouts":{"connect_ms":100,"request_ms":%d}}}}`, version, ep, requestMS, requestMS))
+	}
+	s := New()
+	defer s.Close()
+	s.Install(mk(1, "127.0.0.1:7", 1000))
+	first := s.Load().Placements["p"].Peers[0].Upstream
+	if first == s.Load().Placements["q"].Peers[0].Upstream {
+		t.Fatal("two placements share a pool (Pingora's group key includes the placement id)")
+	}
+	s.Install(mk(2, "127.0.0.1:8", 1000))
+	if s.Load().Placements["p"].Peers[0].Upstream == first {
+		t.Fatal("another endpoint got the old pool")
+	}
+	s.Install(mk(3, "127.0.0.1:7", 1000))
+	if s.Load().Placements["p"].Peers[0].Upstream != first {
+		t.Fatal("the endpoint came back without its pool")
+	}
+	s.Install(mk(4, "127.0.0.1:7", 2000))
+	if s.Load().Placements["p"].Peers[0].Upstream == first {
+		t.Fatal("other timeouts kept the pool")
+	}
+	if len(s.pools) != 3 {
+		t.Fatalf("pools %d, want 3 (p:7 with the new timeouts, p:8 unused, q:7)", len(s.pools))
+	}
+}
