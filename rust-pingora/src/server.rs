@@ -252,7 +252,7 @@ fn server_conf(flags: &Flags) -> ServerConf {
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     ServerConf {
         threads,
-        upstream_keepalive_pool_size: 256,
+        upstream_keepalive_pool_size: crate::upstream::POOL_MAX_IDLE,
         // With one thread there is nothing to steal from: Pingora's "NoSteal" flavour runs
         // the service on a tokio current-thread runtime, which saves the multi-thread
         // scheduler's cross-thread bookkeeping (about 12% CPU per request, wrk closed
@@ -326,7 +326,7 @@ fn serve(
         options.allow_connect_method_proxying = true;
         app.server_options = Some(options);
     }
-    proxy.add_tcp(&flags.listen);
+    proxy.add_listener(pingora::listeners::ListenerConfig::tcp(&flags.listen).l4_buffer(crate::upstream::client_l4_buffers()));
     server.add_service(OnBoundListener {
         inner: proxy,
         name: "proxy".into(),

@@ -18,6 +18,24 @@ use std::time::Duration;
 /// Idle time after which pooled upstream connections are closed (spec section 1).
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most idle upstream connections kept (spec section 1, `ServerConf.upstream_keepalive_pool_size`;
+/// Pingora keeps one LRU for all endpoints). Sized above any concurrency one process can
+/// hold (every in-flight request is a client and an upstream descriptor), so the count
+/// never closes a connection that the next burst of requests needs: with the former 256,
+/// 1024 client connections made the pool close and reopen an upstream connection for
+/// 0.3-0.45 requests in 1 (issue 14). Idle connections still close after
+/// [`POOL_IDLE_TIMEOUT`].
+pub const POOL_MAX_IDLE: usize = 16384;
+
+/// The L4 buffers of a client connection: no read buffer in front of the socket (the
+/// HTTP/1 session reads the head into its own 4 KiB buffer and bodies into their own), and
+/// Pingora's default write buffer of one segment (1460 bytes). Pingora's default read
+/// buffer of 64 KiB is allocated per accepted connection and held while it is idle
+/// (issue 14: idle keep-alive memory).
+pub fn client_l4_buffers() -> pingora::listeners::L4BufferSettings {
+    pingora::listeners::L4BufferSettings::new(0, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE)
+}
+
 /// The peer template of a placement, or why it cannot be built (DNS failure, unreadable
 /// TLS material). A placement whose peer cannot be built fails every connect attempt.
 pub type PeerResult = Result<HttpPeer, String>;

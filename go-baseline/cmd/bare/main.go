@@ -1,7 +1,7 @@
 // Command bare is the smallest reverse proxy the Go standard library allows, for the
 // benchmarks: a plain httputil.ReverseProxy to one upstream, with the same
 // Transport pool settings as the router (docs/spec.md section 1: no global idle cap,
-// 256 idle connections per host, 60 s idle timeout) and FlushInterval -1. It lets
+// 16384 idle connections per host, 60 s idle timeout) and FlushInterval -1. It lets
 // `parity bench` tell the cost of the Go stack apart from the router's own logic.
 //
 // Usage: go-bare --listen ADDR --upstream HOST:PORT --threads N
@@ -39,7 +39,7 @@ func main() {
 	target := &url.URL{Scheme: "http", Host: *upstream}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConns = 0
-	transport.MaxIdleConnsPerHost = 256
+	transport.MaxIdleConnsPerHost = 16384 // as the router (docs/spec.md section 1)
 	transport.IdleConnTimeout = 60 * time.Second
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {

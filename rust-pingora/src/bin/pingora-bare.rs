@@ -1,7 +1,8 @@
 //! `pingora-bare`: the smallest proxy Pingora allows, for the benchmarks (issue 5).
 //!
 //! A `ProxyHttp` whose only logic is to return the one upstream peer. Everything else
-//! (threads, upstream keep-alive pool of 256 idle connections, 60 s idle timeout) is set
+//! (threads, upstream keep-alive pool of `POOL_MAX_IDLE` idle connections, 60 s idle
+//! timeout, the client connections' L4 buffers) is set
 //! exactly as the router sets it (docs/spec.md section 1), so that `parity bench` can tell
 //! the cost of the Pingora stack apart from the cost of the router's own logic.
 //!
@@ -50,7 +51,7 @@ fn main() {
     let args = Args::parse();
     let conf = ServerConf {
         threads: args.threads as usize,
-        upstream_keepalive_pool_size: 256,
+        upstream_keepalive_pool_size: rust_pingora::upstream::POOL_MAX_IDLE,
         // As the router: work stealing only with more than one thread (NoSteal, a tokio
         // current-thread runtime, with one), so the two differ only by the router's logic.
         work_stealing: args.threads > 1,
@@ -70,7 +71,7 @@ fn main() {
             upstream: args.upstream,
         },
     );
-    svc.add_tcp(&args.listen);
+    svc.add_listener(pingora::listeners::ListenerConfig::tcp(&args.listen).l4_buffer(rust_pingora::upstream::client_l4_buffers()));
     server.add_service(svc);
     server.run_forever();
 }

@@ -1596,7 +1596,11 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        // pingora-parity patch (issue 14, idle keep-alive memory): the request's whole state
+        // machine (every hook, both halves of the proxying) on the heap only while a request
+        // is being served; inline, it made this future, which lives while a keep-alive
+        // connection waits idle for its next request, tens of KB per connection.
+        Box::pin(self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {
