@@ -70,6 +70,20 @@ func connectionNominates(conn []string, name string) bool {
 	return false
 }
 
+// hopByHop are the hop-by-hop fields of RFC 9110 section 7.6.1 (and Proxy-Connection,
+// Proxy-Authenticate, Proxy-Authorization, as net/http's ReverseProxy lists them).
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// removeHopByHop deletes from h the fields its Connection nominates, then every hop-by-hop
+// field (for heads ReverseProxy does not clean itself: forwarded 1xx responses).
+func removeHopByHop(h http.Header) {
+	removeNominated(h, h["Connection"])
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
 // removeNominated deletes from h every field named in the Connection field values conn
 // (RFC 9110 section 7.6.1: hop-by-hop whatever else Connection lists, "close" included).
 // Tokens that are not field names in h delete nothing.

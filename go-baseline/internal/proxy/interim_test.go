@@ -70,3 +70,28 @@ func TestEveryUpstream1xxIsForwarded(t *testing.T) {
 		})
 	}
 }
+
+// A forwarded 1xx loses its hop-by-hop fields and the ones its Connection names (docs/spec.md
+// section 3, "Headers"), as final responses do; ReverseProxy cleans final responses only.
+func TestInterimLosesHopByHopFields(t *testing.T) {
+	ln := acceptLoop(t, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\nKeep-Alive: timeout=5\r\nConnection: X-Hop\r\nX-Hop: 1\r\nUpgrade: foo\r\nProxy-Connection: x\r\n\r\n"+
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	})
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(ln.Addr().String(), "", 4, 3000, "")))
+	out := rawExchange(t, r.url, "GET / HTTP/1.1\r\nHost: x\r\nX-Routing-Key: k\r\nConnection: close\r\n\r\n")
+	interim, _, ok := strings.Cut(out, "\r\n\r\n")
+	if !ok || !strings.HasPrefix(interim, "HTTP/1.1 103 ") || !strings.Contains(interim, "Link: </s.css>") {
+		t.Fatalf("no 103 with its Link first: %q", out)
+	}
+	for _, f := range []string{"Keep-Alive", "Connection", "X-Hop", "Upgrade", "Proxy-Connection"} {
+		if strings.Contains(interim, "\r\n"+f+":") {
+			t.Errorf("the 103 kept %s: %q", f, interim)
+		}
+	}
+}

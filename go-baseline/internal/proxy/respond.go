@@ -81,6 +81,12 @@ func (w *respWriter) WriteHeader(code int) {
 		// a 1xx to an HTTP/1.0 client (RFC 9110 section 15.2).
 		return
 	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// ReverseProxy copies a 1xx's fields as they came (its removeHopByHopHeaders runs
+		// on final responses only): hop-by-hop fields are removed from 1xx too (docs/spec.md
+		// section 3, "Headers"; RFC 9110 section 7.6.1), as the Pingora router does.
+		removeHopByHop(w.Header())
+	}
 	if code == http.StatusContinue {
 		w.continueMu.Lock()
 		defer w.continueMu.Unlock()

@@ -166,6 +166,17 @@ pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, ep: &Endpo
     Ok(())
 }
 
+/// Rewrite a forwarded 1xx (not `101`) for the client: its hop-by-hop fields and the ones
+/// its `Connection` names are removed, as from final responses (spec section 3,
+/// "Headers"; RFC 9110 section 7.6.1). Its framing fields are gone already
+/// (`framing::response_fix`).
+pub fn interim_response(resp: &mut ResponseHeader) {
+    let nominated = nominated(&resp.headers);
+    for name in hop_by_hop_present(&resp.headers, &nominated, false) {
+        resp.remove_header(&name);
+    }
+}
+
 /// Rewrite the upstream's response header `resp` (final or `101`) for the client: HTTP/1.1,
 /// hop-by-hop fields removed except `Transfer-Encoding` (Pingora frames the downstream body
 /// from it) and, on a `101`, `Connection` / `Upgrade`; `X-Router-Placement` = `p`'s id.

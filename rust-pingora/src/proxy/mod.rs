@@ -472,6 +472,7 @@ impl ProxyHttp for RouterProxy {
             // The router speaks HTTP/1.1 on the client connection, whatever the upstream
             // wrote in the 1xx's status line (RFC 9112 section 2.3; as final responses).
             resp.set_version(Version::HTTP_11);
+            headers::interim_response(resp);
             return Ok(());
         }
         ctx.timer.disarm(); // headers arrived: the request_ms deadline no longer applies
