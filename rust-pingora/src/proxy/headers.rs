@@ -63,6 +63,15 @@ pub fn connection_has(headers: &http::HeaderMap, option: &str) -> bool {
 /// Field names nominated by `Connection` (RFC 9110 section 7.6.1), lowercased; tokens that
 /// are not valid field names are skipped (they name no header). Empty (no allocation)
 /// when the message has no `Connection` header.
+/// Whether any `Connection` line of `headers` lists `token` (compared without case; RFC
+/// 9110 section 7.6.1: the field is a list, which may span several lines).
+pub fn connection_lists(headers: &http::HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false))
+}
+
 fn nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for v in headers.get_all(header::CONNECTION) {

@@ -262,6 +262,12 @@ impl ProxyHttp for RouterProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // `close` in any `Connection` line ends the connection after this response (RFC
+        // 9112 section 9.6), as net/http reads it; Pingora looks at the first line only, so
+        // `Connection: Upgrade` then `Connection: close` kept it open.
+        if headers::connection_lists(&session.req_header().headers, "close") {
+            session.set_keepalive(None);
+        }
         // Framing checks on the raw header section: Pingora drops Content-Length when
         // Transfer-Encoding is also present, so look at the bytes the client sent.
         let (raw_len, both) = match session.as_downstream().as_http1() {
