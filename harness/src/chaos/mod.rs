@@ -98,6 +98,12 @@ impl CaseOutcome {
         }
         s
     }
+    /// An implementation whose environment did not come up (its trace has only the
+    /// set-up's `router_started: false`), e.g. a port taken by another process between
+    /// being picked and being bound: the case is run again once before it counts.
+    pub fn setup_failed(&self) -> bool {
+        self.runs.iter().any(|(_, r)| r.trace.iter().any(|o| o.step < 0 && o.value.get("router_started") == Some(&Value::Bool(false))))
+    }
     /// A harness error (missing binary): the run cannot go on.
     pub fn harness_error(&self) -> Option<String> {
         self.runs.iter().find_map(|(i, r)| r.error.as_ref().map(|e| format!("{i}: {e}")))
@@ -227,7 +233,12 @@ async fn run_all(a: &ChaosArgs, time: Option<Duration>, shrink_time: Duration) -
             *fig.events.entry(e.kind().into()).or_default() += 1;
         }
         let t0 = Instant::now();
-        let (_, out) = run_case(&s, &a.impls, &bin_dir, &run_dir.join("logs").join(format!("case-{index}"))).await?;
+        let mut out = run_case(&s, &a.impls, &bin_dir, &run_dir.join("logs").join(format!("case-{index}"))).await?.1;
+        if out.setup_failed() && out.harness_error().is_none() {
+            let why: Vec<&String> = out.runs.iter().flat_map(|(_, r)| r.failures.iter().filter(|f| f.starts_with("set-up"))).collect();
+            say(&format!("case {index}: an environment did not come up ({why:?}); running the case again"));
+            out = run_case(&s, &a.impls, &bin_dir, &run_dir.join("logs").join(format!("case-{index}-again"))).await?.1;
+        }
         if let Some(e) = out.harness_error() {
             anyhow::bail!("case {index}: {e}");
         }
@@ -447,6 +458,10 @@ mod tests {
         assert_eq!(one(st.probe("k0", &mut opened)), (504, Some("upstream_timeout".into()), None));
         st.tox[0] = Some(Toxic::Latency);
         assert_eq!(one(st.probe("k0", &mut opened)), (200, None, Some("u0".into())));
+        // reset_peer resets when the answer flows back: a slow upstream times out first
+        st.tox[0] = Some(Toxic::ResetPeer);
+        st.beh[0] = Behaviour::Slow;
+        assert_eq!(one(st.probe("k0", &mut opened)), (504, Some("upstream_timeout".into()), None));
         // a closed upstream behind a black hole: the proxy closes at once (502, not 504)
         st.tox[0] = Some(Toxic::BlackHole);
         st.beh[0] = Behaviour::Down;

@@ -174,6 +174,9 @@ impl State {
             Some(Toxic::Disabled) => Cond::Refused,
             _ if self.beh[u] == Behaviour::Down => Cond::Protocol,
             Some(Toxic::BlackHole) => Cond::Timeout,
+            // reset_peer acts on the way back, when the response's first bytes flow: a
+            // slow upstream meets `request_ms` first (chaos seed 1130 case 222)
+            Some(Toxic::ResetPeer) if self.beh[u] == Behaviour::Slow => Cond::Timeout,
             Some(Toxic::ResetPeer) => Cond::Protocol,
             _ => match self.beh[u] {
                 Behaviour::Ok => Cond::Ok,
