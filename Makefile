@@ -92,6 +92,8 @@ run: build
 bench: build
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt-get install -y -qq nginx-light wrk >/dev/null 2>&1 \
 		|| echo "nginx not installed (apt-get install nginx-light): the nginx target will be absent"
+	@command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt-get install -y -qq haproxy >/dev/null 2>&1 \
+		|| echo "haproxy not installed (apt-get install haproxy): the haproxy target will be absent"
 	$(BIN)/parity bench scenarios/bench/full.yaml --out results
 
 # Soak: each router SOAK_S seconds under load with config swaps, flaps, breaker trips and

@@ -173,7 +173,7 @@ async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, 
     let mut absent = Vec::new();
     if let Some(m) = &profile.multi_endpoint {
         if profile.targets.iter().any(|t| t == "direct") {
-            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself (first port)".into(), upstream: None, upstream_addr: Some(up.addr), remote: false });
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself (first port)".into(), upstream: None, upstream_addr: Some(up.addr), remote: false, max_conns: None });
         }
         for inst in super::multi::instances(profile, m) {
             let p = targets::Placement { endpoints: up_addrs[..inst.n].to_vec(), selection: Some(inst.selection) };
@@ -192,7 +192,7 @@ async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, 
     }
     for name in &profile.targets {
         if name == "direct" {
-            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into(), upstream: None, upstream_addr: Some(up.addr), remote: false });
+            running.push(Running { name: "direct".into(), addr: up.addr, pid: up.pid, child: None, note: "the upstream itself".into(), upstream: None, upstream_addr: Some(up.addr), remote: false, max_conns: None });
             continue;
         }
         // The target's own upstream, on the generator's CPUs like the shared one.
@@ -307,7 +307,8 @@ async fn ladder(ctx: &mut Ctx<'_>, running: &[Running], max_rps: &BTreeMap<Strin
             * ((profile.ladder.phase.warmup_ms + profile.ladder.phase.duration_ms) as f64 / 1000.0 + 0.15);
         // Keep room for the idle-connection phase that follows (about 0.5 s per target
         // and 1000 connections, measured on the reference box).
-        let idle_reserve = running.len() as f64 * (0.5 + profile.idle_connections as f64 / 2000.0);
+        let idle_reserve = running.len() as f64 * (0.5 + profile.idle_connections as f64 / 2000.0)
+            + profile.concurrency.as_ref().map_or(0.0, |c| concurrency_cost(c, running.len()));
         if profile.max_seconds > 0 && t0.elapsed().as_secs_f64() + cost + idle_reserve + 1.5 > profile.max_seconds as f64 {
             let msg = format!("ladder stopped before {rate} req/s: the profile's time budget of {} s", profile.max_seconds);
             progress(t0, &msg);
@@ -349,7 +350,7 @@ async fn idle_memory(profile: &Profile, running: &[Running], pids: &BTreeMap<Str
             idle.insert(r.name.clone(), extras::IdleResult::failed("remote target: its RSS is not readable from here".into()));
             continue;
         }
-        let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections).await;
+        let res = extras::idle_memory(r, &pids[&r.name], profile.idle_connections.min(r.max_conns.map_or(usize::MAX, |m| m.saturating_sub(64)))).await;
         match &res {
             Ok(x) => progress(t0, &format!("idle {}: {} conns, +{} bytes each", r.name, x.connections, x.bytes_per_conn as i64)),
             Err(e) => progress(t0, &format!("idle {}: failed: {e:#}", r.name)),
@@ -403,6 +404,14 @@ async fn concurrency_ladder(ctx: &mut Ctx<'_>, running: &[Running], c: &super::p
     Ok(())
 }
 
+/// Estimated seconds the concurrency ladder takes with `targets` targets: every segment's
+/// warm-up and window, plus opening its connections (about 20,000 per second here).
+pub fn concurrency_cost(c: &super::profile::Concurrency, targets: usize) -> f64 {
+    let per_seg = (c.phase.warmup_ms + c.phase.duration_ms) as f64 / 1000.0 + 0.15;
+    let segs_per_rung = (2 + c.fractions.len()) as f64 * c.phase.repeats as f64 * targets as f64;
+    c.connections.iter().map(|n| segs_per_rung * (per_seg + *n as f64 / 20_000.0)).sum()
+}
+
 /// The concurrency ladder's common rate: this share of the slowest proxy's closed-loop
 /// maximum at the rung, offered to every target.
 pub const COMMON_FRACTION: f64 = 0.5;
@@ -438,7 +447,7 @@ async fn remote_targets(remotes: &[super::args::Remote], upstream: Option<&str>,
         match loadgen::probe_once(r.addr, targets::ROUTING_KEY).await {
             Ok(true) => {
                 progress(t0, &format!("{} (remote) answers on {}", r.name, r.addr));
-                running.push(Running { name: r.name.clone(), addr: r.addr, pid: 0, child: None, note, upstream: None, upstream_addr: up, remote: true });
+                running.push(Running { name: r.name.clone(), addr: r.addr, pid: 0, child: None, note, upstream: None, upstream_addr: up, remote: true, max_conns: None });
             }
             Ok(false) => absent.push(Absent { name: r.name.clone(), reason: format!("{} answered a benchmark request with a non-2xx status", r.addr) }),
             Err(e) => absent.push(Absent { name: r.name.clone(), reason: format!("{}: {e:#}", r.addr) }),
@@ -490,7 +499,9 @@ impl Ctx<'_> {
         });
         let spec = loadgen::LoadSpec {
             addr: r.addr,
-            connections: conns,
+            // A target with its own connection limit (HAProxy) gets at most that many;
+            // the segment still counts under the rung it belongs to.
+            connections: conns.min(r.max_conns.unwrap_or(usize::MAX)),
             rate,
             warmup: Duration::from_millis(ph.warmup_ms),
             duration: Duration::from_millis(ph.duration_ms),

@@ -15,7 +15,7 @@
 //! (open- and closed-loop load generator), [`procs`] (CPU and memory of process trees),
 //! [`measure`] (the phases of a run), [`extras`] (wrk cross-check, idle memory, hot
 //! paths), [`multi`] (multi-endpoint placements: instances, the nginx Ketama check and
-//! the selection-cost summary), [`model`] (what a run measured), [`report`] (report.md, report.html, plots).
+//! the selection-cost summary), [`scale`] (the concurrency ladder's report part), [`model`] (what a run measured), [`report`] (report.md, report.html, plots).
 //! This file: the set-up of a run and its interrupt path.
 
 use std::collections::BTreeMap;
@@ -32,6 +32,7 @@ pub mod multi;
 pub mod procs;
 pub mod profile;
 pub mod report;
+pub mod scale;
 pub mod targets;
 pub mod upstream;
 

@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn the_shipped_profiles_load() {
         let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../scenarios/bench");
-        for name in ["quick", "full", "multi-endpoint"] {
+        for name in ["quick", "full", "multi-endpoint", "scale"] {
             let p = Profile::load(&dir.join(format!("{name}.yaml"))).unwrap();
             assert_eq!(p.name, name);
         }

@@ -201,6 +201,10 @@ fn bench_json(d: &RunData, rows: &[Row]) -> Value {
         "hotpath": d.hotpath,
         "code_size": {"go": go_size, "pingora": rust_size},
         "divergences": extras::divergences(&d.repo).unwrap_or_default(),
+        "cpu_isolation": d.cpus,
+        "reference_pool": d.pool,
+        "remote_targets": d.remote,
+        "concurrency": d.profile.concurrency.as_ref().map(|c| super::scale::json(d, c)),
         "segments": d.segs,
     })
 }
@@ -219,7 +223,9 @@ fn host() -> Value {
     json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu_model": cpu, "kernel": kernel, "loadavg_at_report": load})
 }
 
-enum Block {
+/// One element of report.md / report.html.
+#[derive(Debug)]
+pub(super) enum Block {
     H(u8, String),
     P(String),
     List(Vec<String>),
@@ -264,6 +270,11 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
         p.threads, p.upstream_threads, p.client_threads, p.connections, d.reference_rate,
         match p.reference_rate { super::profile::RefRate::Fixed(_) => "fixed by the profile".to_string(), _ if p.multi_endpoint.is_some() => "auto: half of the slowest instance's closed-loop maximum".to_string(), _ => "auto: half of nginx's closed-loop maximum, or of the slower bare proxy without nginx".to_string() },
         d.elapsed_secs, d.loadavg_start, h["loadavg_at_report"].as_str().unwrap_or(""), d.nice
+    )));
+    b.push(Block::P(format!(
+        "CPU isolation: {}. Upstream keep-alive pool: {} idle connections for nginx (`keepalive`) and HAProxy (`pool-max-conn`); the routers and bare proxies have theirs built in (docs/spec.md section 1). Each single-endpoint target has its own upstream process (accepts counted per target). RLIMIT_NOFILE {}.{}",
+        super::procs::CpuPlan::describe(d.cpus.as_ref()), d.pool, d.nofile,
+        if d.remote.is_empty() { String::new() } else { format!(" Remote targets (no CPU or RSS figures): {}.", d.remote.join(", ")) }
     )));
     if let Some(desc) = &p.description {
         b.push(Block::P(format!("**Profile `{}`:** {}", p.name, desc.split_whitespace().collect::<Vec<_>>().join(" "))));
@@ -612,7 +623,7 @@ fn html(blocks: &[Block], title: &str) -> String {
     s + "</body></html>\n"
 }
 
-fn color(name: &str) -> RGBColor {
+pub(super) fn color(name: &str) -> RGBColor {
     match name {
         "direct" => RGBColor(0, 0, 0),
         "go" => RGBColor(0, 125, 160),
@@ -620,6 +631,7 @@ fn color(name: &str) -> RGBColor {
         "pingora" => RGBColor(220, 90, 0),
         "pingora-bare" => RGBColor(245, 175, 100),
         "nginx" => RGBColor(0, 150, 60),
+        "haproxy" => RGBColor(130, 60, 170),
         _ => RGBColor(128, 128, 128),
     }
 }
@@ -802,7 +814,24 @@ pub fn write_all(d: &RunData, out: &Path) -> anyhow::Result<()> {
             Err(e) => eprintln!("plot {file}: {e}"),
         }
     }
-    let b = blocks(d, &rows, &plots);
+    let mut b = blocks(d, &rows, &plots);
+    if let Some(c) = &d.profile.concurrency {
+        let mut splots = Vec::new();
+        for (file, alt, f) in [
+            ("scale-p99.svg", "p99 against client connections per target", super::scale::plot_p99 as fn(&RunData, &super::profile::Concurrency, &Path) -> PlotResult),
+            ("scale-throughput.svg", "closed-loop maximum against client connections", super::scale::plot_throughput),
+        ] {
+            match f(d, c, &out.join(file)) {
+                Ok(()) if out.join(file).is_file() => splots.push((file.to_string(), alt.to_string())),
+                Ok(()) => {}
+                Err(e) => eprintln!("plot {file}: {e}"),
+            }
+        }
+        // Right after the targets: the ladder is what a scale run is for.
+        let at = b.iter().position(|x| matches!(x, Block::H(2, t) if t.starts_with("At "))).unwrap_or(b.len());
+        let sb = super::scale::blocks(d, c, &splots);
+        b.splice(at..at, sb);
+    }
     std::fs::write(out.join("report.md"), md(&b))?;
     std::fs::write(out.join("report.html"), html(&b, &format!("parity bench {}", d.run_id)))?;
     Ok(())

@@ -39,6 +39,9 @@ pub struct Running {
     pub upstream_addr: Option<SocketAddr>,
     /// Runs on another host: no process tree here (no CPU or RSS figures).
     pub remote: bool,
+    /// The most client connections the target accepts (HAProxy: [`haproxy_maxconn`]);
+    /// `None`: no limit of its own.
+    pub max_conns: Option<usize>,
 }
 
 /// An upstream process started by the run.
@@ -110,7 +113,7 @@ pub async fn start_upstream(parity: &Path, ports: usize, threads: usize, body: u
         .collect::<Result<Vec<_>, _>>()?;
     let addr = *addrs.first().ok_or_else(|| anyhow::anyhow!("upstream listens nowhere: {line:?}"))?;
     let pid = child.id().unwrap_or(0) as i32;
-    let r = Running { name: "upstream".into(), addr, pid, child: Some(child), note: "parity bench upstream (hyper)".into(), upstream: None, upstream_addr: Some(addr), remote: false };
+    let r = Running { name: "upstream".into(), addr, pid, child: Some(child), note: "parity bench upstream (hyper)".into(), upstream: None, upstream_addr: Some(addr), remote: false, max_conns: None };
     Ok((r, addrs))
 }
 
@@ -198,10 +201,10 @@ http {{
 /// connections (`pool-max-conn`), idle ones purged after 60 s (`pool-purge-delay`; HAProxy
 /// closes half of the unused ones per period), no logging (no `log` line), connect
 /// timeout 1 s and server timeout 30 s as the routers' bench placement (`connect_ms`,
-/// `request_ms`), client keep-alive 75 s as nginx. `maxconn` (client connections) is half
-/// the descriptor limit: every proxied connection holds a client and an upstream socket.
+/// `request_ms`), client keep-alive 75 s as nginx. `maxconn` (client connections) is
+/// [`haproxy_maxconn`].
 pub fn haproxy_conf(listen: SocketAddr, upstream: SocketAddr, threads: usize, nofile: u64, pool: usize) -> String {
-    let maxconn = (nofile.saturating_sub(128) / 2).max(256);
+    let maxconn = haproxy_maxconn(nofile);
     format!(
         r#"# Written by parity bench: same threads and upstream keep-alive pool as the routers.
 global
@@ -224,6 +227,16 @@ backend bench
     server s1 {upstream} pool-max-conn {pool} pool-purge-delay 60s
 "#
     )
+}
+
+/// The most client connections HAProxy accepts under RLIMIT_NOFILE `nofile`: it reserves
+/// two descriptors per connection plus 14 and refuses to start (`Cannot raise FD limit`)
+/// when that exceeds the limit (HAProxy 2.6). At 20,000 that is 9,993: the harness gives it
+/// at most that many client connections (a rung or idle phase asking more is capped, and
+/// the report says so); more would wait in the listen backlog until HAProxy's keep-alive
+/// timeout frees a slot.
+pub fn haproxy_maxconn(nofile: u64) -> u64 {
+    (nofile.saturating_sub(14) / 2).max(256)
 }
 
 /// Everything needed to start a target.
@@ -342,7 +355,12 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
         .map_err(|e| format!("{}: {e}", prog.display()))?;
     let pid = child.id().unwrap_or(0) as i32;
     crate::util::procs::register_group(pid);
-    let mut r = Running { name: name.into(), addr: listen, pid, child: Some(child), note, upstream: None, upstream_addr: Some(env.upstream), remote: false };
+    let mut r = Running { name: name.into(), addr: listen, pid, child: Some(child), note, upstream: None, upstream_addr: Some(env.upstream), remote: false, max_conns: None };
+    if base == "haproxy" {
+        let m = haproxy_maxconn(env.nofile) as usize;
+        r.max_conns = Some(m);
+        r.note = format!("{}; at most {m} client connections (maxconn: 2 descriptors per connection at RLIMIT_NOFILE {})", r.note, env.nofile);
+    }
     // Ready when a benchmark request through it answers 2xx.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -419,5 +437,6 @@ mod tests {
         assert!(c.contains(&format!("server s1 127.0.0.1:9001 pool-max-conn {UPSTREAM_IDLE_POOL} pool-purge-delay 60s")), "{c}");
         assert!(c.contains("http-reuse always") && c.contains("bind 127.0.0.1:8000"), "{c}");
         assert!(!c.contains("log"), "no logging: {c}");
+        assert!(c.contains("    maxconn 9993\n"), "HAProxy's own limit at 20,000 descriptors: {c}");
     }
 }
