@@ -288,8 +288,18 @@ impl Toxiproxy {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Ok(r) = self.client.get(self.url("/version")).timeout(Duration::from_millis(500)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
+                // Another program may have taken the port between free_port() and the
+                // server's bind (seen in a chaos run): then the answer is not Toxiproxy's
+                // (a mock upstream answers 200 to anything), or it is another run's
+                // Toxiproxy while ours exits on "address already in use". Only a Toxiproxy
+                // answer (its request-id header) with our server still running 50 ms
+                // later counts.
+                if r.status().is_success() && r.headers().contains_key("x-toxiproxy-request-id") {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match self.child.as_mut().map(|c| c.try_wait()) {
+                        Some(Ok(None)) => return Ok(()),
+                        _ => bail!("toxiproxy-server exited although port {} answered: another program holds it", self.api_port),
+                    }
                 }
             }
             if let Some(c) = self.child.as_mut() {
