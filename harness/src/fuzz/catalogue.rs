@@ -132,5 +132,12 @@ mod tests {
         let n = ids.len();
         ids.dedup();
         assert_eq!(ids.len(), n, "ids are unique");
+        // Expect: 100-continue without an upstream 100 (net/http's own 100), in the form the
+        // fields mode writes it (any field casing, bare-LF line ends), and only that form.
+        let detail = "response 0: interim: [{\"headers\":[],\"reason\":\"Continue\",\"status\":100,\"version\":\"HTTP/1.1\"}] vs []: go / pingora";
+        let req = b"POST / HTTP/1.1\nHost: h\nX-Routing-Key: k\nexpect: 100-continue\nContent-Length: 2\n\nab";
+        assert_eq!(c.matches("fields.client-interim", detail, req, &[]).map(|e| e.id.as_str()), Some("go-expect-continue-without-upstream-100"));
+        assert!(c.matches("fields.client-interim", detail, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab", &[]).is_none(), "no Expect: not this entry");
+        assert!(c.matches("response.client-interim", "response 0: interim: [] vs [{\"headers\":[],\"reason\":\"Continue\",\"status\":100,\"version\":\"HTTP/1.1\"}]: go / pingora", req, &[]).is_none(), "Pingora's 100 alone is not this entry");
     }
 }

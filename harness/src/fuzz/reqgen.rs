@@ -242,9 +242,12 @@ pub struct Write {
 }
 
 impl ReqSpec {
-    /// Whether the request is a HEAD (its response has no body, RFC 9110 §9.3.2).
+    /// Whether the request is a HEAD (its response has no body, RFC 9110 §9.3.2). The
+    /// method is what precedes the request line's first SP (RFC 9112 §3): `HEAD\t/\tHTTP/1.1`
+    /// is a malformed line, not a HEAD, as `observe::client::head_requests` (the client of
+    /// `parity run`) and both routers read it.
     pub fn is_head(&self) -> bool {
-        self.method.eq_ignore_ascii_case(b"HEAD")
+        self.method.eq_ignore_ascii_case(b"HEAD") && self.sp.first() == Some(&b' ')
     }
 
     /// Whether the request hides a whole request inside a body framed without ambiguity
@@ -447,6 +450,19 @@ impl ClientCase {
     /// HEAD flags of the requests, in order (how to frame each response).
     pub fn heads(&self) -> Vec<bool> {
         self.reqs.iter().map(|r| r.is_head()).collect()
+    }
+
+    /// HEAD flags of the requests as the connection carries them (`writes`: this case's
+    /// writes): the routers read request `i` where the bytes put it, so a body without
+    /// framing (`a` before `HEAD / ...` makes the method `aHEAD`) or a bare CR before a
+    /// request line (`\rHEAD`, a malformed line, RFC 9112 §2.2) is not a HEAD whatever the
+    /// generator meant. Read with `observe::client::head_requests`, the rule of `parity
+    /// run`'s client, so a finding replays as it was seen; requests past the first head
+    /// that does not parse keep the generator's flag.
+    pub fn heads_on_the_wire(&self, writes: &[Write]) -> Vec<bool> {
+        let stream: Vec<u8> = writes.iter().flat_map(|w| w.bytes.iter().copied()).collect();
+        let seen = crate::observe::client::head_requests(&stream);
+        self.heads().iter().enumerate().map(|(i, h)| seen.get(i).copied().unwrap_or(*h)).collect()
     }
 
     /// The tag indexes (`s<i>`) of the requests hidden in unambiguously framed bodies.
@@ -741,6 +757,39 @@ mod tests {
         r.framing = Framing::Length { delta: -2, form: ClForm::TwiceDiffer };
         let b = String::from_utf8(r.render("c", 1)).unwrap();
         assert!(b.contains("Content-Length: 3\r\nContent-Length: 4\r\n\r\nhello"), "{b}");
+    }
+
+    #[test]
+    fn head_is_the_token_before_the_first_sp_as_parity_run_reads_it() {
+        // The fuzz client and `parity run`'s client must frame a response alike: a HEAD
+        // stand-in in a router would otherwise fix one and break the other.
+        for (sp, want) in [(" ", true), ("\t", false), ("", false), ("  ", true), (" \t", true), ("\x0b", false)] {
+            let mut r = plain();
+            r.method = b"HEAD".to_vec();
+            r.sp = sp.as_bytes().to_vec();
+            r.body = Body::Bytes(vec![]);
+            assert_eq!(r.is_head(), want, "sp {sp:?}");
+            assert_eq!(crate::observe::client::head_requests(&r.render("k", 0)).first().copied(), Some(want), "parity run's client, sp {sp:?}");
+        }
+    }
+
+    #[test]
+    fn heads_follow_the_bytes_on_the_wire() {
+        // A GET whose unframed body byte `a` runs into the next request line: `aHEAD`.
+        let mut get = plain();
+        get.method = b"GET".to_vec();
+        get.framing = Framing::None;
+        get.body = Body::Bytes(b"a".to_vec());
+        let mut head = plain();
+        head.method = b"HEAD".to_vec();
+        head.body = Body::Bytes(vec![]);
+        head.framing = Framing::None;
+        let c = ClientCase { reqs: vec![get.clone(), head.clone()], tunnel: None, tunnel_ms: 0 };
+        assert_eq!(c.heads(), [false, true]);
+        assert_eq!(c.heads_on_the_wire(&c.writes("k")), [false, false]);
+        get.body = Body::Bytes(vec![]);
+        let c = ClientCase { reqs: vec![get, head], tunnel: None, tunnel_ms: 0 };
+        assert_eq!(c.heads_on_the_wire(&c.writes("k")), [false, true]);
     }
 
     #[test]

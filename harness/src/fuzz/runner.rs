@@ -150,8 +150,9 @@ impl Router {
     pub async fn run_case(&self, case: &Case, key: &str, t: Timing, metrics: bool) -> Obs {
         let before = if metrics { self.counters().await } else { None };
         let slot = self.upstream.register(key, case.responses.clone());
-        let heads = case.client.heads();
-        let raw = drive(self.addr, case.client.writes(key), &heads, case.client.reqs.len(), t).await;
+        let writes = case.client.writes(key);
+        let heads = case.client.heads_on_the_wire(&writes);
+        let raw = drive(self.addr, writes, &heads, case.client.reqs.len(), t).await;
         let exchange = oracle::parse_client(&raw, &heads);
         if !exchange.responses.is_empty() || raw.end != ConnEnd::KeptAlive {
             // Let a request the router is still forwarding land (bounded).

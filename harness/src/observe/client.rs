@@ -537,8 +537,16 @@ pub fn head_requests(bytes: &[u8]) -> Vec<bool> {
     let mut at = 0usize;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        // RFC 9112 §2.2: empty lines before a request line are ignored.
-        let skip = rest.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        // RFC 9112 §2.2: empty lines (CRLF or LF) before a request line are ignored, as
+        // httparse skips them; a lone CR is not an empty line but a malformed request line.
+        let mut skip = 0;
+        loop {
+            match &rest[skip..] {
+                [b'\r', b'\n', ..] => skip += 2,
+                [b'\n', ..] => skip += 1,
+                _ => break,
+            }
+        }
         let rest = &rest[skip..];
         if rest.is_empty() {
             break;
@@ -1210,6 +1218,8 @@ mod tests {
         assert_eq!(head_requests(b), [true, false, false, true, false, false]);
         assert_eq!(head_requests(b""), Vec::<bool>::new());
         assert_eq!(head_requests(b"HEAD /partial HTTP/1.1\r\n"), [true]);
+        assert_eq!(head_requests(b"\r\n\nHEAD / HTTP/1.1\r\n\r\n"), [true], "empty lines first");
+        assert_eq!(head_requests(b"\rHEAD / HTTP/1.1\r\n\r\n"), [false], "a lone CR makes the line malformed");
     }
 
     #[tokio::test]
