@@ -220,7 +220,10 @@ fn host() -> Value {
         .trim()
         .to_string();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-    json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu_model": cpu, "kernel": kernel, "loadavg_at_report": load})
+    // The host's CPUs, not this process's: the run pins itself to the load half (CPU
+    // isolation), so available_parallelism() would say 1 on the 2-core box.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().filter(|l| l.starts_with("processor")).count();
+    json!({"cpus": cpus, "cpu_model": cpu, "kernel": kernel, "loadavg_at_report": load})
 }
 
 /// One element of report.md / report.html.
