@@ -51,27 +51,24 @@ pub fn has_header_raw(raw: &[u8], name: &[u8]) -> bool {
     })
 }
 
-/// Whether a `Connection` field of `headers` lists the connection option `option`
-/// (case-insensitive; RFC 9110 section 7.6.1).
-pub fn connection_has(headers: &http::HeaderMap, option: &str) -> bool {
+/// Whether any line of the list field `name` in `headers` lists `token` (case-insensitive;
+/// RFC 9110 section 5.6.1: a list may span several field lines).
+fn field_lists(headers: &http::HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
-        .get_all(header::CONNECTION)
+        .get_all(name)
         .iter()
-        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(option.as_bytes())))
+        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
+}
+
+/// Whether a `Connection` field of `headers` lists the connection option `option`
+/// (case-insensitive; RFC 9110 section 7.6.1), in any of its lines.
+pub fn connection_has(headers: &http::HeaderMap, option: &str) -> bool {
+    field_lists(headers, header::CONNECTION, option)
 }
 
 /// Field names nominated by `Connection` (RFC 9110 section 7.6.1), lowercased; tokens that
 /// are not valid field names are skipped (they name no header). Empty (no allocation)
 /// when the message has no `Connection` header.
-/// Whether any `Connection` line of `headers` lists `token` (compared without case; RFC
-/// 9110 section 7.6.1: the field is a list, which may span several lines).
-pub fn connection_lists(headers: &http::HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false))
-}
-
 fn nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
@@ -115,11 +112,7 @@ fn hop_by_hop_present(headers: &http::HeaderMap, nominated: &[HeaderName], keep_
 /// travel on).
 pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, ep: &EndpointRt, up: &mut RequestHeader) -> Result<()> {
     let is_upgrade = down.headers.contains_key(header::UPGRADE);
-    let te_trailers = down
-        .headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))).unwrap_or(false));
+    let te_trailers = field_lists(&down.headers, header::TE, "trailers");
     let client_host = down.headers.get(header::HOST).cloned();
     let nominated = nominated(&down.headers);
     // X-Forwarded-For: one string, built in place.

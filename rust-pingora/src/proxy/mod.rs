@@ -265,7 +265,7 @@ impl ProxyHttp for RouterProxy {
         // `close` in any `Connection` line ends the connection after this response (RFC
         // 9112 section 9.6), as net/http reads it; Pingora looks at the first line only, so
         // `Connection: Upgrade` then `Connection: close` kept it open.
-        if headers::connection_lists(&session.req_header().headers, "close") {
+        if headers::connection_has(&session.req_header().headers, "close") {
             session.set_keepalive(None);
         }
         // Framing checks on the raw header section: Pingora drops Content-Length when
