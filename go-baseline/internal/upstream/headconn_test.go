@@ -107,11 +107,7 @@ func TestHeadConnRemovesWhiteSpaceBeforeTheColon(t *testing.T) {
 		bytewise = append(bytewise, stream[i:i+1])
 	}
 	check("byte by byte", bytewise, 64)
-	for i := 0; i <= len(stream); i++ {
-		for j := i; j <= len(stream); j += 5 {
-			check("split", []string{stream[:i], stream[i:j], stream[j:]}, 4096)
-		}
-	}
+	eachSplit(stream, 5, func(_, _ int, chunks []string) { check("split", chunks, 4096) })
 	// A small read buffer: held-back white space plus a new byte may exceed it.
 	for _, size := range []int{1, 2, 3} {
 		check("small buffer", []string{stream}, size)
@@ -158,15 +154,13 @@ func TestHeadConnDropsTransferEncodingWithoutContent(t *testing.T) {
 		"HTTP/1.1 304 Not Modified\r\nETag: x\r\nTransfer-Encodings: no\r\n" +
 		"Transfer-Encoding x: y\r\nConnection: close, X-B\r\nNoColon\r\n\r\n" +
 		"Transfer-Encoding: body"
-	for i := 0; i <= len(stream); i++ {
-		for j := i; j <= len(stream); j += 7 {
-			if got, c := readThrough(t, []string{stream[:i], stream[i:j], stream[j:]}, 4096); got != want {
-				t.Fatalf("split %d %d:\n got %q\nwant %q", i, j, got, want)
-			} else if conn, ok := c.FinalConnection(); !ok || !slices.Equal(conn, []string{"close, X-B"}) {
-				t.Fatalf("Connection %q %v", conn, ok)
-			}
+	eachSplit(stream, 7, func(i, j int, chunks []string) {
+		if got, c := readThrough(t, chunks, 4096); got != want {
+			t.Fatalf("split %d %d:\n got %q\nwant %q", i, j, got, want)
+		} else if conn, ok := c.FinalConnection(); !ok || !slices.Equal(conn, []string{"close, X-B"}) {
+			t.Fatalf("Connection %q %v", conn, ok)
 		}
-	}
+	})
 	for _, size := range []int{1, 2, 5} {
 		if got, _ := readThrough(t, []string{stream}, size); got != want {
 			t.Fatalf("buffer %d: %q", size, got)
@@ -204,13 +198,11 @@ func TestHeadConnDropsContentLengthBesideTransferEncoding(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nContent-Lengthx: 1\r\n" +
 		"Transfer: x\r\nTransfer-Encoding: chunked\r\nCo\r\nX-C: 1\r\n\r\n" +
 		"16\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
-	for i := 0; i <= len(stream); i++ {
-		for j := i; j <= len(stream); j += 5 {
-			if got, _ := readThrough(t, []string{stream[:i], stream[i:j], stream[j:]}, 4096); got != want {
-				t.Fatalf("split %d %d:\n got %q\nwant %q", i, j, got, want)
-			}
+	eachSplit(stream, 5, func(i, j int, chunks []string) {
+		if got, _ := readThrough(t, chunks, 4096); got != want {
+			t.Fatalf("split %d %d:\n got %q\nwant %q", i, j, got, want)
 		}
-	}
+	})
 	for _, size := range []int{1, 3} {
 		if got, _ := readThrough(t, []string{stream}, size); got != want {
 			t.Fatalf("buffer %d: %q", size, got)
@@ -219,5 +211,15 @@ func TestHeadConnDropsContentLengthBesideTransferEncoding(t *testing.T) {
 	// A head cut short gives back what was held.
 	if got, _ := readThrough(t, []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTrans"}, 4096); got != "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTrans" {
 		t.Fatalf("cut: %q", got)
+	}
+}
+
+// eachSplit calls f with stream cut in three reads at i and j, for every i and every step-th
+// j from i: a head must read the same whatever the read boundaries.
+func eachSplit(stream string, step int, f func(i, j int, chunks []string)) {
+	for i := 0; i <= len(stream); i++ {
+		for j := i; j <= len(stream); j += step {
+			f(i, j, []string{stream[:i], stream[i:j], stream[j:]})
+		}
 	}
 }
