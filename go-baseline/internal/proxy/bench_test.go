@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"testing"
+
+	"pingora-parity/go-baseline/internal/upstream"
 )
 
 // BenchmarkProxyGet measures one keep-alive GET through the router against the same
@@ -31,7 +33,9 @@ func BenchmarkProxyGet(b *testing.B) {
 	b.Run("bare", func(b *testing.B) {
 		target, _ := url.Parse(up.URL)
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 0, 256
+		// The contract's pool (docs/spec.md section 1), as cmd/bare sets it.
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 0, upstream.MaxIdleConnsPerHost
+		tr.IdleConnTimeout = upstream.IdleConnTimeout
 		srv := httptest.NewServer(&httputil.ReverseProxy{
 			Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
 			Transport:     tr,
