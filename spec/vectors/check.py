@@ -53,6 +53,9 @@ SCHEMA_BLIND = {
     "254-duplicate-before-later-entry.json": "a repeated endpoint is cross-entry",
     "255-mixed-scheme-before-later-entry.json": "one scheme per placement is cross-entry",
     "259-endpoints-before-tls.json": "one scheme per placement is cross-entry",
+    "303-protocol-h2-on-http.json": "protocol h2 only on https is cross-field",
+    "304-protocol-h2-on-http-endpoints.json": "protocol h2 only on https is cross-field",
+    "307-tls-before-protocol.json": "tls-only-on-https is cross-field",
 }
 
 
@@ -179,6 +182,11 @@ TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 ALGORITHMS = ("round_robin", "random", "consistent_hash")
 
 
+def protocol(v, path, ctx):
+    if v not in ("http/1.1", "h2") or (v == "h2" and ctx.get("scheme") == "http"):
+        raise Fault("invalid_value", path)
+
+
 def same_endpoint(a, b):
     """Spec 'Endpoints': equal scheme, host (ASCII case-insensitive) and port."""
     ma, mb = ENDPOINT.fullmatch(a), ENDPOINT.fullmatch(b)
@@ -231,6 +239,7 @@ PLACEMENT_FIELDS = [
     ("tls", False, obj([("ca_file", False, string), ("server_name", False, string),
                         ("client_cert_file", False, string), ("client_key_file", False, string)],
                        after=tls_after)),
+    ("protocol", False, protocol),
 ]
 
 

@@ -59,7 +59,25 @@ type Placement struct {
 	CircuitBreaker *CircuitBreaker
 	// TLS is nil when the document has none; only allowed on https endpoints.
 	TLS *TLS
+	// Protocol is the upstream HTTP version (default HTTP11); H2 only on https
+	// endpoints (docs/spec.md section 3, "Upstream HTTP/2").
+	Protocol Protocol
 }
+
+// Protocol is the HTTP version a placement speaks to its upstreams (the placement field
+// `protocol`, docs/spec.md section 2).
+type Protocol uint8
+
+// The upstream protocols, named as in the config.
+const (
+	HTTP11 Protocol = iota // "http/1.1" (the default): HTTP/1.1 over TCP or TLS
+	H2                     // "h2": HTTP/2 over TLS, ALPN offering h2 alone (RFC 9113 section 3.2)
+)
+
+var protocolNames = [...]string{HTTP11: "http/1.1", H2: "h2"}
+
+// String is the config name of the protocol (also its ALPN protocol ID, RFC 7301).
+func (p Protocol) String() string { return protocolNames[p] }
 
 // WeightedEndpoint is one entry of a placement's endpoints.
 type WeightedEndpoint struct {

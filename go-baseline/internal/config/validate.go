@@ -228,7 +228,7 @@ func structural(root map[string]any) (*Config, *Error) {
 const MaxEndpoints = 256
 
 func placement(path, id string, obj map[string]any) (*Placement, *Error) {
-	known := []string{"endpoint", "endpoints", "selection", "hash_key", "fallback", "max_concurrency", "timeouts", "health_check", "circuit_breaker", "tls"}
+	known := []string{"endpoint", "endpoints", "selection", "hash_key", "fallback", "max_concurrency", "timeouts", "health_check", "circuit_breaker", "tls", "protocol"}
 	// "endpoint" stands for "endpoint or endpoints" in the missing-keys step; hash_key's
 	// conditional requirement is checked at its place below (spec section 2, Order).
 	required := []string{"endpoint", "max_concurrency", "timeouts"}
@@ -403,6 +403,20 @@ func placement(path, id string, obj map[string]any) (*Placement, *Error) {
 			return nil, fail(CodeMissingField, tp+"/client_cert_file", "client_key_file requires client_cert_file")
 		}
 		pl.TLS = t
+	}
+	if v, present := obj["protocol"]; present {
+		s, _ := v.(string)
+		switch s {
+		case "http/1.1":
+			pl.Protocol = HTTP11
+		case "h2":
+			if pl.Endpoint.Scheme != "https" {
+				return nil, fail(CodeInvalidValue, path+"/protocol", "protocol h2 is only allowed on https:// endpoints")
+			}
+			pl.Protocol = H2
+		default:
+			return nil, fail(CodeInvalidValue, path+"/protocol", "protocol must be http/1.1 or h2")
+		}
 	}
 	return pl, nil
 }
