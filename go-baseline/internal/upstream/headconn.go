@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"net"
+	"strconv"
 	"sync"
 )
 
@@ -15,8 +16,8 @@ const maxCapture = 1<<20 + 64<<10
 // HeadConn is an upstream connection that keeps the Connection field values of the
 // final response head of the current exchange, as the upstream sent them, removes white
 // space between a field name and its colon in the response heads it reads, drops the
-// Transfer-Encoding lines of heads without content and the Content-Length lines of heads
-// with a Transfer-Encoding.
+// Transfer-Encoding and Content-Length lines of heads without content and the
+// Content-Length lines of heads with a Transfer-Encoding.
 //
 // Why the Connection record: net/http's transport deletes a response's Connection field
 // when it lists "close" (transfer.go, shouldClose), so httputil.ReverseProxy no longer
@@ -40,8 +41,13 @@ const maxCapture = 1<<20 + 64<<10
 // "chunked" before it looks at the status. HeadConn drops the Transfer-Encoding field
 // lines of such heads, so that "304 Not Modified" with "Transfer-Encoding: gzip" is
 // forwarded (the field is hop-by-hop: the client gets it from neither router), as the
-// Pingora router does. The name of each field line of such a head is held back until its
-// colon shows which field it is.
+// Pingora router does. Their Content-Length lines go too when they agree on one number
+// (a list "16, 16" included, RFC 9110 section 8.6): since Go 1.26 the transport parses
+// the field before it looks at the status and refuses a list, and the router removes the
+// field from such responses anyway (docs/spec.md section 3, "Upstream responses"). Lines
+// that do not agree on a number stay, and the transport refuses the head, as Pingora's
+// client does (pingora-core validates the field before it looks at the status). The name
+// of each field line of such a head is held back until its colon shows which field it is.
 //
 // Why Content-Length lines are held: a Transfer-Encoding overrides a Content-Length (RFC
 // 9112 section 6.3 item 3), but net/http's transport refuses a head with differing or
@@ -189,8 +195,9 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 				continue
 			case '\r', '\n':
 				// The empty line that ends the head: its Content-Length lines go out now,
-				// unless a Transfer-Encoding overrides them.
-				if !c.sawTE {
+				// unless a Transfer-Encoding overrides them or the head has no content
+				// and they agree on one number.
+				if !c.sawTE && !(c.noContent && oneLength(c.heldCL)) {
 					out = append(out, c.heldCL...)
 					c.buf = append(c.buf, c.heldCL...)
 				}
@@ -265,6 +272,7 @@ func (c *HeadConn) held(out []byte, ch byte) []byte {
 	case ch == ':':
 		switch {
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")) && c.noContent:
+			c.sawTE = true // overrides the Content-Length lines too, as in a head with content
 			c.pending, c.state = c.pending[:0], stDrop
 			return out
 		case bytes.EqualFold(name, []byte("Content-Length")):
@@ -319,6 +327,30 @@ func (c *HeadConn) flushHeld(out []byte) []byte {
 		c.state = stRest
 	}
 	return out
+}
+
+// oneLength reports whether the Content-Length lines in held ("Content-Length: v\r\n"
+// each) agree on one number: every comma-separated element of every value, trimmed of
+// SP/HTAB, is 1*DIGIT (below 2^64) and all are equal. Pingora's client accepts the same
+// values (pingora-core content_length_parse_all). No line: false.
+func oneLength(held []byte) bool {
+	var want uint64
+	seen := false
+	for _, line := range bytes.SplitAfter(held, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		_, value, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(":"))
+		for _, el := range bytes.Split(value, []byte(",")) {
+			// base 10: digits only, no sign, no underscore
+			n, err := strconv.ParseUint(string(bytes.Trim(el, " \t")), 10, 64)
+			if err != nil || (seen && n != want) {
+				return false
+			}
+			want, seen = n, true
+		}
+	}
+	return seen
 }
 
 func lower(ch byte) byte {
