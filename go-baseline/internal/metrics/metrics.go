@@ -70,6 +70,52 @@ func New(st *store.Store) *Metrics {
 	return m
 }
 
+// TLS holds the data listener's TLS counters (docs/spec.md section 7:
+// router_tls_handshakes_total{resumed}, router_tls_handshake_errors_total,
+// router_tls_reloads_total{result}). They exist only when the listener is TLS: see
+// Metrics.EnableTLS.
+type TLS struct {
+	handshakes      *prometheus.CounterVec // resumed
+	HandshakeErrors prometheus.Counter
+	reloads         *prometheus.CounterVec // result
+}
+
+// EnableTLS registers the TLS counters with every series present at 0 (both values of
+// resumed and of result), as the spec asks of a TLS listener; a plain router never calls
+// it, so the series are absent. Call it once.
+func (m *Metrics) EnableTLS() *TLS {
+	t := &TLS{
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_tls_handshakes_total",
+			Help: "Completed TLS handshakes on the data listener, by whether a session was resumed."}, []string{"resumed"}),
+		HandshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tls_handshake_errors_total",
+			Help: "Failed TLS handshakes on the data listener."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_tls_reloads_total",
+			Help: "SIGHUP reloads of the TLS files, by result."}, []string{"result"}),
+	}
+	for _, v := range [...]string{"false", "true"} {
+		t.handshakes.WithLabelValues(v)
+	}
+	for _, v := range [...]string{"ok", "error"} {
+		t.reloads.WithLabelValues(v)
+	}
+	m.Registry.MustRegister(t.handshakes, t.HandshakeErrors, t.reloads)
+	return t
+}
+
+// Handshake counts one completed handshake; resumed is ConnectionState.DidResume.
+func (t *TLS) Handshake(resumed bool) {
+	t.handshakes.WithLabelValues(strconv.FormatBool(resumed)).Inc()
+}
+
+// Reload counts one SIGHUP reload of the TLS files, ok or not.
+func (t *TLS) Reload(ok bool) {
+	result := "error"
+	if ok {
+		result = "ok"
+	}
+	t.reloads.WithLabelValues(result).Inc()
+}
+
 // FailureKind is the kind label of router_upstream_failures_total (docs/spec.md
 // section 7; when each is counted: section 3 steps 6 to 9).
 type FailureKind string

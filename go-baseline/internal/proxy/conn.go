@@ -38,12 +38,19 @@ type Listener struct {
 	LingerBytes int64         // most bytes discarded per connection; 0: DefaultLingerBytes
 }
 
-// Accept wraps the accepted connection.
+// Accept wraps the accepted connection (Wrap).
 func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
+	return l.Wrap(c), nil
+}
+
+// Wrap puts the request gate and the lingering close over c, an HTTP/1.1 connection: one
+// accepted by Accept, or a TLS connection that negotiated HTTP/1.1 (tlslisten.Listener;
+// the Listener field is not used then).
+func (l Listener) Wrap(c net.Conn) net.Conn {
 	sc := &scanConn{Conn: c, lingerTime: l.LingerTime, lingerBytes: l.LingerBytes}
 	if sc.lingerTime <= 0 {
 		sc.lingerTime = DefaultLingerTime
@@ -51,7 +58,7 @@ func (l Listener) Accept() (net.Conn, error) {
 	if sc.lingerBytes <= 0 {
 		sc.lingerBytes = DefaultLingerBytes
 	}
-	return sc, nil
+	return sc
 }
 
 type connKey struct{}

@@ -28,14 +28,14 @@ import (
 //     record everything; Rewrite mode starts from an empty value, so the incoming one is
 //     copied back first), unless the request's Connection names X-Forwarded-For: then
 //     the incoming value is hop-by-hop and the client's IP is the whole value;
-//   - X-Forwarded-Host: the client's Host; X-Forwarded-Proto: "http" (the listener is
-//     plain HTTP), both replacing incoming values;
+//   - X-Forwarded-Host: the client's Host; X-Forwarded-Proto: proto ("http" on a plain
+//     listener, "https" on a TLS one), both replacing incoming values;
 //   - Forwarded (RFC 7239) passes through like any end-to-end header the contract does
 //     not name (Rewrite mode would drop it);
 //   - request trailers are not forwarded (Trailer is hop-by-hop).
 //
 // Host is set by target.
-func forwardRequestHeaders(pr *httputil.ProxyRequest) {
+func forwardRequestHeaders(pr *httputil.ProxyRequest, proto string) {
 	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok && !connectionNominates(pr.In.Header["Connection"], "X-Forwarded-For") {
 		// An X-Forwarded-For named in Connection is hop-by-hop (RFC 9110 section 7.6.1):
 		// it is not passed on, and the router's value is then the client address alone,
@@ -49,7 +49,7 @@ func forwardRequestHeaders(pr *httputil.ProxyRequest) {
 		// claim one.
 		pr.Out.Header.Del("X-Forwarded-Host")
 	}
-	pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	pr.Out.Header.Set("X-Forwarded-Proto", proto)
 	if fwd, ok := pr.In.Header["Forwarded"]; ok {
 		pr.Out.Header["Forwarded"] = fwd
 	}

@@ -48,12 +48,29 @@ type Handler struct {
 	log     *accessLog // nil: off
 	rp      *httputil.ReverseProxy
 	now     func() time.Time
+	proto   string // X-Forwarded-Proto: "http", or "https" after ListenerTLS
+}
+
+// ListenerTLS tells the handler that its listener is TLS (--tls-cert): requests go
+// upstream with X-Forwarded-Proto: https (docs/spec.md section 3, "Headers"). Call it
+// before serving.
+func (h *Handler) ListenerTLS() { h.proto = "https" }
+
+// closeAfter marks the response as the connection's last (Connection: close, RFC 9112
+// section 9.6) on HTTP/1.x. An HTTP/2 response never carries Connection (RFC 9113 section
+// 8.2.2), and net/http's HTTP/2 server takes "Connection: close" from a handler as an
+// order to send GOAWAY and end the connection, which the contract does not ask for a
+// router-made answer on one stream: nothing is set there.
+func closeAfter(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // New returns the data-plane handler. logW, when not nil, receives one JSON line per
 // request (docs/spec.md section 8).
 func New(st *store.Store, m *metrics.Metrics, logW io.Writer) *Handler {
-	h := &Handler{store: st, metrics: m, now: time.Now}
+	h := &Handler{store: st, metrics: m, now: time.Now, proto: "http"}
 	if logW != nil {
 		h.log = &accessLog{w: logW}
 	}
@@ -145,14 +162,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The stand-in for a head the connection's gate refused (framing.go): the
 		// router's answer to what net/http would have answered itself, or accepted.
 		st.refused = rf
-		w.Header().Set("Connection", "close")
+		closeAfter(w, r)
 		h.writeError(rw, st, rf.code, "")
 		return
 	}
 	if r.Method == http.MethodConnect || !targetFormAllowed(r.Method, r.RequestURI) || !hostValid(r) {
 		// CONNECT (RFC 9110 section 9.3.6) is refused whatever its target: the router
 		// proxies no tunnels, and forwarding "CONNECT h:p" to an origin asks it for one.
-		w.Header().Set("Connection", "close")
+		closeAfter(w, r)
 		h.writeError(rw, st, errcode.BadRequest, "")
 		return
 	}
@@ -195,7 +212,7 @@ func (h *Handler) countFailovers(steps []routing.Step) {
 // endpoint (target). It watches the request body for a client fault.
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In.Context())
-	forwardRequestHeaders(pr)
+	forwardRequestHeaders(pr, h.proto)
 	if !pr.In.ProtoAtLeast(1, 1) {
 		// RFC 9110 section 7.8: an HTTP/1.0 request is never an upgrade. ReverseProxy has
 		// re-added "Connection: Upgrade" and the Upgrade value whatever the version.
@@ -311,6 +328,14 @@ func (e errNotHTTP1) Error() string {
 	return fmt.Sprintf("upstream answered %s %03d, not a valid HTTP/1.x status line", e.proto, e.status)
 }
 
+// errFaultyFraming is an HTTP/1.0 upstream response with Transfer-Encoding (RFC 9112
+// section 6.1); ErrorHandler makes it upstream_protocol_error.
+type errFaultyFraming struct{}
+
+func (errFaultyFraming) Error() string {
+	return "upstream answered HTTP/1.0 with Transfer-Encoding: faulty framing"
+}
+
 // routerError carries a router-made response out of the RoundTripper to ErrorHandler.
 type routerError struct {
 	code      errcode.Code
@@ -330,7 +355,7 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			h.metrics.PeerRequest(st.cur.ID, st.peer.URL())
 		}
 		if err == nil {
-			if resp.ProtoMajor != 1 || resp.ProtoMinor > 1 || resp.StatusCode < 100 || resp.StatusCode > 599 {
+			if badVersion(up.Protocol, resp) || resp.StatusCode < 100 || resp.StatusCode > 599 {
 				// net/http parses any "HTTP/x.y" status line and any three-digit status; the
 				// contract proxies HTTP/1.0 and HTTP/1.1 responses only (section 3 step 7: the
 				// Pingora router's parser, httparse parse_version, reads no other), and a
@@ -338,6 +363,14 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 				// ErrorHandler makes it upstream_protocol_error.
 				resp.Body.Close()
 				return nil, errNotHTTP1{resp.Proto, resp.StatusCode}
+			}
+			if resp.ProtoMajor == 1 && resp.ProtoMinor == 0 && st.upConn != nil && st.upConn.FinalTransferEncoding() {
+				// An HTTP/1.0 response with Transfer-Encoding: its framing is faulty (RFC 9112
+				// section 6.1; docs/spec.md section 3, "Upstream responses"). net/http deleted
+				// the field and would read the chunked bytes to the close as the body; the
+				// Pingora router decodes them. Both answer 502 upstream_protocol_error.
+				resp.Body.Close()
+				return nil, errFaultyFraming{}
 			}
 			return resp, nil
 		}
@@ -389,6 +422,15 @@ func (t *retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	}
 }
 
+// badVersion reports whether resp's version is not the one the placement speaks: HTTP/1.0
+// or HTTP/1.1, or HTTP/2 for an "h2" placement.
+func badVersion(p config.Protocol, resp *http.Response) bool {
+	if p == config.H2 {
+		return resp.ProtoMajor != 2
+	}
+	return resp.ProtoMajor != 1 || resp.ProtoMinor > 1
+}
+
 func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r.Context())
 	var re *routerError
@@ -399,13 +441,13 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 			// The transport closed the request body it could not send: net/http will end
 			// the connection, so the answer says so (RFC 9112 section 9.6), as the
 			// Pingora router's does.
-			w.Header().Set("Connection", "close")
+			closeAfter(w, r)
 		}
 		h.writeError(w, st, re.code, re.placement)
 	case st.clientBodyFailed():
 		// The client's body broke off: neither an upstream failure nor a success.
 		st.clientGone = true
-		w.Header().Set("Connection", "close")
+		closeAfter(w, r)
 		h.writeError(w, st, errcode.BadRequest, st.cur.ID)
 	case st.clientGone || r.Context().Err() != nil:
 		// Nobody to answer. Abort rather than return, or net/http would send an empty 200.

@@ -29,7 +29,16 @@ type Flags struct {
 	CPPing           time.Duration // control-plane keepalive ping interval, >= 1 ms (section 6)
 	CPPongTimeout    time.Duration // longest wait for an answer to a ping, >= 1 ms (section 6)
 	AccessLog        bool          // one JSON line per request on stderr (section 8)
+
+	// TLS on the data listener (section 3, "TLS and HTTP/2 on the listener"): TLSCert and
+	// TLSKey are both set or both empty; ClientCA only with them.
+	TLSCert  string // PEM certificate chain; "": plain HTTP/1.1 listener
+	TLSKey   string // PEM private key of the certificate
+	ClientCA string // PEM CA bundle client certificates must chain to; "": none asked
 }
+
+// TLS reports whether the data listener is TLS.
+func (f Flags) TLS() bool { return f.TLSCert != "" }
 
 // UsageError is a bad command line: the caller prints "error: <msg>" and exits 2.
 type UsageError struct{ Msg string }
@@ -57,6 +66,9 @@ func ParseFlags(args []string, stdout io.Writer) (Flags, error) {
 	ping := fs.Int64("cp-ping-ms", controlplane.DefaultKeepalive.Ping.Milliseconds(), "control-plane keepalive: ping the control plane after this long without an answer")
 	pongTimeout := fs.Int64("cp-pong-timeout-ms", controlplane.DefaultKeepalive.PongTimeout.Milliseconds(), "control-plane keepalive: session lost without an answer to a ping within this long")
 	fs.BoolVar(&f.AccessLog, "access-log", false, "one JSON line per request on stderr")
+	fs.StringVar(&f.TLSCert, "tls-cert", "", "PEM certificate chain: with --tls-key the data listener is TLS (1.2, 1.3) with HTTP/2 and HTTP/1.1; none: plain HTTP/1.1")
+	fs.StringVar(&f.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.ClientCA, "client-ca", "", "PEM CA bundle: client certificates are required and verified against it; none: no client certificate asked")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, "usage: go-router [flags]   (flags take --name value or --name=value)")
@@ -83,6 +95,10 @@ func ParseFlags(args []string, stdout io.Writer) (Flags, error) {
 		return Flags{}, UsageError{"--cp-ping-ms and --cp-pong-timeout-ms must be >= 1"}
 	case f.StateDir == "":
 		return Flags{}, UsageError{"--state-dir must not be empty"}
+	case (f.TLSCert == "") != (f.TLSKey == ""):
+		return Flags{}, UsageError{"--tls-cert and --tls-key go together: give both or neither"}
+	case f.ClientCA != "" && f.TLSCert == "":
+		return Flags{}, UsageError{"--client-ca requires --tls-cert and --tls-key"}
 	}
 	for _, l := range [...]struct{ name, addr string }{{"--listen", f.Listen}, {"--admin-listen", f.AdminListen}} {
 		_, port, err := net.SplitHostPort(l.addr)

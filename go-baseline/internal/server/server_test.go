@@ -105,17 +105,18 @@ type proc struct {
 	data   string
 	admin  string
 	stderr *syncBuf
+	hup    chan struct{} // a send is a SIGHUP
 }
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	p := &proc{cancel: cancel, done: make(chan int, 1), stderr: &syncBuf{}}
+	p := &proc{cancel: cancel, done: make(chan int, 1), stderr: &syncBuf{}, hup: make(chan struct{})}
 	ready := make(chan [2]string, 1)
 	f := mustFlags(t, append([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)...)
 	go func() {
-		p.done <- run(ctx, f, p.stderr, func(data, admin net.Addr) { ready <- [2]string{data.String(), admin.String()} })
+		p.done <- run(ctx, f, p.stderr, func(data, admin net.Addr) { ready <- [2]string{data.String(), admin.String()} }, p.hup)
 	}()
 	select {
 	case a := <-ready:

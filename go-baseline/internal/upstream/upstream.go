@@ -59,15 +59,18 @@ type Upstream struct {
 	Probe *http.Client
 	// Endpoint is the parsed endpoint.
 	Endpoint config.Endpoint
+	// Protocol is the placement's upstream protocol: with H2 both Transport and Probe
+	// speak HTTP/2 only (docs/spec.md section 3, "Upstream HTTP/2").
+	Protocol config.Protocol
 	// HostPort is Endpoint.HostPort(), computed once: the upstream URL's host and the
 	// Host header of every proxied request.
 	HostPort string
 }
 
 // Same reports whether an Upstream built for endpoint aep of placement a can serve
-// endpoint bep of b unchanged: same endpoint, timeouts and tls block.
+// endpoint bep of b unchanged: same endpoint, timeouts, tls block and protocol.
 func Same(a *config.Placement, aep config.Endpoint, b *config.Placement, bep config.Endpoint) bool {
-	return aep == bep && a.Timeouts == b.Timeouts && config.SameTLS(a.TLS, b.TLS)
+	return aep == bep && a.Timeouts == b.Timeouts && config.SameTLS(a.TLS, b.TLS) && a.Protocol == b.Protocol
 }
 
 // Resolve is the socket address the endpoint selection orders and hashes the endpoint
@@ -95,19 +98,19 @@ func New(p *config.Placement, ep config.Endpoint) *Upstream {
 	if ep.Scheme == "https" {
 		tlsCfg, tlsErr = TLSConfig(p, ep)
 	}
-	t := newTransport(ep.Scheme, connect, tlsCfg, tlsErr)
+	t := newTransport(ep.Scheme, p.Protocol, connect, tlsCfg, tlsErr)
 	t.MaxIdleConns = 0
 	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
 	t.IdleConnTimeout = IdleConnTimeout
 	t.ResponseHeaderTimeout = time.Duration(p.Timeouts.RequestMS) * time.Millisecond
 	t.ExpectContinueTimeout = ExpectContinueWait
 
-	pt := newTransport(ep.Scheme, connect, tlsCfg, tlsErr)
+	pt := newTransport(ep.Scheme, p.Protocol, connect, tlsCfg, tlsErr)
 	pt.MaxIdleConnsPerHost = 1
 	pt.IdleConnTimeout = IdleConnTimeout
 	return &Upstream{Transport: t, Probe: &http.Client{Transport: pt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Endpoint: ep, HostPort: ep.HostPort()}
+		Endpoint: ep, HostPort: ep.HostPort(), Protocol: p.Protocol}
 }
 
 // Close drops idle connections of both pools (in-flight requests finish).
@@ -116,7 +119,14 @@ func (u *Upstream) Close() {
 	u.Probe.CloseIdleConnections()
 }
 
-func newTransport(scheme string, connect time.Duration, tlsCfg *tls.Config, tlsErr error) *http.Transport {
+// ErrNoH2 is the connect failure of an "h2" placement whose upstream did not select h2 in
+// ALPN (docs/spec.md section 3, "Upstream HTTP/2").
+var ErrNoH2 = errors.New("upstream did not negotiate h2 (ALPN)")
+
+func newTransport(scheme string, proto config.Protocol, connect time.Duration, tlsCfg *tls.Config, tlsErr error) *http.Transport {
+	if proto == config.H2 {
+		return newH2Transport(connect, tlsCfg, tlsErr)
+	}
 	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		Proxy:              nil,
@@ -152,6 +162,52 @@ func newTransport(scheme string, connect time.Duration, tlsCfg *tls.Config, tlsE
 		}
 	}
 	return t
+}
+
+// newH2Transport is the transport of an "h2" placement (https endpoints only): TLS with
+// ALPN offering "h2" alone, a connection that did not select it failing as a connect
+// failure, then net/http's bundled HTTP/2 client (http.Transport with Protocols = HTTP/2
+// only), which keeps one connection per endpoint and multiplexes the requests on it,
+// dialling another only when the server's SETTINGS_MAX_CONCURRENT_STREAMS is reached.
+// Its connections are *tls.Conn as dialled (the HTTP/2 client needs one): the HTTP/1
+// response-head filter (HeadConn) is not on them.
+func newH2Transport(connect time.Duration, tlsCfg *tls.Config, tlsErr error) *http.Transport {
+	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	var cfg *tls.Config
+	if tlsCfg != nil {
+		cfg = tlsCfg.Clone()
+		cfg.NextProtos = []string{"h2"}
+	}
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	return &http.Transport{
+		Proxy:              nil,
+		DisableCompression: true, // pass encodings through untouched
+		Protocols:          &protos,
+		TLSClientConfig:    cfg,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if tlsErr != nil {
+				return nil, &ConnectError{tlsErr}
+			}
+			// connect_ms covers TCP connect and the TLS handshake together.
+			cctx, cancel := context.WithTimeout(ctx, connect)
+			defer cancel()
+			c, err := d.DialContext(cctx, network, addr)
+			if err != nil {
+				return nil, &ConnectError{err}
+			}
+			tc := tls.Client(c, cfg)
+			if err := tc.HandshakeContext(cctx); err != nil {
+				c.Close()
+				return nil, &ConnectError{err}
+			}
+			if tc.ConnectionState().NegotiatedProtocol != "h2" {
+				tc.Close()
+				return nil, &ConnectError{ErrNoH2}
+			}
+			return tc, nil
+		},
+	}
 }
 
 // TLSConfig builds the client TLS config of https endpoint ep of placement p: roots from
