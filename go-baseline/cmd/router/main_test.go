@@ -35,7 +35,16 @@ func TestExitCodes(t *testing.T) {
 		!strings.HasPrefix(stderr.String(), "error:") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Fatalf("--bogus: %v, stderr %q", err, stderr.String())
 	}
-	if out, err := exec.Command(bin, "--help").Output(); err != nil || !strings.Contains(string(out), "--listen") {
+	for _, args := range [][]string{{"--tls-cert", "c.pem"}, {"--tls-key", "k.pem"}, {"--client-ca", "ca.pem"}} {
+		stderr.Reset()
+		cmd := exec.Command(bin, args...)
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 2 ||
+			!strings.HasPrefix(stderr.String(), "error:") || strings.Count(stderr.String(), "\n") != 1 {
+			t.Fatalf("%v: %v, stderr %q", args, err, stderr.String())
+		}
+	}
+	if out, err := exec.Command(bin, "--help").Output(); err != nil || !strings.Contains(string(out), "--listen") || !strings.Contains(string(out), "--tls-cert") {
 		t.Fatalf("--help: %v %q", err, out)
 	}
 
@@ -69,6 +78,9 @@ func TestExitCodes(t *testing.T) {
 			_ = cmd.Process.Kill()
 			t.Fatalf("%v: no start", sig)
 		}
+		// SIGHUP on a plain listener is ignored (docs/spec.md section 3: it reloads TLS
+		// files only); without the router's handler it would end the process.
+		_ = cmd.Process.Signal(syscall.SIGHUP)
 		_ = cmd.Process.Signal(sig)
 		done := make(chan error, 1)
 		go func() { <-eof; done <- cmd.Wait() }() // Wait only after the pipe is read to its end
