@@ -56,6 +56,22 @@ type Handler struct {
 // before serving.
 func (h *Handler) ListenerTLS() { h.proto = "https" }
 
+// headerListSize is an HTTP/2 request's header list size (RFC 9113 section 6.5.2: per
+// field, name and value lengths plus 32), pseudo-header fields included, as decoded: the
+// measure the head limit uses over HTTP/2. net/http's server joins Cookie fields with
+// "; " and gives no :scheme back (the listener is TLS, so "https" is counted).
+func headerListSize(r *http.Request) int {
+	const overhead = 32
+	n := len(":method") + len(r.Method) + len(":scheme") + len("https") +
+		len(":authority") + len(r.Host) + len(":path") + len(r.RequestURI) + 4*overhead
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + overhead
+		}
+	}
+	return n
+}
+
 // closeAfter marks the response as the connection's last (Connection: close, RFC 9112
 // section 9.6) on HTTP/1.x. An HTTP/2 response never carries Connection (RFC 9113 section
 // 8.2.2), and net/http's HTTP/2 server takes "Connection: close" from a handler as an
@@ -164,6 +180,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.refused = rf
 		closeAfter(w, r)
 		h.writeError(rw, st, rf.code, "")
+		return
+	}
+	if r.ProtoMajor == 2 && headerListSize(r) > MaxHeadBytes {
+		// The head limit over HTTP/2 (docs/spec.md section 3, "TLS and HTTP/2 on the
+		// listener"): no gate reads these heads, the handler checks the decoded fields.
+		h.writeError(rw, st, errcode.RequestHeadersTooLarge, "")
 		return
 	}
 	if r.Method == http.MethodConnect || !targetFormAllowed(r.Method, r.RequestURI) || !hostValid(r) {
@@ -581,6 +603,14 @@ func (h *Handler) finish(rw *respWriter, r *http.Request, st *reqState, start ti
 		h.log.write(start, r, st.refused, placement, status, st.errCode, dur)
 	}
 	if rec != nil {
+		if rec == http.ErrAbortHandler && st.bodyErr != nil && rw.status >= 200 && !rw.hijacked && r.Context().Err() == nil {
+			// The upstream's body failed after its head came whole (step 8, committed):
+			// the head goes out, then the abort, as when the failure comes after body
+			// bytes (ReverseProxy flushes each write). Before the first body byte the
+			// head is still in net/http's buffer and the abort would drop it. Only on
+			// this error path: the fast path keeps one write per response.
+			_ = rw.FlushError()
+		}
 		panic(rec)
 	}
 	endBody(rw, r, st)

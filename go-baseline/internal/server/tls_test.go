@@ -502,8 +502,77 @@ func (h *h2Conn) request(id uint32, path string, hdr ...string) {
 	for i := 0; i+1 < len(kv); i += 2 {
 		_ = h.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
 	}
-	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.buf.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+	// The block goes in frames of at most 16384 bytes (the default SETTINGS_MAX_FRAME_SIZE):
+	// HEADERS, then CONTINUATION frames.
+	block := h.buf.Bytes()
+	const max = 16384
+	first := block[:min(len(block), max)]
+	block = block[len(first):]
+	err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: true, EndHeaders: len(block) == 0})
+	for err == nil && len(block) > 0 {
+		next := block[:min(len(block), max)]
+		block = block[len(next):]
+		err = h.fr.WriteContinuation(id, len(block) == 0, next)
+	}
+	if err != nil {
 		h.t.Fatal(err)
+	}
+}
+
+// response reads frames until stream id's response head and returns its :status and
+// x-router-error.
+func (h *h2Conn) response(id uint32) (status, routerError string) {
+	h.t.Helper()
+	h.frames(func(f http2.Frame) bool {
+		if m, ok := f.(*http2.MetaHeadersFrame); ok && m.StreamID == id {
+			status = m.PseudoValue("status")
+			for _, hf := range m.RegularFields() {
+				if hf.Name == "x-router-error" {
+					routerError = hf.Value
+				}
+			}
+			return true
+		}
+		if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == id {
+			status = "RST " + r.ErrCode.String()
+			return true
+		}
+		return false
+	})
+	return status, routerError
+}
+
+// The 64 KiB head limit over h2 counts the header list size (RFC 9113 section 6.5.2:
+// name + value + 32 per field, pseudo-fields included): 65536 passes, 65537 is the
+// router's 431.
+func TestH2HeadLimit(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(echoUpstream))
+	defer up.Close()
+	pki := newTestPKI(t)
+	_, addr := startTLS(t, pki, false, lkgTo(up.URL, ""))
+	h := dialH2(t, pki, addr)
+	// :method GET 42, :scheme https 44, :authority localhost 51, :path / 38,
+	// x-routing-key k 46, x-pad 37 + its value.
+	const fixed = 42 + 44 + 51 + 38 + 46 + 37
+	for i, c := range []struct {
+		size         int
+		status, code string
+	}{{65536, "200", ""}, {65537, "431", "request_headers_too_large"}} {
+		id := uint32(2*i + 1)
+		h.request(id, "/", "x-pad", strings.Repeat("a", c.size-fixed))
+		if status, code := h.response(id); status != c.status || code != c.code {
+			t.Errorf("header list of %d bytes: %s %q, want %s %q", c.size, status, code, c.status, c.code)
+		}
+	}
+	// Over net/http's own limit (http.Server.MaxHeaderBytes, 128 KiB, plus its allowance)
+	// the HTTP/2 server answers 431 itself, without the router's fields.
+	var pads []string
+	for i := range 4 {
+		pads = append(pads, fmt.Sprintf("x-pad%d", i), strings.Repeat("a", 40000))
+	}
+	h.request(5, "/", pads...)
+	if status, code := h.response(5); status != "431" || code != "" {
+		t.Errorf("header list over net/http's limit: %s %q, want net/http's 431", status, code)
 	}
 }
 
@@ -605,17 +674,7 @@ func TestH2ConnectionSpecificFieldRefused(t *testing.T) {
 	for i, f := range [][]string{{"connection", "keep-alive"}, {"upgrade", "websocket"}, {"transfer-encoding", "chunked"}, {"te", "gzip"}, {"te", "trailers"}} {
 		id := uint32(2*i + 1)
 		h.request(id, "/"+f[0], f...)
-		h.frames(func(fr http2.Frame) bool {
-			if m, ok := fr.(*http2.MetaHeadersFrame); ok && m.StreamID == id {
-				statuses[id] = m.PseudoValue("status")
-				return true
-			}
-			if r, ok := fr.(*http2.RSTStreamFrame); ok && r.StreamID == id {
-				statuses[id] = "RST " + r.ErrCode.String()
-				return true
-			}
-			return false
-		})
+		statuses[id], _ = h.response(id)
 	}
 	want := map[uint32]string{1: "400", 3: "400", 5: "400", 7: "400", 9: "200"}
 	for id, s := range want {
