@@ -670,6 +670,16 @@ func TestH2ConnectionSpecificFieldRefused(t *testing.T) {
 	pki := newTestPKI(t)
 	_, addr := startTLS(t, pki, false, lkgTo(up.URL, ""))
 	h := dialH2(t, pki, addr)
+	// Extended CONNECT (RFC 8441) is not offered.
+	h.frames(func(f http2.Frame) bool {
+		sf, ok := f.(*http2.SettingsFrame)
+		if ok && !sf.IsAck() {
+			if v, has := sf.Value(http2.SettingEnableConnectProtocol); has && v != 0 {
+				t.Errorf("SETTINGS_ENABLE_CONNECT_PROTOCOL %d", v)
+			}
+		}
+		return ok && !sf.IsAck()
+	})
 	statuses := map[uint32]string{}
 	for i, f := range [][]string{{"connection", "keep-alive"}, {"upgrade", "websocket"}, {"transfer-encoding", "chunked"}, {"te", "gzip"}, {"te", "trailers"}} {
 		id := uint32(2*i + 1)
@@ -743,5 +753,37 @@ func TestUpstreamH2(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 502 || resp.Header.Get("X-Router-Error") != "upstream_connect_failed" {
 		t.Fatalf("h1-only upstream: %d %q", resp.StatusCode, b)
+	}
+}
+
+// An h2 request body goes upstream in HTTP/1.1: with its content-length when the client
+// sent one, chunked otherwise.
+func TestH2RequestBodies(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "cl=%d te=%v body=%s", r.ContentLength, r.TransferEncoding, b)
+	}))
+	defer up.Close()
+	pki := newTestPKI(t)
+	_, addr := startTLS(t, pki, false, lkgTo(up.URL, ""))
+	client := httpsClient(pki.clientTLS(nil), true)
+	for _, c := range []struct {
+		body io.Reader
+		want string
+	}{
+		{strings.NewReader("hello"), "cl=5 te=[] body=hello"},
+		{io.MultiReader(strings.NewReader("hel"), strings.NewReader("lo")), "cl=-1 te=[chunked] body=hello"},
+	} {
+		req, _ := http.NewRequest("POST", "https://"+addr+"/", c.body)
+		req.Header.Set("X-Routing-Key", "k")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(b) != c.want {
+			t.Errorf("%s %d %q, want %q", resp.Proto, resp.StatusCode, b, c.want)
+		}
 	}
 }
