@@ -75,9 +75,9 @@ func New(st *store.Store) *Metrics {
 // router_tls_reloads_total{result}). They exist only when the listener is TLS: see
 // Metrics.EnableTLS.
 type TLS struct {
-	handshakes      *prometheus.CounterVec // resumed
+	Handshakes      *prometheus.CounterVec // resumed: "false", "true"
 	HandshakeErrors prometheus.Counter
-	reloads         *prometheus.CounterVec // result
+	Reloads         *prometheus.CounterVec // result: "ok", "error"
 }
 
 // EnableTLS registers the TLS counters with every series present at 0 (both values of
@@ -85,26 +85,26 @@ type TLS struct {
 // it, so the series are absent. Call it once.
 func (m *Metrics) EnableTLS() *TLS {
 	t := &TLS{
-		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_tls_handshakes_total",
+		Handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_tls_handshakes_total",
 			Help: "Completed TLS handshakes on the data listener, by whether a session was resumed."}, []string{"resumed"}),
 		HandshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tls_handshake_errors_total",
 			Help: "Failed TLS handshakes on the data listener."}),
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_tls_reloads_total",
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_tls_reloads_total",
 			Help: "SIGHUP reloads of the TLS files, by result."}, []string{"result"}),
 	}
 	for _, v := range [...]string{"false", "true"} {
-		t.handshakes.WithLabelValues(v)
+		t.Handshakes.WithLabelValues(v)
 	}
 	for _, v := range [...]string{"ok", "error"} {
-		t.reloads.WithLabelValues(v)
+		t.Reloads.WithLabelValues(v)
 	}
-	m.Registry.MustRegister(t.handshakes, t.HandshakeErrors, t.reloads)
+	m.Registry.MustRegister(t.Handshakes, t.HandshakeErrors, t.Reloads)
 	return t
 }
 
 // Handshake counts one completed handshake; resumed is ConnectionState.DidResume.
 func (t *TLS) Handshake(resumed bool) {
-	t.handshakes.WithLabelValues(strconv.FormatBool(resumed)).Inc()
+	t.Handshakes.WithLabelValues(strconv.FormatBool(resumed)).Inc()
 }
 
 // Reload counts one SIGHUP reload of the TLS files, ok or not.
@@ -113,7 +113,7 @@ func (t *TLS) Reload(ok bool) {
 	if ok {
 		result = "ok"
 	}
-	t.reloads.WithLabelValues(result).Inc()
+	t.Reloads.WithLabelValues(result).Inc()
 }
 
 // FailureKind is the kind label of router_upstream_failures_total (docs/spec.md
