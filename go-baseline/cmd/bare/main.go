@@ -4,10 +4,16 @@
 // 16384 idle connections per host, 60 s idle timeout) and FlushInterval -1. It lets
 // `parity bench` tell the cost of the Go stack apart from the router's own logic.
 //
-// Usage: go-bare --listen ADDR --upstream HOST:PORT --threads N
+// With --tls-cert and --tls-key the listener is TLS 1.2/1.3 with ALPN h2 and http/1.1
+// (net/http's ServeTLS: its built-in HTTP/2 server, crypto/tls's session tickets), as the
+// router's (docs/spec.md section 3, "TLS and HTTP/2 on the listener"), for the TLS and
+// HTTP/2 benchmarks; X-Forwarded-Proto is then https.
+//
+// Usage: go-bare --listen ADDR --upstream HOST:PORT --threads N [--tls-cert FILE --tls-key FILE]
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -24,6 +30,8 @@ func main() {
 	listen := fs.String("listen", "127.0.0.1:8080", "listener address, host:port")
 	upstream := fs.String("upstream", "", "the one upstream, host:port (plain HTTP/1.1)")
 	threads := fs.Int("threads", runtime.NumCPU(), "GOMAXPROCS, N >= 1")
+	certFile := fs.String("tls-cert", "", "PEM certificate chain: with --tls-key the listener is TLS with HTTP/2 and HTTP/1.1")
+	keyFile := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			os.Exit(0)
@@ -32,6 +40,10 @@ func main() {
 	}
 	if *upstream == "" || *threads < 1 {
 		fmt.Fprintln(os.Stderr, "error: --upstream HOST:PORT is required and --threads must be >= 1")
+		os.Exit(2)
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		fmt.Fprintln(os.Stderr, "error: --tls-cert and --tls-key go together: give both or neither")
 		os.Exit(2)
 	}
 	runtime.GOMAXPROCS(*threads)
@@ -55,7 +67,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "error: listen %s: %v\n", *listen, err)
 		os.Exit(1)
 	}
-	if err := http.Serve(ln, proxy); err != nil {
+	if *certFile != "" {
+		srv := &http.Server{Handler: proxy, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
+		err = srv.ServeTLS(ln, *certFile, *keyFile)
+	} else {
+		err = http.Serve(ln, proxy)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "error: serve: %v\n", err)
 		os.Exit(1)
 	}
