@@ -708,7 +708,15 @@ func TestH2ConnectionSpecificFieldRefused(t *testing.T) {
 func TestUpstreamH2(t *testing.T) {
 	var mu sync.Mutex
 	conns := map[string]bool{}
+	probes := make(chan string, 100)
 	h2up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			select {
+			case probes <- r.Proto:
+			default:
+			}
+			return
+		}
 		mu.Lock()
 		conns[r.RemoteAddr] = true
 		mu.Unlock()
@@ -727,7 +735,8 @@ func TestUpstreamH2(t *testing.T) {
 	h1CA := filepath.Join(pki.dir, "upstream-h1-ca.pem")
 	write(t, h1CA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h1up.Certificate().Raw}))
 	config := fmt.Sprintf(`{"version":1,"routes":{"k":"p","k1":"q"},"placements":{
-		"p":{"endpoint":"%s","max_concurrency":8,"timeouts":{"connect_ms":1000,"request_ms":10000},"tls":{"ca_file":%q,"server_name":"example.com"},"protocol":"h2"},
+		"p":{"endpoint":"%s","max_concurrency":8,"timeouts":{"connect_ms":1000,"request_ms":10000},"tls":{"ca_file":%q,"server_name":"example.com"},"protocol":"h2",
+		     "health_check":{"path":"/healthz","interval_ms":50,"timeout_ms":1000,"unhealthy_threshold":1,"healthy_threshold":1}},
 		"q":{"endpoint":"%s","max_concurrency":8,"timeouts":{"connect_ms":1000,"request_ms":10000},"tls":{"ca_file":%q,"server_name":"example.com"},"protocol":"h2"}}}`,
 		h2up.URL, caFile, h1up.URL, h1CA)
 	_, addr := startTLS(t, pki, false, config)
@@ -742,6 +751,14 @@ func TestUpstreamH2(t *testing.T) {
 	mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d upstream connections, want one multiplexed", n)
+	}
+	select {
+	case proto := <-probes:
+		if proto != "HTTP/2.0" {
+			t.Fatalf("health probe of an h2 placement came in %s", proto)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no health probe")
 	}
 	req, _ := http.NewRequest("GET", "https://"+addr+"/", nil)
 	req.Header.Set("X-Routing-Key", "k1")
