@@ -55,7 +55,7 @@ func ParseFlags(args []string, stdout io.Writer) (Flags, error) {
 	var f Flags
 	fs := flag.NewFlagSet("go-router", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&f.Listen, "listen", "127.0.0.1:8080", "data-plane listener, HTTP/1.1, host:port")
+	fs.StringVar(&f.Listen, "listen", "127.0.0.1:8080", "data-plane listener, host:port: HTTP/1.1, or TLS with HTTP/2 and HTTP/1.1 with --tls-cert")
 	fs.StringVar(&f.AdminListen, "admin-listen", "127.0.0.1:9090", "admin listener")
 	fs.StringVar(&f.ControlPlane, "control-plane", "", "control-plane WebSocket URL (ws:// or wss://); none: run on the LKG file alone")
 	fs.StringVar(&f.StateDir, "state-dir", "./state", "where last-known-good.json is kept (created if missing)")
