@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -182,11 +183,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(rw, st, rf.code, "")
 		return
 	}
-	if r.ProtoMajor == 2 && headerListSize(r) > MaxHeadBytes {
-		// The head limit over HTTP/2 (docs/spec.md section 3, "TLS and HTTP/2 on the
-		// listener"): no gate reads these heads, the handler checks the decoded fields.
-		h.writeError(rw, st, errcode.RequestHeadersTooLarge, "")
-		return
+	if r.ProtoMajor == 2 {
+		// No gate reads HTTP/2 heads: the handler checks what the contract adds to
+		// net/http's HTTP/2 server (docs/spec.md section 3, "TLS and HTTP/2 on the
+		// listener").
+		if headerListSize(r) > MaxHeadBytes {
+			h.writeError(rw, st, errcode.RequestHeadersTooLarge, "")
+			return
+		}
+		if cl, ok := r.Header["Content-Length"]; ok && (len(cl) != 1 || cl[0] != strconv.FormatInt(r.ContentLength, 10)) {
+			// A content-length the stream's DATA cannot match (RFC 9113 section 8.1.1):
+			// net/http takes a HEADERS frame that ends the stream as a bodiless request
+			// (ContentLength 0) whatever the field says, and an unparsable value as 0.
+			h.writeError(rw, st, errcode.BadRequest, "")
+			return
+		}
 	}
 	if r.Method == http.MethodConnect || !targetFormAllowed(r.Method, r.RequestURI) || !hostValid(r) {
 		// CONNECT (RFC 9110 section 9.3.6) is refused whatever its target: the router

@@ -657,10 +657,10 @@ func TestH2GoawayOnDrain(t *testing.T) {
 	}
 }
 
-// An h2 request carrying a connection-specific field is malformed (RFC 9113 section
+// Malformed h2 requests. One carrying a connection-specific field (RFC 9113 section
 // 8.2.2): net/http answers it 400 itself and the router never routes it; the connection
 // goes on.
-func TestH2ConnectionSpecificFieldRefused(t *testing.T) {
+func TestH2MalformedRequests(t *testing.T) {
 	seen := make(chan string, 4)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen <- r.URL.Path
@@ -686,14 +686,30 @@ func TestH2ConnectionSpecificFieldRefused(t *testing.T) {
 		h.request(id, "/"+f[0], f...)
 		statuses[id], _ = h.response(id)
 	}
-	want := map[uint32]string{1: "400", 3: "400", 5: "400", 7: "400", 9: "200"}
+	// Other malformed messages (RFC 9113 section 8.1.1): an upper-case field name makes
+	// net/http's HTTP/2 server reset the stream (PROTOCOL_ERROR); a content-length on a
+	// HEADERS frame that ends the stream, which net/http takes as a bodiless request, is
+	// the router's 400.
+	h.request(11, "/upper", "X-Upper", "1")
+	statuses[11], _ = h.response(11)
+	var code string
+	h.request(13, "/cl", "content-length", "5")
+	statuses[13], code = h.response(13)
+	if code != "bad_request" {
+		t.Errorf("content-length 5 without DATA: X-Router-Error %q", code)
+	}
+	h.request(15, "/cl0", "content-length", "0")
+	statuses[15], _ = h.response(15)
+	want := map[uint32]string{1: "400", 3: "400", 5: "400", 7: "400", 9: "200", 11: "RST PROTOCOL_ERROR", 13: "400", 15: "200"}
 	for id, s := range want {
 		if statuses[id] != s {
 			t.Errorf("stream %d: %q, want %q", id, statuses[id], s)
 		}
 	}
-	if got := <-seen; got != "/te" {
-		t.Fatalf("upstream saw %s", got)
+	for _, want := range []string{"/te", "/cl0"} {
+		if got := <-seen; got != want {
+			t.Fatalf("upstream saw %s, want %s", got, want)
+		}
 	}
 	select {
 	case path := <-seen:
