@@ -183,3 +183,24 @@ func TestPoolOutlivesRemoval(t *testing.T) {
 		t.Fatalf("pools %d, want 3 (p:7 with the new timeouts, p:8 unused, q:7)", len(s.pools))
 	}
 }
+
+// The placement's protocol is part of the pool identity (docs/spec.md section 4): h2 is
+// another pool, and absent and "http/1.1" are the same one.
+func TestPoolIdentityIncludesProtocol(t *testing.T) {
+	mk := func(version int, protocol string) *config.Config {
+		return mustCfg(t, fmt.Sprintf(`{"version":%d,"routes":{"k":"p"},"placements":{"p":{"endpoint":"https://127.0.0.1:7","max_concurrency":4,
+		"timeouts":{"connect_ms":100,"request_ms":1000}%s}}}`, version, protocol))
+	}
+	s := New()
+	defer s.Close()
+	s.Install(mk(1, ""))
+	first := s.Load().Placements["p"].Peers[0].Upstream
+	s.Install(mk(2, `,"protocol":"http/1.1"`))
+	if s.Load().Placements["p"].Peers[0].Upstream != first {
+		t.Fatal(`"protocol": "http/1.1" written out started another pool`)
+	}
+	s.Install(mk(3, `,"protocol":"h2"`))
+	if s.Load().Placements["p"].Peers[0].Upstream == first {
+		t.Fatal("protocol h2 kept the HTTP/1.1 pool")
+	}
+}
