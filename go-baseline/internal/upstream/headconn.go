@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -71,6 +72,7 @@ type HeadConn struct {
 	start     int      // offset in buf of the head being looked for
 	conn      []string // Connection values of the final head; nil: none or not read
 	finalSeen bool
+	finalTE   bool // the final head has a Transfer-Encoding line and content
 
 	state      lineState // where the next byte read falls in the current head
 	pending    []byte    // SP/HTAB after a field name (and a held name), held until the next byte is known
@@ -82,7 +84,18 @@ type HeadConn struct {
 	ready      []byte    // cleaned bytes not yet returned by Read
 	out        []byte    // scratch for one Read's cleaned bytes
 	readErr    error     // the error of the read whose bytes are in ready, returned after them
+	bad        error     // ErrInterimVersion once an interim head's status line is refused
 }
+
+// ErrInterimVersion is the read error of a HeadConn after an interim (1xx) status line
+// whose version is neither HTTP/1.0 nor HTTP/1.1 ("HTTP/2.0 103", "HTTP/1.2 102"). The
+// contract reads no other version (docs/spec.md section 3, "Upstream responses"; the
+// Pingora router's parser refuses them); net/http checks no version and its transport
+// would pass such a 1xx to ReverseProxy, which forwards it before the final response.
+// The bytes up to that status line's end are delivered first, so the transport's read
+// fails inside a response (502 upstream_protocol_error, not a retry of a stale
+// connection).
+var ErrInterimVersion = errors.New("upstream sent an interim response whose version is not HTTP/1.0 or HTTP/1.1")
 
 // lineState is where HeadConn's cleaning is within a response head.
 type lineState uint8
@@ -102,7 +115,7 @@ const (
 // Begin starts a new exchange: what the previous one recorded is dropped.
 func (c *HeadConn) Begin() {
 	c.mu.Lock()
-	c.capturing, c.buf, c.start, c.conn, c.finalSeen = true, c.buf[:0], 0, nil, false
+	c.capturing, c.buf, c.start, c.conn, c.finalSeen, c.finalTE = true, c.buf[:0], 0, nil, false, false
 	c.state, c.statusLine, c.noContent = stRest, true, false
 	c.ready = append(c.ready, c.heldCL...) // not expected either
 	c.heldCL, c.sawTE = c.heldCL[:0], false
@@ -118,6 +131,17 @@ func (c *HeadConn) FinalConnection() ([]string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.conn, c.finalSeen
+}
+
+// FinalTransferEncoding reports whether the final response head read since Begin has a
+// Transfer-Encoding field line and a status with content (not 1xx, 204, 304). net/http's
+// transport deletes the field of an HTTP/1.0 response and reads its body to the close;
+// the router refuses such a response (RFC 9112 section 6.1: faulty framing), as the
+// Pingora router does, and asks this to know the field was there.
+func (c *HeadConn) FinalTransferEncoding() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finalSeen && c.finalTE
 }
 
 // Read reads from the connection into p. While the final head of the exchange is
@@ -139,6 +163,10 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		return n, err
 	}
+	if c.bad != nil {
+		c.mu.Unlock()
+		return 0, c.bad
+	}
 	c.mu.Unlock()
 	for {
 		n, err := c.Conn.Read(p)
@@ -148,6 +176,9 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 			return n, err
 		}
 		c.out = c.clean(c.out[:0], p[:n])
+		if c.bad != nil {
+			err = c.bad
+		}
 		if err != nil {
 			c.out = c.flushHeld(c.out) // the head ends early: give back what was held
 		}
@@ -167,6 +198,9 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 // bytes into c.buf and recording the final head when it ends. Called with c.mu.
 func (c *HeadConn) clean(out, b []byte) []byte {
 	for i := 0; i < len(b); i++ {
+		if c.bad != nil {
+			return out // the connection is refused: nothing after the bad status line
+		}
 		if !c.capturing {
 			out = c.flushHeld(out)
 			return append(out, b[i:]...)
@@ -224,6 +258,9 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 				c.state = stLineStart
 				if c.statusLine {
 					c.statusLine, c.noContent = false, noContentStatus(c.buf[c.start:])
+					if line := c.buf[c.start:]; interimStatus(line) && !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) && !bytes.HasPrefix(line, []byte("HTTP/1.0 ")) {
+						c.bad = ErrInterimVersion
+					}
 				}
 			}
 		case stLineStart, stLineCR:
@@ -386,13 +423,19 @@ func (c *HeadConn) headEnded() {
 		c.start, c.state, c.statusLine, c.noContent, c.sawTE = len(c.buf), stRest, true, false, false
 		return
 	}
-	c.conn, c.finalSeen = connectionValues(head), true
+	c.conn, c.finalSeen, c.finalTE = connectionValues(head), true, c.sawTE && !c.noContent
 	c.capturing, c.start = false, 0
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil // do not keep a large buffer for the connection's lifetime
 	} else {
 		c.buf = c.buf[:0]
 	}
+}
+
+// interimStatus reports whether line is an "HTTP/x.y 1yz" status line with a status
+// other than 101, whatever the version digits.
+func interimStatus(line []byte) bool {
+	return len(line) >= len("HTTP/x.y 1yz") && bytes.HasPrefix(line, []byte("HTTP/")) && line[6] == '.' && line[8] == ' ' && interim(line)
 }
 
 // interim reports whether head's status line is a 1xx other than 101 ("HTTP/1.x 1yz").

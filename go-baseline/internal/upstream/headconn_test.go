@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"io"
 	"net"
 	"slices"
@@ -254,6 +255,70 @@ func eachSplit(stream string, step int, f func(i, j int, chunks []string)) {
 	for i := 0; i <= len(stream); i++ {
 		for j := i; j <= len(stream); j += step {
 			f(i, j, []string{stream[:i], stream[i:j], stream[j:]})
+		}
+	}
+}
+
+// FinalTransferEncoding says whether the final head has a Transfer-Encoding line and
+// content, whatever its version (the proxy refuses an HTTP/1.0 one: RFC 9112 section 6.1,
+// parity fuzz seed 7 response.client-body); an interim head's or a 304's field does not
+// count, nor does a body line that looks like one.
+func TestHeadConnFinalTransferEncoding(t *testing.T) {
+	for stream, want := range map[string]bool{
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nyzbx\r\n0\r\n\r\n":        true,
+		"HTTP/1.0 200 OK\r\ntransfer-encoding : gzip\r\nContent-Length: 5\r\n\r\nabc":        true,
+		"HTTP/1.1 103 Early\r\nTransfer-Encoding: chunked\r\n\r\nHTTP/1.0 200 OK\r\n\r\nabc": false,
+		"HTTP/1.0 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n":                    false,
+		"HTTP/1.0 200 OK\r\nContent-Length: 19\r\n\r\nTransfer-Encoding: x":                  false,
+		"HTTP/1.0 200 OK\r\nTransfer-Encodings: x\r\n\r\n":                                   false,
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n":                     true,
+	} {
+		eachSplit(stream, 9, func(i, j int, chunks []string) {
+			if _, c := readThrough(t, chunks, 4096); c.FinalTransferEncoding() != want {
+				t.Fatalf("%q split %d %d: want %v", stream, i, j, want)
+			}
+		})
+	}
+}
+
+// An interim status line whose version is neither HTTP/1.0 nor HTTP/1.1 ends the
+// exchange with ErrInterimVersion once its line is delivered (the Pingora router's parser
+// refuses it: 502; parity fuzz seed 7, an interim "HTTP/2.0 103" or "HTTP/1.2 102" that
+// the Go router forwarded); a valid 1xx before it is delivered whole, a final head with
+// such a version is left to the proxy's own check, and "HTTP/1.0 103" passes.
+func TestHeadConnRefusesInterimVersion(t *testing.T) {
+	read := func(chunks []string, size int) (string, error) {
+		c := &HeadConn{Conn: &chunkConn{chunks: chunks}}
+		c.Begin()
+		var got []byte
+		p := make([]byte, size)
+		for {
+			n, err := c.Read(p)
+			got = append(got, p[:n]...)
+			if err != nil {
+				return string(got), err
+			}
+		}
+	}
+	for _, bad := range []string{"HTTP/2.0 103 Early", "HTTP/1.2 102 Processing", "HTTP/1.9 100 Continue"} {
+		stream := "HTTP/1.1 103 Early\r\nLink: a\r\n\r\n" + bad + "\r\nX-A: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+		want := "HTTP/1.1 103 Early\r\nLink: a\r\n\r\n" + bad + "\r\n"
+		eachSplit(stream, 7, func(i, j int, chunks []string) {
+			if got, err := read(chunks, 4096); got != want || !errors.Is(err, ErrInterimVersion) {
+				t.Fatalf("%q split %d %d: %q %v", bad, i, j, got, err)
+			}
+		})
+		if got, err := read([]string{stream}, 3); got != want || !errors.Is(err, ErrInterimVersion) {
+			t.Fatalf("%q buffer 3: %q %v", bad, got, err)
+		}
+	}
+	for _, ok := range []string{
+		"HTTP/1.0 103 Early\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/2.0 103 x\r\n\r\n",
+	} {
+		if got, err := read([]string{ok}, 4096); got != ok || err != io.EOF {
+			t.Fatalf("%q: %q %v", ok, got, err)
 		}
 	}
 }
