@@ -241,6 +241,11 @@ func TestTLSALPNAndForwardedProto(t *testing.T) {
 	if _, err := tls.Dial("tcp", addr, pki.clientTLS(nil, "foo/1")); err == nil || !strings.Contains(err.Error(), "no application protocol") {
 		t.Errorf("offer foo/1: %v, want the no_application_protocol alert", err)
 	}
+	old := pki.clientTLS(nil)
+	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	if _, err := tls.Dial("tcp", addr, old); err == nil || !strings.Contains(err.Error(), "protocol version") {
+		t.Errorf("TLS 1.1 client: %v, want the protocol_version alert", err)
+	}
 
 	resp, b := get(t, httpsClient(pki.clientTLS(nil), true), "https://"+addr+"/x")
 	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || b != "proto=HTTP/1.1 xfp=https xfh="+addr+" host="+strings.TrimPrefix(up.URL, "http://") {
