@@ -849,3 +849,33 @@ func TestH2RequestBodies(t *testing.T) {
 		}
 	}
 }
+
+// An h2 request's "Expect: 100-continue" is net/http's: its HTTP/2 server removes the
+// field and sends its own 100 when the router first reads the body, so the upstream never
+// sees the expectation (docs/divergences.md).
+func TestH2ExpectContinue(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "expect=%q body=%s", r.Header.Get("Expect"), b)
+	}))
+	defer up.Close()
+	pki := newTestPKI(t)
+	_, addr := startTLS(t, pki, false, lkgTo(up.URL, ""))
+	h := dialH2(t, pki, addr)
+	h.send(1, "POST", "/", []byte("hello"), "expect", "100-continue", "content-length", "5")
+	var statuses []string
+	var body []byte
+	h.frames(func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			statuses = append(statuses, f.PseudoValue("status"))
+		case *http2.DataFrame:
+			body = append(body, f.Data()...)
+			return f.StreamEnded()
+		}
+		return false
+	})
+	if strings.Join(statuses, " ") != "100 200" || string(body) != `expect="" body=hello` {
+		t.Fatalf("statuses %v, body %q", statuses, body)
+	}
+}
