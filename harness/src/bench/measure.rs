@@ -1,8 +1,8 @@
 //! The measurement of a benchmark run, phase by phase: start the upstream and the
 //! targets, closed-loop maximum throughput, the `wrk` cross-check, open-loop runs at the
-//! reference rate, the open-loop rate ladder, idle keep-alive memory, then stop the
-//! targets and run (or reuse) the hot-path micro-benchmarks. Targets are interleaved
-//! (A B C ... A B C ...) within each phase.
+//! reference rate, the open-loop rate ladder, idle keep-alive memory, the concurrency
+//! ladder (the order: [`plan`]), then stop the targets and run (or reuse) the hot-path
+//! micro-benchmarks. Targets are interleaved (A B C ... A B C ...) within each phase.
 use super::model::{MemSample, RunData, Seg};
 use super::profile::{Phase, Profile, RefRate};
 use super::targets::{Absent, Running};
@@ -71,42 +71,49 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     let upstreams: BTreeMap<String, Option<std::net::SocketAddr>> = running.iter().map(|r| (r.name.clone(), r.upstream_addr)).collect();
     let mut ctx = Ctx { t0, profile, pids: &pids, upstreams: &upstreams, mem: mem.clone(), segs: Vec::new(), ref_hists: BTreeMap::new(), partial: partial.clone() };
 
-    // 1. Closed loop, interleaved.
-    let max_rps = closed_loop(&mut ctx, &running).await?;
-    // 2. The generator against wrk on direct.
-    let tool_check = tool_check(profile, &running, &pids, t0).await;
-    partial.lock().unwrap().tool_check = tool_check.clone();
-    // 3. Reference rate.
-    let reference_rate = reference_rate(&profile.reference_rate, &max_rps)?;
-    progress(t0, &format!("reference rate {reference_rate} req/s"));
-    partial.lock().unwrap().reference_rate = reference_rate;
-    for rep in 0..profile.reference.repeats {
-        for r in &running {
-            let h = ctx.segment(r, "reference", Some(reference_rate), rep, &profile.reference).await?;
-            ctx.ref_hists.entry(r.name.clone()).or_insert_with(loadgen::new_hist).add(h).ok();
-        }
-    }
-    // 4. The ladder, relative to the fastest proxy.
-    let ladder_note = ladder(&mut ctx, &running, &max_rps).await?;
-    // 4b. The concurrency ladder (issue 14).
-    if let Some(c) = &profile.concurrency {
-        concurrency_ladder(&mut ctx, &running, c).await?;
-    }
-    // 5. Idle keep-alive memory, last: the RSS the idle connections leave behind (allocators
-    // rarely give it back) must not inflate the load phases' memory figures.
-    let idle_start = (profile.idle_connections > 0).then(|| t0.elapsed().as_secs_f64());
-    let idle = idle_memory(profile, &running, &pids, t0).await;
-    // 5b. Multi-endpoint profiles: the routers' Ketama choices against nginx's.
-    let ketama = match &profile.multi_endpoint {
-        Some(m) => {
-            let k = super::multi::ketama_check(m, &running).await;
-            for a in &k.agreements {
-                progress(t0, &format!("ketama n={} {}: same endpoint for {}/{} keys", a.n, a.pair, a.same, a.keys));
+    let (mut max_rps, mut tool_check_res, mut reference_rate_v, mut ladder_note) = (BTreeMap::new(), None, 0.0, None);
+    let (mut idle, mut idle_start, mut idle_end, mut ketama) = (BTreeMap::new(), None, None, None);
+    for step in plan(profile) {
+        match step {
+            Step::ClosedLoop => max_rps = closed_loop(&mut ctx, &running).await?,
+            Step::ToolCheck => {
+                tool_check_res = tool_check(profile, &running, &pids, t0).await;
+                partial.lock().unwrap().tool_check = tool_check_res.clone();
             }
-            Some(k)
+            Step::Reference => {
+                reference_rate_v = reference_rate(&profile.reference_rate, &max_rps)?;
+                progress(t0, &format!("reference rate {reference_rate_v} req/s"));
+                partial.lock().unwrap().reference_rate = reference_rate_v;
+                for rep in 0..profile.reference.repeats {
+                    for r in &running {
+                        let h = ctx.segment(r, "reference", Some(reference_rate_v), rep, &profile.reference).await?;
+                        ctx.ref_hists.entry(r.name.clone()).or_insert_with(loadgen::new_hist).add(h).ok();
+                    }
+                }
+            }
+            Step::RateLadder => ladder_note = ladder(&mut ctx, &running, &max_rps).await?,
+            Step::IdleMemory => {
+                idle_start = Some(t0.elapsed().as_secs_f64());
+                idle = idle_memory(profile, &running, &pids, t0).await;
+                idle_end = Some(t0.elapsed().as_secs_f64());
+            }
+            Step::ConcurrencyLadder => {
+                if let Some(c) = &profile.concurrency {
+                    concurrency_ladder(&mut ctx, &running, c).await?;
+                }
+            }
+            Step::Ketama => {
+                if let Some(m) = &profile.multi_endpoint {
+                    let k = super::multi::ketama_check(m, &running).await;
+                    for a in &k.agreements {
+                        progress(t0, &format!("ketama n={} {}: same endpoint for {}/{} keys", a.n, a.pair, a.same, a.keys));
+                    }
+                    ketama = Some(k);
+                }
+            }
         }
-        None => None,
-    };
+    }
+    let (tool_check, reference_rate) = (tool_check_res, reference_rate_v);
 
     // 6. Stop the targets, then the slow micro-benchmarks (the box is free again).
     sampler.abort();
@@ -141,6 +148,7 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
         elapsed_secs: t0.elapsed().as_secs_f64(),
         ladder_note,
         idle_start,
+        idle_end,
         loadavg_start: loadavg_start.clone(),
         nice,
         nofile,
@@ -162,6 +170,52 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
     }
     progress(t0, &format!("done: {}/report.md ({:.1}s)", out.display(), t0.elapsed().as_secs_f64()));
     Ok(0)
+}
+
+/// One phase of a run that talks to the running targets; [`plan`] gives their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Closed-loop maximum throughput per target.
+    ClosedLoop,
+    /// Our generator against `wrk` on `direct` (when the profile enables it).
+    ToolCheck,
+    /// Open loop at the reference rate (needs [`Step::ClosedLoop`]'s maxima).
+    Reference,
+    /// The open-loop rate ladder (needs [`Step::ClosedLoop`]'s maxima).
+    RateLadder,
+    /// Idle keep-alive memory: `idle_connections` connections held idle.
+    IdleMemory,
+    /// The concurrency ladder (issue 14), up to 10,000 client connections.
+    ConcurrencyLadder,
+    /// Multi-endpoint profiles: the routers' Ketama choices against nginx's.
+    Ketama,
+}
+
+/// The phases a run of `profile` goes through, in order. The idle-memory phase comes after
+/// the 32-connection load phases (so the RSS 10,000 idle connections leave behind does not
+/// inflate their figures) and *before* the concurrency ladder: after its 10,000-connection
+/// rung the allocators keep that heap, and new idle connections then cost ~0 bytes of RSS
+/// each, which measures nothing. (The ladder's low rungs' RSS includes what the idle phase
+/// left behind; docs/benchmarks.md says so.)
+pub fn plan(profile: &Profile) -> Vec<Step> {
+    let mut steps = vec![Step::ClosedLoop];
+    if profile.tool_check.enabled {
+        steps.push(Step::ToolCheck);
+    }
+    steps.push(Step::Reference);
+    if profile.ladder.phase.repeats > 0 {
+        steps.push(Step::RateLadder);
+    }
+    if profile.idle_connections > 0 {
+        steps.push(Step::IdleMemory);
+    }
+    if profile.concurrency.is_some() {
+        steps.push(Step::ConcurrencyLadder);
+    }
+    if profile.multi_endpoint.is_some() {
+        steps.push(Step::Ketama);
+    }
+    steps
 }
 
 /// Starts every target of the profile (`direct` is the upstream itself); a target that
@@ -610,5 +664,27 @@ mod tests {
         assert_eq!(reference_rate(&auto, &routers_only).unwrap(), 7_500.0);
         assert!(reference_rate(&auto, &rates(&[("direct", 90_000.0)])).is_err());
         assert_eq!(reference_rate(&RefRate::Fixed(1234.0), &BTreeMap::new()).unwrap(), 1234.0);
+    }
+
+    fn shipped(name: &str) -> Profile {
+        let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../scenarios/bench");
+        Profile::load(&dir.join(format!("{name}.yaml"))).unwrap()
+    }
+
+    #[test]
+    fn idle_memory_runs_before_the_concurrency_ladder_and_after_the_32_connection_phases() {
+        use Step::*;
+        // full: every phase; the idle phase after the rate ladder, before the 10,000 rung.
+        assert_eq!(plan(&shipped("full")), [ClosedLoop, ToolCheck, Reference, RateLadder, IdleMemory, ConcurrencyLadder]);
+        // scale: no wrk check, no rate ladder.
+        assert_eq!(plan(&shipped("scale")), [ClosedLoop, Reference, IdleMemory, ConcurrencyLadder]);
+        assert_eq!(plan(&shipped("quick")), [ClosedLoop, ToolCheck, Reference, RateLadder, IdleMemory, ConcurrencyLadder]);
+        let multi = plan(&shipped("multi-endpoint"));
+        assert_eq!(multi.last(), Some(&Ketama));
+        assert!(!multi.contains(&ConcurrencyLadder));
+        // A profile without idle connections skips the phase.
+        let mut p = shipped("scale");
+        p.idle_connections = 0;
+        assert_eq!(plan(&p), [ClosedLoop, Reference, ConcurrencyLadder]);
     }
 }

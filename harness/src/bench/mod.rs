@@ -173,6 +173,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 elapsed_secs: setup.t0.elapsed().as_secs_f64(),
                 ladder_note: p.ladder_note,
                 idle_start: None,
+                idle_end: None,
                 loadavg_start: setup.loadavg_start.clone(),
                 nice: setup.nice,
                 nofile: setup.nofile,

@@ -94,6 +94,9 @@ pub struct RunData {
     pub ladder_note: Option<String>,
     /// Seconds since the start when the idle-connection phase began.
     pub idle_start: Option<f64>,
+    /// Seconds since the start when the idle-connection phase ended (the concurrency
+    /// ladder, if any, follows it).
+    pub idle_end: Option<f64>,
     /// /proc/loadavg (1, 5, 15 min) when the run started.
     pub loadavg_start: String,
     /// Nice value the run had (see `Profile::nice`).

@@ -754,27 +754,35 @@ fn plot_rate(d: &RunData, path: &Path) -> PlotResult {
     Ok(())
 }
 
-/// RSS of every target's process tree over the run: the load phases on the left, the
-/// idle-connection phase (whose 10,000 connections would flatten everything else) on
-/// the right.
+/// The time ranges of the memory plot's panels, `(from, to, title)` in seconds since the
+/// start: the load phases, the idle-connection phase (whose 10,000 connections would
+/// flatten everything else) and, when something ran after it, the concurrency ladder.
+fn memory_panels(idle_start: Option<f64>, idle_end: Option<f64>, tend: f64) -> Vec<(f64, f64, &'static str)> {
+    let Some(start) = idle_start.filter(|t| *t > 0.0 && *t < tend) else {
+        return vec![(0.0, tend, "whole run")];
+    };
+    match idle_end.filter(|t| *t > start && *t + 1.0 < tend) {
+        Some(end) => vec![(0.0, start, "load phases"), (start, end, "idle keep-alive connections"), (end, tend, "concurrency ladder")],
+        None => vec![(0.0, start, "load phases"), (start, tend, "idle keep-alive connections")],
+    }
+}
+
+/// RSS of every target's process tree over the run, one panel per range of
+/// [`memory_panels`].
 fn plot_memory(d: &RunData, path: &Path) -> PlotResult {
     if d.mem.is_empty() {
         return Ok(());
     }
-    let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
     let tend = d.mem.iter().map(|s| s.t).fold(0.0, f64::max).max(1.0);
-    let split = d.idle_start.filter(|t| *t > 0.0 && *t < tend);
-    let panels: Vec<(f64, f64, &str)> = match split {
-        Some(t) => vec![(0.0, t, "load phases"), (t, tend, "idle keep-alive connections")],
-        None => vec![(0.0, tend, "whole run")],
-    };
+    let panels = memory_panels(d.idle_start, d.idle_end, tend);
+    let root = SVGBackend::new(path, (550 * panels.len().max(2) as u32, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
     let areas = root.split_evenly((1, panels.len()));
     for (area, (from, to, title)) in areas.iter().zip(panels) {
         let in_range = |t: f64| t >= from && t <= to;
         let ymax = d.mem.iter().filter(|s| in_range(s.t)).map(|s| s.rss_bytes as f64 / 1048576.0).fold(0.0, f64::max).max(1.0);
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("RSS of each target's process tree: {title}"), ("sans-serif", 16))
+            .caption(format!("RSS of each target's tree: {title}"), ("sans-serif", 15))
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -853,5 +861,17 @@ mod tests {
         assert_eq!(ratio(f64::NAN, 1.0), "n/a");
         assert_eq!(samples(1), "single run");
         assert_eq!(samples(3), "median of 3");
+    }
+
+    #[test]
+    fn the_memory_plot_has_a_panel_for_the_concurrency_ladder_after_the_idle_phase() {
+        let titles = |v: Vec<(f64, f64, &str)>| v.into_iter().map(|(a, b, t)| (a, b, t.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            titles(memory_panels(Some(100.0), Some(130.0), 900.0)),
+            [(0.0, 100.0, "load phases".into()), (100.0, 130.0, "idle keep-alive connections".into()), (130.0, 900.0, "concurrency ladder".into())]
+        );
+        // Nothing after the idle phase (no concurrency ladder): two panels.
+        assert_eq!(titles(memory_panels(Some(40.0), Some(55.0), 55.2)), [(0.0, 40.0, "load phases".into()), (40.0, 55.2, "idle keep-alive connections".into())]);
+        assert_eq!(titles(memory_panels(None, None, 60.0)), [(0.0, 60.0, "whole run".into())]);
     }
 }

@@ -440,6 +440,7 @@ mod tests {
             elapsed_secs: 0.0,
             ladder_note: None,
             idle_start: None,
+            idle_end: None,
             loadavg_start: "1 1 1".into(),
             nice: 0,
             nofile: 20000,
