@@ -54,9 +54,16 @@ const ServerMaxHeaderBytes = 2 * MaxHeadBytes
 const maxBodyLineBytes = 1 << 20
 
 // directReadMin: a Read with a smaller buffer (net/http's 1-byte background read, made
-// for every request while its handler runs) reads from the socket into the connection's
-// small buffer instead (scanConn.small).
+// for every request while its handler runs) reads from the socket into a small buffer
+// of this size from smallBufs instead.
 const directReadMin = 512
+
+// smallBufs holds the gate's small read buffers (directReadMin bytes): one is taken for a
+// small Read or a discard and given back after it, so that a keep-alive connection waiting
+// idle for its next request holds none (issue 14: 512 bytes less per idle connection; the
+// Pingora router likewise frees its header buffer while idle). Shared by every connection
+// like net/http's own pooled bufio buffers; a buffer holds nothing between uses.
+var smallBufs = sync.Pool{New: func() any { return new([directReadMin]byte) }}
 
 // keepBufBytes: a pending or hold buffer that grew past this (a large head) is dropped
 // once empty, so that an idle connection does not keep it.
@@ -254,9 +261,8 @@ type scanConn struct {
 	state     scanState
 	pending   []byte // checked bytes net/http has not taken yet
 	pendOff   int
-	hold      []byte              // the head being read, when it did not arrive within one read
-	small     [directReadMin]byte // read buffer for small Reads and for discarding
-	line      []byte              // a chunk-size or trailer line split across reads
+	hold      []byte // the head being read, when it did not arrive within one read
+	line      []byte // a chunk-size or trailer line split across reads
 	h         headCheck
 	clFirst   []byte // the first Content-Length value of the head (reused)
 	hostFirst []byte // the first Host value of the head (reused)
@@ -313,10 +319,12 @@ func (c *scanConn) Read(p []byte) (int, error) {
 				k = c.process(p[:n], true)
 			}
 		} else {
-			n, err = c.Conn.Read(c.small[:])
+			small := smallBufs.Get().(*[directReadMin]byte)
+			n, err = c.Conn.Read(small[:])
 			if n > 0 {
-				c.process(c.small[:n], false) // copies what it keeps
+				c.process(small[:n], false) // copies what it keeps
 			}
+			smallBufs.Put(small)
 		}
 		if k > 0 {
 			return k, nil // an error recurs on the next read
@@ -334,8 +342,10 @@ func (c *scanConn) Read(p []byte) (int, error) {
 // discard reads and drops what the client sends after a refused head, until the read
 // fails (net/http aborting its background read, the client's close, the lingering close).
 func (c *scanConn) discard() error {
+	small := smallBufs.Get().(*[directReadMin]byte)
+	defer smallBufs.Put(small)
 	for {
-		if _, err := c.Conn.Read(c.small[:]); err != nil {
+		if _, err := c.Conn.Read(small[:]); err != nil {
 			return err
 		}
 	}
