@@ -102,6 +102,9 @@ pub struct ResponseFix {
 /// - 1xx (except 101) and 204: `Content-Length` and `Transfer-Encoding` go (RFC 9110
 ///   section 8.6: a server must not send them), whatever their values; 304: also
 ///   `Content-Type` (net/http's rule, so both routers send the same 304);
+/// - a `Transfer-Encoding` in an HTTP/1.0 response (`version`): `Err`, faulty framing (RFC
+///   9112 section 6.1; net/http would ignore the field and read the body to the close,
+///   Pingora would decode the chunks);
 /// - a `Transfer-Encoding` other than `chunked`, or (without `Transfer-Encoding`) a
 ///   `Content-Length` that [`content_length`] refuses: `Err`, the router answers 502
 ///   `upstream_protocol_error` (RFC 9112 section 6.3);
@@ -110,7 +113,7 @@ pub struct ResponseFix {
 ///   describes the body a GET would get (RFC 9112 section 6.1: a server MAY send it), and
 ///   net/http never writes it on a HEAD response, so both routers send the same head;
 /// - identical duplicate `Content-Length` lines become one.
-pub fn response_fix(status: StatusCode, headers: &HeaderMap, request_was_head: bool) -> Result<ResponseFix, FramingError> {
+pub fn response_fix(status: StatusCode, version: http::Version, headers: &HeaderMap, request_was_head: bool) -> Result<ResponseFix, FramingError> {
     let mut fix = ResponseFix::default();
     let no_body = (status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS)
         || status == StatusCode::NO_CONTENT
@@ -127,6 +130,9 @@ pub fn response_fix(status: StatusCode, headers: &HeaderMap, request_was_head: b
         return Ok(fix);
     }
     if headers.contains_key(TRANSFER_ENCODING) {
+        if version == http::Version::HTTP_10 {
+            return Err(FramingError::TransferEncoding);
+        }
         is_chunked_only(headers)?;
         if headers.contains_key(CONTENT_LENGTH) {
             fix.remove.push(CONTENT_LENGTH);
@@ -222,6 +228,9 @@ mod tests {
 
     use http::HeaderValue;
 
+    const V10: http::Version = http::Version::HTTP_10;
+    const V11: http::Version = http::Version::HTTP_11;
+
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
@@ -243,25 +252,41 @@ mod tests {
 
     #[test]
     fn response_fixes() {
-        let f = response_fix(StatusCode::OK, &h(&[("content-length", "2"), ("content-length", "2")]), false).unwrap();
+        let f = response_fix(StatusCode::OK, V11, &h(&[("content-length", "2"), ("content-length", "2")]), false).unwrap();
         assert_eq!(f, ResponseFix { remove: vec![], content_length: Some(2) });
-        assert_eq!(response_fix(StatusCode::OK, &h(&[("content-length", "2")]), false).unwrap(), ResponseFix::default());
-        assert!(response_fix(StatusCode::OK, &h(&[("content-length", "2, 2")]), false).is_err());
+        assert_eq!(response_fix(StatusCode::OK, V11, &h(&[("content-length", "2")]), false).unwrap(), ResponseFix::default());
+        assert!(response_fix(StatusCode::OK, V11, &h(&[("content-length", "2, 2")]), false).is_err());
         assert_eq!(
-            response_fix(StatusCode::OK, &h(&[("transfer-encoding", "gzip, chunked")]), false),
+            response_fix(StatusCode::OK, V11, &h(&[("transfer-encoding", "gzip, chunked")]), false),
             Err(FramingError::TransferEncoding)
         );
-        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "identity")]), false).is_err());
-        assert!(response_fix(StatusCode::OK, &h(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]), false).is_err());
-        let f = response_fix(StatusCode::OK, &h(&[("transfer-encoding", "Chunked"), ("content-length", "9")]), false).unwrap();
+        assert!(response_fix(StatusCode::OK, V11, &h(&[("transfer-encoding", "identity")]), false).is_err());
+        assert!(response_fix(StatusCode::OK, V11, &h(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]), false).is_err());
+        let f = response_fix(StatusCode::OK, V11, &h(&[("transfer-encoding", "Chunked"), ("content-length", "9")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH]);
-        let f = response_fix(StatusCode::NO_CONTENT, &h(&[("content-length", "abc"), ("content-type", "text/plain")]), false).unwrap();
+        let f = response_fix(StatusCode::NO_CONTENT, V11, &h(&[("content-length", "abc"), ("content-type", "text/plain")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH]);
-        let f = response_fix(StatusCode::NOT_MODIFIED, &h(&[("content-length", "5"), ("content-type", "t"), ("etag", "x")]), false).unwrap();
+        let f = response_fix(StatusCode::NOT_MODIFIED, V11, &h(&[("content-length", "5"), ("content-type", "t"), ("etag", "x")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH, CONTENT_TYPE]);
-        let f = response_fix(StatusCode::from_u16(102).unwrap(), &h(&[("content-length", "5"), ("transfer-encoding", "chunked")]), false).unwrap();
+        let f = response_fix(StatusCode::from_u16(102).unwrap(), V11, &h(&[("content-length", "5"), ("transfer-encoding", "chunked")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH, TRANSFER_ENCODING]);
-        assert_eq!(response_fix(StatusCode::SWITCHING_PROTOCOLS, &h(&[]), false).unwrap(), ResponseFix::default());
+        assert_eq!(response_fix(StatusCode::SWITCHING_PROTOCOLS, V11, &h(&[]), false).unwrap(), ResponseFix::default());
+    }
+
+    /// An HTTP/1.0 response with Transfer-Encoding has faulty framing (RFC 9112 section 6.1):
+    /// refused, with or without Content-Length, to HEAD too (parity fuzz seed 7,
+    /// response.client-body: Go forwarded the chunks raw, Pingora decoded them); one
+    /// without content ends with its head as over HTTP/1.1.
+    #[test]
+    fn http10_transfer_encoding_is_faulty() {
+        for head in [false, true] {
+            for pairs in [&[("transfer-encoding", "chunked")][..], &[("transfer-encoding", "chunked"), ("content-length", "5")], &[("transfer-encoding", "gzip")]] {
+                assert_eq!(response_fix(StatusCode::OK, V10, &h(pairs), head), Err(FramingError::TransferEncoding), "{pairs:?}");
+            }
+        }
+        assert_eq!(response_fix(StatusCode::OK, V10, &h(&[("content-length", "5")]), false).unwrap(), ResponseFix::default());
+        let f = response_fix(StatusCode::NOT_MODIFIED, V10, &h(&[("transfer-encoding", "chunked")]), false).unwrap();
+        assert_eq!(f.remove, vec![TRANSFER_ENCODING]);
     }
 
     #[test]

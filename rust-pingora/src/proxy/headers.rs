@@ -7,7 +7,6 @@ use crate::routing::{EndpointRt, PlacementRt};
 use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Request headers larger than this (request line + header fields + final CRLF, as sent)
@@ -115,20 +114,7 @@ pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, ep: &Endpo
     let te_trailers = field_lists(&down.headers, header::TE, "trailers");
     let client_host = down.headers.get(header::HOST).cloned();
     let nominated = nominated(&down.headers);
-    // X-Forwarded-For: one string, built in place.
-    let mut xff = String::new();
-    let mut xff_parts = 0usize;
-    if !nominated.contains(&X_FORWARDED_FOR) {
-        for v in down.headers.get_all(&X_FORWARDED_FOR) {
-            if let Ok(s) = v.to_str() {
-                if xff_parts > 0 {
-                    xff.push_str(", ");
-                }
-                xff.push_str(s);
-                xff_parts += 1;
-            }
-        }
-    }
+    let xff = forwarded_for(&down.headers, &nominated, client);
     let upgrade_value = if is_upgrade { down.headers.get(header::UPGRADE).cloned() } else { None };
     // Framing headers are Pingora's: it re-frames bodies itself.
     for name in hop_by_hop_present(&up.headers, &nominated, false) {
@@ -152,20 +138,34 @@ pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, ep: &Endpo
         }
     }
     up.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
-    if let Some(ip) = client {
-        if xff_parts > 0 {
-            xff.push_str(", ");
-        }
-        let _ = write!(xff, "{ip}");
-        xff_parts += 1;
-    }
     if up.headers.contains_key(&X_FORWARDED_FOR) {
         up.remove_header(&X_FORWARDED_FOR);
     }
-    if xff_parts > 0 {
-        up.insert_header("X-Forwarded-For", xff)?;
+    if let Some(v) = xff {
+        up.insert_header("X-Forwarded-For", v)?;
     }
     Ok(())
+}
+
+/// The `X-Forwarded-For` value to send upstream: the incoming lines' values joined with
+/// `", "` (none when `nominated` names the field: it is hop-by-hop then), then `client`;
+/// `None` when that is empty. Built from the values' bytes, so a value with obs-text
+/// (`\xe9`) travels on as net/http forwards it, rather than being dropped (parity fuzz seed
+/// 7, fields.upstream-header-x-forwarded-for; RFC 9110 section 5.5 allows obs-text).
+pub fn forwarded_for(down: &http::HeaderMap, nominated: &[HeaderName], client: Option<IpAddr>) -> Option<HeaderValue> {
+    let mut xff: Vec<u8> = Vec::new();
+    let mut parts = 0usize;
+    let incoming = if nominated.contains(&X_FORWARDED_FOR) { None } else { Some(down.get_all(&X_FORWARDED_FOR)) };
+    let client = client.map(|ip| ip.to_string());
+    for v in incoming.into_iter().flatten().map(HeaderValue::as_bytes).chain(client.as_deref().map(str::as_bytes)) {
+        if parts > 0 {
+            xff.extend_from_slice(b", ");
+        }
+        xff.extend_from_slice(v);
+        parts += 1;
+    }
+    // Valid field values joined by ", " are a valid field value.
+    (parts > 0).then(|| HeaderValue::from_bytes(&xff).ok()).flatten()
 }
 
 /// Rewrite a forwarded 1xx (not `101`) for the client: its hop-by-hop fields and the ones
@@ -210,6 +210,18 @@ mod tests {
         assert!(!has_header_raw(raw, b"transfer-encoding"));
         // the request line is not a field
         assert!(!has_header_raw(b"content-length: 1\r\n\r\n", b"content-length"));
+    }
+
+    #[test]
+    fn forwarded_for_keeps_obs_text_and_joins_lines() {
+        let ip: Option<IpAddr> = Some("127.0.0.1".parse().unwrap());
+        let mut h = http::HeaderMap::new();
+        assert_eq!(forwarded_for(&h, &[], ip).unwrap(), "127.0.0.1");
+        assert_eq!(forwarded_for(&h, &[], None), None);
+        h.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xe9z").unwrap());
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(""));
+        assert_eq!(forwarded_for(&h, &[], ip).unwrap().as_bytes(), b"\xe9z, , 127.0.0.1");
+        assert_eq!(forwarded_for(&h, &[X_FORWARDED_FOR], ip).unwrap(), "127.0.0.1");
     }
 
     #[test]

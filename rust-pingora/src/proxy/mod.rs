@@ -456,7 +456,7 @@ impl ProxyHttp for RouterProxy {
         // sections 7.8 and 15.2.2; Go's ReverseProxy rule): an unsolicited one is refused the
         // same way. Pingora itself would pass it on and tunnel.
         let switch_ok = status != 101 || framing::switch_ok(&session.req_header().headers, &resp.headers);
-        let fix = match framing::response_fix(resp.status, &resp.headers, head) {
+        let fix = match framing::response_fix(resp.status, resp.version, &resp.headers, head) {
             Ok(fix) if status <= 599 && switch_ok => fix,
             _ => {
                 let mut e = Error::explain(ErrorType::InvalidHTTPHeader, "upstream response framing");
