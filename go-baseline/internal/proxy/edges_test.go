@@ -963,3 +963,18 @@ func TestWhiteSpaceBeforeTheColonRemovedFromResponses(t *testing.T) {
 		t.Fatalf("client got %q", out)
 	}
 }
+
+// close in any Connection line of an HTTP/1.0 request ends the connection after the
+// response (RFC 9112 section 9.6), also when a first line lists keep-alive and the
+// response has a length: net/http's wantsHttp10KeepAlive reads the first line only and kept
+// such a connection open (the Pingora router closes it; edge-http10).
+func TestHTTP10CloseInAnyConnectionLine(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	for _, conn := range []string{"Connection: keep-alive\r\nConnection: close\r\n", "Connection: keep-alive, close\r\n"} {
+		out, err := orderlyExchange(t, hostPort(r.url), []byte("GET / HTTP/1.0\r\nX-Routing-Key: k\r\n"+conn+"\r\n"))
+		if err != nil || !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || !strings.HasSuffix(out, "\r\n\r\nok") {
+			t.Fatalf("%q: %q %v", conn, out, err)
+		}
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +176,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.expect100 = r.ProtoAtLeast(1, 1) && r.ContentLength != 0 && hasToken([]byte(r.Header.Get("Expect")), "100-continue")
 	defer h.finish(rw, r, st, start)
 
+	if rw.http10 && slices.ContainsFunc(r.Header["Connection"], func(v string) bool { return hasToken([]byte(v), "close") }) {
+		// close in any Connection line ends the connection after the response (RFC 9112
+		// section 9.6). net/http keeps an HTTP/1.0 connection whose first Connection line
+		// lists keep-alive (wantsHttp10KeepAlive reads that line only) when the response
+		// has a length, whatever a later line says; the Pingora router closes it.
+		closeAfter(w, r)
+	}
 	if rf := refusedHead(r); rf != nil {
 		// The stand-in for a head the connection's gate refused (framing.go): the
 		// router's answer to what net/http would have answered itself, or accepted.
