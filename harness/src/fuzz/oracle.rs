@@ -342,7 +342,12 @@ fn label(s: &str) -> String {
 /// - the upstream saw no request the client did not send as one (tags `hidden`, `s<i>`: a
 ///   request hidden in the unambiguously framed body of request `i`; see
 ///   [`crate::fuzz::reqgen::ReqSpec::hides_request`]).
-pub fn invariants(o: &Obs, imp: &str, nreq: usize, hidden: &[String]) -> Vec<Diff> {
+///
+/// `upstream_marked[i]`: the generated response to request `i` carries an `X-Router-Error`
+/// field of its own (the response generator writes one among the fields a router must
+/// handle), so a 4xx with it is the upstream's, forwarded, not a router-made one (seed 1
+/// case 960: both routers forwarded `400` with `X-Router-Error: websocket`).
+pub fn invariants(o: &Obs, imp: &str, nreq: usize, hidden: &[String], upstream_marked: &[bool]) -> Vec<Diff> {
     let mut out = Vec::new();
     let d = |field: &str, detail: String| Diff { field: field.into(), imp: Some(imp.into()), detail };
     if !o.alive {
@@ -369,7 +374,7 @@ pub fn invariants(o: &Obs, imp: &str, nreq: usize, hidden: &[String]) -> Vec<Dif
     for (i, r) in ex.responses.iter().enumerate() {
         // Only a request the upstream received whole: a body found malformed while it was
         // being forwarded is the client's fault (spec: 400 and close).
-        if r.head.header("x-router-error").is_some() && (400..500).contains(&r.head.status) && whole.contains(&i) {
+        if r.head.header("x-router-error").is_some() && (400..500).contains(&r.head.status) && whole.contains(&i) && !upstream_marked.get(i).copied().unwrap_or(false) {
             out.push(d("forwarded-router-error", format!("request {i} reached the upstream and was answered {} {}", r.head.status, r.head.header("x-router-error").unwrap_or(""))));
         }
     }
@@ -466,17 +471,21 @@ mod tests {
             body_complete: true,
         };
         let o = obs(b"HTTP/1.1 400 Bad Request\r\nX-Router-Error: bad_request\r\nContent-Length: 0\r\n\r\n", vec![Received { index: Some("0".into()), req: Some(q.clone()), raw: vec![] }, Received { index: Some("s0".into()), req: Some(q), raw: vec![] }]);
-        let fields: Vec<String> = invariants(&o, "go", 1, &["s0".to_string()]).into_iter().map(|d| d.field).collect();
+        let fields: Vec<String> = invariants(&o, "go", 1, &["s0".to_string()], &[false]).into_iter().map(|d| d.field).collect();
         assert_eq!(fields, vec!["forwarded-router-error", "smuggled"]);
         let q2 = crate::observe::upstream::UpstreamRequest { target: "/a".into(), ..q1() };
         let mut o2 = obs(b"", vec![Received { index: Some("0".into()), req: Some(q2), raw: vec![] }]);
         o2.exchange.end = Some(ConnEnd::Open);
         o2.alive = false;
-        let fields: Vec<String> = invariants(&o2, "go", 1, &[]).into_iter().map(|d| d.field).collect();
+        let fields: Vec<String> = invariants(&o2, "go", 1, &[], &[]).into_iter().map(|d| d.field).collect();
         assert_eq!(fields, vec!["crash", "hang"]);
         // A request that never reached the upstream whole is no hang (the client owes bytes).
         let mut o3 = obs(b"", vec![]);
         o3.exchange.end = Some(ConnEnd::Open);
-        assert!(invariants(&o3, "go", 1, &[]).is_empty());
+        assert!(invariants(&o3, "go", 1, &[], &[]).is_empty());
+        // The upstream's own X-Router-Error, forwarded with its 4xx, is not the router's.
+        let o4 = obs(b"HTTP/1.1 400 OK\r\nX-Router-Error: websocket\r\nContent-Length: 0\r\n\r\n", vec![Received { index: Some("0".into()), req: Some(q1()), raw: vec![] }]);
+        assert!(invariants(&o4, "go", 1, &[], &[true]).is_empty());
+        assert_eq!(invariants(&o4, "go", 1, &[], &[false]).into_iter().map(|d| d.field).collect::<Vec<_>>(), vec!["forwarded-router-error"]);
     }
 }
