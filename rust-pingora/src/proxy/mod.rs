@@ -231,6 +231,20 @@ fn hash_input(session: &Session, hk: &HashKey) -> Vec<u8> {
     }
 }
 
+/// Whether the upstream had sent part of a response head when `e` ended the exchange:
+/// pingora-core 0.9.1's HTTP/1 client (`read_response`) marks a closed or failed read
+/// retryable on a reused connection whatever it had read, and says how much in its
+/// context (`bytes already read: N`); no typed field carries it. Go's Transport retries
+/// only when not one response byte came (`transportReadFromServerError`,
+/// `errServerClosedIdle`): an upstream that began answering has the request, and a retry
+/// would send it a second time (seed 1 case 245, a `DELETE` received twice by the Pingora
+/// router's upstream when its pooled connection had served another case first).
+fn response_started(e: &Error) -> bool {
+    const READ: &str = "bytes already read: ";
+    let text = e.to_string();
+    text.match_indices(READ).any(|(i, _)| text[i + READ.len()..].split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0))
+}
+
 #[async_trait]
 impl ProxyHttp for RouterProxy {
     type CTX = Ctx;
@@ -537,6 +551,7 @@ impl ProxyHttp for RouterProxy {
         // response byte (as Go's Transport does). Everything else is final.
         if !fired
             && ctx.upstream_status.is_none()
+            && !response_started(&e)
             && !ctx.interim
             && *e.esource() == ErrorSource::Upstream
             && session.req_header().method.is_idempotent()
@@ -677,5 +692,19 @@ impl ProxyHttp for RouterProxy {
             .write();
         }
         ctx.slot = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_started_when_pingora_had_read_part_of_its_head() {
+        let closed = |n: usize| Error::explain(ErrorType::ConnectionClosed, format!("while reading response headers, bytes already read: {n}"));
+        assert!(!response_started(&closed(0)), "nothing read: Go's transport retries too");
+        assert!(response_started(&closed(21)));
+        assert!(response_started(&closed(21).more_context("Peer: 127.0.0.1:1")), "the context Pingora's proxy adds keeps it");
+        assert!(!response_started(&Error::explain(ErrorType::ConnectionClosed, "Peer: x")));
     }
 }
