@@ -321,6 +321,18 @@ pub struct Placement {
     pub circuit_breaker: Option<BreakerCfg>,
     /// TLS settings of an `https://` placement (all its endpoints).
     pub tls: Option<TlsCfg>,
+    /// The upstream HTTP version (`protocol`; `h2` only on `https://`).
+    pub protocol: UpstreamProtocol,
+}
+
+/// A placement's `protocol` (docs/spec.md section 2; section 3 *Upstream HTTP/2*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UpstreamProtocol {
+    /// `"http/1.1"` (also the default when absent).
+    #[default]
+    Http11,
+    /// `"h2"`: ALPN offers `h2` alone (RFC 9113 section 3.2); `https://` endpoints only.
+    H2,
 }
 
 impl Placement {
@@ -573,6 +585,7 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
         "health_check",
         "circuit_breaker",
         "tls",
+        "protocol",
     ];
     // Missing keys in table order; neither `endpoint` nor `endpoints` is reported at
     // `endpoint`'s place.
@@ -732,6 +745,20 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
         }
     };
 
+    // `protocol` after `tls` (spec section 2, the Order).
+    let protocol = match obj.get("protocol") {
+        None => UpstreamProtocol::Http11,
+        Some(pv) => {
+            let pp = format!("{path}/protocol");
+            match pv.as_str() {
+                Some("http/1.1") => UpstreamProtocol::Http11,
+                Some("h2") if endpoints[0].origin.tls => UpstreamProtocol::H2,
+                Some("h2") => return Err(rej(Code::InvalidValue, pp, "protocol h2 is only allowed on https:// endpoints")),
+                _ => return Err(rej(Code::InvalidValue, pp, "expected \"http/1.1\" or \"h2\"")),
+            }
+        }
+    };
+
     Ok(Placement {
         id: id.to_string(),
         endpoints,
@@ -744,6 +771,7 @@ fn validate_placement(id: &str, v: &Value, path: &str) -> Result<Placement, Reje
         health_check,
         circuit_breaker,
         tls,
+        protocol,
     })
 }
 

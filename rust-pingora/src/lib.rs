@@ -28,6 +28,8 @@
 //! - [`proxy`]: the data plane, `impl ProxyHttp` (hooks only); `ctx` (per-request
 //!   context), `headers` (hop-by-hop, `X-Forwarded-*`), `deadline` (the `request_ms`
 //!   header deadline), `respond` (router-made answers), `accesslog` (spec §3, §8).
+//! - [`tls`]: the TLS data listener: certificate reload, client certificates, session
+//!   tickets, handshake metrics (spec §1, §3, §7).
 //! - [`server`]: flags, start-up order, `run(flags, shutdown) -> exit code` (spec §1, §8).
 //!
 //! Binaries: `src/main.rs` (`pingora-router`: parse flags, `server::run`, exit once) and
@@ -46,4 +48,5 @@ pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod upstream;

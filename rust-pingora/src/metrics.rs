@@ -85,6 +85,14 @@ pub struct Metrics {
     pub peer_requests: IntCounterVec,
     /// `router_peer_failures_total{placement,endpoint,kind}`
     pub peer_failures: IntCounterVec,
+    /// `router_tls_handshakes_total{resumed}`: completed TLS handshakes on the data
+    /// listener (registered by [`Metrics::enable_tls`] only)
+    pub tls_handshakes: IntCounterVec,
+    /// `router_tls_handshake_errors_total`: failed TLS handshakes ([`Metrics::enable_tls`])
+    pub tls_handshake_errors: IntCounter,
+    /// `router_tls_reloads_total{result}`: SIGHUP reloads, `ok` or `error`
+    /// ([`Metrics::enable_tls`])
+    pub tls_reloads: IntCounterVec,
     /// Makes scrapes one at a time: each resets and refills the per-placement gauges.
     scrape: Mutex<()>,
 }
@@ -154,6 +162,9 @@ impl Metrics {
                 "Upstream failures by endpoint and kind.",
                 &["placement", "endpoint", "kind"]
             )),
+            tls_handshakes: cv("router_tls_handshakes_total", "Completed TLS handshakes.", &["resumed"]),
+            tls_handshake_errors: IntCounter::new("router_tls_handshake_errors_total", "Failed TLS handshakes.").unwrap(),
+            tls_reloads: cv("router_tls_reloads_total", "Certificate reloads on SIGHUP.", &["result"]),
             registry,
             scrape: Mutex::new(()),
         };
@@ -163,6 +174,25 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Register the TLS families (the data listener is TLS): they appear from then on,
+    /// every series at 0; on a plain listener they are never registered, so absent.
+    pub fn enable_tls(&self) {
+        self.registry.register(Box::new(self.tls_handshakes.clone())).expect("register metric");
+        self.registry.register(Box::new(self.tls_handshake_errors.clone())).expect("register metric");
+        self.registry.register(Box::new(self.tls_reloads.clone())).expect("register metric");
+        for resumed in ["false", "true"] {
+            self.tls_handshakes.with_label_values(&[resumed]);
+        }
+        for result in ["ok", "error"] {
+            self.tls_reloads.with_label_values(&[result]);
+        }
+    }
+
+    /// Count one completed TLS handshake in `router_tls_handshakes_total{resumed}`.
+    pub fn count_tls_handshake(&self, resumed: bool) {
+        self.tls_handshakes.with_label_values(&[if resumed { "true" } else { "false" }]).inc();
+    }
+
     /// Count one router-made response in `router_errors_total{code}`.
     pub fn count_error(&self, code: Code) {
         self.errors.with_label_values(&[code.as_str()]).inc();

@@ -100,12 +100,41 @@ pub struct Flags {
     /// One JSON line per request on stderr.
     #[arg(long)]
     pub access_log: bool,
+    /// PEM certificate chain (leaf first); with `--tls-key` the data listener is TLS 1.2/1.3
+    /// with ALPN h2 and http/1.1 (spec section 3, "TLS and HTTP/2 on the listener").
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 RSA or SEC 1 EC).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: client certificates are required and verified against it.
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Flags {
+    /// The TLS files of the data listener; `None`: plain HTTP/1.1. `Err`: the flag
+    /// combination spec section 1 refuses (exit 2): one of `--tls-cert`/`--tls-key`
+    /// without the other, `--client-ca` without `--tls-cert`.
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            })),
+            (Some(_), None) => Err("--tls-cert requires --tls-key".into()),
+            (None, Some(_)) => Err("--tls-key requires --tls-cert".into()),
+            (None, None) if self.client_ca.is_some() => Err("--client-ca requires --tls-cert".into()),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Parse the command line. `Err(code)`: `--help` / `--version` were printed (0), or one
 /// `error: …` line was printed for bad flags (2); the process should exit with `code`.
 pub fn parse_flags() -> Result<Flags, i32> {
-    Flags::try_parse().map_err(|e| {
+    let flags = Flags::try_parse().map_err(|e| {
         use clap::error::ErrorKind;
         match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -120,7 +149,12 @@ pub fn parse_flags() -> Result<Flags, i32> {
                 2
             }
         }
-    })
+    })?;
+    if let Err(e) = flags.tls_files() {
+        eprintln!("error: {e}");
+        return Err(2);
+    }
+    Ok(flags)
 }
 
 /// What ends [`run`]: a future that resolves on the first SIGTERM or SIGINT. The handlers
@@ -284,6 +318,21 @@ pub fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'static) ->
         LkgLoad::Loaded(cfg) => store.install(cfg),
         LkgLoad::Corrupt(why) => eprintln!("pingora-router: last-known-good file rejected: {why}"),
     }
+    // TLS files are read before anything is bound: a bad one is fatal (exit 1).
+    let tls = match flags.tls_files() {
+        Ok(None) => None,
+        Ok(Some(files)) => match crate::tls::Reloadable::load(files) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("error: tls: {e}");
+                return 1;
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let bind_or_report = |addr: &str| bind(addr).map_err(|e| eprintln!("error: cannot bind {addr}: {e}"));
     let Ok(proxy_listener) = bind_or_report(&flags.listen) else { return 1 };
     let Ok(admin_listener) = bind_or_report(&flags.admin_listen) else { return 1 };
@@ -294,7 +343,7 @@ pub fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send + 'static) ->
     let listeners = (proxy_listener, admin_listener);
     let spawned = std::thread::Builder::new()
         .name("pingora-server".into())
-        .spawn(move || serve(&flags, store, listeners, Box::pin(shutdown), exit_tx));
+        .spawn(move || serve(&flags, store, listeners, tls, Box::pin(shutdown), exit_tx));
     if let Err(e) = spawned {
         eprintln!("error: cannot start the server thread: {e}");
         return 1;
@@ -311,6 +360,7 @@ fn serve(
     flags: &Flags,
     store: Arc<Store>,
     (proxy_listener, admin_listener): (std::net::TcpListener, std::net::TcpListener),
+    tls: Option<Arc<crate::tls::Reloadable>>,
     shutdown: ShutdownFuture,
     exit: mpsc::Sender<i32>,
 ) {
@@ -326,7 +376,27 @@ fn serve(
         options.allow_connect_method_proxying = true;
         app.server_options = Some(options);
     }
-    proxy.add_listener(pingora::listeners::ListenerConfig::tcp(&flags.listen).l4_buffer(crate::upstream::client_l4_buffers()));
+    let mut listener = pingora::listeners::ListenerConfig::tcp(&flags.listen).l4_buffer(crate::upstream::client_l4_buffers());
+    if let Some(reloadable) = &tls {
+        // The TLS data listener (crate::tls): Pingora's rustls acceptor on the same bound
+        // socket; the SIGHUP reload is a background service.
+        match crate::tls::settings(reloadable, store.clone()) {
+            Ok(settings) => listener = listener.tls(settings),
+            Err(e) => {
+                eprintln!("error: tls: {e}");
+                let _ = exit.send(1);
+                return;
+            }
+        }
+        store.metrics.enable_tls();
+        let mut hup = background_service(
+            "tls-reload",
+            crate::tls::ReloadOnHup { reloadable: reloadable.clone(), store: store.clone() },
+        );
+        hup.threads = Some(1);
+        server.add_service(hup);
+    }
+    proxy.add_listener(listener);
     server.add_service(OnBoundListener {
         inner: proxy,
         name: "proxy".into(),

@@ -134,6 +134,7 @@ pub fn pool_group(p: &Placement, e: &EndpointCfg) -> u64 {
     p.connect_ms.hash(&mut h);
     p.request_ms.hash(&mut h);
     format!("{:?}", p.tls).hash(&mut h);
+    p.protocol.hash(&mut h);
     h.finish()
 }
 
@@ -167,6 +168,11 @@ pub fn build_peer(p: &Placement, e: &EndpointCfg) -> PeerResult {
         peer.options.verify_hostname = true;
         if let Some(t) = &p.tls {
             apply_tls(&mut peer, t)?;
+        }
+        // `protocol: h2` (spec section 3, *Upstream HTTP/2*): ALPN offers h2 alone; Pingora
+        // keeps the h2 connection in its connector's pool and multiplexes on it.
+        if p.protocol == crate::config::UpstreamProtocol::H2 {
+            peer.options.alpn = pingora::protocols::ALPN::H2;
         }
     }
     Ok(peer)

@@ -106,13 +106,23 @@ fn hop_by_hop_present(headers: &http::HeaderMap, nominated: &[HeaderName], keep_
 /// Rewrite the upstream request `up` (Pingora's copy of the client's request `down`) for
 /// the chosen endpoint `ep`: hop-by-hop fields removed (an upgrade request keeps `Connection: Upgrade`
 /// and its `Upgrade` value; `TE: trailers` is kept), `Host` = the endpoint's `host:port`,
-/// `X-Forwarded-Host` = the client's `Host` (absent without one), `X-Forwarded-Proto: http`, `X-Forwarded-For`
+/// `X-Forwarded-Host` = the client's `Host` (an HTTP/2 request's `:authority` without one;
+/// absent without either), `X-Forwarded-Proto: https` when `tls` (the client came over the
+/// TLS listener) else `http`, `X-Forwarded-For`
 /// = the incoming values joined, then `client` (a hop-by-hop `X-Forwarded-For` does not
 /// travel on).
-pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, ep: &EndpointRt, up: &mut RequestHeader) -> Result<()> {
+pub fn upstream_request(
+    down: &RequestHeader,
+    client: Option<IpAddr>,
+    tls: bool,
+    ep: &EndpointRt,
+    up: &mut RequestHeader,
+) -> Result<()> {
     let is_upgrade = down.headers.contains_key(header::UPGRADE);
     let te_trailers = field_lists(&down.headers, header::TE, "trailers");
-    let client_host = down.headers.get(header::HOST).cloned();
+    let client_host = down.headers.get(header::HOST).cloned().or_else(|| {
+        down.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()).filter(|_| down.version == http::Version::HTTP_2)
+    });
     let nominated = nominated(&down.headers);
     let xff = forwarded_for(&down.headers, &nominated, client);
     let upgrade_value = if is_upgrade { down.headers.get(header::UPGRADE).cloned() } else { None };
@@ -137,7 +147,7 @@ pub fn upstream_request(down: &RequestHeader, client: Option<IpAddr>, ep: &Endpo
             up.remove_header("X-Forwarded-Host");
         }
     }
-    up.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
+    up.insert_header("X-Forwarded-Proto", HeaderValue::from_static(if tls { "https" } else { "http" }))?;
     if up.headers.contains_key(&X_FORWARDED_FOR) {
         up.remove_header(&X_FORWARDED_FOR);
     }
@@ -232,6 +242,10 @@ mod tests {
         h.append(header::CONNECTION, HeaderValue::from_static(" Upgrade "));
         assert!(connection_has(&h, "upgrade"));
         assert!(!connection_has(&http::HeaderMap::new(), "upgrade"));
+        // an HTTP/1.0 request's keep-alive anywhere in the list (request_filter)
+        let mut k = http::HeaderMap::new();
+        k.append(header::CONNECTION, HeaderValue::from_static("upgrade, Keep-Alive"));
+        assert!(connection_has(&k, "keep-alive"));
     }
 
     #[test]

@@ -315,7 +315,9 @@ impl ProxyHttp for RouterProxy {
             let mut hosts = req.headers.get_all(HOST).iter();
             let host_ok = match (hosts.next(), hosts.next()) {
                 (Some(h), None) => target::valid_host(h.as_bytes()),
-                (None, _) => req.version < Version::HTTP_11,
+                // HTTP/2: `:authority` stands for Host (RFC 9113 section 8.3.1; Pingora
+                // refused a request with neither).
+                (None, _) => req.version < Version::HTTP_11 || req.version == Version::HTTP_2,
                 (Some(_), Some(_)) => false,
             };
             // Transfer-Encoding: exactly one `chunked` (Pingora accepts `chunked, chunked`,
@@ -431,7 +433,8 @@ impl ProxyHttp for RouterProxy {
     async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
         let ep = ctx.endpoint_rt().expect("endpoint");
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        headers::upstream_request(session.req_header(), client, ep, up)?;
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        headers::upstream_request(session.req_header(), client, tls, ep, up)?;
         // The target goes up byte for byte as the client sent it (RFC 9110 section 7.7;
         // Pingora's parsed URI drops a `#fragment`), an absolute-form target as its
         // origin-form (RFC 9112 section 3.2.2; Pingora would forward the absolute form with

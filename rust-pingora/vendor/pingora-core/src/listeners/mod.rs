@@ -117,6 +117,11 @@ pub trait TlsAccept {
     ) -> Option<Arc<dyn Any + Send + Sync>> {
         None
     }
+
+    /// pingora-parity patch: called when a downstream TLS handshake fails (rustls backend
+    /// only), with the error the listener then logs and drops the connection for. The
+    /// handshake result reaches no other hook. Does nothing by default.
+    async fn handshake_failed_callback(&self, _err: &pingora_error::Error) {}
 }
 
 pub type TlsAcceptCallbacks = Box<dyn TlsAccept + Send + Sync>;

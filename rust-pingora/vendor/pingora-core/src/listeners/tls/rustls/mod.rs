@@ -38,6 +38,8 @@ pub struct TlsSettings {
     client_cert_verifier: Option<Arc<dyn ClientCertVerifier>>,
     callbacks: Option<TlsAcceptCallbacks>,
     offload_threadpool: Option<(usize, usize)>,
+    // pingora-parity patch: the session ticket producer of the `ServerConfig`
+    ticketer: Option<Arc<dyn ::rustls::server::ProducesTickets>>,
 }
 
 pub struct Acceptor {
@@ -94,6 +96,10 @@ impl TlsSettings {
         if let Some(alpn_protocols) = self.alpn_protocols {
             config.alpn_protocols = alpn_protocols;
         }
+        // pingora-parity patch: session tickets (TLS 1.2 and 1.3) when a ticketer is set
+        if let Some(ticketer) = self.ticketer {
+            config.ticketer = ticketer;
+        }
 
         Acceptor {
             acceptor: RusTlsAcceptor::from(Arc::new(config)),
@@ -112,6 +118,13 @@ impl TlsSettings {
 
     pub fn set_alpn(&mut self, alpn: ALPN) {
         self.alpn_protocols = Some(alpn.to_wire_protocols());
+    }
+
+    /// pingora-parity patch: issue stateless session tickets (TLS 1.2 and TLS 1.3) made by
+    /// `ticketer` (e.g. rustls `crypto::ring::Ticketer::new()`). Without one, rustls
+    /// resumes from its in-memory session cache only.
+    pub fn set_ticketer(&mut self, ticketer: Arc<dyn ::rustls::server::ProducesTickets>) {
+        self.ticketer = Some(ticketer);
     }
 
     /// Configure mTLS by providing a rustls client certificate verifier.
@@ -200,6 +213,7 @@ impl TlsSettings {
             client_cert_verifier: None,
             callbacks: None,
             offload_threadpool: None,
+            ticketer: None,
         })
     }
 
@@ -220,6 +234,7 @@ impl TlsSettings {
             client_cert_verifier: None,
             callbacks: Some(callbacks),
             offload_threadpool: None,
+            ticketer: None,
         })
     }
 }

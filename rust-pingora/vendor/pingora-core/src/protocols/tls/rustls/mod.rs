@@ -34,6 +34,8 @@ pub struct TlsRef {
     pub(super) cipher: Option<&'static str>,
     pub(super) version: Option<&'static str>,
     pub(super) server_name: Option<String>,
+    // pingora-parity patch: whether the handshake resumed a session
+    pub(super) resumed: bool,
 }
 
 impl TlsRef {
@@ -65,5 +67,11 @@ impl TlsRef {
     /// server-side connections; always `None` on client streams.
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()
+    }
+
+    /// pingora-parity patch: whether the handshake resumed an earlier session (a ticket or
+    /// a session id) instead of a full handshake (rustls `HandshakeKind::Resumed`).
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 }

@@ -70,7 +70,14 @@ pub async fn handshake_with_callback<S: IO>(
     callbacks: &(dyn TlsAccept + Send + Sync),
 ) -> Result<TlsStream<S>> {
     let mut tls_stream = prepare_tls_stream(acceptor, io).await?;
-    let done = Pin::new(&mut tls_stream).start_accept().await?;
+    // pingora-parity patch: a failed handshake reaches `handshake_failed_callback`.
+    let done = match Pin::new(&mut tls_stream).start_accept().await {
+        Ok(done) => done,
+        Err(e) => {
+            callbacks.handshake_failed_callback(&e).await;
+            return Err(e);
+        }
+    };
     if !done {
         // NOTE: certificate_callback is not invoked for rustls. Dynamic cert selection
         // should use a custom ResolvesServerCert instead.

@@ -337,11 +337,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> InnerStream<T> {
             RusTlsStream::Server(s) => s.get_ref().1.server_name().map(|n| n.to_string()),
             RusTlsStream::Client(_) => None,
         };
+        // pingora-parity patch: the handshake kind, for `TlsRef::resumed`
+        let resumed = session.handshake_kind() == Some(::rustls::HandshakeKind::Resumed);
         Some(TlsRef {
             peer_certs,
             cipher,
             version,
             server_name,
+            resumed,
         })
     }
 }
