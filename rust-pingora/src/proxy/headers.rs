@@ -246,6 +246,10 @@ mod tests {
         let mut k = http::HeaderMap::new();
         k.append(header::CONNECTION, HeaderValue::from_static("upgrade, Keep-Alive"));
         assert!(connection_has(&k, "keep-alive"));
+        // an HTTP/1.0 request's keep-alive anywhere in the list (request_filter)
+        let mut k = http::HeaderMap::new();
+        k.append(header::CONNECTION, HeaderValue::from_static("upgrade, Keep-Alive"));
+        assert!(connection_has(&k, "keep-alive"));
     }
 
     #[test]

@@ -281,6 +281,13 @@ impl ProxyHttp for RouterProxy {
         // `Connection: Upgrade` then `Connection: close` kept it open.
         if headers::connection_has(&session.req_header().headers, "close") {
             session.set_keepalive(None);
+        } else if session.req_header().version == Version::HTTP_10 && headers::connection_has(&session.req_header().headers, "keep-alive") {
+            // An HTTP/1.0 request persists with the `keep-alive` option anywhere in its
+            // `Connection` list (RFC 9112 section 9.3; net/http's hasToken): Pingora sees it
+            // only as the whole value, so `Connection: upgrade, keep-alive` was closed after
+            // the response (parity fuzz seed 7, http10.client-header-connection). Whether
+            // the response lets it persist (a length) is `response_filter`'s.
+            session.set_keepalive(Some(0));
         }
         // Framing checks on the raw header section: Pingora drops Content-Length when
         // Transfer-Encoding is also present, so look at the bytes the client sent.
