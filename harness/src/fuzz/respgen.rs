@@ -176,13 +176,18 @@ impl RespSpec {
 
     /// Whether the upstream must close after this response: asked to, or the response is
     /// not cleanly delimited (a lying length, close-delimited, both framings), so the next
-    /// request on the connection would meet leftover bytes.
+    /// request on the connection would meet leftover bytes. A response without framing
+    /// fields and with a status that has content (not 1xx, 204, 304) is close-delimited
+    /// even when its body is empty (RFC 9112 §6.3 item 8): kept open, its body never ends
+    /// and the `hang` invariant blamed the router for the upstream's stall (seed 1 case
+    /// 784, both routers alike).
     pub fn closes(&self) -> bool {
+        let no_content = (100..200).contains(&self.status) || self.status == 204 || self.status == 304;
         let dirty = match &self.framing {
             RespFraming::Length { delta, .. } => *delta != 0,
             RespFraming::Chunked { lie, .. } => *lie != 0,
             RespFraming::Close | RespFraming::Both => true,
-            RespFraming::Nothing => !self.body.is_empty(),
+            RespFraming::Nothing => !self.body.is_empty() || !no_content,
         };
         dirty || !matches!(self.delivery.end, End::Keep) || self.status == 101 || self.version != b"HTTP/1.1"
     }
@@ -280,6 +285,17 @@ pub fn response(odd: bool, upgrade: bool) -> BoxedStrategy<RespSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unframed_response_with_content_ends_with_a_close() {
+        let mut r = RespSpec { framing: RespFraming::Nothing, body: vec![], ..RespSpec::plain() };
+        assert!(r.closes(), "a 200 without framing is close-delimited, even empty");
+        r.status = 204;
+        assert!(!r.closes());
+        r.status = 304;
+        assert!(!r.closes());
+        assert!(!RespSpec::plain().closes());
+    }
 
     #[test]
     fn renders_plain_and_chunked() {
