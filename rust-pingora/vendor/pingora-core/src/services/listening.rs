@@ -231,7 +231,11 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
                         let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
+                        // pingora-parity patch (issue 14, idle keep-alive memory): the
+                        // handshake's state (a TLS handshake's is large) on the heap while it
+                        // runs; inline, it sized this task, which lives as long as the
+                        // connection, idle keep-alive time included.
+                        match timeout(Duration::from_secs(60), Box::pin(io.handshake())).await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,

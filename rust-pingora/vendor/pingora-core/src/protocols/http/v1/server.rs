@@ -160,6 +160,29 @@ pub struct HttpSession {
     pipelined_idle_bytes_stashed: bool,
 }
 
+/// pingora-parity patch (issue 14, idle keep-alive memory): `stream.read_buf(buf)`, except
+/// that a `buf` without capacity (the start of a request head) gets its
+/// `INIT_HEADER_BUF_SIZE` bytes only for a read that returns: each poll allocates them,
+/// reads, and frees them again when nothing is there yet (`Pending`), so a keep-alive
+/// connection waiting idle for its next request holds no header buffer. A read that is ready
+/// keeps the buffer (one allocation per request head, as before; a wait costs one more
+/// allocation and free per wake-up).
+async fn read_buf_lazily(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    use std::future::Future;
+    if buf.capacity() > 0 {
+        return stream.read_buf(buf).await;
+    }
+    std::future::poll_fn(|cx| {
+        let mut fresh = BytesMut::with_capacity(INIT_HEADER_BUF_SIZE);
+        let res = std::pin::pin!(stream.read_buf(&mut fresh)).poll(cx);
+        if res.is_ready() {
+            *buf = fresh;
+        }
+        res
+    })
+    .await
+}
+
 impl HttpSession {
     /// Create a new http server session from an established (TCP or TLS) [`Stream`].
     /// The created session needs to call [`Self::read_request()`] first before performing
@@ -215,7 +238,7 @@ impl HttpSession {
         already_read: usize,
     ) -> Result<Option<usize>> {
         let read_result = {
-            let read_event = self.underlying_stream.read_buf(buf);
+            let read_event = read_buf_lazily(&mut self.underlying_stream, buf);
             match self.keepalive_timeout {
                 KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                     Ok(res) => res,
@@ -300,7 +323,10 @@ impl HttpSession {
             .pipelined_prefix
             .take()
             .filter(|prefix| !prefix.is_empty())
-            .unwrap_or_else(|| BytesMut::with_capacity(INIT_HEADER_BUF_SIZE));
+            // pingora-parity patch (issue 14, idle keep-alive memory): no header buffer while a
+            // keep-alive connection waits for its next request; read_buf_lazily allocates it
+            // when the first bytes are there.
+            .unwrap_or_default();
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
