@@ -434,7 +434,6 @@ mod tests {
             cpus: None,
             pool: 256,
             remote: vec![],
-            tls: None,
         };
         let rows = rows(&d, &m);
         assert_eq!(rows.len(), 2);

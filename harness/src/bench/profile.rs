@@ -184,9 +184,6 @@ pub struct Profile {
     /// The concurrency ladder (absent: none).
     #[serde(default)]
     pub concurrency: Option<Concurrency>,
-    /// The TLS and HTTP/2 phase (issue 15; absent: none): [`super::tls::TlsProfile`].
-    #[serde(default)]
-    pub tls: Option<super::tls::TlsProfile>,
 }
 
 fn default_nice() -> i32 {
@@ -241,10 +238,6 @@ impl Profile {
             anyhow::ensure!(c.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0), "concurrency.fractions: each in (0, 1]");
             anyhow::ensure!(c.phase.repeats >= 1, "concurrency.repeats must be >= 1");
             anyhow::ensure!(p.multi_endpoint.is_none(), "a profile has either multi_endpoint or concurrency, not both");
-        }
-        if let Some(t) = &p.tls {
-            t.check()?;
-            anyhow::ensure!(p.multi_endpoint.is_none(), "a profile has either multi_endpoint or tls, not both");
         }
         if let Some(m) = &p.multi_endpoint {
             anyhow::ensure!(m.endpoints.contains(&1), "multi_endpoint.endpoints must contain 1 (the baseline)");

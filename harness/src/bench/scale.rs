@@ -448,7 +448,6 @@ mod tests {
             cpus: None,
             pool: 16384,
             remote: vec![],
-            tls: None,
         }
     }
 

@@ -19,7 +19,8 @@ pub struct Violation {
     pub event: Option<usize>,
     /// The invariant: `answer` (not allowed for the state), `lost` (no answer where the
     /// state allows none), `answered_twice`, `expectation` (a scenario expectation: push
-    /// answer, settle wait, LKG file, final state), `harness`.
+    /// answer, settle wait, LKG file, final state), `metrics` (a counter's delta against
+    /// what the clients and the control plane saw, [`super::metrics_check`]), `harness`.
     pub kind: String,
     /// What was seen against what was allowed.
     pub detail: String,
@@ -123,13 +124,15 @@ pub fn check(r: &Rendered, trace: &[Obs], failures: &[String], error: Option<&st
             }
         }
     }
+    out.extend(super::metrics_check::check(r, trace));
     out
 }
 
-/// The trace without the load steps, whose answers depend on timing: what the parity
-/// verdict compares.
+/// The trace without the load steps and the metrics snapshots, whose values depend on
+/// timing: what the parity verdict compares.
 pub fn comparable(r: &Rendered, trace: &[Obs]) -> Vec<Obs> {
-    trace.iter().filter(|o| o.step < 0 || !r.load_steps.contains(&(o.step as usize))).cloned().collect()
+    let timed = |s: usize| r.load_steps.contains(&s) || r.snapshots.iter().any(|(i, _)| *i == s);
+    trace.iter().filter(|o| o.step < 0 || !timed(o.step as usize)).cloned().collect()
 }
 
 #[cfg(test)]

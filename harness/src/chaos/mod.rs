@@ -20,8 +20,10 @@
 //! | [`schedule`] | the world, generated configs and events, `generate(seed, index)` |
 //! | [`model`] | the state model, the allowed answers, rendering to a scenario |
 //! | [`check`] | invariants per implementation, the comparable trace |
+//! | [`metrics_check`] | the `metrics` invariant: counters against what the clients saw |
 //! | [`shrink`] | delta debugging over the events |
 pub mod check;
+pub mod metrics_check;
 pub mod model;
 pub mod schedule;
 pub mod shrink;

@@ -120,7 +120,28 @@ pub struct Rendered {
     pub probes: usize,
     /// Load requests in the scenario.
     pub load_requests: usize,
+    /// The `snapshot_metrics` steps, in order, and where each stands in the schedule
+    /// (none when rendered for a file: their values depend on timing).
+    pub snapshots: Vec<(usize, Boundary)>,
 }
+
+/// Where a metrics snapshot is taken (`chaos::metrics_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Boundary {
+    /// After the set-up, before the first step: the baseline of the first process.
+    Start,
+    /// Just before a router restart's SIGTERM, with that event's load in flight: the
+    /// last view of the process that ends.
+    BeforeRestart,
+    /// Just after the restarted router answered `/healthz`: a fresh process, counters
+    /// from zero, the restart's load possibly still running.
+    AfterRestart,
+    /// After the final probes, read until quiet: the last view of the last process.
+    End,
+}
+
+/// The metric names a snapshot records.
+pub const SNAPSHOT_METRICS: [&str; 5] = ["router_requests_total", "router_errors_total", "router_config_accepted_total", "router_config_rejected_total", "router_request_duration_seconds_count"];
 
 /// Effective condition of an upstream as the router sees it through its proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +332,7 @@ struct Builder {
     for_file: bool,
     probes: usize,
     load_requests: usize,
+    snapshots: Vec<(usize, Boundary)>,
 }
 
 impl Builder {
@@ -318,6 +340,19 @@ impl Builder {
         self.steps.push(step);
         self.event_of.push(self.event);
         self.steps.len() - 1
+    }
+
+    /// A `snapshot_metrics` step at `at` (nothing when rendering for a file).
+    fn snapshot(&mut self, at: Boundary) {
+        if self.for_file {
+            return;
+        }
+        let mut m = json!({"names": SNAPSHOT_METRICS});
+        if at == Boundary::End {
+            m["quiet_ms"] = json!(150);
+        }
+        let i = self.push(json!({"snapshot_metrics": m}));
+        self.snapshots.push((i, at));
     }
 
     fn wait_admin(&mut self, pointer: String, equals: Value) {
@@ -482,7 +517,9 @@ impl Builder {
                 self.push(json!({"wait": {"hellos": st.hellos, "within_ms": 5000}}));
             }
             Event::Restart => {
+                self.snapshot(Boundary::BeforeRestart);
                 self.push(json!({"router": "restart"}));
+                self.snapshot(Boundary::AfterRestart);
                 st.restart();
                 self.push(json!({"wait": {"hellos": st.hellos, "within_ms": 5000}}));
             }
@@ -498,7 +535,8 @@ pub const LOAD_COUNT: usize = 30;
 /// (`trace: []`), so that `parity run` of the file compares only what is deterministic.
 pub fn render(s: &Schedule, for_file: bool) -> Rendered {
     let mut st = State::new(s.initial.clone());
-    let mut b = Builder { steps: vec![], checks: BTreeMap::new(), event_of: vec![], load_steps: vec![], event: None, for_file, probes: 0, load_requests: 0 };
+    let mut b = Builder { steps: vec![], checks: BTreeMap::new(), event_of: vec![], load_steps: vec![], event: None, for_file, probes: 0, load_requests: 0, snapshots: vec![] };
+    b.snapshot(Boundary::Start);
     b.settle(&st);
     b.probes(&mut st);
     for (k, e) in s.events.iter().enumerate() {
@@ -533,6 +571,7 @@ pub fn render(s: &Schedule, for_file: bool) -> Rendered {
     b.settle(&st);
     b.lkg(st.version);
     b.probes(&mut st);
+    b.snapshot(Boundary::End);
     let ups: serde_json::Map<String, Value> = UPSTREAMS
         .iter()
         .map(|u| (u.to_string(), json!({})))
@@ -550,5 +589,5 @@ pub fn render(s: &Schedule, for_file: bool) -> Rendered {
         "config": config_json(&s.initial, 1),
         "steps": b.steps,
     });
-    Rendered { scenario, checks: b.checks, event_of: b.event_of, load_steps: b.load_steps, probes: b.probes, load_requests: b.load_requests }
+    Rendered { scenario, checks: b.checks, event_of: b.event_of, load_steps: b.load_steps, probes: b.probes, load_requests: b.load_requests, snapshots: b.snapshots }
 }

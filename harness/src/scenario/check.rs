@@ -325,7 +325,7 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
                     err(base.clone(), "needs router.control_plane: true".into());
                 }
             }
-            Step::Router(_) | Step::Toxic(_) => {}
+            Step::Router(_) | Step::Toxic(_) | Step::SnapshotMetrics(_) => {}
         }
     }
     // The toxiproxy block and toxic steps (crate::toxiproxy).

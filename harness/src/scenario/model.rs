@@ -311,6 +311,11 @@ pub enum Step {
     /// own value and fails any expected number (0 included); a failed scrape fails the
     /// step.
     ExpectMetrics(BTreeMap<String, Option<f64>>),
+    /// Record, without expecting anything, the values of the named metrics in
+    /// `GET /metrics` and the control plane's acks and nacks so far: the counter
+    /// snapshots `parity chaos` holds against what the clients saw
+    /// ([`crate::steps::snapshot_metrics`]).
+    SnapshotMetrics(SnapshotMetrics),
     /// Check what the control plane saw.
     ExpectControlPlane(CpExpect),
     /// Check what an upstream received.
@@ -323,6 +328,21 @@ pub enum Step {
     /// Add or remove a Toxiproxy toxic on one proxy, or disable/enable it
     /// ([`crate::toxiproxy`]); needs the scenario's `toxiproxy` block.
     Toxic(crate::toxiproxy::ToxicStep),
+}
+
+/// A metrics snapshot (`snapshot_metrics` step).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotMetrics {
+    /// Metric names to record (every series of each, all labels); a histogram's
+    /// `_count` series is named as such.
+    pub names: Vec<String>,
+    /// Read again until two reads this many milliseconds apart agree (the recorded
+    /// series and the control plane's answers), at most 2 s: for a snapshot taken when
+    /// nothing should be in flight, since a router records an answer just after the
+    /// client has it. Absent: one read.
+    #[serde(default)]
+    pub quiet_ms: Option<u64>,
 }
 
 /// Access-log expectations.

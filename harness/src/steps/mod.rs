@@ -16,6 +16,7 @@ pub mod key_spread;
 pub mod push;
 pub mod router;
 pub mod send;
+pub mod snapshot_metrics;
 pub mod upstream;
 pub mod wait;
 pub mod toxic;
@@ -131,6 +132,7 @@ async fn run_step(ctx: &mut Ctx<'_>, i: i64, step: &Step) -> Result<()> {
         Step::ExpectAdmin(m) => expect_admin::run(ctx, i, m).await,
         Step::KeySpread(k) => key_spread::run(ctx, i, k).await,
         Step::ExpectMetrics(m) => expect_metrics::run(ctx, i, m).await?,
+        Step::SnapshotMetrics(m) => snapshot_metrics::run(ctx, i, m).await,
         Step::ExpectControlPlane(e) => expect_control_plane::run(ctx, i, e),
         Step::ExpectAccessLog(a) => expect_access_log::run(ctx, i, a).await,
         Step::ExpectFile(f) => expect_file::run(ctx, i, f),
