@@ -1,11 +1,14 @@
 //! The client of `send` steps: every request goes through the harness's own HTTP/1.1
-//! client ([`crate::observe::client`]) on a fresh connection, `concurrency` at a time,
+//! client ([`crate::observe::client`]) on a fresh connection, plain or TLS, or as an
+//! HTTP/2 stream ([`crate::h2client`]) by the run's [`Transport`], `concurrency` at a time,
 //! which records everything a client can observe ([`Exchange`]). [`Resp`] is the view of
 //! it that expectations read. Nothing here fails: transport errors and timeouts are part
 //! of the observation.
 
 use crate::observe::client::{exchange, ConnEnd, Exchange, FailureKind, HttpRequest, Options, Outgoing, ReqBody};
+use crate::h2client::{conn_failure, H2Conn, H2Request};
 use crate::observe::upstream::REQUEST_TAG;
+use crate::tls::Transport;
 use crate::scenario::Send;
 use futures_util::StreamExt;
 use std::net::SocketAddr;
@@ -110,16 +113,30 @@ pub fn is_raw(s: &Send) -> bool {
     s.raw.is_some() || s.raw_writes.is_some()
 }
 
+/// How a send reaches the router: the transport and, over TLS, the client configuration
+/// (CA, client certificate, ALPN of the transport).
+#[derive(Debug, Clone, Default)]
+pub struct Conn {
+    /// The transport.
+    pub transport: Transport,
+    /// The TLS configuration (`h1+tls`, `h2+tls`).
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
 /// Sends the step's `count` requests to `addr` (the router's data port, or a proxy in
 /// front of it), `concurrency` at a time; the responses in request order. Request `n`
 /// of step `step` carries the tag `<step>.<n>`. `progress` counts response body chunks
-/// received over all the step's requests.
-pub async fn send_all(addr: SocketAddr, step: i64, s: Send, progress: Arc<AtomicU64>) -> Vec<Resp> {
+/// received over all the step's requests (HTTP/1.1 only).
+pub async fn send_all(addr: SocketAddr, step: i64, s: Send, progress: Arc<AtomicU64>, conn: Conn) -> Vec<Resp> {
+    if let (Transport::H2Tls, Some(cfg)) = (conn.transport, conn.tls.clone()) {
+        return send_all_h2(addr, step, s, cfg).await;
+    }
     let s = Arc::new(s);
     let _ = REQUEST_TAG;
     let futs = (0..s.count).map(|n| {
         let s = s.clone();
         let p = progress.clone();
+        let tls = conn.tls.clone();
         async move {
             let tag = format!("{step}.{n}");
             let raw = is_raw(&s);
@@ -132,6 +149,7 @@ pub async fn send_all(addr: SocketAddr, step: i64, s: Send, progress: Arc<Atomic
                 linger: if raw { RAW_LINGER } else { Duration::from_millis(15) },
                 read_delay: Duration::from_millis(s.read_delay_ms),
                 want_responses: if raw { s.expect.responses.as_ref().map(|r| r.len()) } else { None },
+                tls,
                 ..Default::default()
             };
             let ex = exchange(addr, outgoing(&s, &tag), &opts).await;
@@ -139,6 +157,105 @@ pub async fn send_all(addr: SocketAddr, step: i64, s: Send, progress: Arc<Atomic
         }
     });
     futures_util::stream::iter(futs).buffered(s.concurrency as usize).collect().await
+}
+
+/// The HTTP/2 streams of send `s` (`h2+tls`): built requests as streams; raw bytes parsed
+/// into requests ([`H2Request::parse_raw`]), each raw send's requests on one connection,
+/// one after the other, its responses in one exchange. With `one_connection`, the
+/// `count` requests share one connection, `concurrency` streams open at a time, then
+/// `after_goaway` more once the GOAWAY has arrived.
+async fn send_all_h2(addr: SocketAddr, step: i64, s: Send, cfg: Arc<tokio_rustls::rustls::ClientConfig>) -> Vec<Resp> {
+    let timeout = Duration::from_millis(s.timeout_ms);
+    let keep = crate::observe::body::KEEP_BYTES;
+    let raw = is_raw(&s);
+    let requests = |tag: &str| -> Option<Vec<H2Request>> {
+        match outgoing(&s, tag) {
+            Outgoing::Http(r) => Some(vec![H2Request::from_http(&r, addr)]),
+            Outgoing::Raw { bytes, .. } => H2Request::parse_raw(&bytes, addr),
+            Outgoing::RawWrites(ws) => H2Request::parse_raw(&ws.into_iter().flat_map(|(_, b)| b).collect::<Vec<u8>>(), addr),
+        }
+    };
+    let not_h2 = || conn_failure("the raw bytes are not well-formed HTTP/1.1 requests; not expressible over HTTP/2".into());
+    let tag_of = |n: u32| if raw { None } else { Some(format!("{step}.{n}")) };
+    if s.one_connection {
+        let conn = match tokio::time::timeout(timeout, H2Conn::open(addr, cfg)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return (0..s.count + s.after_goaway).map(|n| Resp::of(conn_failure(e.clone()), tag_of(n))).collect(),
+            Err(_) => return (0..s.count + s.after_goaway).map(|n| Resp::of(conn_failure("connect timeout".into()), tag_of(n))).collect(),
+        };
+        let conn = &conn;
+        let one = |n: u32| {
+            let reqs = requests(&format!("{step}.{n}"));
+            async move {
+                match reqs.and_then(|r| r.into_iter().next()) {
+                    Some(r) => Resp::of(conn.request(r, timeout, keep).await, tag_of(n)),
+                    None => Resp::of(not_h2(), tag_of(n)),
+                }
+            }
+        };
+        let mut out: Vec<Resp> = futures_util::stream::iter((0..s.count).map(one)).buffered(s.concurrency.max(1) as usize).collect().await;
+        if s.after_goaway > 0 {
+            let deadline = tokio::time::Instant::now() + timeout;
+            while conn.goaway().is_none() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for n in s.count..s.count + s.after_goaway {
+                out.push(one(n).await);
+            }
+        }
+        return out;
+    }
+    let futs = (0..s.count).map(|n| {
+        let reqs = requests(&format!("{step}.{n}"));
+        let cfg = cfg.clone();
+        async move {
+            let Some(reqs) = reqs else { return Resp::of(not_h2(), tag_of(n)) };
+            if reqs.len() == 1 {
+                let r = reqs.into_iter().next().expect("one");
+                return Resp::of(crate::h2client::exchange(addr, cfg, r, timeout, keep).await, tag_of(n));
+            }
+            let ex = match tokio::time::timeout(timeout, H2Conn::open(addr, cfg)).await {
+                Ok(Ok(c)) => {
+                    let mut all = crate::observe::client::Exchange::default();
+                    for r in reqs {
+                        let ex = c.request(r, timeout, keep).await;
+                        all.responses.extend(ex.responses);
+                        all.end = ex.end;
+                        all.latency_us = ex.latency_us;
+                        if ex.failure.is_some() {
+                            all.failure = ex.failure;
+                            break;
+                        }
+                    }
+                    all
+                }
+                Ok(Err(e)) => conn_failure(e),
+                Err(_) => conn_failure("connect timeout".into()),
+            };
+            Resp::of(ex, tag_of(n))
+        }
+    });
+    futures_util::stream::iter(futs).buffered(s.concurrency.max(1) as usize).collect().await
+}
+
+/// One exchange over `conn`'s transport: [`exchange`] (plain or TLS) or, over `h2+tls`, a
+/// built request as one HTTP/2 stream on its own connection (raw bytes: their first
+/// request).
+pub async fn exchange_over(addr: SocketAddr, out: Outgoing, opts: &Options, conn: &Conn) -> Exchange {
+    match (conn.transport, &conn.tls) {
+        (Transport::H2Tls, Some(cfg)) => {
+            let req = match out {
+                Outgoing::Http(r) => Some(H2Request::from_http(&r, addr)),
+                Outgoing::Raw { bytes, .. } => H2Request::parse_raw(&bytes, addr).and_then(|v| v.into_iter().next()),
+                Outgoing::RawWrites(ws) => H2Request::parse_raw(&ws.into_iter().flat_map(|(_, b)| b).collect::<Vec<u8>>(), addr).and_then(|v| v.into_iter().next()),
+            };
+            match req {
+                Some(r) => crate::h2client::exchange(addr, cfg.clone(), r, opts.timeout, opts.keep_bytes).await,
+                None => conn_failure("not expressible over HTTP/2".into()),
+            }
+        }
+        _ => exchange(addr, out, &Options { tls: conn.tls.clone(), ..opts.clone() }).await,
+    }
 }
 
 /// Whether the connection of `r` was kept alive after the response.

@@ -9,6 +9,7 @@ use crate::env::Env;
 use crate::plan::Plan;
 use crate::scenario::Scenario;
 use crate::steps::{self, poll_until, Ctx};
+use crate::tls::Transport;
 use crate::trace::{Obs, Recorder};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -45,9 +46,22 @@ pub async fn run(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path) -> Im
 
 /// [`run`], with the self-test's injecting proxy `inject` in the environment.
 pub async fn run_with(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path, inject: Option<&crate::env::InjectSpec>) -> ImplRun {
+    run_full(sc, imp, bin_dir, log_dir, inject, Transport::H1).await
+}
+
+/// [`run`] with `send` steps over `transport`; a TLS transport needs `sc.router.tls`
+/// (see [`crate::tls::for_transport`]).
+pub async fn run_over(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path, transport: Transport) -> ImplRun {
+    run_full(sc, imp, bin_dir, log_dir, None, transport).await
+}
+
+async fn run_full(sc: &Scenario, imp: &str, bin_dir: &Path, log_dir: &Path, inject: Option<&crate::env::InjectSpec>, transport: Transport) -> ImplRun {
     let start = Instant::now();
     let mut env = match Env::create_with(sc, imp, bin_dir, log_dir, inject).await {
-        Ok(e) => e,
+        Ok(mut e) => {
+            e.transport = transport;
+            e
+        }
         Err(e) => {
             let missing = e.to_string().contains("not found");
             return ImplRun {

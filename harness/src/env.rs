@@ -219,6 +219,13 @@ impl RouterProc {
         }
     }
 
+    /// Sends SIGHUP to the running process (TLS certificate reload).
+    pub fn sighup(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+        }
+    }
+
     /// Waits for the process to exit; returns its exit code (None: signal) or Err on
     /// timeout (the process keeps running).
     pub async fn wait_exit(&mut self, within: Duration) -> Result<Option<i32>> {
@@ -295,6 +302,10 @@ pub struct Env {
     pub injected: Option<Injected>,
     /// Toxiproxy and its proxies, when the scenario has a `toxiproxy` block.
     pub toxi: Option<crate::toxiproxy::Toxiproxy>,
+    /// The run's certificates, when the router's listener is TLS (`router.tls`).
+    pub pki: Option<crate::tls::TestPki>,
+    /// How `send` steps reach the data port (set by [`crate::engine::run_over`]).
+    pub transport: crate::tls::Transport,
 }
 
 /// Where to put the self-test's injecting proxy in an environment.
@@ -388,6 +399,8 @@ impl Env {
             received,
             injected: None,
             toxi: None,
+            pki: None,
+            transport: crate::tls::Transport::H1,
         };
         if let Some(spec) = inject {
             use crate::selftest::inject::{Proxy, Side};
@@ -444,6 +457,15 @@ impl Env {
         if let Some(t) = r.cp_pong_timeout_ms {
             args.push(format!("--cp-pong-timeout-ms={t}"));
         }
+        if let Some(tls) = &r.tls {
+            let pki = crate::tls::TestPki::generate(&env.dir.path().join("tls"))?;
+            args.push(format!("--tls-cert={}", pki.cert_file().display()));
+            args.push(format!("--tls-key={}", pki.key_file().display()));
+            if tls.client_ca {
+                args.push(format!("--client-ca={}", pki.ca_file().display()));
+            }
+            env.pki = Some(pki);
+        }
         let client = env.client.clone();
         // Ports are picked free and then handed to the router, so another program can take
         // one in between: on a bind failure, pick new ports and try again.
@@ -464,6 +486,19 @@ impl Env {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// How `send` steps connect: the run's transport and, over TLS, a client configuration
+    /// trusting the run's CA with the ALPN of the transport and certificate `cert`
+    /// (absent: the good one when the router requires client certificates, else none).
+    pub fn conn_for(&self, cert: Option<crate::tls::ClientCert>) -> Result<crate::client::Conn> {
+        let transport = self.transport;
+        let Some(pki) = self.pki.as_ref().filter(|_| transport.needs_tls()) else {
+            return Ok(crate::client::Conn { transport: crate::tls::Transport::H1, tls: None });
+        };
+        let required = self.router.args.iter().any(|a| a.starts_with("--client-ca="));
+        let cert = cert.unwrap_or(if required { crate::tls::ClientCert::Good } else { crate::tls::ClientCert::None });
+        Ok(crate::client::Conn { transport, tls: Some(pki.client_config(cert, &transport.alpn(), None)?) })
     }
 
     /// The values of the scenario's templates in this environment (constant once the

@@ -189,6 +189,8 @@ fn connection_name(c: ConnExpect) -> &'static str {
         ConnExpect::Eof => "eof",
         ConnExpect::Reset => "reset",
         ConnExpect::Open => "open",
+        ConnExpect::StreamReset => "stream_reset",
+        ConnExpect::Goaway => "goaway",
     }
 }
 
@@ -202,6 +204,8 @@ pub fn connection_of(ex: &Exchange) -> String {
         Some(ConnEnd::Reset) => "reset",
         Some(ConnEnd::KeptAlive) | Some(ConnEnd::Open) => "open",
         Some(ConnEnd::ClientClosed) => "client-closed",
+        Some(ConnEnd::StreamReset(_)) => "stream_reset",
+        Some(ConnEnd::GoAway(_)) => "goaway",
         None => "none",
     }
     .to_string()

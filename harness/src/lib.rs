@@ -21,7 +21,9 @@
 //! | [`plan`] | a scenario with every `{{...}}` template resolved against a live environment |
 //! | [`engine`] | runs one planned scenario against one implementation: set-up, steps, teardown |
 //! | [`steps`] | one executor per step kind, dispatched from [`scenario::Step`] |
-//! | [`client`] | the HTTP/raw-TCP client of `send` steps |
+//! | [`client`] | the HTTP/raw-TCP client of `send` steps, over the run's [`tls::Transport`] |
+//! | [`tls`] | TLS on the router's listener: the run's test PKI (rcgen), client transports `h1`/`h1+tls`/`h2+tls`, the handshake probe of `tls` steps |
+//! | [`h2client`] | the HTTP/2 client (`h2` crate) of the `h2+tls` transport and `h2` steps: streams recorded as exchanges, RST_STREAM/GOAWAY seen by a frame tap |
 //! | [`expect`] | expectation checks of `send` steps (per response, counts) and JSON comparison |
 //! | [`trace`] | the observation trace ([`trace::Obs`]) and its normalisation |
 //! | [`verdict`] | pass/fail per implementation and parity (first difference of the traces) |
@@ -46,6 +48,7 @@ pub mod engine;
 pub mod env;
 pub mod expect;
 pub mod fuzz;
+pub mod h2client;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
@@ -56,6 +59,7 @@ pub mod shard;
 pub mod soak;
 pub mod steps;
 pub mod suite;
+pub mod tls;
 pub mod trace;
 pub mod toxiproxy;
 pub mod upstreams;

@@ -136,6 +136,7 @@ pub fn resolve_step(step: &Step, b: &Bindings) -> Step {
                 }
             }
         }
+        Step::Tls(_) => {}
         Step::Await(_) | Step::ControlPlane(_) | Step::Router(_) | Step::ExpectMetrics(_) | Step::SnapshotMetrics(_) | Step::ExpectControlPlane(_) | Step::Toxic(_) => {}
     }
     step

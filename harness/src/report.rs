@@ -67,6 +67,9 @@ pub struct ScenarioResult {
     pub description: String,
     /// Tags.
     pub tags: Vec<String>,
+    /// The client transport the scenario ran over (`h1`, `h1+tls`, `h2+tls`).
+    #[serde(default)]
+    pub transport: crate::tls::Transport,
     /// Per implementation.
     pub impls: BTreeMap<String, ImplResult>,
     /// `identical`, `diverged`, or `n/a` when fewer than two implementations ran.
@@ -187,6 +190,9 @@ pub fn human_duration(ms: u64) -> String {
 /// The one terminal line of a scenario.
 pub fn line(s: &ScenarioResult, impls: &[String]) -> String {
     let mut out = format!("{:<28}", s.id);
+    if s.transport != crate::tls::Transport::H1 {
+        let _ = write!(out, " [{}]", s.transport);
+    }
     for imp in impls {
         let st = s.impls.get(imp).map(|i| i.status.as_str()).unwrap_or("-");
         let ms = s.impls.get(imp).map(|i| i.duration_ms).unwrap_or(0);
@@ -488,6 +494,7 @@ mod tests {
                 file: "x.yaml".into(),
                 description: "d".into(),
                 tags: vec![],
+                transport: Default::default(),
                 impls,
                 parity: "diverged".into(),
                 first_difference: None,

@@ -184,6 +184,7 @@ mod tests {
                     file: format!("{id}.yaml"),
                     description: String::new(),
                     tags: vec![],
+                    transport: Default::default(),
                     impls: BTreeMap::new(),
                     parity: "identical".into(),
                     first_difference: None,

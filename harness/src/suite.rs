@@ -30,6 +30,9 @@ pub struct Suite {
     /// The slice of the suite `list` is (`--shard`), recorded in summary.json; `None`
     /// for a whole run.
     pub shard: Option<crate::shard::Shard>,
+    /// `--transport`: every scenario runs over it (the list holds those it applies to);
+    /// None: each over its own first transport.
+    pub transport: Option<crate::tls::Transport>,
 }
 
 /// The run in progress, for the signal path: results folder, summary so far, extra
@@ -72,7 +75,7 @@ pub fn mark_interrupted(s: &mut report::Summary, planned: &[String]) {
 /// Runs the suite and writes its reports; returns the exit code (0 all pass and
 /// identical, 1 a failure or divergence, 3 the reports could not be written).
 pub async fn run(s: Suite) -> i32 {
-    let Suite { list, impls, jobs, bin_dir, dir, run_id, started, junit, shard } = s;
+    let Suite { list, impls, jobs, bin_dir, dir, run_id, started, junit, shard, transport } = s;
     let tty = std::io::stderr().is_terminal();
     let total = list.len() * impls.len();
     let pb = if tty {
@@ -91,13 +94,14 @@ pub async fn run(s: Suite) -> i32 {
     for (si, l) in list.iter().enumerate() {
         for imp in &impls {
             let sem = sem.clone();
-            let sc = l.scenario.clone();
+            let t = crate::tls::transport_of(&l.scenario, transport);
+            let sc = crate::tls::for_transport(&l.scenario, t);
             let imp = imp.clone();
             let bin_dir = bin_dir.clone();
             let log_dir = dir.join("logs").join(&sc.id).join(&imp);
             pending.push((si, imp.clone(), tokio::spawn(async move {
                 let _p = sem.acquire_owned().await.unwrap();
-                engine::run(&sc, &imp, &bin_dir, &log_dir).await
+                engine::run_over(&sc, &imp, &bin_dir, &log_dir, t).await
             })));
         }
     }
@@ -144,7 +148,8 @@ pub async fn run(s: Suite) -> i32 {
         runs[si].push((imp, r));
         while next_print < list.len() && runs[next_print].len() == impls.len() {
             let l = &list[next_print];
-            let sr = scenario_result(l, &dir, std::mem::take(&mut runs[next_print]));
+            let mut sr = scenario_result(l, &dir, std::mem::take(&mut runs[next_print]));
+            sr.transport = crate::tls::transport_of(&l.scenario, transport);
             let mut lines = vec![report::line(&sr, &impls)];
             lines.extend(report::details(&sr));
             for line in lines {
@@ -216,6 +221,7 @@ pub fn scenario_result(l: &scenario::Loaded, dir: &Path, runs: Vec<(String, engi
         file: l.file.display().to_string(),
         description: l.scenario.description.clone(),
         tags: l.scenario.tags.clone(),
+        transport: Default::default(),
         impls,
         parity: parity.into(),
         first_difference: diff,

@@ -33,6 +33,11 @@ pub struct RunArgs {
     /// merge the slices' folders afterwards with `parity report A B ...`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::shard::Shard>,
+    /// Client transport: run every selected scenario that applies to it over it (h1,
+    /// h1+tls, h2+tls; docs/scenarios.md "Transports"). Default: each scenario over the
+    /// first of its own `transports` (h1 when it names none).
+    #[arg(long, value_enum)]
+    pub transport: Option<crate::tls::Transport>,
 }
 
 /// Runs the suite until it ends or a signal arrives; returns the exit code.
@@ -104,6 +109,19 @@ async fn prepare_and_run(mut a: RunArgs) -> i32 {
         eprintln!("no scenario selected");
         return 2;
     }
+    let list: Vec<_> = match a.transport {
+        Some(t) => {
+            let n = list.len();
+            let kept: Vec<_> = list.into_iter().filter(|l| crate::tls::applies(&l.scenario, t)).collect();
+            eprintln!("--transport {t}: {} of the {n} selected scenarios apply", kept.len());
+            if kept.is_empty() {
+                eprintln!("no scenario selected");
+                return 2;
+            }
+            kept
+        }
+        None => list,
+    };
     let list = match a.shard {
         Some(sh) => {
             let n = list.len();
@@ -151,7 +169,7 @@ async fn prepare_and_run(mut a: RunArgs) -> i32 {
         let _ = std::fs::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(&run_id, &latest);
     }
-    suite::run(suite::Suite { list, impls: a.impls, jobs: a.jobs, bin_dir, dir, run_id, started, junit: a.junit, shard: a.shard }).await
+    suite::run(suite::Suite { list, impls: a.impls, jobs: a.jobs, bin_dir, dir, run_id, started, junit: a.junit, shard: a.shard, transport: a.transport }).await
 }
 
 #[cfg(test)]

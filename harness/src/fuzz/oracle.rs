@@ -102,7 +102,7 @@ pub fn parse_client(raw: &ClientRaw, heads: &[bool]) -> Exchange {
         let framing = framing_of(&head, is_head);
         let rest = &b[pos..];
         let (body, used, complete, trailers) = match &framing {
-            Framing::NoBody | Framing::Invalid(_) => (vec![], 0, true, vec![]),
+            Framing::NoBody | Framing::Invalid(_) | Framing::Http2 => (vec![], 0, true, vec![]),
             Framing::Length(n) => {
                 let k = (*n as usize).min(rest.len());
                 (rest[..k].to_vec(), k, k as u64 == *n, vec![])

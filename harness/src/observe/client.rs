@@ -98,6 +98,9 @@ pub struct Options {
     /// within `timeout`), then watch `linger` for an extra one or the connection's end.
     /// `None`: after each response wait `linger` for the next.
     pub want_responses: Option<usize>,
+    /// Speak TLS with this configuration on the connection (the `h1+tls` transport);
+    /// None: plain TCP.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl Default for Options {
@@ -112,6 +115,7 @@ impl Default for Options {
             progress: None,
             read_delay: Duration::ZERO,
             want_responses: None,
+            tls: None,
         }
     }
 }
@@ -160,6 +164,9 @@ pub enum Framing {
     CloseDelimited,
     /// `101 Switching Protocols`: the connection became a tunnel.
     Tunnel,
+    /// HTTP/2: DATA frames until END_STREAM (RFC 9113 §8.1); recorded by
+    /// [`crate::h2client`], never by this client.
+    Http2,
     /// The framing headers were invalid (§6.3 rule 5: conflicting or bad Content-Length).
     Invalid(String),
 }
@@ -179,6 +186,12 @@ pub enum ConnEnd {
     Open,
     /// The client closed on purpose (read enough chunks, or cancelled after N bytes).
     ClientClosed,
+    /// HTTP/2 ([`crate::h2client`]): the stream ended with `RST_STREAM` carrying this
+    /// error code (RFC 9113 §6.4, §7).
+    StreamReset(u32),
+    /// HTTP/2: the server sent `GOAWAY` with this error code on the connection (RFC 9113
+    /// §6.8); for a stream that ended whole before or after it.
+    GoAway(u32),
 }
 
 /// Why an exchange went wrong, as a kind that compares between runs and a detail text.
@@ -322,7 +335,26 @@ async fn run(st: &mut State, addr: SocketAddr, out: Outgoing, opts: &Options) {
         }
     };
     let _ = s.set_nodelay(true);
-    let (r, mut w) = s.into_split();
+    match &opts.tls {
+        None => {
+            let (r, w) = s.into_split();
+            run_io(st, r, w, addr, out, opts).await
+        }
+        Some(cfg) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("valid name");
+            match tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, s).await {
+                Ok(t) => {
+                    let (r, w) = tokio::io::split(t);
+                    run_io(st, r, w, addr, out, opts).await
+                }
+                Err(e) => st.ex.failure = Some(Failure { kind: FailureKind::Connect, detail: format!("tls: {}", crate::tls::alert_of(&e)) }),
+            }
+        }
+    }
+}
+
+/// The exchange on a connected stream (plain or TLS).
+async fn run_io<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(st: &mut State, r: R, mut w: W, addr: SocketAddr, out: Outgoing, opts: &Options) {
     let mut rd = Rd { r, buf: Vec::new() };
     let read_delay = opts.read_delay.saturating_sub(st.t0.elapsed());
     match out {
@@ -349,7 +381,7 @@ async fn run(st: &mut State, addr: SocketAddr, out: Outgoing, opts: &Options) {
             {
                 let reader = async {
                     tokio::time::sleep(read_delay).await;
-                    read_responses::<_, tokio::net::tcp::OwnedWriteHalf>(st, &mut rd, None, None, &heads, true, opts).await
+                    read_responses::<_, W>(st, &mut rd, None, None, &heads, true, opts).await
                 };
                 tokio::pin!(reader);
                 loop {
@@ -375,7 +407,7 @@ async fn run(st: &mut State, addr: SocketAddr, out: Outgoing, opts: &Options) {
                 let heads = [is_head];
                 let reader = async {
                     tokio::time::sleep(read_delay).await;
-                    read_responses::<_, tokio::net::tcp::OwnedWriteHalf>(st, &mut rd, None, None, &heads, false, opts).await
+                    read_responses::<_, W>(st, &mut rd, None, None, &heads, false, opts).await
                 };
                 tokio::pin!(reader);
                 let mut wres: Option<std::io::Result<()>> = None;
@@ -447,7 +479,11 @@ impl<R: AsyncRead + Unpin> Rd<R> {
     /// Reads more bytes into the buffer; `Ok(0)` at EOF.
     async fn more(&mut self) -> std::io::Result<usize> {
         let mut tmp = [0u8; 16384];
-        let n = self.r.read(&mut tmp).await?;
+        let n = match self.r.read(&mut tmp).await {
+            // TLS: the peer closed without close_notify; the TCP end is a FIN all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            r => r?,
+        };
         self.buf.extend_from_slice(&tmp[..n]);
         Ok(n)
     }
@@ -764,7 +800,7 @@ fn closed(r: std::io::Result<usize>, complete_on_fin: bool) -> BodyEnd {
 
 async fn read_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(st: &mut State, rd: &mut Rd<R>, framing: &Framing, tunnel_w: Option<&mut W>, tunnel_write: Option<&[u8]>, opts: &Options) -> BodyEnd {
     match framing {
-        Framing::NoBody | Framing::Invalid(_) => BodyEnd::Done,
+        Framing::NoBody | Framing::Invalid(_) | Framing::Http2 => BodyEnd::Done,
         Framing::Tunnel => {
             let (Some(w), Some(t)) = (tunnel_w, tunnel_write) else { return BodyEnd::Done };
             if let Err(e) = w.write_all(t).await {

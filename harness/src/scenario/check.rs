@@ -320,6 +320,17 @@ pub(super) fn check(sc: &Scenario, map: &LineMap, file: &Path) -> Vec<ScenarioEr
             Step::ExpectFile(f) => {
                 check_templates(&Value::String(f.path.clone()), format!("{base}.expect_file.path"), &mut err);
             }
+            Step::Tls(t) => {
+                if sc.router.tls.is_none() {
+                    err(base.clone(), "needs router.tls".into());
+                }
+                if t.connections == 0 {
+                    err(format!("{base}.tls.connections"), "must be at least 1".into());
+                }
+                if t.expect.resumed.as_ref().is_some_and(|r| r.len() != t.connections as usize) {
+                    err(format!("{base}.tls.expect.resumed"), "needs one entry per connection".into());
+                }
+            }
             Step::ControlPlane(_) | Step::ExpectControlPlane(_) => {
                 if !sc.router.control_plane {
                     err(base.clone(), "needs router.control_plane: true".into());

@@ -37,6 +37,12 @@ pub struct Scenario {
     /// ([`crate::toxiproxy`]); `toxic` steps change its proxies.
     #[serde(default)]
     pub toxiproxy: Option<crate::toxiproxy::ToxiproxySpec>,
+    /// The client transports the scenario runs over ([`crate::tls::Transport`]): `parity
+    /// run` uses the first, `parity run --transport T` runs the scenario when T is listed.
+    /// Absent: `h1`, and with `--transport h1+tls`/`h2+tls` every scenario the default rule
+    /// of [`crate::tls::applies`] admits (docs/scenarios.md, "Transports").
+    #[serde(default)]
+    pub transports: Option<Vec<crate::tls::Transport>>,
 }
 
 fn default_scenario_timeout() -> u64 {
@@ -254,6 +260,20 @@ pub struct RouterSpec {
     /// `--threads` (default 2).
     #[serde(default = "default_threads")]
     pub threads: u32,
+    /// Make the data listener TLS: `--tls-cert`/`--tls-key` with the run's certificate
+    /// ([`crate::tls::TestPki`]), and `--client-ca` when `client_ca`. Set by `parity run
+    /// --transport h1+tls|h2+tls` on every scenario it runs.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+}
+
+/// The router's TLS listener (issue 15).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Pass `--client-ca` (the run's CA): client certificates are required.
+    #[serde(default)]
+    pub client_ca: bool,
 }
 
 impl Default for RouterSpec {
@@ -269,6 +289,7 @@ impl Default for RouterSpec {
             cp_ping_ms: None,
             cp_pong_timeout_ms: None,
             threads: default_threads(),
+            tls: None,
         }
     }
 }
@@ -328,6 +349,80 @@ pub enum Step {
     /// Add or remove a Toxiproxy toxic on one proxy, or disable/enable it
     /// ([`crate::toxiproxy`]); needs the scenario's `toxiproxy` block.
     Toxic(crate::toxiproxy::ToxicStep),
+    /// TLS handshakes with the router's data listener ([`crate::steps::tls`]); needs
+    /// `router.tls`.
+    Tls(TlsProbe),
+}
+
+/// `tls` step: `connections` handshakes one after the other with one client
+/// configuration (its session cache is shared, so the second may resume).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsProbe {
+    /// The client certificate presented (default none).
+    #[serde(default)]
+    pub client_cert: crate::tls::ClientCert,
+    /// ALPN protocols offered, in order (default `[h2, http/1.1]`; `[]`: no ALPN).
+    #[serde(default = "default_alpn")]
+    pub alpn: Vec<String>,
+    /// Only this TLS version (`"1.2"` or `"1.3"`); absent: both.
+    #[serde(default)]
+    pub version: Option<TlsVersion>,
+    /// Connections made (default 1).
+    #[serde(default = "one")]
+    pub connections: u32,
+    /// Expectations, on every connection unless said otherwise.
+    #[serde(default)]
+    pub expect: TlsExpect,
+}
+
+fn default_alpn() -> Vec<String> {
+    vec!["h2".into(), "http/1.1".into()]
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    #[serde(rename = "1.2")]
+    V12,
+    /// TLS 1.3 (RFC 8446).
+    #[serde(rename = "1.3")]
+    V13,
+}
+
+/// Expectations of a `tls` step.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsExpect {
+    /// `ok` or `failed` ([`crate::tls::probe`]).
+    #[serde(default)]
+    pub handshake: Option<HandshakeExpect>,
+    /// The negotiated ALPN protocol; `null`: none.
+    #[serde(default, deserialize_with = "some_value")]
+    pub alpn: Option<Option<String>>,
+    /// Per connection, in order: whether its session was resumed.
+    #[serde(default)]
+    pub resumed: Option<Vec<bool>>,
+    /// The certificate the router presented: `initial` or `next` (after
+    /// `router: swap_tls_cert`).
+    #[serde(default)]
+    pub server_cert: Option<String>,
+    /// The alert of a failed handshake as rustls names it (`CertificateRequired`,
+    /// `UnknownCA`, ...). Only when given is the alert part of the trace: stacks may
+    /// choose different alerts (docs/divergences.md).
+    #[serde(default)]
+    pub alert: Option<String>,
+}
+
+/// Expected handshake outcome.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HandshakeExpect {
+    /// Completed, and not ended by an alert right after.
+    Ok,
+    /// Refused with an alert (or the connection closed).
+    Failed,
 }
 
 /// A metrics snapshot (`snapshot_metrics` step).
@@ -424,6 +519,19 @@ pub struct Send {
     /// many back into the body.
     #[serde(default)]
     pub tunnel_write: Option<String>,
+    /// Over TLS: the client certificate presented; absent: the good one when the router
+    /// requires one (`router.tls.client_ca`), else none.
+    #[serde(default)]
+    pub client_cert: Option<crate::tls::ClientCert>,
+    /// `h2+tls` only: the `count` requests are streams on one HTTP/2 connection,
+    /// `concurrency` open at a time (default false: a connection per request).
+    #[serde(default)]
+    pub one_connection: bool,
+    /// `h2+tls` with `one_connection`: once the router's `GOAWAY` has arrived (waiting
+    /// up to `timeout_ms`), open this many more streams on the connection (refused by the
+    /// GOAWAY, RFC 9113 §6.8); recorded after the others.
+    #[serde(default)]
+    pub after_goaway: u32,
     /// Number of requests (default 1).
     #[serde(default = "one")]
     pub count: u32,
@@ -583,6 +691,11 @@ pub enum ConnExpect {
     Reset,
     /// Still open after the linger.
     Open,
+    /// HTTP/2: the stream ended with `RST_STREAM` (its code is in the trace).
+    StreamReset,
+    /// HTTP/2: the stream ended whole, and a `GOAWAY` had arrived (its code is in the
+    /// trace), or the stream was refused by it.
+    Goaway,
 }
 
 /// Serde helper so that an explicit `null` means `Some(None)`.
@@ -707,6 +820,14 @@ pub enum RouterAction {
     },
     /// Check that the data-plane port refuses new connections.
     ExpectRefused,
+    /// Send SIGHUP: the router re-reads its TLS files (spec: certificate reload).
+    Sighup,
+    /// Replace the router's `--tls-cert`/`--tls-key` files with the run's second
+    /// certificate (`next`), each file renamed over the old one.
+    SwapTlsCert,
+    /// Replace the router's `--tls-cert`/`--tls-key` files with text that is not PEM (a
+    /// reload that must fail and keep the old certificate).
+    BreakTlsCert,
 }
 
 fn default_exit_wait() -> u64 {

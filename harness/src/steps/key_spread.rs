@@ -7,7 +7,7 @@
 //! the map differs between two runs of the same router.
 use super::Ctx;
 use crate::client::{outgoing, Resp};
-use crate::observe::client::{exchange, Options};
+use crate::observe::client::Options;
 use crate::scenario::Send;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -81,10 +81,17 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, k: &KeySpread) {
         // One request at a time on a fresh connection, as `send` does, but without
         // watching the connection's end after the response (not compared here).
         let opts = Options { timeout: Duration::from_millis(send.timeout_ms), linger: Duration::from_millis(1), ..Default::default() };
+        let conn = match ctx.env.conn_for(None) {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.fail(i, "key_spread", format!("client TLS configuration: {e:#}"));
+                return;
+            }
+        };
         let mut rs = Vec::new();
         for r in 0..k.repeat {
             let tag = format!("{i}.{n}.{r}");
-            rs.push(Resp::of(exchange(addr, outgoing(&send, &tag), &opts).await, Some(tag)));
+            rs.push(Resp::of(crate::client::exchange_over(addr, outgoing(&send, &tag), &opts, &conn).await, Some(tag)));
         }
         ctx.latencies.extend(rs.iter().map(|r| r.latency_us));
         let mut seen = BTreeSet::new();

@@ -18,6 +18,7 @@ pub mod router;
 pub mod send;
 pub mod snapshot_metrics;
 pub mod upstream;
+pub mod tls;
 pub mod wait;
 pub mod toxic;
 
@@ -138,6 +139,7 @@ async fn run_step(ctx: &mut Ctx<'_>, i: i64, step: &Step) -> Result<()> {
         Step::ExpectFile(f) => expect_file::run(ctx, i, f),
         Step::ExpectUpstream(u) => expect_upstream::run(ctx, i, u).await,
         Step::Toxic(t) => toxic::run(ctx, t).await?,
+        Step::Tls(t) => tls::run(ctx, i, t).await,
     }
     Ok(())
 }

@@ -47,6 +47,21 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, a: &RouterAction) {
                 ctx.fail(i, "router", format!("peak RSS {peak} bytes, expected below {bytes}"));
             }
         }
+        RouterAction::Sighup => {
+            ctx.env.router.sighup();
+            ctx.obs(i, "router", json!("sighup"));
+        }
+        RouterAction::SwapTlsCert | RouterAction::BreakTlsCert => {
+            let broken = matches!(a, RouterAction::BreakTlsCert);
+            let res = match &ctx.env.pki {
+                Some(p) => p.swap_server_cert(broken).map_err(|e| format!("{e:#}")),
+                None => Err("the router has no TLS listener (router.tls)".into()),
+            };
+            ctx.obs(i, "router", json!({"tls_cert_replaced": res.is_ok(), "broken": broken}));
+            if let Err(e) = res {
+                ctx.fail(i, "router", format!("replacing the TLS files: {e}"));
+            }
+        }
         RouterAction::ExpectRefused => {
             let r = tokio::net::TcpStream::connect(addr(ctx.env.router.listen_port)).await;
             let refused = matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);

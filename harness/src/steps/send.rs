@@ -13,14 +13,21 @@ use std::time::Duration;
 /// Sends the requests and checks them, or starts them in the background (`background:`).
 pub async fn run(ctx: &mut Ctx<'_>, i: i64, s: &Send) {
     let addr = ctx.env.data_addr();
+    let conn = match ctx.env.conn_for(s.client_cert) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.fail(i, "send", format!("client TLS configuration: {e:#}"));
+            return;
+        }
+    };
     if let Some(name) = &s.background {
         let progress = Arc::new(AtomicU64::new(0));
         ctx.progress.insert(name.clone(), progress.clone());
-        let handle = tokio::spawn(send_all(addr, i, s.clone(), progress));
+        let handle = tokio::spawn(send_all(addr, i, s.clone(), progress, conn));
         ctx.background.insert(name.clone(), Background { step: i as usize, send: s.clone(), handle });
         ctx.obs(i, "send", json!({"background": name}));
     } else {
-        let rs = send_all(addr, i, s.clone(), Default::default()).await;
+        let rs = send_all(addr, i, s.clone(), Default::default(), conn).await;
         record(ctx, i, s, &rs);
     }
 }
