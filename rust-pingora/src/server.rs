@@ -172,6 +172,10 @@ pub fn shutdown_signals() -> impl Future<Output = ()> + Send + 'static {
                 use tokio::signal::unix::{signal, SignalKind};
                 let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
                 let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+                // SIGHUP is the TLS reload (crate::tls::ReloadOnHup, a background service
+                // that listens once Pingora runs); tokio's handler, installed here for the
+                // whole process, keeps an early SIGHUP from ending it (default action).
+                let _hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
                 let _ = ready_tx.send(());
                 tokio::select! {
                     _ = term.recv() => {},
@@ -375,6 +379,15 @@ fn serve(
         let mut options = pingora::apps::HttpServerOptions::default();
         options.allow_connect_method_proxying = true;
         app.server_options = Some(options);
+        // HTTP/2: the h2 crate's own header-list limit (Pingora's default 64 KiB) would
+        // answer an oversized head with a bare 431 before any hook; above the contract's
+        // 64 KiB, up to this, the router answers its JSON 431 (`request_filter`).
+        let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+        h2.max_header_list_size(128 * 1024 + 320);
+        // net/http's SETTINGS_MAX_CONCURRENT_STREAMS (Pingora's default is 100), so that a
+        // client's stream beyond it is refused at the same count by both routers.
+        h2.max_concurrent_streams(250);
+        app.h2_options = Some(h2);
     }
     let mut listener = pingora::listeners::ListenerConfig::tcp(&flags.listen).l4_buffer(crate::upstream::client_l4_buffers());
     if let Some(reloadable) = &tls {
@@ -389,13 +402,11 @@ fn serve(
             }
         }
         store.metrics.enable_tls();
-        let mut hup = background_service(
-            "tls-reload",
-            crate::tls::ReloadOnHup { reloadable: reloadable.clone(), store: store.clone() },
-        );
-        hup.threads = Some(1);
-        server.add_service(hup);
     }
+    // SIGHUP: reload the TLS files, or (plain listener) ignore the signal.
+    let mut hup = background_service("tls-reload", crate::tls::ReloadOnHup { reloadable: tls.clone(), store: store.clone() });
+    hup.threads = Some(1);
+    server.add_service(hup);
     proxy.add_listener(listener);
     server.add_service(OnBoundListener {
         inner: proxy,

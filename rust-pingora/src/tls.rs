@@ -259,10 +259,11 @@ pub fn settings(reloadable: &Arc<Reloadable>, store: Arc<Store>) -> Result<TlsSe
 
 /// Pingora background service: on each SIGHUP, [`Reloadable::reload`]; counts
 /// `router_tls_reloads_total{result}` and logs one line (the error, the old certificate
-/// kept, on failure).
+/// kept, on failure). Without TLS (`reloadable` `None`) it only keeps SIGHUP from ending
+/// the process (its default action): the signal is ignored.
 pub struct ReloadOnHup {
-    /// What to reload.
-    pub reloadable: Arc<Reloadable>,
+    /// What to reload; `None`: a plain listener.
+    pub reloadable: Option<Arc<Reloadable>>,
     /// Whose metrics count the reloads.
     pub store: Arc<Store>,
 }
@@ -284,7 +285,8 @@ impl BackgroundService for ReloadOnHup {
                     if got.is_none() {
                         return;
                     }
-                    match self.reloadable.reload() {
+                    let Some(reloadable) = &self.reloadable else { continue };
+                    match reloadable.reload() {
                         Ok(()) => {
                             self.store.metrics.tls_reloads.with_label_values(&["ok"]).inc();
                             eprintln!("pingora-router: tls: certificates reloaded");

@@ -138,6 +138,10 @@ pub fn pool_group(p: &Placement, e: &EndpointCfg) -> u64 {
     h.finish()
 }
 
+/// Streams one upstream h2 connection carries at once (`protocol: h2`) before Pingora's
+/// connector opens another: Pingora's own server default for `SETTINGS_MAX_CONCURRENT_STREAMS`.
+pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+
 /// Build the peer template of endpoint `e` of placement `p`.
 pub fn build_peer(p: &Placement, e: &EndpointCfg) -> PeerResult {
     let addr = resolve(&e.origin.host, e.origin.port)?;
@@ -170,9 +174,11 @@ pub fn build_peer(p: &Placement, e: &EndpointCfg) -> PeerResult {
             apply_tls(&mut peer, t)?;
         }
         // `protocol: h2` (spec section 3, *Upstream HTTP/2*): ALPN offers h2 alone; Pingora
-        // keeps the h2 connection in its connector's pool and multiplexes on it.
+        // keeps the h2 connection in its connector's pool (per peer and group key) and
+        // multiplexes up to `H2_STREAMS_PER_CONNECTION` streams on it before opening another.
         if p.protocol == crate::config::UpstreamProtocol::H2 {
-            peer.options.alpn = pingora::protocols::ALPN::H2;
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         }
     }
     Ok(peer)

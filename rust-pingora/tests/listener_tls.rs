@@ -169,6 +169,11 @@ fn tls_listener_alpn_h2_xfp_resumption_and_metrics() {
     // plain listener: X-Forwarded-Proto stays http
     let resp = http(&plain.listen, "GET", "/echo", &[("X-Routing-Key", "k")], None).unwrap();
     assert!(resp.text().to_ascii_lowercase().contains("x-forwarded-proto: http\r\n"), "{}", resp.text());
+    // without TLS, SIGHUP is ignored (not the default action, which ends the process)
+    let mut plain = plain;
+    plain.signal("HUP");
+    assert_eq!(http(&plain.listen, "GET", "/ok", &[("X-Routing-Key", "k")], None).unwrap().status, 200);
+    assert!(plain.child.try_wait().unwrap().is_none(), "SIGHUP ended the plain router");
     drop(plain);
 
     let r = RouterProc::start(
@@ -255,8 +260,26 @@ fn tls_listener_alpn_h2_xfp_resumption_and_metrics() {
         let err = err.expect("the aborted body ended cleanly");
         assert!(err.is_reset(), "not a RST_STREAM: {err:?}");
         let req = http::Request::builder().uri("https://localhost/ok").header("x-routing-key", "k").body(()).unwrap();
-        let (resp, _) = send.ready().await.unwrap().send_request(req, true).unwrap();
+        let (resp, _) = send.clone().ready().await.unwrap().send_request(req, true).unwrap();
         assert_eq!(resp.await.unwrap().status(), 200, "the connection did not survive the reset");
+
+        // the 64 KiB head limit on the header list size (RFC 9113 section 6.5.2): fixed
+        // fields 260 bytes (:method GET, :scheme https, :authority localhost, :path /ok,
+        // x-routing-key k, the name x-pad, 32 each) plus the x-pad value
+        for (pad, want) in [(65276usize, 200u16), (65277, 431)] {
+            let req = http::Request::builder()
+                .uri("https://localhost/ok")
+                .header("x-routing-key", "k")
+                .header("x-pad", "a".repeat(pad))
+                .body(())
+                .unwrap();
+            let (resp, _) = send.clone().ready().await.unwrap().send_request(req, true).unwrap();
+            let resp = resp.await.unwrap();
+            assert_eq!(resp.status(), want, "header list of {} bytes", 260 + pad);
+            if want == 431 {
+                assert_eq!(resp.headers().get("x-router-error").unwrap(), "request_headers_too_large");
+            }
+        }
     });
     wait_metric(&r, "router_tls_handshakes_total{resumed=\"true\"}", 1.0);
     wait_metric(&r, "router_tls_handshakes_total{resumed=\"false\"}", 4.0);
@@ -318,5 +341,61 @@ fn tls_client_certificates_and_sighup_reload() {
     r.signal("HUP");
     wait_metric(&r, "router_tls_reloads_total{result=\"error\"}", 1.0);
     assert_eq!(leaf(&r), second_leaf);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_h2_drain_sends_goaway_and_finishes_open_streams() {
+    let dir = tmpdir("drain");
+    let pki = Pki::new(&dir, "ca");
+    pki.issue("server", &["localhost", "127.0.0.1"], false);
+    let up = Upstream::start("u1");
+    let r = RouterProc::start(
+        Some(&doc(&up.addr)),
+        &[
+            "--tls-cert",
+            &s(&dir.join("server.pem")),
+            "--tls-key",
+            &s(&dir.join("server.key")),
+            "--shutdown-grace-ms",
+            "5000",
+        ],
+    );
+    let ca = pki.ca_der();
+    rt().block_on(async {
+        let t = connect(&r.listen, &client_config(&ca, &[b"h2"], None)).await.unwrap();
+        let (send, conn) = h2::client::handshake(t).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::builder().uri("https://localhost/hold/600").header("x-routing-key", "k").body(()).unwrap();
+        let (resp, _) = send.clone().ready().await.unwrap().send_request(req, true).unwrap();
+        // the stream is in flight (the upstream holds its headers) when SIGTERM arrives
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metric(&r.metrics(), "router_inflight{placement=\"p\"}").unwrap_or(0.0) < 1.0 {
+            assert!(Instant::now() < deadline, "the request never became active");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        r.signal("TERM");
+        let resp = resp.await.expect("the open stream was not finished");
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.expect("the open stream's body was cut");
+        }
+        // the connection ended with GOAWAY(NO_ERROR), not a reset
+        match conn.await.unwrap() {
+            Ok(()) => {}
+            Err(e) => assert!(e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR), "{e:?}"),
+        }
+        // a stream opened afterwards is refused
+        let req = http::Request::builder().uri("https://localhost/ok").header("x-routing-key", "k").body(()).unwrap();
+        let refused = match send.ready().await {
+            Err(_) => true,
+            Ok(mut s) => match s.send_request(req, true) {
+                Err(_) => true,
+                Ok((resp, _)) => resp.await.is_err(),
+            },
+        };
+        assert!(refused, "a stream opened after GOAWAY was served");
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }

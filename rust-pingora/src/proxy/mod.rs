@@ -298,6 +298,9 @@ impl ProxyHttp for RouterProxy {
                     && headers::has_header_raw(&raw, b"transfer-encoding");
                 (raw.len(), both)
             }
+            // HTTP/2: the decoded header list size (Pingora's h2 framing has no
+            // Content-Length/Transfer-Encoding conflict to look for).
+            None if session.req_header().version == Version::HTTP_2 => (headers::h2_header_list_size(session.req_header()), false),
             None => (0, false),
         };
         if raw_len > headers::MAX_REQUEST_HEADER_BYTES {
