@@ -73,6 +73,7 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
 
     let (mut max_rps, mut tool_check_res, mut reference_rate_v, mut ladder_note) = (BTreeMap::new(), None, 0.0, None);
     let (mut idle, mut idle_start, mut idle_end, mut ketama) = (BTreeMap::new(), None, None, None);
+    let mut tls_results = None;
     for step in plan(profile) {
         match step {
             Step::ClosedLoop => max_rps = closed_loop(&mut ctx, &running).await?,
@@ -109,6 +110,11 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
                         progress(t0, &format!("ketama n={} {}: same endpoint for {}/{} keys", a.n, a.pair, a.same, a.keys));
                     }
                     ketama = Some(k);
+                }
+            }
+            Step::Tls => {
+                if let Some(tp) = &profile.tls {
+                    tls_results = Some(tls_phase(tp, &env, t0).await?);
                 }
             }
         }
@@ -156,6 +162,7 @@ pub(super) async fn measure(args: &BenchArgs, setup: &Setup, partial: Arc<Mutex<
         cpus: cpus.clone(),
         pool: *pool,
         remote: remotes.iter().map(|r| r.name.clone()).collect(),
+        tls: tls_results,
     };
     report::write_all(&data, out)?;
     if let (Some(m), Some(k)) = (&profile.multi_endpoint, &ketama) {
@@ -189,6 +196,8 @@ pub enum Step {
     ConcurrencyLadder,
     /// Multi-endpoint profiles: the routers' Ketama choices against nginx's.
     Ketama,
+    /// The TLS and HTTP/2 phase (issue 15): TLS instances of the targets, started for it.
+    Tls,
 }
 
 /// The phases a run of `profile` goes through, in order. The idle-memory phase comes after
@@ -214,6 +223,9 @@ pub fn plan(profile: &Profile) -> Vec<Step> {
     }
     if profile.multi_endpoint.is_some() {
         steps.push(Step::Ketama);
+    }
+    if profile.tls.is_some() {
+        steps.push(Step::Tls);
     }
     steps
 }
@@ -284,6 +296,48 @@ async fn start_targets(profile: &Profile, env: &targets::Env<'_>, up: &Running, 
         }
     }
     (running, absent)
+}
+
+/// The TLS and HTTP/2 phase (issue 15): generates the certificate, starts a TLS instance
+/// of every target of `tp` on the shared upstream (same threads and CPUs as the plain
+/// ones; a target that cannot do TLS here is absent with its reason), measures the modes
+/// with the targets interleaved per mode and repeat, then stops the instances.
+async fn tls_phase(tp: &super::tls::TlsProfile, env: &targets::Env<'_>, t0: Instant) -> anyhow::Result<super::tls::TlsResults> {
+    use super::tls::{self, Mode};
+    let certs = tls::make_certs(&env.work.join("tls"))?;
+    let mut res = tls::TlsResults::default();
+    let mut running = Vec::new();
+    for name in &tp.targets {
+        match targets::start_tls(&format!("{name}+tls"), name, env, &certs).await {
+            Ok(r) => {
+                progress(t0, &format!("{name} (TLS) ready on {} (pid {})", r.addr, r.pid));
+                res.present.push((name.clone(), r.note.clone()));
+                running.push((name.clone(), r));
+            }
+            Err(reason) => {
+                progress(t0, &format!("{name} (TLS) absent: {reason}"));
+                res.absent.push(Absent { name: name.clone(), reason });
+            }
+        }
+    }
+    let pids: Vec<Vec<i32>> = running.iter().map(|(_, r)| procs::tree_pids(r.pid)).collect();
+    let reaper = procs::Reaper(pids.concat());
+    for rep in 0..tp.phase.repeats {
+        for mode in Mode::ALL {
+            for ((name, r), p) in running.iter().zip(&pids) {
+                let s = tls::measure(name, r.addr, p, mode, rep, tp, &certs.roots).await;
+                progress(t0, &format!("tls {name} {} #{rep}: {:.0}/s, {:.1} us CPU each, {} errors{}", mode.as_str(), s.per_sec, s.cpu_us_per_op, s.errors, s.resumed_share.map(|x| format!(", {:.0}% resumed", x * 100.0)).unwrap_or_default()));
+                res.segs.push(s);
+            }
+        }
+    }
+    drop(reaper);
+    for (_, mut r) in running {
+        if let Some(c) = r.child.as_mut() {
+            let _ = c.wait().await;
+        }
+    }
+    Ok(res)
 }
 
 /// Background memory sampler over every target's tree, every `period`.
@@ -675,7 +729,8 @@ mod tests {
     fn idle_memory_runs_before_the_concurrency_ladder_and_after_the_32_connection_phases() {
         use Step::*;
         // full: every phase; the idle phase after the rate ladder, before the 10,000 rung.
-        assert_eq!(plan(&shipped("full")), [ClosedLoop, ToolCheck, Reference, RateLadder, IdleMemory, ConcurrencyLadder]);
+        // The TLS phase last: its fresh TLS instances do not see what the ladder left.
+        assert_eq!(plan(&shipped("full")), [ClosedLoop, ToolCheck, Reference, RateLadder, IdleMemory, ConcurrencyLadder, Tls]);
         // scale: no wrk check, no rate ladder.
         assert_eq!(plan(&shipped("scale")), [ClosedLoop, Reference, IdleMemory, ConcurrencyLadder]);
         assert_eq!(plan(&shipped("quick")), [ClosedLoop, ToolCheck, Reference, RateLadder, IdleMemory, ConcurrencyLadder]);

@@ -184,6 +184,9 @@ pub struct Profile {
     /// The concurrency ladder (absent: none).
     #[serde(default)]
     pub concurrency: Option<Concurrency>,
+    /// The TLS and HTTP/2 phase (issue 15; absent: none): [`super::tls::TlsProfile`].
+    #[serde(default)]
+    pub tls: Option<super::tls::TlsProfile>,
 }
 
 fn default_nice() -> i32 {
@@ -239,6 +242,10 @@ impl Profile {
             anyhow::ensure!(c.phase.repeats >= 1, "concurrency.repeats must be >= 1");
             anyhow::ensure!(p.multi_endpoint.is_none(), "a profile has either multi_endpoint or concurrency, not both");
         }
+        if let Some(t) = &p.tls {
+            t.check()?;
+            anyhow::ensure!(p.multi_endpoint.is_none(), "a profile has either multi_endpoint or tls, not both");
+        }
         if let Some(m) = &p.multi_endpoint {
             anyhow::ensure!(m.endpoints.contains(&1), "multi_endpoint.endpoints must contain 1 (the baseline)");
             anyhow::ensure!(m.endpoints.iter().all(|n| (1..=256).contains(n)), "multi_endpoint.endpoints: each 1 ..= 256");
@@ -276,6 +283,9 @@ mod tests {
             let p = Profile::load(&dir.join(format!("{name}.yaml"))).unwrap();
             assert_eq!(p.name, name);
         }
+        // The TLS phase: on in full, off in quick.
+        assert!(Profile::load(&dir.join("full.yaml")).unwrap().tls.is_some());
+        assert!(Profile::load(&dir.join("quick.yaml")).unwrap().tls.is_none());
         let m = Profile::load(&dir.join("multi-endpoint.yaml")).unwrap().multi_endpoint.unwrap();
         assert_eq!(m.endpoints, [1, 4, 16]);
     }

@@ -271,6 +271,21 @@ pub async fn start(name: &str, env: &Env<'_>) -> Result<Running, String> {
 /// the instance `name` (its work directory and report name) with the placement `p`
 /// (the bare proxies always use `p.endpoints[0]`). Err(reason) when it cannot run here.
 pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) -> Result<Running, String> {
+    start_inner(name, base, p, env, None).await
+}
+
+/// Starts a TLS instance `name` of the target `base` (one of
+/// [`super::tls::TLS_TARGETS`]) on `env.upstream` with the certificate `certs`: the
+/// routers and bare proxies get `--tls-cert`/`--tls-key`, nginx `listen ... ssl http2`,
+/// HAProxy `bind ... ssl crt ... alpn h2,http/1.1`. Ready when a TLS request answers 2xx;
+/// a binary that does not know the flags exits, and the reason is its error line.
+pub async fn start_tls(name: &str, base: &str, env: &Env<'_>, certs: &super::tls::Certs) -> Result<Running, String> {
+    let p = Placement { endpoints: vec![env.upstream], selection: None };
+    start_inner(name, base, &p, env, Some(certs)).await
+}
+
+async fn start_inner(name: &str, base: &str, p: &Placement, env: &Env<'_>, tls: Option<&super::tls::Certs>) -> Result<Running, String> {
+    let tls_flags: Vec<String> = tls.map(|c| vec![format!("--tls-cert={}", c.cert.display()), format!("--tls-key={}", c.key.display())]).unwrap_or_default();
     let port = free_port().map_err(|e| e.to_string())?;
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = env.work.join(name);
@@ -291,6 +306,7 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
                 format!("--state-dir={}", state.display()),
                 format!("--threads={threads}"),
             ];
+            let args = [args, tls_flags.clone()].concat();
             let note = match p.selection {
                 None => "router, LKG config: one route, one placement".into(),
                 Some(sel) => format!("router, LKG config: one route, one placement of {} endpoints, {}", p.endpoints.len(), sel.as_str()),
@@ -304,6 +320,7 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
                 format!("--upstream={}", p.endpoints[0]),
                 format!("--threads={threads}"),
             ];
+            let args = [args, tls_flags.clone()].concat();
             (prog, args, "bare proxy".into())
         }
         "nginx" => {
@@ -315,8 +332,11 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
                 let _ = std::fs::create_dir_all(dir.join(sub));
             }
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, nginx_conf(&dir, listen, p, env.threads, env.nofile, env.pool))
-                .map_err(|e| e.to_string())?;
+            let mut text = nginx_conf(&dir, listen, p, env.threads, env.nofile, env.pool);
+            if let Some(c) = tls {
+                text = super::tls::nginx_tls_conf(&text, listen, c);
+            }
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
             let args = vec!["-p".into(), dir.display().to_string(), "-c".into(), conf.display().to_string()];
             let v = std::process::Command::new(&prog).arg("-v").output().ok()
                 .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_default();
@@ -328,7 +348,11 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
                 None => return Err("haproxy is not installed (apt-get install haproxy)".into()),
             };
             let conf = dir.join("haproxy.cfg");
-            std::fs::write(&conf, haproxy_conf(listen, p.endpoints[0], env.threads, env.nofile, env.pool)).map_err(|e| e.to_string())?;
+            let mut text = haproxy_conf(listen, p.endpoints[0], env.threads, env.nofile, env.pool);
+            if let Some(c) = tls {
+                text = super::tls::haproxy_tls_conf(&text, listen, c);
+            }
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
             // -db: stay in the foreground (one process, its threads).
             let args = vec!["-db".into(), "-f".into(), conf.display().to_string()];
             let v = std::process::Command::new(&prog).arg("-v").output().ok()
@@ -360,6 +384,12 @@ pub async fn start_with(name: &str, base: &str, p: &Placement, env: &Env<'_>) ->
         let m = haproxy_maxconn(env.nofile) as usize;
         r.max_conns = Some(m);
         r.note = format!("{}; at most {m} client connections (maxconn: 2 descriptors per connection at RLIMIT_NOFILE {})", r.note, env.nofile);
+    }
+    if let Some(c) = tls {
+        let child = r.child.as_mut().expect("started");
+        let version = super::tls::wait_ready(listen, &c.roots, child, &dir.join("stderr.log")).await?;
+        r.note = format!("{} over TLS ({version} negotiated with parity's rustls client)", r.note);
+        return Ok(r);
     }
     // Ready when a benchmark request through it answers 2xx.
     let deadline = Instant::now() + Duration::from_secs(20);
