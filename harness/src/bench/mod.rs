@@ -34,6 +34,7 @@ pub mod profile;
 pub mod report;
 pub mod scale;
 pub mod targets;
+pub mod tls;
 pub mod upstream;
 
 pub use args::{resolve_profile, BenchArgs};
@@ -181,6 +182,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 cpus: setup.cpus.clone(),
                 pool: setup.pool,
                 remote: setup.remotes.iter().map(|r| r.name.clone()).collect(),
+                tls: None,
             };
             match report::write_all(&data, &setup.out) {
                 Ok(()) => eprintln!("interrupted: partial report in {}/report.md (bench.json has \"interrupted\": true)", setup.out.display()),

@@ -110,5 +110,8 @@ pub struct RunData {
     pub pool: usize,
     /// Targets driven on other hosts (`--remote`): their names.
     pub remote: Vec<String>,
+    /// The TLS and HTTP/2 phase's figures (`None`: the profile has no `tls` key, or the
+    /// run ended before it).
+    pub tls: Option<super::tls::TlsResults>,
 }
 

@@ -434,6 +434,7 @@ mod tests {
             cpus: None,
             pool: 256,
             remote: vec![],
+            tls: None,
         };
         let rows = rows(&d, &m);
         assert_eq!(rows.len(), 2);

@@ -205,6 +205,7 @@ fn bench_json(d: &RunData, rows: &[Row]) -> Value {
         "reference_pool": d.pool,
         "remote_targets": d.remote,
         "concurrency": d.profile.concurrency.as_ref().map(|c| super::scale::json(d, c)),
+        "tls": match (&d.profile.tls, &d.tls) { (Some(p), Some(r)) => super::tls::json(p, r), _ => Value::Null },
         "segments": d.segs,
     })
 }
@@ -544,7 +545,7 @@ fn blocks(d: &RunData, rows: &[Row], plots: &[(String, String)]) -> Vec<Block> {
     b
 }
 
-fn md(blocks: &[Block]) -> String {
+pub(super) fn md(blocks: &[Block]) -> String {
     let mut s = String::new();
     for b in blocks {
         match b {
@@ -842,6 +843,9 @@ pub fn write_all(d: &RunData, out: &Path) -> anyhow::Result<()> {
         let at = b.iter().position(|x| matches!(x, Block::H(2, t) if t.starts_with("At "))).unwrap_or(b.len());
         let sb = super::scale::blocks(d, c, &splots);
         b.splice(at..at, sb);
+    }
+    if let (Some(p), Some(r)) = (&d.profile.tls, &d.tls) {
+        b.extend(super::tls::blocks(p, r));
     }
     std::fs::write(out.join("report.md"), md(&b))?;
     std::fs::write(out.join("report.html"), html(&b, &format!("parity bench {}", d.run_id)))?;

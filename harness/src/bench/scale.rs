@@ -448,6 +448,7 @@ mod tests {
             cpus: None,
             pool: 16384,
             remote: vec![],
+            tls: None,
         }
     }
 
