@@ -143,20 +143,9 @@ func newTransport(scheme string, proto config.Protocol, connect time.Duration, t
 	}
 	if scheme == "https" {
 		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if tlsErr != nil {
-				return nil, &ConnectError{tlsErr}
-			}
-			// connect_ms covers TCP connect and the TLS handshake together.
-			cctx, cancel := context.WithTimeout(ctx, connect)
-			defer cancel()
-			c, err := d.DialContext(cctx, network, addr)
+			tc, err := dialTLS(ctx, d, connect, network, addr, tlsCfg, tlsErr)
 			if err != nil {
-				return nil, &ConnectError{err}
-			}
-			tc := tls.Client(c, tlsCfg)
-			if err := tc.HandshakeContext(cctx); err != nil {
-				c.Close()
-				return nil, &ConnectError{err}
+				return nil, err
 			}
 			return &HeadConn{Conn: tc}, nil
 		}
@@ -186,20 +175,9 @@ func newH2Transport(connect time.Duration, tlsCfg *tls.Config, tlsErr error) *ht
 		Protocols:          &protos,
 		TLSClientConfig:    cfg,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if tlsErr != nil {
-				return nil, &ConnectError{tlsErr}
-			}
-			// connect_ms covers TCP connect and the TLS handshake together.
-			cctx, cancel := context.WithTimeout(ctx, connect)
-			defer cancel()
-			c, err := d.DialContext(cctx, network, addr)
+			tc, err := dialTLS(ctx, d, connect, network, addr, cfg, tlsErr)
 			if err != nil {
-				return nil, &ConnectError{err}
-			}
-			tc := tls.Client(c, cfg)
-			if err := tc.HandshakeContext(cctx); err != nil {
-				c.Close()
-				return nil, &ConnectError{err}
+				return nil, err
 			}
 			if tc.ConnectionState().NegotiatedProtocol != "h2" {
 				tc.Close()
@@ -208,6 +186,29 @@ func newH2Transport(connect time.Duration, tlsCfg *tls.Config, tlsErr error) *ht
 			return tc, nil
 		},
 	}
+}
+
+// dialTLS dials addr and runs the client TLS handshake with cfg, both within connect
+// (connect_ms covers TCP connect and the TLS handshake together, docs/spec.md section 2).
+// Every failure, tlsErr (the placement's TLS settings did not load) included, is a
+// *ConnectError, so the request counts as a connect failure (failover, breaker kind
+// connect). The returned connection has completed its handshake.
+func dialTLS(ctx context.Context, d *net.Dialer, connect time.Duration, network, addr string, cfg *tls.Config, tlsErr error) (*tls.Conn, error) {
+	if tlsErr != nil {
+		return nil, &ConnectError{tlsErr}
+	}
+	cctx, cancel := context.WithTimeout(ctx, connect)
+	defer cancel()
+	c, err := d.DialContext(cctx, network, addr)
+	if err != nil {
+		return nil, &ConnectError{err}
+	}
+	tc := tls.Client(c, cfg)
+	if err := tc.HandshakeContext(cctx); err != nil {
+		c.Close()
+		return nil, &ConnectError{err}
+	}
+	return tc, nil
 }
 
 // TLSConfig builds the client TLS config of https endpoint ep of placement p: roots from
