@@ -128,6 +128,10 @@ type Listener struct {
 	cancel context.CancelFunc
 	ready  chan accepted
 	once   sync.Once
+
+	// firstBytes counts the connections from which a handshake has read a byte (what
+	// makes a failed one a handshake error); tests wait on it before ending handshakes.
+	firstBytes atomic.Int64
 }
 
 type accepted struct {
@@ -167,7 +171,7 @@ func (l *Listener) acceptLoop() {
 // handshake runs the server handshake of raw within HandshakeTimeout, counts it, and
 // queues the connection for Accept.
 func (l *Listener) handshake(raw net.Conn) {
-	rc := &readCount{Conn: raw}
+	rc := &readCount{Conn: raw, first: &l.firstBytes}
 	tc := tls.Server(rc, l.config)
 	ctx, cancel := context.WithTimeout(l.ctx, HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
@@ -222,13 +226,15 @@ func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
 // reads the flag only after its handshake, before the connection is handed on.
 type readCount struct {
 	net.Conn
-	read bool
+	read  bool
+	first *atomic.Int64 // incremented once, at the first byte
 }
 
 func (r *readCount) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
 	if n > 0 && !r.read {
 		r.read = true
+		r.first.Add(1)
 	}
 	return n, err
 }

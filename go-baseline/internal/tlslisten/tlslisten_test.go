@@ -134,6 +134,15 @@ func TestCloseEndsPendingHandshakes(t *testing.T) {
 	}
 	defer silent.Close()
 	_, _ = silent.Write([]byte{0x16}) // a first byte, so its end is a handshake error
+	// Close only once the handshake has read that byte: a connection still in the
+	// backlog, or one whose handshake had not read yet, is no handshake error.
+	deadline := time.Now().Add(5 * time.Second)
+	for l.firstBytes.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the handshake never read the first byte")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	got := acceptAsync(l)
 	l.Close()
 	if r := <-got; !errors.Is(r.err, net.ErrClosed) {
@@ -143,7 +152,7 @@ func TestCloseEndsPendingHandshakes(t *testing.T) {
 	if _, err := silent.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("pending handshake not ended by Close: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for testutil.ToFloat64(m.HandshakeErrors) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("handshake errors %v, want 1", testutil.ToFloat64(m.HandshakeErrors))
