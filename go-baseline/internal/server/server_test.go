@@ -197,24 +197,7 @@ func TestServesLKGAndDrainsOnSIGTERM(t *testing.T) {
 			strings.Contains(b, `router_requests_total{placement="p",status="200"} 1`)
 	})
 
-	type result struct {
-		code int
-		body string
-		err  error
-	}
-	slow := make(chan result, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", p.data+"/slow", nil)
-		req.Header.Set("X-Routing-Key", "k")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			slow <- result{err: err}
-			return
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		slow <- result{resp.StatusCode, string(b), err}
-	}()
+	slow := getAsync(http.DefaultClient, p.data+"/slow")
 	<-entered
 	p.cancel() // what main does on SIGTERM
 	// New connections are refused once shutdown has begun.
@@ -367,4 +350,30 @@ func TestOptionsAsteriskReachesTheUpstream(t *testing.T) {
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
+}
+
+// result is what getAsync's request got: the status and body, or the error.
+type result struct {
+	code int
+	body string
+	err  error
+}
+
+// getAsync sends GET url with routing key k on c in its own goroutine; the channel gets
+// the answer once its body is read whole (or the error).
+func getAsync(c *http.Client, url string) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("X-Routing-Key", "k")
+		resp, err := c.Do(req)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ch <- result{resp.StatusCode, string(b), err}
+	}()
+	return ch
 }

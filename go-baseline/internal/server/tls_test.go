@@ -410,24 +410,7 @@ func TestH2ResetOnMidBodyAbortAndConcurrencyLimit(t *testing.T) {
 	p, addr := startTLS(t, pki, false, config)
 	client := httpsClient(pki.clientTLS(nil), true)
 
-	type result struct {
-		code int
-		body string
-		err  error
-	}
-	slow := make(chan result, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", "https://"+addr+"/slow", nil)
-		req.Header.Set("X-Routing-Key", "k")
-		resp, err := client.Do(req)
-		if err != nil {
-			slow <- result{err: err}
-			return
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		slow <- result{resp.StatusCode, string(b), err}
-	}()
+	slow := getAsync(client, "https://"+addr+"/slow")
 	<-entered
 
 	req, _ := http.NewRequest("GET", "https://"+addr+"/abort", nil)
