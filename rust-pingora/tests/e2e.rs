@@ -4,19 +4,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn closed_port() -> String {
-    format!("127.0.0.1:{}", free_port())
-}
-
-/// `n` distinct closed loopback ports: every listener is held until all are bound, so the
-/// kernel cannot hand the same ephemeral port out twice (one at a time it can, and a
-/// config with a repeated endpoint is rejected).
-fn closed_ports(n: usize) -> Vec<String> {
-    let held: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    held.iter().map(|l| l.local_addr().unwrap().to_string()).collect()
-}
-
 #[test]
 fn serves_lkg_and_reports_state() {
     let up = Upstream::start("us");
@@ -64,7 +51,7 @@ fn no_config_and_corrupt_lkg() {
 #[test]
 fn connect_failure_retries_down_the_chain_for_bodiless_requests() {
     let up = Upstream::start("us");
-    let dead = closed_port();
+    let (_held, dead) = closed_port();
     let r = RouterProc::start(
         Some(&config(1, &[("eu-1", &dead, Some("us-1"), 8, 1000), ("us-1", &up.addr, None, 8, 1000)])),
         &[],
@@ -251,7 +238,7 @@ fn bad_flags_exit_2_with_one_error_line() {
 #[test]
 fn active_health_marks_unhealthy_and_fails_over_without_trying() {
     let up = Upstream::start("us");
-    let dead = closed_port();
+    let (_held, dead) = closed_port();
     let doc = serde_json::json!({
         "version": 2,
         "routes": {"k": "eu-1"},
@@ -410,7 +397,7 @@ fn pool_config(endpoints: &[(&str, u32)], fb_addr: Option<&str>) -> String {
 #[test]
 fn connect_failure_retries_within_the_placement_and_opens_only_that_endpoints_breaker() {
     let up = Upstream::start("live");
-    let dead = closed_port();
+    let (_held, dead) = closed_port();
     let r = RouterProc::start(Some(&pool_config(&[(&dead, 1), (&up.addr, 1)], None)), &[]);
     for _ in 0..4 {
         let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();
@@ -442,7 +429,8 @@ fn connect_failure_retries_within_the_placement_and_opens_only_that_endpoints_br
 #[test]
 fn every_endpoint_refusing_moves_down_the_chain_and_bodies_are_not_retried() {
     let up = Upstream::start("fallback");
-    let [d1, d2]: [String; 2] = closed_ports(2).try_into().unwrap();
+    let (_held, dead) = closed_ports(2);
+    let [d1, d2]: [String; 2] = dead.try_into().unwrap();
     let cfg = pool_config(&[(&d1, 1), (&d2, 1)], Some(&up.addr));
     // breakers open after one failure each: use a fresh router per request kind
     let r = RouterProc::start(Some(&cfg), &[]);
@@ -470,7 +458,7 @@ fn every_endpoint_refusing_moves_down_the_chain_and_bodies_are_not_retried() {
 #[test]
 fn twenty_refusing_endpoints_are_each_tried_before_the_fallback() {
     let up = Upstream::start("fallback");
-    let dead = closed_ports(20);
+    let (_held, dead) = closed_ports(20);
     let eps: Vec<(&str, u32)> = dead.iter().map(|d| (d.as_str(), 1)).collect();
     let r = RouterProc::start(Some(&pool_config(&eps, Some(&up.addr))), &[]);
     let resp = http(&r.listen, "GET", "/ok", &[("X-Routing-Key", "key-p")], None).unwrap();

@@ -597,29 +597,10 @@ fn ketama_matches_nginx_hash_consistent() {
         eprintln!("nginx not installed: skipped");
         return;
     };
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("mlb-nginx-ketama-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // 6 servers with weights 1, 2, 1, 3, 1, 1 and 300 keys
     let weights = [1usize, 2, 1, 3, 1, 1];
-    let ports: Vec<u16> = weights.iter().map(|_| free()).collect();
-    let proxy = free();
-    let servers: String = ports.iter().zip(weights).map(|(p, w)| format!("server 127.0.0.1:{p} weight={w};\n")).collect();
-    let backs: String = ports.iter().map(|p| format!("server {{ listen 127.0.0.1:{p}; location / {{ return 200 \"{p}\"; }} }}\n")).collect();
-    let d = dir.display();
-    let conf = format!(
-        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt; fastcgi_temp_path {d}/ft;\n\
-         uwsgi_temp_path {d}/ut; scgi_temp_path {d}/st;\n\
-         upstream u {{ hash $http_x_key consistent; {servers} }}\n\
-         server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://u; }} }}\n{backs} }}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut child = std::process::Command::new(nginx)
-        .args(["-p", &d.to_string(), "-c", &dir.join("nginx.conf").display().to_string()])
-        .spawn()
-        .unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -627,15 +608,54 @@ fn ketama_matches_nginx_hash_consistent() {
             let _ = self.0.wait();
         }
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", proxy)).is_err() {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("nginx exited {st}: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
+    let d = dir.display();
+    // The ports are picked free and then handed to nginx, so a parallel test may bind one
+    // first: nginx then exits reporting "Address already in use", and it is started again
+    // on new ports. nginx writes its pid file once every listener is bound, so a port that
+    // answers after that is nginx's own.
+    let mut attempt = 0;
+    let (ports, proxy, _guard) = loop {
+        attempt += 1;
+        let held: Vec<std::net::TcpListener> = (0..=weights.len()).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let mut ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        drop(held);
+        let proxy = ports.pop().unwrap();
+        let servers: String = ports.iter().zip(weights).map(|(p, w)| format!("server 127.0.0.1:{p} weight={w};\n")).collect();
+        let backs: String = ports.iter().map(|p| format!("server {{ listen 127.0.0.1:{p}; location / {{ return 200 \"{p}\"; }} }}\n")).collect();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt; fastcgi_temp_path {d}/ft;\n\
+             uwsgi_temp_path {d}/ut; scgi_temp_path {d}/st;\n\
+             upstream u {{ hash $http_x_key consistent; {servers} }}\n\
+             server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://u; }} }}\n{backs} }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let _ = std::fs::remove_file(dir.join("nginx.pid"));
+        let _ = std::fs::remove_file(dir.join("error.log"));
+        let mut child = std::process::Command::new(nginx)
+            .args(["-p", &d.to_string(), "-c", &dir.join("nginx.conf").display().to_string()])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let up = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                assert!(log.contains("Address already in use") && attempt < 5, "nginx exited {st} (start {attempt}): {log}");
+                break false;
+            }
+            let pid = std::fs::read_to_string(dir.join("nginx.pid")).unwrap_or_default();
+            if pid.trim() == child.id().to_string() && std::net::TcpStream::connect(("127.0.0.1", proxy)).is_ok() {
+                break true;
+            }
+            assert!(std::time::Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        if up {
+            break (ports, proxy, Kill(child));
         }
-        assert!(std::time::Instant::now() < deadline, "nginx did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _guard = Kill(child);
+        eprintln!("nginx start {attempt}: a port was taken meanwhile, retrying on new ports");
+    };
     let eps: Vec<(SocketAddr, usize)> = ports.iter().zip(weights).map(|(p, w)| (SocketAddr::from(([127, 0, 0, 1], *p)), w)).collect();
     let b = Balancer::new(SelectionKind::ConsistentHash, &eps);
     let mut seen = BTreeSet::new();

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn sh(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
@@ -31,19 +31,28 @@ impl Drop for Server {
     }
 }
 
-fn s_server(dir: &Path, port: u16, require_client: bool) -> Server {
+/// `openssl s_server -www` on a port it picks itself (`-accept 127.0.0.1:0`, so that no
+/// parallel test can take the port between a pick and the bind), and that port: read from
+/// its `ACCEPT 127.0.0.1:PORT` line, printed once it listens. The rest of its output is
+/// drained so that it never blocks on a full pipe.
+fn s_server(dir: &Path, require_client: bool) -> (Server, u16) {
+    use std::io::BufRead;
     let mut cmd = Command::new("openssl");
-    cmd.current_dir(dir).args(["s_server", "-www", "-quiet", "-accept", &format!("127.0.0.1:{port}"), "-cert", "server.pem", "-key", "server.key"]);
+    cmd.current_dir(dir).args(["s_server", "-www", "-accept", "127.0.0.1:0", "-cert", "server.pem", "-key", "server.key"]);
     if require_client {
         cmd.args(["-Verify", "1", "-CAfile", "ca.pem"]);
     }
-    let s = Server(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s_server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    s
+    let mut s = Server(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let mut out = std::io::BufReader::new(s.0.stdout.take().unwrap());
+    let port = loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "s_server exited before listening");
+        if let Some(addr) = line.trim().strip_prefix("ACCEPT ") {
+            break addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).expect("ACCEPT line with a port");
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (s, port)
 }
 
 fn doc(port: u16, tls: serde_json::Value) -> String {
@@ -68,8 +77,7 @@ fn tls_verification_sni_and_client_certificates() {
     make_pki(&dir);
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
 
-    let port = free_port();
-    let _srv = s_server(&dir, port, false);
+    let (_srv, port) = s_server(&dir, false);
     let cases = [
         (serde_json::json!({"ca_file": p("ca.pem"), "server_name": "api.internal"}), 200),
         // wrong name: verification fails -> connect failure
@@ -114,8 +122,7 @@ fn tls_verification_sni_and_client_certificates() {
     assert_eq!(resp.status, 502, "pooled connection of another placement reused");
     drop(r);
 
-    let port = free_port();
-    let _srv = s_server(&dir, port, true);
+    let (_srv, port) = s_server(&dir, true);
     let with = serde_json::json!({"ca_file": p("ca.pem"), "server_name": "api.internal",
                                   "client_cert_file": p("client.pem"), "client_key_file": p("client.key")});
     let r = RouterProc::start(Some(&doc(port, with)), &[]);

@@ -166,10 +166,39 @@ fn serve_conn(s: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
     }
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago: it is released before returning, so a parallel
+/// test's router or upstream may take it before the caller's child binds it. Children
+/// started on it must retry on a bind failure (as [`RouterProc::start`] does).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// `n` distinct ports that were free a moment ago (each held until all are picked, so two
+/// never coincide); released before returning, as [`free_port`].
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+/// A loopback port held by a TCP socket that is bound but never listens, and its address
+/// `127.0.0.1:PORT`: a connection to it is refused (as to a port nothing uses), and no
+/// ephemeral bind (a parallel test's router or upstream) can pick it while the socket
+/// lives. For a dead endpoint: a port merely closed could be taken by another test meanwhile.
+pub fn closed_port() -> (tokio::net::TcpSocket, String) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = sock.local_addr().unwrap().to_string();
+    (sock, addr)
+}
+
+/// `n` distinct [`closed_port`]s: the sockets (to keep while the ports must stay closed)
+/// and their addresses.
+pub fn closed_ports(n: usize) -> (Vec<tokio::net::TcpSocket>, Vec<String>) {
+    (0..n).map(|_| closed_port()).unzip()
+}
+
+/// How many times [`RouterProc::start`] picks new ports after the router could not bind.
+pub const BIND_ATTEMPTS: usize = 5;
 
 /// The router binary running on ephemeral ports with an LKG file.
 pub struct RouterProc {
@@ -179,7 +208,20 @@ pub struct RouterProc {
     pub dir: PathBuf,
 }
 
+/// Why one start of the router did not come up.
+enum StartFailure {
+    /// It exited reporting `error: cannot bind ADDR` (a port taken since it was picked).
+    PortTaken(String),
+    /// Anything else: the test fails with this message.
+    Other(String),
+}
+
 impl RouterProc {
+    /// Starts the router with `lkg` as its last-known-good file and `extra` flags on two
+    /// free ports, and waits until both listeners answer. The ports are picked free and
+    /// then handed over, so another test may bind one first: the router then exits 1 with
+    /// `error: cannot bind` (docs/spec.md section 1) and the start is retried on new ports,
+    /// up to [`BIND_ATTEMPTS`] times. Panics when it does not come up otherwise.
     pub fn start(lkg: Option<&str>, extra: &[&str]) -> RouterProc {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -192,26 +234,67 @@ impl RouterProc {
         if let Some(doc) = lkg {
             std::fs::write(dir.join("last-known-good.json"), doc).unwrap();
         }
-        let listen = format!("127.0.0.1:{}", free_port());
-        let admin = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_pingora-router"))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(&dir, extra) {
+                Ok(r) => return r,
+                Err(StartFailure::PortTaken(log)) if attempt < BIND_ATTEMPTS => {
+                    eprintln!("router start {attempt}: port taken meanwhile, retrying on new ports: {}", log.trim_end());
+                }
+                Err(StartFailure::PortTaken(log)) => panic!("router did not come up: ports taken {attempt} times: {log}"),
+                Err(StartFailure::Other(why)) => panic!("{why}"),
+            }
+        }
+    }
+
+    /// One start on two newly picked ports. The router writes `pingora-router: listening
+    /// on` once both listeners are bound: from then on the ports are its own, so the
+    /// health check below cannot be answered by another test's process.
+    fn start_once(dir: &std::path::Path, extra: &[&str]) -> Result<RouterProc, StartFailure> {
+        let [listen_port, admin_port] = free_ports::<2>();
+        let listen = format!("127.0.0.1:{listen_port}");
+        let admin = format!("127.0.0.1:{admin_port}");
+        let stderr_path = dir.join("router.stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pingora-router"))
             .args(["--listen", &listen, "--admin-listen", &admin, "--threads", "2"])
             .arg("--state-dir")
-            .arg(&dir)
+            .arg(dir)
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("router.stderr")).unwrap())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
-        let r = RouterProc { child, listen, admin, dir };
+        let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if log().contains("pingora-router: listening on") {
+                break;
+            }
+            if let Some(st) = child.try_wait().unwrap() {
+                let log = log();
+                return Err(if st.code() == Some(1) && log.contains("error: cannot bind") {
+                    StartFailure::PortTaken(log)
+                } else {
+                    StartFailure::Other(format!("router did not come up: exited ({st}) before listening: {log}"))
+                });
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(StartFailure::Other(format!("router did not come up: no listening line within 10 s: {}", log())));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Both ports are the router's own now; its Drop kills it from here on.
+        let r = RouterProc { child, listen, admin, dir: dir.to_path_buf() };
         loop {
             if let Ok(resp) = http(&r.admin, "GET", "/healthz", &[], None) {
                 if resp.status == 200 {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "router did not come up");
+            assert!(Instant::now() < deadline, "router did not come up (admin /healthz)");
             std::thread::sleep(Duration::from_millis(10));
         }
         // the data listener is bound by the same server; wait for it too
@@ -219,7 +302,7 @@ impl RouterProc {
             assert!(Instant::now() < deadline, "data listener did not come up");
             std::thread::sleep(Duration::from_millis(10));
         }
-        r
+        Ok(r)
     }
 
     pub fn state(&self) -> serde_json::Value {
