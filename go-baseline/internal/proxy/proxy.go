@@ -279,6 +279,9 @@ func (st *reqState) gotConn(info httptrace.GotConnInfo) {
 	st.upConn = nil
 	if hc, ok := info.Conn.(*upstream.HeadConn); ok {
 		hc.Begin()
+		if st.req != nil && st.req.Method == http.MethodHead {
+			hc.HeadRequest() // its response ends with its head (upstream/overread.go)
+		}
 		st.upConn = hc
 	}
 }

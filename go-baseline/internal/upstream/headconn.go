@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -85,6 +86,8 @@ type HeadConn struct {
 	out        []byte    // scratch for one Read's cleaned bytes
 	readErr    error     // the error of the read whose bytes are in ready, returned after them
 	bad        error     // ErrInterimVersion once an interim head's status line is refused
+	headReq    bool      // the exchange's request is a HEAD (HeadRequest, overread.go)
+	overread   bool      // bytes followed a final head that ends its response: the connection ends there
 }
 
 // ErrInterimVersion is the read error of a HeadConn after an interim (1xx) status line
@@ -116,6 +119,7 @@ const (
 func (c *HeadConn) Begin() {
 	c.mu.Lock()
 	c.capturing, c.buf, c.start, c.conn, c.finalSeen, c.finalTE = true, c.buf[:0], 0, nil, false, false
+	c.headReq = false
 	c.state, c.statusLine, c.noContent = stRest, true, false
 	c.ready = append(c.ready, c.heldCL...) // not expected either
 	c.heldCL, c.sawTE = c.heldCL[:0], false
@@ -167,6 +171,10 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, c.bad
 	}
+	if c.overread {
+		c.mu.Unlock()
+		return 0, io.EOF
+	}
 	c.mu.Unlock()
 	for {
 		n, err := c.Conn.Read(p)
@@ -178,6 +186,9 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 		c.out = c.clean(c.out[:0], p[:n])
 		if c.bad != nil {
 			err = c.bad
+		}
+		if c.overread && err == nil {
+			err = io.EOF // bytes behind a response that ended with its head (overread.go)
 		}
 		if err != nil {
 			c.out = c.flushHeld(c.out) // the head ends early: give back what was held
@@ -203,6 +214,10 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 		}
 		if !c.capturing {
 			out = c.flushHeld(out)
+			if c.finalSeen && c.endsWithHead() {
+				c.overread = true // b[i:] is no response: dropped, the connection ends here
+				return out
+			}
 			return append(out, b[i:]...)
 		}
 		ch := b[i]

@@ -322,3 +322,56 @@ func TestHeadConnRefusesInterimVersion(t *testing.T) {
 		}
 	}
 }
+
+// A response to a HEAD followed in the same read by more bytes: the read returns the head with io.EOF and the bytes are dropped, so
+// net/http's transport never pools the connection (parity fuzz, response.client-status
+// 502 vs 200: the next request read them as its response). Bytes after a head with
+// content, or after a HEAD's head in a later read, pass.
+func TestHeadConnEndsAtBytesBehindAResponseWithoutContent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		head   bool
+		chunks []string
+		want   string
+		eof    bool
+	}{
+		{"HEAD", true, []string{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"}, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true},
+		{"HEAD 204", true, []string{"HTTP/1.1 204 No Content\r\nETag: x\r\n\r\ngarbage"}, "HTTP/1.1 204 No Content\r\nETag: x\r\n\r\n", true},
+		{"HEAD split", true, []string{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r", "\nhel", "lo"}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true},
+		{"GET", false, []string{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false},
+		{"HEAD later read", true, []string{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "hello"}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false},
+	} {
+		c := &HeadConn{Conn: &chunkConn{chunks: slices.Clone(tc.chunks)}}
+		c.Begin()
+		if tc.head {
+			c.HeadRequest()
+		}
+		var got []byte
+		var err error
+		buf := make([]byte, 4096)
+		sawEOFWithData := false
+		for {
+			var n int
+			n, err = c.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				sawEOFWithData = n > 0 && err == io.EOF
+				break
+			}
+		}
+		if string(got) != tc.want {
+			t.Errorf("%s: read %q, want %q", tc.name, got, tc.want)
+		}
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("%s: err %v", tc.name, err)
+		}
+		if tc.eof && !sawEOFWithData {
+			t.Errorf("%s: the read that ends the head must return io.EOF with it", tc.name)
+		}
+		if tc.eof {
+			if n, err := c.Read(buf); n != 0 || err != io.EOF {
+				t.Errorf("%s: after the overread: %d %v", tc.name, n, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,33 @@
+package upstream
+
+// HeadRequest tells the connection that the exchange Begin started is a HEAD request: its
+// response, whatever its status and fields, ends with its head (RFC 9110 section 9.3.2,
+// RFC 9112 section 6.3 rule 1). Call it after Begin, before the request is written.
+//
+// Why: bytes an upstream sends behind a response that ends with its head (the body of a
+// GET answered to a HEAD) are no response to anything, and the
+// connection must not carry another request (RFC 9112 section 6.3: the framing is lost).
+// When they arrive in the same read as the head, net/http's transport keeps them in its
+// buffer, puts the connection back in its pool, and only its read loop's next look at the
+// buffer (which finds no request outstanding) closes it; a request that takes the
+// connection from the pool before that look reads them as its response (502
+// upstream_protocol_error). Pingora's client drops such a connection at once
+// (pingora-core: bytes read past a complete body are "overread", and the session is not
+// reused). HeadConn does the same: the read that ends such a head returns the head's bytes
+// with io.EOF and drops what follows, so the transport sees the connection end and never
+// pools it (persistConn.Read sets sawEOF). Bytes that arrive in a later read are the
+// transport's read loop's (an idle connection that reads anything is closed) or the reuse
+// check's (CheckBeforeWrite).
+func (c *HeadConn) HeadRequest() {
+	c.mu.Lock()
+	c.headReq = true
+	c.mu.Unlock()
+}
+
+// endsWithHead reports whether the final head just read ends its response with bytes
+// behind it to be dropped: the exchange is a HEAD. Called with c.mu. (A 204 or 304 ends
+// with its head too; bytes behind one in the same read still go to the transport, whose
+// read loop closes the idle connection when it finds them.)
+func (c *HeadConn) endsWithHead() bool {
+	return c.headReq
+}
