@@ -367,13 +367,23 @@ impl ProxyHttp for RouterProxy {
                 return Ok(true);
             }
         };
-        let h = &session.req_header().headers;
-        ctx.has_body = h.contains_key(http::header::TRANSFER_ENCODING)
-            || h
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > 0);
+        ctx.has_body = match session.as_downstream().as_http2() {
+            // HTTP/2 (RFC 9113 section 8.1): a request has a body unless its HEADERS frame
+            // ended the stream or it says `content-length: 0`; a body needs no
+            // Content-Length (net/http: `ContentLength` -1, not bodiless). Read from the
+            // headers alone, an h2 POST without one was retried and failed over as if
+            // bodiless (fallback-chain over h2+tls).
+            Some(h2) => !h2.is_body_empty(),
+            None => {
+                let h = &session.req_header().headers;
+                h.contains_key(http::header::TRANSFER_ENCODING)
+                    || h
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+            }
+        };
         if let Err(code) = self.choose(ctx, session, &snap, first) {
             self.answer_unread(session, ctx, code).await?;
             return Ok(true);
@@ -593,6 +603,10 @@ impl ProxyHttp for RouterProxy {
             if *e.esource() != ErrorSource::Downstream && ctx.upstream_status.is_some() {
                 ctx.fail = Some(FailKind::Aborted);
             }
+            // HTTP/2: the stream is dropped unfinished and the h2 crate resets it (CANCEL)
+            // once the HEADERS and DATA it has queued are written. An explicit reset with
+            // INTERNAL_ERROR (`shutdown_with_reason`) would drop those queued frames: h2's
+            // `send_reset` clears the stream's send queue (docs/divergences.md).
             return no_reuse;
         }
         let code = if let Some(code) = ctx.error {

@@ -349,8 +349,23 @@ impl Connector {
         let stream = self.transport.new_stream(peer).await?;
 
         // check alpn
+        // pingora-parity patch: a TLS peer whose minimum HTTP version is 2
+        // (`PeerOptions::set_http_version(2, 2)`, ALPN offering `h2` alone) allows h2 only: an
+        // upstream that does not select h2 fails the connection here, a connect error, instead
+        // of being spoken to in HTTP/1.1 below (RFC 7301 section 3.2: without a selected
+        // protocol the client may not assume h2; RFC 9113 section 3.2). Plaintext h2-only
+        // peers (h2c with prior knowledge) are unchanged.
+        let h2_only = peer
+            .get_peer_options()
+            .is_some_and(|o| o.alpn.get_min_http_version() == 2);
         match stream.selected_alpn_proto() {
             Some(ALPN::H2) => { /* continue */ }
+            _ if h2_only && peer.tls() => {
+                return Error::e_explain(
+                    HandshakeError,
+                    "ALPN: the upstream did not select h2 and the peer allows h2 only",
+                );
+            }
             Some(_) => {
                 // H2 not supported
                 return Ok(HttpSession::H1(Http1Session::new_with_options(
