@@ -418,6 +418,20 @@ async fn read_body<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, head: &He
     }
 }
 
+/// Holds the socket's writes (TCP_CORK) until its shutdown, which sends what is held with
+/// the FIN in the same segment (Linux `tcp_send_fin` tacks the FIN onto unsent data). An
+/// upstream that closes right after its response so closes it for the router at the same
+/// moment as the response arrives, never a scheduling delay later: a router that reuses the
+/// connection for the next request has had the close in hand (the reuse check of both
+/// routers, docs/spec.md section 4, "Pool identity"), instead of racing it
+/// (scenarios/fuzz-stale-pooled-conn.yaml). Not for a reset: corked bytes would be dropped.
+pub(crate) fn cork(fd: std::os::fd::RawFd) {
+    use nix::sys::socket::{setsockopt, sockopt::TcpCork};
+    // The fd is owned by the stream that is still alive in the caller.
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = setsockopt(&bfd, TcpCork, &true);
+}
+
 fn set_linger_zero(fd: std::os::fd::RawFd) {
     use nix::sys::socket::{setsockopt, sockopt::Linger};
     // SAFETY-free: the fd is owned by the stream that is still alive in the caller.
@@ -588,6 +602,9 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: &Shared
             Behaviour::Raw(r) => {
                 if r.delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
+                }
+                if r.close {
+                    cork(fd); // the FIN goes out with the last bytes
                 }
                 s.write_all(&crate::client::bytes_of(&crate::scenario::text::expand_repeats(&r.bytes))).await?;
                 s.flush().await?;

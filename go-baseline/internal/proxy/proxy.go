@@ -267,13 +267,20 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	forwardRequestTarget(pr.Out, pr.In.RequestURI)
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
+		if up, ok := st.peer.Upstream.(*upstream.Upstream); ok && up.Protocol != config.H2 {
+			// A pooled connection refused by the reuse check: the body goes again on a
+			// new connection (replay.go).
+			rb := &replayBody{src: pr.Out.Body, st: st}
+			pr.Out.Body, pr.Out.GetBody = &replayAttempt{r: rb}, rb.getBody
+		}
 	}
 	target(pr.Out, st.peer)
 }
 
 // gotConn is the ClientTrace hook called when the transport hands an upstream connection
 // to an attempt, before the request is written: it starts the connection's record of the
-// response head (upstream.HeadConn), which modifyResponse reads.
+// response head (upstream.HeadConn), which modifyResponse reads, and for a connection from
+// the idle pool arms the reuse check of its first write (HeadConn.CheckBeforeWrite).
 func (st *reqState) gotConn(info httptrace.GotConnInfo) {
 	st.connected = true
 	st.upConn = nil
@@ -281,6 +288,9 @@ func (st *reqState) gotConn(info httptrace.GotConnInfo) {
 		hc.Begin()
 		if st.req != nil && st.req.Method == http.MethodHead {
 			hc.HeadRequest() // its response ends with its head (upstream/overread.go)
+		}
+		if info.Reused {
+			hc.CheckBeforeWrite()
 		}
 		st.upConn = hc
 	}

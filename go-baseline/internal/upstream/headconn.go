@@ -88,6 +88,9 @@ type HeadConn struct {
 	bad        error     // ErrInterimVersion once an interim head's status line is refused
 	headReq    bool      // the exchange's request is a HEAD (HeadRequest, overread.go)
 	overread   bool      // bytes followed a final head that ends its response: the connection ends there
+
+	checkWrite bool // the next Write runs the reuse check first (CheckBeforeWrite)
+	stale      bool // the reuse check refused the connection (idlecheck.go)
 }
 
 // ErrInterimVersion is the read error of a HeadConn after an interim (1xx) status line

@@ -360,6 +360,13 @@ async fn play(c: &mut Conn, resp: &RespSpec) -> bool {
     if let Some(n) = cut {
         bytes.truncate(n);
     }
+    if d.slow.is_none() && !resp.upgrades() && (matches!(d.end, End::CloseAt(_)) || resp.closes() && !matches!(d.end, End::ResetAt(_))) {
+        // A response the upstream closes behind: its FIN goes out with its last bytes
+        // (upstreams::cork), so both routers' reuse checks see the close; a FIN a
+        // scheduling delay later is a race no router can win for a request with a body
+        // (RFC 9110 section 9.2.2), which differed at random between the two.
+        crate::upstreams::cork(std::os::fd::AsRawFd::as_raw_fd(&c.s));
+    }
     let ok = match d.slow {
         Some((piece, ms)) => {
             let mut ok = true;
