@@ -419,7 +419,13 @@ impl HttpSession {
                             "while reading response headers, bytes already read: {already_read}",
                         ),
                     );
-                    e.retry = RetryType::ReusedOnly;
+                    // pingora-parity patch (RFC 9110 section 9.2.2): retryable on a reused
+                    // connection only before any response byte came, as Go's Transport
+                    // (errServerClosedIdle); an upstream that began answering has the
+                    // request, and a retry would send it a second time.
+                    if already_read == 0 {
+                        e.retry = RetryType::ReusedOnly;
+                    }
                     return self.fail_response_header_read(e);
                 }
                 Ok(_) => {
@@ -435,7 +441,10 @@ impl HttpSession {
                         e,
                     );
                     // Likely OSError, typical if a previously reused connection drops it
-                    if true_io_error {
+                    // pingora-parity patch (RFC 9110 section 9.2.2): and only before any
+                    // response byte came (Go's transportReadFromServerError is the error of
+                    // the first byte's read).
+                    if true_io_error && already_read == 0 {
                         e.retry = RetryType::ReusedOnly;
                     } // else: not safe to retry TLS error
                     return self.fail_response_header_read(e);
