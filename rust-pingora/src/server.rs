@@ -407,6 +407,10 @@ fn serve(
     let mut hup = background_service("tls-reload", crate::tls::ReloadOnHup { reloadable: tls.clone(), store: store.clone() });
     hup.threads = Some(1);
     server.add_service(hup);
+    if tls.is_some() {
+        // A connection closed before its first byte is no handshake (crate::tls::FirstByte).
+        proxy.endpoints().set_pre_tls_callback(Arc::new(crate::tls::FirstByte));
+    }
     proxy.add_listener(listener);
     server.add_service(OnBoundListener {
         inner: proxy,

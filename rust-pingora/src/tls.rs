@@ -8,8 +8,11 @@
 //!   service) swaps it for new handshakes without touching open connections.
 //! - `--client-ca`: a [`ClientCertVerifier`] ([`ClientVerifier`]) delegating to rustls'
 //!   `WebPkiClientVerifier` built from the current CA bundle; a missing or untrusted client
-//!   certificate fails the handshake (rustls sends `certificate_required` (TLS 1.3) or
-//!   `handshake_failure` (TLS 1.2) for a missing one, `unknown_ca` for an untrusted one).
+//!   certificate fails the handshake (rustls sends `certificate_required` for a missing one,
+//!   over TLS 1.2 too, where Go sends `handshake_failure`; `unknown_ca` for an untrusted
+//!   one).
+//!   The CertificateRequest names the current bundle's CAs (`certificate_authorities`,
+//!   RFC 8446 §4.2.4, RFC 5246 §7.4.4), as Go's `ClientCAs` does.
 //! - Session tickets: rustls' `crypto::ring::Ticketer` (TLS 1.2 tickets, RFC 5077, and
 //!   TLS 1.3 tickets, RFC 8446 §4.6.1): ChaCha20-Poly1305 keys made at random in memory,
 //!   a new key every 6 hours, the previous one still accepted, so a ticket is valid for
@@ -17,13 +20,17 @@
 //!   invalidates every ticket) and survive a SIGHUP reload.
 //! - Metrics: [`HandshakeMetrics`] is the listener's `TlsAccept` callback: completed
 //!   handshakes by `resumed`, failed ones (the failure hook is a pingora-core patch,
-//!   `rust-pingora/vendor/README.md`).
+//!   `rust-pingora/vendor/README.md`). [`FirstByte`], the listener's pre-TLS callback,
+//!   keeps a connection that ends before its first byte (a port probe) out of the
+//!   handshake, so it is not counted, as the spec says (Go's `tlslisten` does the same).
 
 use crate::store::Store;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::TlsAccept;
+use pingora::listeners::{PreTlsProcess, TlsAccept};
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Peek;
 use pingora::protocols::tls::TlsRef;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -55,6 +62,11 @@ pub struct TlsFiles {
 struct Loaded {
     key: Arc<CertifiedKey>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The subjects of the client CA bundle, sent in the CertificateRequest. rustls borrows
+    /// them from the verifier for as long as the verifier lives (the whole process), while
+    /// a reload may replace them: each distinct list is kept for the process's life (one
+    /// list per start and per reload that changes the CA subjects, a few hundred bytes).
+    hints: &'static [DistinguishedName],
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -105,10 +117,18 @@ fn load_verifier(ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, String> {
 }
 
 impl TlsFiles {
-    fn load(&self) -> Result<Loaded, String> {
+    /// Load the files; `previous`: the load they replace, whose CA subject list is reused
+    /// when unchanged.
+    fn load(&self, previous: Option<&Loaded>) -> Result<Loaded, String> {
         let key = load_key(&self.cert, &self.key)?;
         let verifier = self.client_ca.as_deref().map(load_verifier).transpose()?;
-        Ok(Loaded { key, verifier })
+        let subjects = verifier.as_ref().map_or(&[][..], |v| v.root_hint_subjects());
+        let hints = match previous {
+            Some(p) if p.hints.iter().map(|d| d.as_ref()).eq(subjects.iter().map(|d| d.as_ref())) => p.hints,
+            _ if subjects.is_empty() => &[],
+            _ => Box::leak(subjects.to_vec().into_boxed_slice()),
+        };
+        Ok(Loaded { key, verifier, hints })
     }
 }
 
@@ -122,14 +142,14 @@ impl Reloadable {
     /// Load `files` once. `Err`: the `<what>` of the contract's `error: tls: <what>` line
     /// (a file that cannot be read or parsed, a key that does not match the certificate).
     pub fn load(files: TlsFiles) -> Result<Arc<Self>, String> {
-        let loaded = files.load()?;
+        let loaded = files.load(None)?;
         Ok(Arc::new(Reloadable { files, current: ArcSwap::from_pointee(loaded) }))
     }
 
     /// Re-read the files; on success new handshakes use them, on error the previous
     /// material stays and the error is returned. Open connections are never touched.
     pub fn reload(&self) -> Result<(), String> {
-        let loaded = self.files.load()?;
+        let loaded = self.files.load(Some(&**self.current.load()))?;
         self.current.store(Arc::new(loaded));
         Ok(())
     }
@@ -159,8 +179,7 @@ impl ResolvesServerCert for CertResolver {
 
 /// rustls client certificate verifier over [`Reloadable`] (only built with `--client-ca`):
 /// client authentication is offered and mandatory, each check is the current CA bundle's
-/// `WebPkiClientVerifier`. It sends no CA names in the CertificateRequest (the names
-/// would have to outlive a reload); clients send their certificate regardless.
+/// `WebPkiClientVerifier`, and the CertificateRequest names the current bundle's CAs.
 #[derive(Clone)]
 pub struct ClientVerifier(pub Arc<Reloadable>);
 
@@ -191,7 +210,7 @@ impl ClientCertVerifier for ClientVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
+        self.0.current.load().hints
     }
 
     fn verify_client_cert(
@@ -226,10 +245,33 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
+/// The listener's pre-TLS step (Pingora `PreTlsProcess`, run after accept and before the
+/// handshake): wait for the connection's first byte, which stays in the stream for the
+/// handshake (`Peek`, rewound). A connection that ends (or fails) before sending a byte
+/// is dropped here, without a handshake: docs/spec.md §7, such a connection (a port
+/// probe, a client that gave up) is no handshake error. The wait is bounded by
+/// Pingora's 60 s limit on the whole downstream handshake, as the TLS handshake is.
+pub struct FirstByte;
+
+#[async_trait]
+impl PreTlsProcess for FirstByte {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        let mut first = [0u8; 1];
+        match stream.try_peek(&mut first).await {
+            Ok(_) => Ok(()),
+            Err(e) => pingora::Error::e_because(
+                pingora::ErrorType::ConnectionClosed,
+                "closed before its first byte (no TLS handshake)",
+                e,
+            ),
+        }
+    }
+}
+
 /// The listener's handshake callbacks: count completed handshakes in
 /// `router_tls_handshakes_total{resumed}` and failed ones in
-/// `router_tls_handshake_errors_total` (a failure includes a client that closes before
-/// or during its ClientHello).
+/// `router_tls_handshake_errors_total` (a failure includes a client that closes during
+/// its ClientHello; one that closes before its first byte never gets here, [`FirstByte`]).
 pub struct HandshakeMetrics(pub Arc<Store>);
 
 #[async_trait]
@@ -244,10 +286,25 @@ impl TlsAccept for HandshakeMetrics {
     }
 }
 
-/// Pingora `TlsSettings` of the data listener for `reloadable` (see the module doc).
+/// Pingora `TlsSettings` of the data listener for `reloadable` (see the module doc), the
+/// handshakes counted in `store`'s metrics ([`HandshakeMetrics`]).
 /// `Err`: rustls could not make a ticketer (no system randomness).
 pub fn settings(reloadable: &Arc<Reloadable>, store: Arc<Store>) -> Result<TlsSettings, String> {
-    let mut s = TlsSettings::with_callbacks(Box::new(HandshakeMetrics(store))).map_err(|e| e.to_string())?;
+    settings_with(reloadable, Some(Box::new(HandshakeMetrics(store))))
+}
+
+/// The listener's `TlsSettings` of [`settings`] with the handshake callbacks `callbacks`
+/// (`None`: none): the certificate of `reloadable` (and its client CA), TLS 1.2 and 1.3,
+/// ALPN `h2` then `http/1.1`, session tickets. `pingora-bare` (the benchmarks' bare
+/// proxy) uses it without callbacks, so that its TLS is the router's.
+/// `Err`: rustls could not make a ticketer (no system randomness).
+pub fn settings_with(reloadable: &Arc<Reloadable>, callbacks: Option<pingora::listeners::TlsAcceptCallbacks>) -> Result<TlsSettings, String> {
+    let mut s = match callbacks {
+        Some(c) => TlsSettings::with_callbacks(c),
+        // No callbacks and no files: the certificate comes from the resolver below.
+        None => TlsSettings::intermediate("", ""),
+    }
+    .map_err(|e| e.to_string())?;
     s.set_cert_resolver(Arc::new(CertResolver(reloadable.clone())));
     if reloadable.files.client_ca.is_some() {
         s.set_client_cert_verifier(Arc::new(ClientVerifier(reloadable.clone())));
