@@ -149,12 +149,16 @@ pub enum ClientCert {
     Good,
     /// One signed by an unrelated CA.
     WrongCa,
+    /// One signed by the run's second CA (`next`), which `router: swap_client_ca` makes
+    /// the router's `--client-ca`.
+    NextCa,
 }
 
 /// The run's certificates: a CA, the router's certificate for `localhost` and
 /// `127.0.0.1` (and a second one, "next", for the reload scenario), a client certificate
-/// from the same CA, and an unrelated CA with its own client certificate. PEM files in
-/// [`TestPki::dir`]; the router reads `server.pem`/`server.key` (`--tls-cert`,
+/// from the same CA, an unrelated CA with its own client certificate, and a second CA
+/// ("next CA", for the client CA reload scenario) with its own client certificate. PEM
+/// files in [`TestPki::dir`]; the router reads `server.pem`/`server.key` (`--tls-cert`,
 /// `--tls-key`) and `ca.pem` (`--client-ca`).
 pub struct TestPki {
     /// Where the files are.
@@ -164,7 +168,11 @@ pub struct TestPki {
     next_server: CertificateDer<'static>,
     client: (CertificateDer<'static>, Vec<u8>),
     wrong_client: (CertificateDer<'static>, Vec<u8>),
+    next_client: (CertificateDer<'static>, Vec<u8>),
 }
+
+/// The common names of the run's CAs and the names [`CaHints::names`] gives them.
+const CA_NAMES: [(&str, &str); 3] = [("parity test CA", "ca"), ("parity unrelated CA", "wrong_ca"), ("parity next CA", "next_ca")];
 
 /// A key pair and its certificate signed by an issuer (or self-signed for a CA).
 struct Made {
@@ -195,21 +203,25 @@ fn leaf(names: &[&str], cn: &str, client: bool, issuer: &rcgen::Issuer<'static, 
 impl TestPki {
     /// Makes every key and certificate and writes them under `dir` (created):
     /// `ca.pem`, `server.pem`, `server.key`, `server-next.pem`, `server-next.key`,
-    /// `client.pem`, `client.key`, `wrong-ca.pem`, `wrong-client.pem`, `wrong-client.key`.
+    /// `client.pem`, `client.key`, `wrong-ca.pem`, `wrong-client.pem`, `wrong-client.key`,
+    /// `next-ca.pem`, `next-client.pem`, `next-client.key`.
     /// Keys are ECDSA P-256 in PKCS#8 PEM.
     pub fn generate(dir: &Path) -> Result<TestPki> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let (ca_made, issuer) = ca("parity test CA")?;
-        let (wrong_made, wrong_issuer) = ca("parity unrelated CA")?;
+        let (ca_made, issuer) = ca(CA_NAMES[0].0)?;
+        let (wrong_made, wrong_issuer) = ca(CA_NAMES[1].0)?;
+        let (next_made, next_issuer) = ca(CA_NAMES[2].0)?;
         let names = ["localhost", "127.0.0.1"];
         let server = leaf(&names, "parity router", false, &issuer)?;
         let next = leaf(&names, "parity router (next)", false, &issuer)?;
         let client = leaf(&[], "parity client", true, &issuer)?;
         let wrong = leaf(&[], "parity client (wrong CA)", true, &wrong_issuer)?;
+        let next_client = leaf(&[], "parity client (next CA)", true, &next_issuer)?;
         let w = |name: &str, text: String| std::fs::write(dir.join(name), text).with_context(|| format!("write {name}"));
         w("ca.pem", ca_made.pem())?;
         w("wrong-ca.pem", wrong_made.pem())?;
-        for (stem, m) in [("server", &server), ("server-next", &next), ("client", &client), ("wrong-client", &wrong)] {
+        w("next-ca.pem", next_made.pem())?;
+        for (stem, m) in [("server", &server), ("server-next", &next), ("client", &client), ("wrong-client", &wrong), ("next-client", &next_client)] {
             w(&format!("{stem}.pem"), m.cert.pem())?;
             w(&format!("{stem}.key"), m.key.serialize_pem())?;
         }
@@ -220,6 +232,7 @@ impl TestPki {
             next_server: next.cert.der().clone(),
             client: (client.cert.der().clone(), client.key.serialize_der()),
             wrong_client: (wrong.cert.der().clone(), wrong.key.serialize_der()),
+            next_client: (next_client.cert.der().clone(), next_client.key.serialize_der()),
         })
     }
 
@@ -249,6 +262,17 @@ impl TestPki {
         Ok(())
     }
 
+    /// Replaces the router's `--client-ca` file (`ca.pem`) with the second CA
+    /// (`next-ca.pem`), written aside and renamed over. The server certificates stay signed
+    /// by the first CA (clients keep trusting the router): only which client certificates
+    /// the router accepts changes, after its reload.
+    pub fn swap_client_ca(&self) -> Result<()> {
+        let tmp = self.dir.join("ca.pem.tmp");
+        std::fs::write(&tmp, std::fs::read(self.dir.join("next-ca.pem"))?)?;
+        std::fs::rename(&tmp, self.ca_file())?;
+        Ok(())
+    }
+
     /// Which of the run's server certificates `der` is: `initial`, `next` or `other`.
     pub fn which_server_cert(&self, der: &[u8]) -> &'static str {
         if der == self.server.as_ref() {
@@ -265,6 +289,12 @@ impl TestPki {
     /// `Some(13)`) or both, with its own in-memory session cache (tickets on, so a second
     /// connection with the same configuration tries to resume).
     pub fn client_config(&self, cert: ClientCert, alpn: &[Vec<u8>], version: Option<u8>) -> Result<Arc<rustls::ClientConfig>> {
+        Ok(self.client_config_with_hints(cert, alpn, version)?.0)
+    }
+
+    /// [`TestPki::client_config`], and what its handshakes record of the server's
+    /// CertificateRequest ([`CaHints`]).
+    pub fn client_config_with_hints(&self, cert: ClientCert, alpn: &[Vec<u8>], version: Option<u8>) -> Result<(Arc<rustls::ClientConfig>, CaHints)> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.clone())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -273,14 +303,70 @@ impl TestPki {
             Some(13) => &[&rustls::version::TLS13],
             _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
         };
-        let b = rustls::ClientConfig::builder_with_provider(provider).with_protocol_versions(versions)?.with_root_certificates(roots);
-        let mut cfg = match cert {
-            ClientCert::None => b.with_no_client_auth(),
-            ClientCert::Good => b.with_client_auth_cert(vec![self.client.0.clone()], PrivateKeyDer::Pkcs8(self.client.1.clone().into()))?,
-            ClientCert::WrongCa => b.with_client_auth_cert(vec![self.wrong_client.0.clone()], PrivateKeyDer::Pkcs8(self.wrong_client.1.clone().into()))?,
+        let b = rustls::ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?.with_root_certificates(roots);
+        let pair = match cert {
+            ClientCert::None => None,
+            ClientCert::Good => Some(&self.client),
+            ClientCert::WrongCa => Some(&self.wrong_client),
+            ClientCert::NextCa => Some(&self.next_client),
         };
+        let key = match pair {
+            None => None,
+            Some((c, k)) => {
+                let signer = provider.key_provider.load_private_key(PrivateKeyDer::Pkcs8(k.clone().into()))?;
+                Some(Arc::new(rustls::sign::CertifiedKey::new(vec![c.clone()], signer)))
+            }
+        };
+        let hints = CaHints::default();
+        let resolver = Recorder { key, hints: hints.clone() };
+        let mut cfg = b.with_client_cert_resolver(Arc::new(resolver));
         cfg.alpn_protocols = alpn.to_vec();
-        Ok(Arc::new(cfg))
+        Ok((Arc::new(cfg), hints))
+    }
+}
+
+/// The CA names (RFC 8446 §4.2.4 `certificate_authorities`; TLS 1.2: RFC 5246 §7.4.4
+/// `certificate_authorities`) of the last CertificateRequest a client configuration of
+/// [`TestPki::client_config_with_hints`] received: `None` until the server asks for a
+/// certificate, then the DER distinguished names it listed (possibly none).
+#[derive(Debug, Clone, Default)]
+pub struct CaHints(Arc<std::sync::Mutex<Option<Vec<Vec<u8>>>>>);
+
+impl CaHints {
+    /// Takes what was recorded (the next handshake starts from `None`).
+    pub fn take(&self) -> Option<Vec<Vec<u8>>> {
+        self.0.lock().expect("hints lock").take()
+    }
+
+    /// The run's CA each of `names` is (`ca`, `wrong_ca`, `next_ca`), found by its
+    /// common name in the DER; `other` for a name that is none of them.
+    pub fn names(names: &[Vec<u8>]) -> Vec<String> {
+        names
+            .iter()
+            .map(|dn| {
+                let hit = CA_NAMES.iter().find(|(cn, _)| dn.windows(cn.len()).any(|w| w == cn.as_bytes()));
+                hit.map_or("other", |(_, n)| n).to_string()
+            })
+            .collect()
+    }
+}
+
+/// rustls client certificate resolver: presents the configured certificate (if any)
+/// whatever the server asks for, and records the CA names of the request.
+#[derive(Debug)]
+struct Recorder {
+    key: Option<Arc<rustls::sign::CertifiedKey>>,
+    hints: CaHints,
+}
+
+impl rustls::client::ResolvesClientCert for Recorder {
+    fn resolve(&self, root_hint_subjects: &[&[u8]], _sigschemes: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        *self.hints.0.lock().expect("hints lock") = Some(root_hint_subjects.iter().map(|s| s.to_vec()).collect());
+        self.key.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.key.is_some()
     }
 }
 
@@ -484,6 +570,12 @@ mod tests {
         assert_eq!(std::fs::read(d.path().join("server.pem")).unwrap(), std::fs::read(d.path().join("server-next.pem")).unwrap());
         pki.swap_server_cert(true).unwrap();
         assert!(!std::fs::read_to_string(d.path().join("server.key")).unwrap().contains("BEGIN"));
+        let before = std::fs::read(pki.ca_file()).unwrap();
+        pki.swap_client_ca().unwrap();
+        let after = std::fs::read(pki.ca_file()).unwrap();
+        assert_ne!(before, after);
+        assert_eq!(after, std::fs::read(d.path().join("next-ca.pem")).unwrap());
+        assert!(!d.path().join("ca.pem.tmp").exists());
     }
 
     #[tokio::test]
@@ -508,6 +600,23 @@ mod tests {
         let mtls = serve(server(&pki, true)).await;
         let good = probe(mtls, pki.client_config(ClientCert::Good, &both, None).unwrap(), &pki).await;
         assert!(good.ok, "{good:?}");
+        // the CertificateRequest's CA names (rustls' WebPkiClientVerifier lists its roots),
+        // over TLS 1.3 and 1.2; none recorded when no certificate is asked for
+        for ver in [Some(13), Some(12)] {
+            let (cfg, hints) = pki.client_config_with_hints(ClientCert::Good, &both, ver).unwrap();
+            assert!(probe(mtls, cfg, &pki).await.ok);
+            assert_eq!(CaHints::names(&hints.take().expect("no CertificateRequest")), vec!["ca"], "{ver:?}");
+            assert!(hints.take().is_none());
+        }
+        let (cfg, hints) = pki.client_config_with_hints(ClientCert::Good, &both, None).unwrap();
+        assert!(probe(open, cfg, &pki).await.ok);
+        assert!(hints.take().is_none(), "a CertificateRequest from a server that asks for none");
+        assert_eq!(CaHints::names(&[b"0\x11parity next CA".to_vec(), b"x".to_vec()]), vec!["next_ca", "other"]);
+        // after the server's CA changes, the next CA's client is accepted
+        std::fs::copy(d.path().join("next-ca.pem"), pki.ca_file()).unwrap();
+        let next = serve(server(&pki, true)).await;
+        assert!(probe(next, pki.client_config(ClientCert::NextCa, &both, None).unwrap(), &pki).await.ok);
+        assert!(!probe(next, pki.client_config(ClientCert::Good, &both, None).unwrap(), &pki).await.ok);
         for (cert, ver) in [(ClientCert::None, Some(13)), (ClientCert::WrongCa, Some(13)), (ClientCert::None, Some(12)), (ClientCert::WrongCa, Some(12))] {
             let bad = probe(mtls, pki.client_config(cert, &both, ver).unwrap(), &pki).await;
             assert!(!bad.ok && bad.alert.is_some(), "{cert:?} {ver:?}: {bad:?}");

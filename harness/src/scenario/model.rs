@@ -413,6 +413,11 @@ pub struct TlsExpect {
     /// choose different alerts (docs/divergences.md).
     #[serde(default)]
     pub alert: Option<String>,
+    /// The CAs the router named in its CertificateRequest (`certificate_authorities`), by
+    /// the run's names (`ca`, `next_ca`, `wrong_ca`, `other`); `[]`: a request naming none.
+    /// Only when given is it part of the trace.
+    #[serde(default)]
+    pub ca_names: Option<Vec<String>>,
 }
 
 /// Expected handshake outcome.
@@ -828,6 +833,10 @@ pub enum RouterAction {
     /// Replace the router's `--tls-cert`/`--tls-key` files with text that is not PEM (a
     /// reload that must fail and keep the old certificate).
     BreakTlsCert,
+    /// Replace the router's `--client-ca` file with the run's second CA (`next_ca`),
+    /// renamed over; after a `sighup` the router accepts `client_cert: next_ca` and
+    /// refuses `good`.
+    SwapClientCa,
 }
 
 fn default_exit_wait() -> u64 {

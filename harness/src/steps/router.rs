@@ -62,6 +62,16 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, a: &RouterAction) {
                 ctx.fail(i, "router", format!("replacing the TLS files: {e}"));
             }
         }
+        RouterAction::SwapClientCa => {
+            let res = match &ctx.env.pki {
+                Some(p) => p.swap_client_ca().map_err(|e| format!("{e:#}")),
+                None => Err("the router has no TLS listener (router.tls)".into()),
+            };
+            ctx.obs(i, "router", json!({"client_ca_replaced": res.is_ok()}));
+            if let Err(e) = res {
+                ctx.fail(i, "router", format!("replacing the client CA file: {e}"));
+            }
+        }
         RouterAction::ExpectRefused => {
             let r = tokio::net::TcpStream::connect(addr(ctx.env.router.listen_port)).await;
             let refused = matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);

@@ -1,8 +1,9 @@
 //! `tls`: handshakes with the router's TLS listener ([`crate::tls::probe`]), one after the
 //! other with one client configuration, so a later connection may resume the session of
 //! an earlier one. The trace holds, per connection, the outcome, the ALPN protocol, the
-//! version, whether it resumed and which certificate the router presented; the alert only
-//! when the step expects one (stacks may pick different alerts).
+//! version, whether it resumed and which certificate the router presented; the alert and
+//! the CA names of the router's CertificateRequest only when the step expects them (stacks
+//! may pick different alerts).
 use super::Ctx;
 use crate::scenario::{HandshakeExpect, TlsProbe, TlsVersion};
 use serde_json::json;
@@ -18,7 +19,7 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, t: &TlsProbe) {
         TlsVersion::V12 => 12,
         TlsVersion::V13 => 13,
     });
-    let cfg = match pki.client_config(t.client_cert, &alpn, version) {
+    let (cfg, hints) = match pki.client_config_with_hints(t.client_cert, &alpn, version) {
         Ok(c) => c,
         Err(e) => {
             ctx.fail(i, "tls", format!("client configuration: {e:#}"));
@@ -28,12 +29,15 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, t: &TlsProbe) {
     let addr = ctx.env.data_addr();
     let mut seen = Vec::new();
     for _ in 0..t.connections {
-        seen.push(crate::tls::probe(addr, cfg.clone(), pki).await);
+        let h = crate::tls::probe(addr, cfg.clone(), pki).await;
+        // the CA names of this connection's CertificateRequest; none asked: `[]`
+        let names = crate::tls::CaHints::names(&hints.take().unwrap_or_default());
+        seen.push((h, names));
     }
     let e = &t.expect;
     let mut fails = Vec::new();
     let mut obs = Vec::new();
-    for (n, h) in seen.iter().enumerate() {
+    for (n, (h, names)) in seen.iter().enumerate() {
         let who = format!("connection {}: ", n + 1);
         let mut o = json!({
             "handshake": if h.ok { "ok" } else { "failed" },
@@ -44,6 +48,9 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, t: &TlsProbe) {
         });
         if e.alert.is_some() {
             o["alert"] = json!(h.alert);
+        }
+        if e.ca_names.is_some() {
+            o["ca_names"] = json!(names);
         }
         obs.push(o);
         if let Some(want) = e.handshake {
@@ -64,6 +71,11 @@ pub async fn run(ctx: &mut Ctx<'_>, i: i64, t: &TlsProbe) {
         if let Some(want) = &e.server_cert {
             if h.server_cert.as_ref() != Some(want) {
                 fails.push(format!("{who}server certificate {:?}, expected {want:?}", h.server_cert));
+            }
+        }
+        if let Some(want) = &e.ca_names {
+            if names != want {
+                fails.push(format!("{who}CertificateRequest CA names {names:?}, expected {want:?}"));
             }
         }
         if let Some(want) = &e.alert {
