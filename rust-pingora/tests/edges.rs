@@ -556,3 +556,45 @@ fn router_answers_discard_an_unread_body_as_net_http_does() {
     assert_eq!((got[0].header("connection"), end), (Some("close"), End::Eof));
     assert!(up.heads().iter().all(|h| h.starts_with("GET /after ")), "{:?}", up.heads());
 }
+
+#[test]
+fn a_malformed_request_trailer_section_is_a_bad_request() {
+    let up = Recorder::start(ok_target);
+    let r = RouterProc::start(Some(&lkg(&up.addr)), &[]);
+    // RFC 9112 sections 7.1.2 and 5 (pingora-core patch, TrailerCheck): field lines as in
+    // the head, CRLF line ends, at most 65536 bytes; anything else is 400, connection closed
+    let pre = "POST /t HTTP/1.1\r\nHost: h\r\nX-Routing-Key: k\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n";
+    let long = |n: usize| format!("X-L: {}\r\n\r\n", "v".repeat(n - 9));
+    for section in [
+        "a\r\n\r\n".to_string(),
+        "X-T : 1\r\n\r\n".into(),
+        "X-T: 1\r\n 2\r\n\r\n".into(),
+        ": 1\r\n\r\n".into(),
+        "X-T: a\x01b\r\n\r\n".into(),
+        "X-T: 1\n\r\n".into(),
+        "\n".into(),
+        long(65537),
+    ] {
+        let req = format!("{pre}{section}");
+        let (out, end) = exchange(&r.listen, &[(0, req.as_bytes())], IDLE);
+        let got = responses(&out, &[]);
+        assert_eq!((got.first().map(Msg::status), end), (Some(400), End::Eof), "{:.40?}", section);
+        assert_eq!(got[0].header("x-router-error"), Some("bad_request"));
+    }
+    // refused at the bad byte, before the line's end
+    let (out, end) = exchange(&r.listen, &[(0, format!("{pre}X-T: 1\r\n ").as_bytes())], IDLE);
+    assert_eq!((responses(&out, &[]).first().map(Msg::status), end), (Some(400), End::Eof));
+    // valid sections, split over writes too, pass and are dropped; the connection lives on
+    for writes in [
+        vec![(0, format!("{pre}X-T: 1\r\nX-E:\r\nX-O: a \t b\u{e9}\r\n\r\n").into_bytes())],
+        vec![(0, format!("{pre}{}", long(65536)).into_bytes())],
+        vec![(0, format!("{pre}X-").into_bytes()), (50, b"T: 1\r".to_vec()), (50, b"\n\r\n".to_vec())],
+    ] {
+        let mut writes: Vec<(u64, &[u8])> = writes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        let then_get = get("/after", "");
+        writes.push((50, &then_get));
+        let (out, end) = exchange(&r.listen, &writes, IDLE);
+        assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200, 200]);
+        assert_eq!(end, End::Open);
+    }
+}

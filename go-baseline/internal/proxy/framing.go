@@ -26,6 +26,10 @@ import (
 //     checkField, endHead: the rules net/http applies before the handler, plus the
 //     router's); body bytes pass at once, and a head that arrives whole in one read is
 //     handed over in place, without a copy;
+//   - in a chunked body, a chunk-size line is held until its line end (the white space
+//     before an extension is rewritten, bwsBeforeExtension) and the trailer section is
+//     checked by the gate (trailerLexer) and never handed over: net/http gets an empty
+//     section, or one its chunked reader refuses in place of a refused one;
 //   - a head that passes is handed to net/http byte for byte;
 //   - a head that is refused never reaches net/http: in its place net/http gets a stand-in
 //     head ("GET / HTTP/1.1", or HTTP/1.0 where the answer says HTTP/1.0: fault, refuse;
@@ -262,7 +266,8 @@ type scanConn struct {
 	pending   []byte // checked bytes net/http has not taken yet
 	pendOff   int
 	hold      []byte // the head being read, when it did not arrive within one read
-	line      []byte // a chunk-size or trailer line split across reads
+	line      []byte // a chunk-size line, or the end of chunk data, split across reads
+	trailers  trailerLexer
 	h         headCheck
 	clFirst   []byte // the first Content-Length value of the head (reused)
 	hostFirst []byte // the first Host value of the head (reused)
@@ -356,7 +361,7 @@ func (c *scanConn) discard() error {
 // it that pass are appended to c.pending, the head being read is kept in c.hold.
 func (c *scanConn) process(b []byte, direct bool) int {
 	k := 0
-	inPlace := direct && len(c.pending) == 0 && len(c.hold) == 0
+	inPlace := direct && len(c.pending) == 0 && len(c.hold) == 0 && len(c.line) == 0
 	hs := -1 // start in b of the head being read in place
 	i := 0
 	for i < len(b) {
@@ -384,26 +389,63 @@ func (c *scanConn) process(b []byte, direct bool) int {
 					c.state = sChunkDataEnd
 				}
 			}
-		case sChunkSize, sChunkDataEnd, sTrailers:
+		case sChunkSize:
+			// A chunk-size line is held until its LF (it may come over several reads), so
+			// that the white space before an extension is rewritten whatever the reads.
+			j := bytes.IndexByte(b[i:], '\n')
+			if j < 0 {
+				c.line = append(c.line, b[i:]...)
+				i = len(b)
+				if len(c.line) > maxBodyLineBytes {
+					c.pending = append(c.pending, c.line...)
+					c.line = c.line[:0]
+					c.state = sOff
+				}
+				continue
+			}
+			end := i + j + 1
+			var line []byte
+			if len(c.line) == 0 {
+				line = b[i : end-1]
+				bwsBeforeExtension(line)
+				k = c.pass(b, i, end, k, inPlace)
+			} else {
+				c.line = append(c.line, b[i:end]...)
+				line = c.line[:len(c.line)-1]
+				bwsBeforeExtension(line)
+				c.pending = append(c.pending, c.line...)
+			}
+			i = end
+			c.chunkSizeLine(trimCR(line))
+			c.line = c.line[:0]
+		case sChunkDataEnd:
+			// The line end after chunk data passes as it comes (net/http checks it is CRLF).
 			j := bytes.IndexByte(b[i:], '\n')
 			if j < 0 {
 				k = c.pass(b, i, len(b), k, inPlace)
-				if len(c.line)+len(b)-i > maxBodyLineBytes {
-					c.state = sOff
-				}
-				c.line = append(c.line, b[i:]...)
 				i = len(b)
 				continue
 			}
 			end := i + j + 1
-			if c.state == sChunkSize && len(c.line) == 0 {
-				bwsBeforeExtension(b[i : end-1])
-			}
 			k = c.pass(b, i, end, k, inPlace)
-			c.line = append(c.line, b[i:end-1]...)
 			i = end
-			c.bodyLine(trimCR(c.line))
-			c.line = c.line[:0]
+			c.state = sChunkSize
+		case sTrailers:
+			// The trailer section is checked here and never reaches net/http (the router
+			// forwards no request trailers): net/http gets an empty one, or, for a section
+			// the contract refuses, one its chunked reader refuses, which the handler
+			// answers 400 bad_request as any malformed chunked body.
+			n, verdict := c.trailers.scan(b[i:])
+			i += n
+			inPlace = false // what follows passes after the dropped bytes
+			switch verdict {
+			case trailersEnd:
+				c.pending = append(c.pending, '\r', '\n')
+				c.state = sHead
+			case trailersRefused:
+				c.pending = append(c.pending, refusedTrailerSection...)
+				c.state = sOff
+			}
 		case sHead:
 			j := bytes.IndexByte(b[i:], '\n')
 			end := len(b)
@@ -1121,30 +1163,116 @@ func contentLengthList(v []byte) bool {
 	return true
 }
 
-// bodyLine follows a chunked body's framing lines.
-func (c *scanConn) bodyLine(line []byte) {
-	switch c.state {
-	case sChunkSize:
-		size := line
-		if i := bytes.IndexByte(size, ';'); i >= 0 {
-			size = size[:i]
+// chunkSizeLine follows a chunked body's chunk-size line (without its line end): the
+// next state is the chunk's data, the trailer section after the last chunk, or, for a
+// size net/http's chunked reader refuses, pass-through (the handler answers 400).
+func (c *scanConn) chunkSizeLine(line []byte) {
+	size := line
+	if i := bytes.IndexByte(size, ';'); i >= 0 {
+		size = size[:i]
+	}
+	n, err := parseHex(bytes.TrimSpace(size))
+	switch {
+	case err != nil:
+		c.state = sOff
+	case n == 0:
+		c.state, c.trailers = sTrailers, trailerLexer{}
+	default:
+		c.state, c.remaining = sChunkData, n
+	}
+}
+
+// MaxTrailerSectionBytes bounds a chunked request's trailer section: its field lines and
+// the final empty line, CRLFs included, counted from the byte after the last chunk's
+// line (docs/spec.md section 3, "Request framing"). A longer one is 400 bad_request.
+const MaxTrailerSectionBytes = 64 << 10
+
+// refusedTrailerSection is what net/http gets in place of a trailer section the contract
+// refuses: a line without a colon, which its chunked reader (textproto's ReadMIMEHeader)
+// refuses, so that the body read fails and the handler answers 400 bad_request.
+const refusedTrailerSection = "x\r\n\r\n"
+
+// trailerVerdict is what trailerLexer.scan found.
+type trailerVerdict uint8
+
+const (
+	trailersMore    trailerVerdict = iota // the section goes on in the next bytes
+	trailersEnd                           // its final empty line has been read
+	trailersRefused                       // a byte the section's grammar refuses, or too long
+)
+
+// trailerLexer follows a chunked request's trailer section byte by byte (RFC 9112 section
+// 7.1.2: trailer-section = *( field-line CRLF ), then CRLF; field lines as in the head,
+// section 5: a token name directly followed by ':', a value of HTAB, SP, VCHAR and
+// obs-text; no obs-fold), refusing at the first byte no continuation can make valid, as
+// the Pingora router's patched chunked reader does (pingora-core body.rs, TrailerCheck).
+// Unlike a head, every line ends with CRLF (a bare LF is refused, as by Pingora's reader
+// and net/http's). Its zero value is the start of a section.
+type trailerLexer struct {
+	state trailerState
+	bytes int // section bytes so far
+}
+
+type trailerState uint8
+
+const (
+	tlLineStart trailerState = iota
+	tlEmptyCR                // the CR of the final empty line
+	tlName
+	tlValue
+	tlLineCR // the CR ending a field line
+)
+
+// scan follows b, the next bytes of the section. It returns how many bytes of b belong to
+// the section (all of b while it goes on; up to and including the final LF, or the byte
+// refused) and what it found.
+func (l *trailerLexer) scan(b []byte) (int, trailerVerdict) {
+	for i, ch := range b {
+		l.bytes++
+		if l.bytes > MaxTrailerSectionBytes {
+			return i + 1, trailersRefused
 		}
-		n, err := parseHex(bytes.TrimSpace(size))
-		switch {
-		case err != nil:
-			c.state = sOff // net/http refuses the body; the handler answers
-		case n == 0:
-			c.state = sTrailers
-		default:
-			c.state, c.remaining = sChunkData, n
+		ok := true
+		switch l.state {
+		case tlLineStart:
+			switch {
+			case ch == '\r':
+				l.state = tlEmptyCR
+			case tchar[ch]:
+				l.state = tlName
+			default:
+				ok = false // a bare LF, white space (obs-fold), an empty name
+			}
+		case tlEmptyCR:
+			if ch != '\n' {
+				return i + 1, trailersRefused
+			}
+			return i + 1, trailersEnd
+		case tlName:
+			switch {
+			case ch == ':':
+				l.state = tlValue
+			case !tchar[ch]:
+				ok = false // white space before the colon, a separator, a CTL
+			}
+		case tlValue:
+			switch {
+			case ch == '\r':
+				l.state = tlLineCR
+			case ch < 0x20 && ch != '\t' || ch == 0x7f:
+				ok = false // a CTL (a bare LF included), DEL
+			}
+		case tlLineCR:
+			if ch != '\n' {
+				ok = false // a bare CR
+			}
+			l.state = tlLineStart
 		}
-	case sChunkDataEnd:
-		c.state = sChunkSize
-	case sTrailers:
-		if len(line) == 0 {
-			c.state = sHead
+		if !ok {
+			return i + 1, trailersRefused
 		}
 	}
+	return len(b), trailersMore
 }
 
 // bwsBeforeExtension rewrites, in place, the white space between a chunk size and its

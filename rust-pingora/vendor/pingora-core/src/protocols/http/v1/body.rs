@@ -151,6 +151,93 @@ pub struct BodyReader {
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
+    // pingora-parity patch: the syntax check of a request's trailer section
+    trailer_check: TrailerCheck,
+}
+
+/// pingora-parity patch (RFC 9112 sections 7.1.2 and 5, section 2.2: a request that does
+/// not match the grammar is answered 400): the trailer section of a chunked *request*
+/// (`trailer-section = *( field-line CRLF )`, then CRLF) is checked byte by byte, as the
+/// head's field lines are by httparse: a token name directly followed by `:`, a value of
+/// HTAB, SP, VCHAR and obs-text, no obs-fold, every line ended by CRLF, at most
+/// [`TRAILER_SECTION_MAX`] bytes. Pingora only looked for the CRLF CRLF that ends the
+/// section, so a malformed trailer line was accepted and the body forwarded whole; the Go
+/// router's net/http refuses it. The first byte no continuation can make valid is an
+/// `INVALID_TRAILER_END` error (the router answers 400 `bad_request`). The fields are then
+/// discarded, as before. Response trailers are not checked here.
+#[derive(Debug, Default, Clone, Copy)]
+struct TrailerCheck {
+    state: TrailerLex,
+    bytes: usize,
+}
+
+/// pingora-parity patch: the largest request trailer section accepted (field lines and the
+/// final empty line, CRLFs included, from the byte after the last chunk's line).
+pub const TRAILER_SECTION_MAX: usize = 64 * 1024;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum TrailerLex {
+    #[default]
+    LineStart,
+    EmptyCr,
+    Name,
+    Value,
+    LineCr,
+}
+
+impl TrailerCheck {
+    /// Follow `buf`, the next bytes of the section: `Ok(Some(n))` when its final empty line
+    /// ends at `buf[n - 1]`, `Ok(None)` when the section goes on, `Err` at a refused byte.
+    fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        for (i, &b) in buf.iter().enumerate() {
+            self.bytes += 1;
+            if self.bytes > TRAILER_SECTION_MAX {
+                return Error::e_explain(INVALID_TRAILER_END, "trailer section over limit");
+            }
+            let ok = match self.state {
+                TrailerLex::LineStart if b == CR => {
+                    self.state = TrailerLex::EmptyCr;
+                    true
+                }
+                TrailerLex::LineStart => {
+                    self.state = TrailerLex::Name;
+                    is_tchar(b)
+                }
+                TrailerLex::EmptyCr => {
+                    if b == LF {
+                        return Ok(Some(i + 1));
+                    }
+                    false
+                }
+                TrailerLex::Name if b == b':' => {
+                    self.state = TrailerLex::Value;
+                    true
+                }
+                TrailerLex::Name => is_tchar(b),
+                TrailerLex::Value if b == CR => {
+                    self.state = TrailerLex::LineCr;
+                    true
+                }
+                TrailerLex::Value => b == b'\t' || (b >= 0x20 && b != 0x7f),
+                TrailerLex::LineCr => {
+                    self.state = TrailerLex::LineStart;
+                    b == LF
+                }
+            };
+            if !ok {
+                return Error::e_explain(
+                    INVALID_TRAILER_END,
+                    format!("malformed trailer section at byte {}", self.bytes),
+                );
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A token character (RFC 9110 section 5.6.2). pingora-parity patch.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl BodyReader {
@@ -162,6 +249,7 @@ impl BodyReader {
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
+            trailer_check: TrailerCheck::default(),
         }
     }
 
@@ -221,6 +309,7 @@ impl BodyReader {
 
     pub fn init_chunked(&mut self, buf_to_rewind: &[u8]) {
         self.body_state = PS::Chunked(0, 0, 0, 0);
+        self.trailer_check = TrailerCheck::default(); // pingora-parity patch
         self.prepare_buf(buf_to_rewind);
     }
 
@@ -231,6 +320,7 @@ impl BodyReader {
     /// possibly of following pipelined requests) keep their original allocation.
     pub fn init_chunked_owned(&mut self, buf_to_rewind: BytesMut) {
         self.body_state = PS::Chunked(0, 0, 0, 0);
+        self.trailer_check = TrailerCheck::default(); // pingora-parity patch
         self.prepare_owned_buf(buf_to_rewind);
     }
 
@@ -852,6 +942,15 @@ impl BodyReader {
                     .body_buf
                     .as_deref()
                     .expect("body buf is initialized before reading trailers")[..n];
+
+                // pingora-parity patch: a request's trailer section is checked (TrailerCheck)
+                // up to its end; the loop below then finds the same end.
+                if !self.upstream {
+                    if let Err(e) = self.trailer_check.scan(buf) {
+                        self.body_state = PS::Done(read);
+                        return Err(e);
+                    }
+                }
 
                 let mut start = 0;
                 // try to find end within the current IO buffer
