@@ -598,3 +598,19 @@ fn a_malformed_request_trailer_section_is_a_bad_request() {
         assert_eq!(end, End::Open);
     }
 }
+
+#[test]
+fn an_http10_request_asking_close_gets_connection_close() {
+    let up = Recorder::start(ok_target);
+    let r = RouterProc::start(Some(&lkg(&up.addr)), &[]);
+    // RFC 9112 section 9.6 (pingora-core patch hunk 4): close in any Connection line
+    for conn in ["Connection: close\r\n", "Connection: keep-alive\r\nConnection: close\r\n", "Connection: Keep-Alive, Close\r\n"] {
+        let req = format!("GET /c HTTP/1.0\r\nHost: h\r\nX-Routing-Key: k\r\n{conn}\r\n");
+        let (out, end) = exchange(&r.listen, &[(0, req.as_bytes())], IDLE);
+        let got = responses(&out, &[]);
+        assert_eq!((got[0].status(), got[0].header("connection"), end), (200, Some("close"), End::Eof), "{conn:?}");
+    }
+    // without close: no Connection on a closing HTTP/1.0 response, keep-alive on a kept one
+    let (out, _) = exchange(&r.listen, &[(0, b"GET /n HTTP/1.0\r\nHost: h\r\nX-Routing-Key: k\r\n\r\n")], IDLE);
+    assert_eq!(responses(&out, &[])[0].header("connection"), None);
+}

@@ -965,16 +965,24 @@ func TestWhiteSpaceBeforeTheColonRemovedFromResponses(t *testing.T) {
 }
 
 // close in any Connection line of an HTTP/1.0 request ends the connection after the
-// response (RFC 9112 section 9.6), also when a first line lists keep-alive and the
-// response has a length: net/http's wantsHttp10KeepAlive reads the first line only and kept
-// such a connection open (the Pingora router closes it; edge-http10).
+// response, which says Connection: close (RFC 9112 section 9.6), also when a first line
+// lists keep-alive and the response has a length: net/http's wantsHttp10KeepAlive reads the
+// first line only and kept such a connection open, and it writes no Connection on an
+// HTTP/1.0 response it closes after (edge-http10; the Pingora router writes the same).
 func TestHTTP10CloseInAnyConnectionLine(t *testing.T) {
 	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
-	for _, conn := range []string{"Connection: keep-alive\r\nConnection: close\r\n", "Connection: keep-alive, close\r\n"} {
+	for _, conn := range []string{"Connection: keep-alive\r\nConnection: close\r\n", "Connection: keep-alive, close\r\n",
+		"Connection: close\r\n", "Connection: x-a\r\nConnection: Close\r\n"} {
 		out, err := orderlyExchange(t, hostPort(r.url), []byte("GET / HTTP/1.0\r\nX-Routing-Key: k\r\n"+conn+"\r\n"))
-		if err != nil || !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || !strings.HasSuffix(out, "\r\n\r\nok") {
+		if err != nil || !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || !strings.HasSuffix(out, "\r\n\r\nok") ||
+			!strings.Contains(out, "\r\nConnection: close\r\n") {
 			t.Fatalf("%q: %q %v", conn, out, err)
 		}
+	}
+	// without close, a connection the response cannot keep ends without the field
+	out, err := orderlyExchange(t, hostPort(r.url), []byte("GET / HTTP/1.0\r\nX-Routing-Key: k\r\n\r\n"))
+	if err != nil || !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || strings.Contains(out, "Connection:") {
+		t.Fatalf("no Connection: %q %v", out, err)
 	}
 }

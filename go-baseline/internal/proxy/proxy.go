@@ -176,14 +176,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.expect100 = r.ProtoAtLeast(1, 1) && r.ContentLength != 0 && hasToken([]byte(r.Header.Get("Expect")), "100-continue")
 	defer h.finish(rw, r, st, start)
 
-	if rw.http10 && hasToken([]byte(r.Header.Get("Connection")), "keep-alive") &&
-		slices.ContainsFunc(r.Header["Connection"], func(v string) bool { return hasToken([]byte(v), "close") }) {
-		// close in any Connection line ends the connection after the response (RFC 9112
-		// section 9.6). net/http keeps an HTTP/1.0 connection whose first Connection line
+	if rw.http10 && slices.ContainsFunc(r.Header["Connection"], func(v string) bool { return hasToken([]byte(v), "close") }) {
+		// close in any Connection line ends the connection after the response, which
+		// says so (RFC 9112 section 9.6: the server SHOULD send close; docs/spec.md
+		// section 3, "HTTP/1.0 clients"). net/http writes no Connection on an HTTP/1.0
+		// response it closes after, and keeps a connection whose first Connection line
 		// lists keep-alive (wantsHttp10KeepAlive reads that line only) when the response
-		// has a length, whatever says close; the Pingora router closes it. Only then: for
-		// any other HTTP/1.0 request net/http closes by itself, without the field this
-		// writes (which Pingora does not write: docs/fuzzing.md).
+		// has a length, whatever says close: the field set here does both.
 		closeAfter(w, r)
 	}
 	if rf := refusedHead(r); rf != nil {

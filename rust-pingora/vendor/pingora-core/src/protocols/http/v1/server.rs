@@ -872,14 +872,27 @@ impl HttpSession {
             // pingora-parity patch (RFC 9112 sections 9.3 and 9.6, Appendix C.2.2): say only
             // what differs from the request version's default, as Go's net/http does: `close`
             // on an HTTP/1.1 response that ends the connection, `keep-alive` on an HTTP/1.0
-            // response that keeps it, no `Connection` field otherwise.
+            // response that keeps it, no `Connection` field otherwise; and `close` on an
+            // HTTP/1.0 response to a request whose `Connection` lists `close` in any line
+            // (section 9.6: the server SHOULD send it), as the Go router writes it.
             let http10 = self
                 .request_header
                 .as_ref()
                 .is_some_and(|r| r.version == http::Version::HTTP_10);
+            let asked_close = http10
+                && self.request_header.as_ref().is_some_and(|r| {
+                    r.headers.get_all(header::CONNECTION).iter().any(|v| {
+                        v.as_bytes()
+                            .split(|b| *b == b',')
+                            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+                    })
+                });
             match (self.will_keepalive(), http10) {
                 (true, true) => header.insert_header(header::CONNECTION, "keep-alive")?,
                 (false, false) => header.insert_header(header::CONNECTION, "close")?,
+                (false, true) if asked_close => {
+                    header.insert_header(header::CONNECTION, "close")?
+                }
                 _ => {
                     header.remove_header(&header::CONNECTION);
                 }
