@@ -112,8 +112,26 @@ pub struct ResponseFix {
 ///   in a response to `HEAD` (`request_was_head`) the `Transfer-Encoding` goes too: it only
 ///   describes the body a GET would get (RFC 9112 section 6.1: a server MAY send it), and
 ///   net/http never writes it on a HEAD response, so both routers send the same head;
-/// - identical duplicate `Content-Length` lines become one.
+/// - identical duplicate `Content-Length` lines become one;
+/// - a `101` whose framing fields pass the checks above loses them: a server must not send
+///   `Content-Length` or `Transfer-Encoding` in a 1xx (RFC 9110 section 8.6, RFC 9112
+///   section 6.1), the connection is a tunnel after its head, and net/http's transport and
+///   `ReverseProxy` drop them (parity fuzz, upgrade mode).
 pub fn response_fix(status: StatusCode, version: http::Version, headers: &HeaderMap, request_was_head: bool) -> Result<ResponseFix, FramingError> {
+    let mut fix = framing_fix(status, version, headers, request_was_head)?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        fix.content_length = None;
+        for name in [CONTENT_LENGTH, TRANSFER_ENCODING] {
+            if headers.contains_key(&name) && !fix.remove.contains(&name) {
+                fix.remove.push(name);
+            }
+        }
+    }
+    Ok(fix)
+}
+
+/// [`response_fix`] without its `101` rule.
+fn framing_fix(status: StatusCode, version: http::Version, headers: &HeaderMap, request_was_head: bool) -> Result<ResponseFix, FramingError> {
     let mut fix = ResponseFix::default();
     let no_body = (status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS)
         || status == StatusCode::NO_CONTENT
@@ -271,6 +289,23 @@ mod tests {
         let f = response_fix(StatusCode::from_u16(102).unwrap(), V11, &h(&[("content-length", "5"), ("transfer-encoding", "chunked")]), false).unwrap();
         assert_eq!(f.remove, vec![CONTENT_LENGTH, TRANSFER_ENCODING]);
         assert_eq!(response_fix(StatusCode::SWITCHING_PROTOCOLS, V11, &h(&[]), false).unwrap(), ResponseFix::default());
+    }
+
+    /// A `101` goes out without `Content-Length` or `Transfer-Encoding` when they are valid
+    /// (RFC 9110 section 8.6, RFC 9112 section 6.1: none in a 1xx; Go's transport drops
+    /// them), and is refused with them when they are not, as the Go router refuses it.
+    #[test]
+    fn switching_protocols_loses_framing_fields() {
+        let s = StatusCode::SWITCHING_PROTOCOLS;
+        assert_eq!(response_fix(s, V11, &h(&[("transfer-encoding", "chunked")]), false).unwrap().remove, vec![TRANSFER_ENCODING]);
+        assert_eq!(response_fix(s, V11, &h(&[("content-length", "5")]), false).unwrap().remove, vec![CONTENT_LENGTH]);
+        let f = response_fix(s, V11, &h(&[("content-length", "5"), ("content-length", "5")]), false).unwrap();
+        assert_eq!(f, ResponseFix { remove: vec![CONTENT_LENGTH], content_length: None });
+        let f = response_fix(s, V11, &h(&[("transfer-encoding", "chunked"), ("content-length", "5")]), false).unwrap();
+        assert_eq!(f.remove, vec![CONTENT_LENGTH, TRANSFER_ENCODING]);
+        for bad in [("transfer-encoding", "gzip"), ("content-length", "x"), ("content-length", "5, 5")] {
+            assert!(response_fix(s, V11, &h(&[bad]), false).is_err(), "{bad:?}");
+        }
     }
 
     /// An HTTP/1.0 response with Transfer-Encoding has faulty framing (RFC 9112 section 6.1):
