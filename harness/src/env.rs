@@ -482,6 +482,19 @@ impl Env {
                 Err(e) if attempt < 4 && format!("{e:#}").contains("in use") => {
                     env.router.kill();
                     [env.router.listen_port, env.router.admin_port] = crate::util::net::free_ports::<2>()?;
+                    // A client- or admin-side injecting proxy forwards to the old port:
+                    // start it again in front of the new one.
+                    if let (Some(inj), Some(spec)) = (env.injected.as_mut(), inject) {
+                        use crate::selftest::inject::{Proxy, Side};
+                        let port = match inj.side {
+                            Side::Client => Some(env.router.listen_port),
+                            Side::Admin => Some(env.router.admin_port),
+                            Side::Upstream => None,
+                        };
+                        if let Some(port) = port {
+                            inj.proxy = Proxy::start(crate::util::net::addr(port), spec.injection.clone()).await?;
+                        }
+                    }
                 }
                 Err(e) => return Err(e),
             }

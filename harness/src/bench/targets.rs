@@ -63,7 +63,7 @@ pub struct Absent {
     pub reason: String,
 }
 
-use crate::util::net::free_port;
+use crate::util::net::free_ports;
 
 /// The request header whose value `consistent_hash` placements hash (routers:
 /// `hash_key: header:x-bench-key`; nginx: `hash $http_x_bench_key consistent`). The load
@@ -284,9 +284,29 @@ pub async fn start_tls(name: &str, base: &str, env: &Env<'_>, certs: &super::tls
     start_inner(name, base, &p, env, Some(certs)).await
 }
 
+/// How many times a target is started on new ports after it exited on a port taken
+/// meanwhile ("address already in use").
+const BIND_ATTEMPTS: usize = 4;
+
+/// [`start_once`], again on new ports while the target exits because a port it was
+/// handed (picked free, then released) was taken by another program in between.
 async fn start_inner(name: &str, base: &str, p: &Placement, env: &Env<'_>, tls: Option<&super::tls::Certs>) -> Result<Running, String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match start_once(name, base, p, env, tls).await {
+            Err(e) if attempt < BIND_ATTEMPTS && e.to_ascii_lowercase().contains("in use") => {
+                eprintln!("  {name}: a port was taken before it bound ({e}); starting it again on new ports");
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn start_once(name: &str, base: &str, p: &Placement, env: &Env<'_>, tls: Option<&super::tls::Certs>) -> Result<Running, String> {
     let tls_flags: Vec<String> = tls.map(|c| vec![format!("--tls-cert={}", c.cert.display()), format!("--tls-key={}", c.key.display())]).unwrap_or_default();
-    let port = free_port().map_err(|e| e.to_string())?;
+    // Two distinct ports (the routers' admin listener takes the second).
+    let [port, admin] = free_ports::<2>().map_err(|e| e.to_string())?;
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = env.work.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -299,7 +319,6 @@ async fn start_inner(name: &str, base: &str, p: &Placement, env: &Env<'_>, tls: 
             std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
             let cfg = serde_json::to_vec_pretty(&router_config(p)).unwrap();
             std::fs::write(state.join("last-known-good.json"), cfg).map_err(|e| e.to_string())?;
-            let admin = free_port().map_err(|e| e.to_string())?;
             let args = vec![
                 format!("--listen=127.0.0.1:{port}"),
                 format!("--admin-listen=127.0.0.1:{admin}"),

@@ -1075,14 +1075,11 @@ mod tests {
         let ex = exchange(a, get(), &Options::default()).await;
         assert_eq!(ex.failure.as_ref().unwrap().kind, FailureKind::Malformed);
 
-        let port = crate::observe::client::tests::free_port();
-        let ex = exchange(SocketAddr::from(([127, 0, 0, 1], port)), get(), &Options::default()).await;
+        // bound, never listening: refused, and no parallel test's process can take it
+        let closed = crate::util::net::ReservedPort::new(0).unwrap();
+        let ex = exchange(SocketAddr::from(([127, 0, 0, 1], closed.port())), get(), &Options::default()).await;
         assert_eq!(ex.failure.as_ref().unwrap().kind, FailureKind::Connect);
         assert_eq!(ex.end, None);
-    }
-
-    pub(crate) fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     #[tokio::test]
