@@ -734,6 +734,8 @@ mod tests {
         // scale: no wrk check, no rate ladder.
         assert_eq!(plan(&shipped("scale")), [ClosedLoop, Reference, IdleMemory, ConcurrencyLadder]);
         assert_eq!(plan(&shipped("quick")), [ClosedLoop, ToolCheck, Reference, RateLadder, IdleMemory, ConcurrencyLadder]);
+        // tls: the TLS phase after the short plain runs a run needs.
+        assert_eq!(plan(&shipped("tls")), [ClosedLoop, Reference, Tls]);
         let multi = plan(&shipped("multi-endpoint"));
         assert_eq!(multi.last(), Some(&Ketama));
         assert!(!multi.contains(&ConcurrencyLadder));

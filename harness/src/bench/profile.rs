@@ -279,13 +279,16 @@ mod tests {
     #[test]
     fn the_shipped_profiles_load() {
         let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../scenarios/bench");
-        for name in ["quick", "full", "multi-endpoint", "scale"] {
+        for name in ["quick", "full", "multi-endpoint", "scale", "tls"] {
             let p = Profile::load(&dir.join(format!("{name}.yaml"))).unwrap();
             assert_eq!(p.name, name);
         }
         // The TLS phase: on in full, off in quick.
         assert!(Profile::load(&dir.join("full.yaml")).unwrap().tls.is_some());
         assert!(Profile::load(&dir.join("quick.yaml")).unwrap().tls.is_none());
+        // the TLS phase alone measures what full measures
+        let (full, tls) = (Profile::load(&dir.join("full.yaml")).unwrap().tls.unwrap(), Profile::load(&dir.join("tls.yaml")).unwrap().tls.unwrap());
+        assert_eq!(serde_json::to_value(&full).unwrap(), serde_json::to_value(&tls).unwrap());
         let m = Profile::load(&dir.join("multi-endpoint.yaml")).unwrap().multi_endpoint.unwrap();
         assert_eq!(m.endpoints, [1, 4, 16]);
     }

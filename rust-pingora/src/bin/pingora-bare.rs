@@ -6,7 +6,15 @@
 //! exactly as the router sets it (docs/spec.md section 1), so that `parity bench` can tell
 //! the cost of the Pingora stack apart from the cost of the router's own logic.
 //!
-//! Usage: `pingora-bare --listen ADDR --upstream HOST:PORT --threads N`.
+//! With `--tls-cert` and `--tls-key` the listener is TLS as the router's (docs/spec.md
+//! section 3, "TLS and HTTP/2 on the listener"; the router's own `rust_pingora::tls`
+//! settings without its handshake metrics): TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`,
+//! session tickets, and the router's HTTP/2 stream limit; as `go-bare --tls-cert`, for
+//! the TLS and HTTP/2 benchmarks (issue 15).
+//!
+//! Usage: `pingora-bare --listen ADDR --upstream HOST:PORT --threads N [--tls-cert FILE --tls-key FILE]`.
+//! Exit codes: 2 bad flags (one given without the other included), 1 unusable TLS files
+//! (`error: tls: <why>`).
 
 use std::time::Duration;
 
@@ -28,6 +36,13 @@ struct Args {
     /// Worker threads (`ServerConf.threads`), N >= 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     threads: u64,
+    /// PEM certificate chain, leaf first: with `--tls-key` the listener is TLS with
+    /// HTTP/2 and HTTP/1.1.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// The proxy: one fixed peer, nothing else.
@@ -63,6 +78,20 @@ fn main() {
         upgrade_sock: format!("/tmp/pingora-bare-{}.sock", std::process::id()),
         ..ServerConf::default()
     };
+    // The TLS files are read before anything starts: unusable ones end the process.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = rust_pingora::tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: None };
+            match rust_pingora::tls::Reloadable::load(files).and_then(|r| rust_pingora::tls::settings_with(&r, None)) {
+                Ok(settings) => Some(settings),
+                Err(e) => {
+                    eprintln!("error: tls: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        _ => None,
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut svc = http_proxy_service(
@@ -71,7 +100,18 @@ fn main() {
             upstream: args.upstream,
         },
     );
-    svc.add_listener(pingora::listeners::ListenerConfig::tcp(&args.listen).l4_buffer(rust_pingora::upstream::client_l4_buffers()));
+    let mut listener = pingora::listeners::ListenerConfig::tcp(&args.listen).l4_buffer(rust_pingora::upstream::client_l4_buffers());
+    if let Some(settings) = tls {
+        listener = listener.tls(settings);
+        // The router's HTTP/2 stream limit (net/http's, which go-bare has); Pingora's
+        // default is 100.
+        if let Some(app) = svc.app_logic_mut() {
+            let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+            h2.max_concurrent_streams(250);
+            app.h2_options = Some(h2);
+        }
+    }
+    svc.add_listener(listener);
     server.add_service(svc);
     server.run_forever();
 }
