@@ -171,5 +171,10 @@ mod tests {
         assert_eq!(c.matches("upgrade.upstream-count", "2 vs 1 requests upstream: go / pingora", up, &[]).map(|e| e.id.as_str()), Some("go-gate-off-after-upgrade"));
         assert!(c.matches("upgrade.upstream-count", "1 vs 2 requests upstream: go / pingora", up, &[]).is_none());
         assert!(c.matches("pipeline.upstream-count", "2 vs 1 requests upstream: go / pingora", b"GET / HTTP/1.1\r\n\r\n", &[]).is_none());
+        // net/http's own 400 with its text body to a HEAD after an upgrade request (seed 7
+        // case 765): Go's bytes do not frame, Pingora's do; the reverse is not this entry.
+        let head = b"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nHEAD /x HTTP/1.1\r\n:  a \r\n\r\n";
+        assert_eq!(c.matches("upgrade.client-failure", "\"malformed\" vs null: go / pingora", head, &[]).map(|e| e.id.as_str()), Some("go-gate-off-after-upgrade"));
+        assert!(c.matches("upgrade.client-failure", "null vs \"malformed\": go / pingora", head, &[]).is_none());
     }
 }

@@ -476,11 +476,17 @@ impl ClientCase {
     /// request line (`\rHEAD`, a malformed line, RFC 9112 §2.2) is not a HEAD whatever the
     /// generator meant. Read with `observe::client::head_requests`, the rule of `parity
     /// run`'s client, so a finding replays as it was seen; requests past the first head
-    /// that does not parse keep the generator's flag.
+    /// that does not parse keep the generator's flag. The list is as long as the requests
+    /// on the wire when they outnumber the generated ones: a request the generator hid in a
+    /// body that is not framed as one (a HEAD's body, no framing field) stands at top level,
+    /// and the responses after it are framed by the requests that follow it (seed 7 case
+    /// 3177: `HEAD`, the hidden `GET`, `HEAD` refused with `Content-Length: 47` and no
+    /// body, read as cut when the list stopped at the generated two).
     pub fn heads_on_the_wire(&self, writes: &[Write]) -> Vec<bool> {
         let stream: Vec<u8> = writes.iter().flat_map(|w| w.bytes.iter().copied()).collect();
         let seen = crate::observe::client::head_requests(&stream);
-        self.heads().iter().enumerate().map(|(i, h)| seen.get(i).copied().unwrap_or(*h)).collect()
+        let generated = self.heads();
+        (0..seen.len().max(generated.len())).map(|i| seen.get(i).or(generated.get(i)).copied().unwrap_or(false)).collect()
     }
 
     /// The tag indexes (`s<i>`) of the requests hidden in unambiguously framed bodies.
@@ -806,8 +812,15 @@ mod tests {
         assert_eq!(c.heads(), [false, true]);
         assert_eq!(c.heads_on_the_wire(&c.writes("k")), [false, false]);
         get.body = Body::Bytes(vec![]);
-        let c = ClientCase { reqs: vec![get, head], tunnel: None, tunnel_ms: 0 };
+        let c = ClientCase { reqs: vec![get, head.clone()], tunnel: None, tunnel_ms: 0 };
         assert_eq!(c.heads_on_the_wire(&c.writes("k")), [false, true]);
+        // A request hidden in a HEAD's unframed body is on the wire at top level: the HEAD
+        // after it is the third request, not dropped (seed 7 case 3177).
+        let mut hiding = head.clone();
+        hiding.body = Body::Smuggle(vec![]);
+        let c = ClientCase { reqs: vec![hiding, head], tunnel: None, tunnel_ms: 0 };
+        assert_eq!(c.heads(), [true, true]);
+        assert_eq!(c.heads_on_the_wire(&c.writes("k")), [true, false, true]);
     }
 
     #[test]
