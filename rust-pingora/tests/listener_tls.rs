@@ -286,6 +286,44 @@ fn tls_listener_alpn_h2_xfp_resumption_and_metrics() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// docs/spec.md §7: a connection that ends before its first byte (the port check
+/// `RouterProc::start` makes, a probe) is no handshake error; one that ends inside its
+/// ClientHello is (Go's `tlslisten` counts the same: only after a byte was read).
+#[test]
+fn tls_connection_closed_before_its_first_byte_is_no_handshake_error() {
+    let dir = tmpdir("probe");
+    let pki = Pki::new(&dir, "ca");
+    pki.issue("server", &["localhost", "127.0.0.1"], false);
+    let up = Upstream::start("u1");
+    let r = RouterProc::start(
+        Some(&doc(&up.addr)),
+        &["--tls-cert", &s(&dir.join("server.pem")), "--tls-key", &s(&dir.join("server.key"))],
+    );
+    let errors = |r: &RouterProc| metric(&r.metrics(), "router_tls_handshake_errors_total").unwrap();
+    assert_eq!(errors(&r), 0.0, "the start's port check was counted");
+    let cfg = client_config(&pki.ca_der(), &[b"http/1.1"], None);
+    let probe_then_request = |r: &RouterProc, want_ok: f64| {
+        for _ in 0..3 {
+            drop(std::net::TcpStream::connect(&r.listen).unwrap());
+        }
+        // a whole exchange after the probes: their connections were accepted before it
+        let (_, text) = rt().block_on(h1(&r.listen, &cfg, "/ok")).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        wait_metric(r, "router_tls_handshakes_total{resumed=\"false\"}", want_ok);
+    };
+    probe_then_request(&r, 1.0);
+    assert_eq!(errors(&r), 0.0, "a connection closed before its first byte was counted");
+    // one byte of a TLS record header, then the end: a failed handshake
+    {
+        let mut c = std::net::TcpStream::connect(&r.listen).unwrap();
+        std::io::Write::write_all(&mut c, &[0x16]).unwrap();
+    }
+    wait_metric(&r, "router_tls_handshake_errors_total", 1.0);
+    probe_then_request(&r, 1.0);
+    assert_eq!(errors(&r), 1.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn tls_client_certificates_and_sighup_reload() {
     let dir = tmpdir("mtls");
