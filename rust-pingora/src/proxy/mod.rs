@@ -740,7 +740,7 @@ mod tests {
             let _ = s.read(&mut buf).await.unwrap();
             s.write_all(answer).await.unwrap();
             if reset {
-                s.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+                s.set_zero_linger().unwrap();
             }
             drop(s);
         });
