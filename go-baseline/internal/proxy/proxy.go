@@ -182,8 +182,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// section 3, "HTTP/1.0 clients"). net/http writes no Connection on an HTTP/1.0
 		// response it closes after, and keeps a connection whose first Connection line
 		// lists keep-alive (wantsHttp10KeepAlive reads that line only) when the response
-		// has a length, whatever says close: the field set here does both.
+		// has a length, whatever says close: the field set here does both (again at the
+		// final WriteHeader, after any 1xx cleared the header map).
 		closeAfter(w, r)
+		rw.close10 = true
 	}
 	if rf := refusedHead(r); rf != nil {
 		// The stand-in for a head the connection's gate refused (framing.go): the

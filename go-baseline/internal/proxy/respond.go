@@ -50,8 +50,12 @@ func (h *Handler) writeError(w http.ResponseWriter, st *reqState, code errcode.C
 // that expectation gets no 100 from net/http: each forwarded 1xx goes out.
 type respWriter struct {
 	http.ResponseWriter
-	status   int
-	http10   bool // the client speaks HTTP/1.0: no interim (1xx) responses
+	status int
+	http10 bool // the client speaks HTTP/1.0: no interim (1xx) responses
+	// close10: an HTTP/1.0 request whose Connection lists close; the final response says
+	// Connection: close (set at WriteHeader: ReverseProxy clears the header map after
+	// each forwarded 1xx, dropped or not)
+	close10  bool
 	hijacked bool // Hijack succeeded (a 101's tunnel): net/http no longer serves the connection
 	// expect100: net/http sends its own 100 Continue on the body's first read (set before
 	// the handler forwards anything).
@@ -98,13 +102,16 @@ func (w *respWriter) WriteHeader(code int) {
 	}
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
+		if w.close10 {
+			w.Header().Set("Connection", "close")
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *respWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(p)
 }
