@@ -8,7 +8,9 @@ import (
 // replayLimit bounds what the router keeps of a request body to send it again: 64 KiB,
 // the size of Pingora's retry buffer (pingora-proxy BODY_BUF_LIMIT). Only what the
 // transport read before its first write to a pooled connection is ever replayed (its
-// 4 KiB write buffer's worth), so the limit is never reached in practice.
+// 4 KiB write buffer's worth), so the limit is never reached in practice: the bytes are
+// kept only while the reuse check is still to come (HeadConn.Checking), so a request on a
+// fresh connection, or the rest of a body once the check passed, costs no copy.
 const replayLimit = 64 << 10
 
 // errNoReplay is GetBody's answer when the attempt that failed was not refused by the
@@ -51,7 +53,7 @@ func (a *replayAttempt) Read(p []byte) (int, error) {
 	}
 	n, err := r.src.Read(p)
 	if n > 0 && !r.over {
-		if len(r.kept)+n > replayLimit {
+		if !r.mayReplay() || len(r.kept)+n > replayLimit {
 			r.over, r.kept = true, nil
 		} else {
 			r.kept = append(r.kept, p[:n]...)
@@ -68,6 +70,12 @@ func (a *replayAttempt) Close() error {
 		return nil
 	}
 	return a.r.src.Close()
+}
+
+// mayReplay reports whether the current attempt can still be refused by the reuse check
+// before it writes: only then are the bytes read worth keeping.
+func (r *replayBody) mayReplay() bool {
+	return r.st.upConn != nil && r.st.upConn.Checking()
 }
 
 func (r *replayBody) replayable() bool {

@@ -69,6 +69,15 @@ func (c *HeadConn) CheckBeforeWrite() {
 	c.mu.Unlock()
 }
 
+// Checking reports whether the reuse check is armed and the exchange has not written yet:
+// while it is, what the transport reads of the request body may have to be sent again on
+// another connection (proxy/replay.go keeps it only then).
+func (c *HeadConn) Checking() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checkWrite
+}
+
 // Stale reports whether the reuse check refused this connection for the current exchange
 // (its Write returned ErrStaleConn).
 func (c *HeadConn) Stale() bool {
