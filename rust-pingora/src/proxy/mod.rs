@@ -753,12 +753,6 @@ mod tests {
         e.retry
     }
 
-    /// pingora-core's HTTP/1 client (vendored, patch hunk 8) marks a closed or reset read of
-    /// the response head retryable on a reused connection only when not one response byte
-    /// came, as Go's Transport retries (`errServerClosedIdle`,
-    /// `transportReadFromServerError`): an upstream that began answering has the request,
-    /// and a retry sent it a second time (parity fuzz seed 1 case 245: a `DELETE` received
-    /// twice by the Pingora router's upstream).
     /// The methods the Go router's Transport sends again (`Request.isReplayable`).
     #[test]
     fn replayable_methods_are_gos() {
@@ -779,6 +773,12 @@ mod tests {
         assert!(super::replayable_method(&req("DELETE", Some("X-Idempotency-Key"))));
     }
 
+    /// pingora-core's HTTP/1 client (vendored, patch hunk 8) marks a closed or reset read of
+    /// the response head retryable on a reused connection only when not one response byte
+    /// came, as Go's Transport retries (`errServerClosedIdle`,
+    /// `transportReadFromServerError`): an upstream that began answering has the request,
+    /// and a retry sent it a second time (parity fuzz seed 1 case 245: a `DELETE` received
+    /// twice by the Pingora router's upstream).
     #[tokio::test]
     async fn a_reused_connection_is_retried_only_before_any_response_byte() {
         assert_eq!(read_response_retry(b"", false).await, RetryType::ReusedOnly, "FIN, nothing read");
