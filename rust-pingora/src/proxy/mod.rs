@@ -52,6 +52,7 @@ use crate::store::Store;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -241,6 +242,23 @@ fn replayable_method(req: &RequestHeader) -> bool {
     matches!(req.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE)
         || req.headers.contains_key("idempotency-key")
         || req.headers.contains_key("x-idempotency-key")
+}
+
+/// Ends an HTTP/2 response already committed to the client (head sent, body unfinished) with
+/// `RST_STREAM` `INTERNAL_ERROR` (0x2) on its stream, after the HEADERS and DATA already
+/// queued, as Go's net/http server does for an aborted handler (docs/spec.md section 3, *TLS
+/// and HTTP/2 on the listener*; RFC 9113 §8.1: a server that cannot finish a response resets
+/// its stream; §7: `INTERNAL_ERROR`). The response body writer is taken out of the session and
+/// dropped with that reason set (the h2 crate's reset on drop, `vendor/h2.patch`), so nothing
+/// can end the stream cleanly afterwards; the reset goes out when the session drops the
+/// stream's other handles. An explicit reset (`shutdown_with_reason`, h2's `send_reset`)
+/// would clear the frames not yet written. Nothing happens on HTTP/1 or before a head.
+fn abort_h2_stream(session: &mut Session) {
+    if let ServerSession::H2(h2) = session.as_downstream_mut() {
+        if let Some(mut body) = h2.take_response_body_writer() {
+            body.set_reset_on_drop(h2::Reason::INTERNAL_ERROR);
+        }
+    }
 }
 
 #[async_trait]
@@ -602,10 +620,7 @@ impl ProxyHttp for RouterProxy {
             if *e.esource() != ErrorSource::Downstream && ctx.upstream_status.is_some() {
                 ctx.fail = Some(FailKind::Aborted);
             }
-            // HTTP/2: the stream is dropped unfinished and the h2 crate resets it (CANCEL)
-            // once the HEADERS and DATA it has queued are written. An explicit reset with
-            // INTERNAL_ERROR (`shutdown_with_reason`) would drop those queued frames: h2's
-            // `send_reset` clears the stream's send queue (docs/divergences.md).
+            abort_h2_stream(session);
             return no_reuse;
         }
         let code = if let Some(code) = ctx.error {
