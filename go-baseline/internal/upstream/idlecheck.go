@@ -54,7 +54,8 @@ func rawConnOf(c net.Conn) syscall.RawConn {
 // CheckBeforeWrite arms the reuse check for the exchange Begin started: call it when the
 // transport hands out a connection from its idle pool (httptrace.GotConnInfo.Reused). The
 // next Write first looks at the socket (idleStateOf) and, when the upstream has closed the
-// connection, reset it or sent unsolicited bytes, returns ErrStaleConn without writing.
+// connection, reset it or sent unsolicited bytes (in the socket, or already read and
+// dropped by Read: overread.go), returns ErrStaleConn without writing.
 //
 // Why at the first write and not when the response before ended: net/http's transport
 // learns that an idle connection closed only from its read loop's next read, which runs
@@ -89,17 +90,21 @@ func (c *HeadConn) Stale() bool {
 // Write writes p to the connection, after the reuse check when CheckBeforeWrite armed it.
 func (c *HeadConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	check := c.checkWrite
+	check, unasked := c.checkWrite, c.unasked
 	c.checkWrite = false
 	c.mu.Unlock()
 	if check {
-		if rc := rawConnOf(c.Conn); rc != nil {
-			if s := idleStateOf(rc); s != idleOK {
-				c.mu.Lock()
-				c.stale = true
-				c.mu.Unlock()
-				return 0, fmt.Errorf("%w (%s)", ErrStaleConn, s)
-			}
+		s := idleOK
+		if unasked {
+			s = idleUnsolicited // read already, by the transport's read loop (overread.go)
+		} else if rc := rawConnOf(c.Conn); rc != nil {
+			s = idleStateOf(rc)
+		}
+		if s != idleOK {
+			c.mu.Lock()
+			c.stale = true
+			c.mu.Unlock()
+			return 0, fmt.Errorf("%w (%s)", ErrStaleConn, s)
 		}
 	}
 	return c.Conn.Write(p)

@@ -15,9 +15,17 @@ package upstream
 // (pingora-core: bytes read past a complete body are "overread", and the session is not
 // reused). HeadConn does the same: the read that ends such a head returns the head's bytes
 // with io.EOF and drops what follows, so the transport sees the connection end and never
-// pools it (persistConn.Read sets sawEOF). Bytes that arrive in a later read are the
-// transport's read loop's (an idle connection that reads anything is closed) or the reuse
-// check's (CheckBeforeWrite).
+// pools it (persistConn.Read sets sawEOF).
+//
+// Bytes that arrive in a later read (the upstream writes the body slowly, after the head)
+// are read by the transport's idle read loop into its buffer, where the reuse check's
+// look at the socket (CheckBeforeWrite) cannot see them, and a request that took the
+// connection from the pool meanwhile would read them as its response. So a read that
+// brings bytes after such a head, before the next exchange's Begin, or after a reused
+// exchange's Begin and before its first write (unsolicitedRead), returns io.EOF
+// instead, drops them and marks the connection unsolicited: the read loop closes an idle
+// connection at that EOF, and the reuse check refuses it (ErrStaleConn, nothing written,
+// so the transport sends the request on another connection).
 func (c *HeadConn) HeadRequest() {
 	c.mu.Lock()
 	c.headReq = true
@@ -30,4 +38,12 @@ func (c *HeadConn) HeadRequest() {
 // read loop closes the idle connection when it finds them.)
 func (c *HeadConn) endsWithHead() bool {
 	return c.headReq
+}
+
+// unsolicitedRead reports whether bytes read now answer no request: the exchange is a
+// HEAD whose final head has been read (its response ended there, and the next exchange
+// has not begun), or the reuse check is armed (a reused exchange has not written its
+// request yet). Called with c.mu.
+func (c *HeadConn) unsolicitedRead() bool {
+	return (c.headReq && c.finalSeen && !c.capturing) || c.checkWrite
 }
