@@ -88,6 +88,7 @@ type HeadConn struct {
 	bad        error     // ErrInterimVersion once an interim head's status line is refused
 	headReq    bool      // the exchange's request is a HEAD (HeadRequest, overread.go)
 	overread   bool      // bytes followed a final head that ends its response: the connection ends there
+	chunks     chunkScan // the framing of the final response's chunked body (chunked.go)
 	unasked    bool      // a later read brought such bytes, or bytes before a reused exchange's first write
 
 	checkWrite bool // the next Write runs the reuse check first (CheckBeforeWrite)
@@ -124,6 +125,7 @@ func (c *HeadConn) Begin() {
 	c.mu.Lock()
 	c.capturing, c.buf, c.start, c.conn, c.finalSeen, c.finalTE = true, c.buf[:0], 0, nil, false, false
 	c.headReq = false
+	c.chunks = chunkScan{}
 	c.state, c.statusLine, c.noContent = stRest, true, false
 	c.ready = append(c.ready, c.heldCL...) // not expected either
 	c.heldCL, c.sawTE = c.heldCL[:0], false
@@ -190,6 +192,9 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if !c.capturing && len(c.pending) == 0 {
+			if k, ok := c.chunks.scan(p[:n]); !ok {
+				n, err, c.bad = k, ErrChunkFraming, ErrChunkFraming
+			}
 			c.mu.Unlock()
 			return n, err
 		}
@@ -228,7 +233,11 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 				c.overread = true // b[i:] is no response: dropped, the connection ends here
 				return out
 			}
-			return append(out, b[i:]...)
+			k, ok := c.chunks.scan(b[i:])
+			if !ok {
+				c.bad = ErrChunkFraming // the bytes before the bad one are delivered first
+			}
+			return append(out, b[i:i+k]...)
 		}
 		ch := b[i]
 		switch c.state {
@@ -449,6 +458,10 @@ func (c *HeadConn) headEnded() {
 		return
 	}
 	c.conn, c.finalSeen, c.finalTE = connectionValues(head), true, c.sawTE && !c.noContent
+	if c.finalTE && !c.headReq && bytes.HasPrefix(head, []byte("HTTP/1.1 ")) && !bytes.HasPrefix(head[len("HTTP/1.1 "):], []byte("101")) {
+		// A chunked body follows (the transport refuses any other Transfer-Encoding).
+		c.chunks.start()
+	}
 	c.capturing, c.start = false, 0
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil // do not keep a large buffer for the connection's lifetime

@@ -228,11 +228,11 @@ func TestHeadConnDropsContentLengthBesideTransferEncoding(t *testing.T) {
 	stream := "HTTP/1.1 103 Early\r\nContent-Length: 5\r\nContent-Type: a\r\n\r\n" +
 		"HTTP/1.1 200 OK\r\nContent-Length: close, X-Hop\r\nContent-Lengthx: 1\r\nContent-Length : 33\r\n" +
 		"Transfer: x\r\nTransfer-Encoding: chunked\r\nCo\r\nX-C: 1\r\n\r\n" +
-		"16\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
+		"13\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
 	want := "HTTP/1.1 103 Early\r\nContent-Type: a\r\n\r\n" +
 		"HTTP/1.1 200 OK\r\nContent-Lengthx: 1\r\n" +
 		"Transfer: x\r\nTransfer-Encoding: chunked\r\nCo\r\nX-C: 1\r\n\r\n" +
-		"16\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
+		"13\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
 	eachSplit(stream, 5, func(i, j int, chunks []string) {
 		if got, _ := readThrough(t, chunks, 4096); got != want {
 			t.Fatalf("split %d %d:\n got %q\nwant %q", i, j, got, want)

@@ -1,0 +1,135 @@
+package upstream
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An upstream that answers a chunked response whose first chunk-size line is no hex
+// number and has no line end yet, and keeps the connection open (parity fuzz seed 7 case
+// 6302): the transport's body read fails at once with ErrChunkFraming; before, net/http's
+// chunked reader waited for the line end and the client hung (RFC 9112 section 7.1:
+// chunk-size = 1*HEXDIG; the Pingora router refuses at the byte).
+func TestHeadConnRefusesABadChunkSizeByteWithoutWaitingForTheLineEnd(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &HeadConn{Conn: a}
+	c.Begin()
+	go func() {
+		_, _ = b.Write([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nexcybxz0"))
+		// the connection stays open: nothing more is written
+	}()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.ReadAll(resp.Body)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrChunkFraming) {
+			t.Fatalf("body read: %v, want ErrChunkFraming", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the body read waits for the line end")
+	}
+}
+
+// Chunked bodies the transport reads (extensions, white space before them, several
+// chunks, trailers) pass whole, whatever the reads' boundaries, and the bytes of a next
+// exchange are not checked; a body with a byte that cannot continue its framing delivers
+// the bytes before that byte, then ErrChunkFraming. Heads without a chunked body (HEAD,
+// HTTP/1.0, Content-Length) are not followed.
+func TestHeadConnFollowsChunkedFraming(t *testing.T) {
+	const head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	good := []string{
+		"0\r\n\r\n",
+		"5\r\nhello\r\n0\r\n\r\n",
+		"A;x=y\r\n0123456789\r\n1 \t;ext \"q\"\r\nz\r\n00\r\nX-T: 1\r\nX-U: 2\r\n\r\n",
+		"0000000000000010\r\n0123456789abcdef\r\n0\r\n\r\n",
+	}
+	for _, body := range good {
+		stream := head + body
+		eachSplit(stream, 3, func(i, j int, chunks []string) {
+			got, _ := readThrough(t, chunks, 7)
+			if got != stream {
+				t.Fatalf("%q split at %d,%d: got %q", body, i, j, got)
+			}
+		})
+	}
+	bad := []struct{ body, before string }{
+		{"excybxz0", "e"}, // 'e' is a hex digit, 'x' is not
+		{"\r\n", ""},
+		{" 5\r\n", ""},
+		{";x\r\n", ""},
+		{"5x\r\n", "5"},
+		{"5\n", "5"},
+		{"5 x", "5 "},
+		{"5;a\n", "5;a"},
+		{"5\rx", "5\r"},
+		{"00000000000000001\r\n", "0000000000000000"},
+		{"2\r\nabX", "2\r\nab"},
+		{"2\r\nab\rX", "2\r\nab\r"},
+		{"2\r\nab\r\nq", "2\r\nab\r\n"},
+	}
+	for _, tc := range bad {
+		stream := head + tc.body
+		eachSplit(stream, 2, func(i, j int, chunks []string) {
+			c := &HeadConn{Conn: &chunkConn{chunks: chunks}}
+			c.Begin()
+			var got []byte
+			p := make([]byte, 5)
+			for {
+				n, err := c.Read(p)
+				got = append(got, p[:n]...)
+				if errors.Is(err, ErrChunkFraming) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("%q split at %d,%d: %v after %q", tc.body, i, j, err, got)
+				}
+			}
+			if string(got) != head+tc.before {
+				t.Fatalf("%q split at %d,%d: delivered %q, want %q", tc.body, i, j, got, head+tc.before)
+			}
+			if n, err := c.Read(p); n != 0 || !errors.Is(err, ErrChunkFraming) {
+				t.Fatalf("%q: read after the refusal: %d %v", tc.body, n, err)
+			}
+		})
+	}
+	// Not followed: the bytes are the transport's to judge.
+	for _, stream := range []string{
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz",
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nTransfer-Encoding: chunked\r\n\r\nxyz",
+		"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\nxyz",
+	} {
+		if got, _ := readThrough(t, []string{stream}, 64); !strings.HasSuffix(got, "xyz") {
+			t.Fatalf("%q: got %q", stream, got)
+		}
+	}
+	// A next exchange starts afresh: its bytes are not taken for the old body.
+	c := &HeadConn{Conn: &chunkConn{chunks: []string{head + "1\r\na\r\n", "0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz"}}}
+	c.Begin()
+	p := make([]byte, 256)
+	for i := 0; i < 2; i++ {
+		if _, err := c.Read(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Begin()
+	if n, err := c.Read(p); err != nil || !strings.HasSuffix(string(p[:n]), "xyz") {
+		t.Fatalf("next exchange: %q %v", p[:n], err)
+	}
+}
