@@ -173,16 +173,21 @@ func hostPortValid(host string) bool {
 // The origin-form part is forwarded: an absolute-form target (RFC 9112 section 3.2.2)
 // loses its scheme and authority, "http://h/p?q" → "/p?q" (and "http://h" → "/"). The
 // asterisk-form goes out as "*"; anything unexpected is left as net/http parsed it.
-func forwardRequestTarget(out *http.Request, requestURI string) {
+//
+// A path that starts with "//" cannot be written verbatim through out.URL (see below):
+// forwardRequestTarget then returns the target the request line must carry, which the
+// upstream connection puts in place of net/http's form (upstream.HeadConn.RewriteTarget);
+// otherwise it returns "".
+func forwardRequestTarget(out *http.Request, requestURI string) (wire string) {
 	raw := requestURI
 	if raw == "*" {
 		out.URL.Opaque, out.URL.RawQuery, out.URL.ForceQuery = "*", "", false // URL.RequestURI writes it verbatim
-		return
+		return ""
 	}
 	if !strings.HasPrefix(raw, "/") {
 		_, rest, ok := strings.Cut(raw, "://")
 		if !ok {
-			return
+			return ""
 		}
 		i := strings.IndexAny(rest, "/?")
 		switch {
@@ -199,11 +204,16 @@ func forwardRequestTarget(out *http.Request, requestURI string) {
 	if strings.HasPrefix(path, "//") {
 		// An opaque "//..." would be written as scheme ":" opaque (absolute form). Keep the
 		// parsed path and offer the raw one: the transport writes it when it is a valid
-		// escaping of the path, which a target net/http accepted almost always is.
+		// escaping of the path in net/url's sense; when it is not (`//"`, `//{x}`,
+		// `//a|b`), the upstream connection rewrites the request line to raw.
 		out.URL.Opaque, out.URL.RawPath = "", path
-		return
+		if out.URL.RequestURI() != raw {
+			return raw
+		}
+		return ""
 	}
 	out.URL.Opaque = path // written verbatim by URL.RequestURI
+	return ""
 }
 
 // target points out at endpoint p (of the chosen placement). Host is left empty so that net/http sends

@@ -157,6 +157,10 @@ type reqState struct {
 
 	upConn *upstream.HeadConn // the upstream connection of the current attempt (set by gotConn)
 
+	// wireTarget is the request-target the upstream request line must carry when net/http
+	// would write it re-encoded ("" otherwise; forwardRequestTarget), wireFrom net/http's form.
+	wireTarget, wireFrom string
+
 	mu         sync.Mutex // reqBodyErr is set by the transport's body-writing goroutine
 	reqBodyErr error      // client request body read error
 
@@ -265,7 +269,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Del("Upgrade")
 	}
 	pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{GotConn: st.gotConn}))
-	forwardRequestTarget(pr.Out, pr.In.RequestURI)
+	st.wireTarget = forwardRequestTarget(pr.Out, pr.In.RequestURI)
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &reqBodyWatch{ReadCloser: pr.Out.Body, st: st}
 		if up, ok := st.peer.Upstream.(*upstream.Upstream); ok && up.Protocol != config.H2 {
@@ -276,6 +280,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	target(pr.Out, st.peer)
+	if st.wireTarget != "" {
+		st.wireFrom = pr.Out.URL.RequestURI()
+	}
 }
 
 // gotConn is the ClientTrace hook called when the transport hands an upstream connection
@@ -292,6 +299,9 @@ func (st *reqState) gotConn(info httptrace.GotConnInfo) {
 		}
 		if info.Reused {
 			hc.CheckBeforeWrite()
+		}
+		if st.wireTarget != "" {
+			hc.RewriteTarget(st.wireFrom, st.wireTarget) // never re-encoded (RFC 9110 section 7.7)
 		}
 		st.upConn = hc
 	}

@@ -93,6 +93,9 @@ type HeadConn struct {
 
 	checkWrite bool // the next Write runs the reuse check first (CheckBeforeWrite)
 	stale      bool // the reuse check refused the connection (idlecheck.go)
+
+	targetFrom string // the request line's target as net/http writes it (RewriteTarget, target.go)
+	targetTo   string // the target the request line carries instead
 }
 
 // ErrInterimVersion is the read error of a HeadConn after an interim (1xx) status line
@@ -125,6 +128,7 @@ func (c *HeadConn) Begin() {
 	c.mu.Lock()
 	c.capturing, c.buf, c.start, c.conn, c.finalSeen, c.finalTE = true, c.buf[:0], 0, nil, false, false
 	c.headReq = false
+	c.targetFrom, c.targetTo = "", ""
 	c.chunks = chunkScan{}
 	c.state, c.statusLine, c.noContent = stRest, true, false
 	c.ready = append(c.ready, c.heldCL...) // not expected either

@@ -91,7 +91,8 @@ func (c *HeadConn) Stale() bool {
 func (c *HeadConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	check, unasked := c.checkWrite, c.unasked
-	c.checkWrite = false
+	from, to := c.targetFrom, c.targetTo
+	c.checkWrite, c.targetFrom, c.targetTo = false, "", ""
 	c.mu.Unlock()
 	if check {
 		s := idleOK
@@ -105,6 +106,20 @@ func (c *HeadConn) Write(p []byte) (int, error) {
 			c.stale = true
 			c.mu.Unlock()
 			return 0, fmt.Errorf("%w (%s)", ErrStaleConn, s)
+		}
+	}
+	if from != "" {
+		if q, ok := rewriteTarget(p, from, to); ok {
+			// The first write of the exchange, its request line's target replaced
+			// (target.go): what the caller wrote is counted in its own bytes.
+			n, err := c.Conn.Write(q)
+			switch {
+			case n == len(q):
+				n = len(p)
+			case n >= len(p):
+				n = len(p) - 1
+			}
+			return n, err
 		}
 	}
 	return c.Conn.Write(p)
