@@ -9,8 +9,10 @@ import (
 // byte that cannot continue its framing (RFC 9112 section 7.1): a chunk-size line that
 // does not start with a hex digit, has more than 16 of them, or goes on after them with
 // something other than BWS, ";" and an extension, or CRLF; a CR not followed by LF; a
-// chunk's data not followed by CRLF. net/http's chunked reader refuses each of those too,
-// but only once it has read the whole line, so an upstream that sends "excybxz0" and
+// chunk's data not followed by CRLF; a line of the trailer section, or its final empty
+// line, not ended by CRLF (net/http's MIME reader would take a bare LF as the line end,
+// see chunkScan). net/http's chunked reader refuses the others too, but only once it has
+// read the whole line, so an upstream that sends "excybxz0" and
 // keeps the connection open left the client waiting (no body timeout); the Pingora
 // router's parser (httparse parse_chunk_size) refuses at the byte. The bytes before it
 // are delivered first, so the transport's body read fails there: a committed response
@@ -21,26 +23,33 @@ var ErrChunkFraming = errors.New("upstream sent a chunked body byte that cannot 
 type chunkPhase uint8
 
 const (
-	chOff       chunkPhase = iota // no chunked body being followed (or it has ended)
-	chSizeStart                   // first byte of a chunk-size line: a hex digit
-	chSize                        // after 1..16 hex digits
-	chSizeWS                      // SP/HTAB after the digits
-	chExt                         // after ";": any byte up to CR
-	chSizeCR                      // the CR ending a chunk-size line: LF
-	chData                        // inside a chunk's data (remain bytes left)
-	chDataCR                      // the CR after a chunk's data
-	chDataLF                      // the LF after a chunk's data
-	chTrailer                     // first byte of a trailer line (or of the final CRLF)
-	chTrailerLine                 // inside a trailer line: up to LF
-	chTrailerCR                   // a CR opened the line: LF ends the body
+	chOff           chunkPhase = iota // no chunked body being followed (or it has ended)
+	chSizeStart                       // first byte of a chunk-size line: a hex digit
+	chSize                            // after 1..16 hex digits
+	chSizeWS                          // SP/HTAB after the digits
+	chExt                             // after ";": any byte up to CR
+	chSizeCR                          // the CR ending a chunk-size line: LF
+	chData                            // inside a chunk's data (remain bytes left)
+	chDataCR                          // the CR after a chunk's data
+	chDataLF                          // the LF after a chunk's data
+	chTrailer                         // first byte of a trailer line (or of the final CRLF)
+	chTrailerLine                     // inside a trailer line: up to its CR
+	chTrailerLineCR                   // the CR ending a trailer line: LF
+	chTrailerCR                       // a CR opened the line: LF ends the body
 )
 
 // maxChunkDigits is the longest chunk size net/http and httparse read: 16 hex digits.
 const maxChunkDigits = 16
 
-// chunkScan follows the framing of a chunked response body byte by byte. It refuses
-// only bytes net/http's chunked reader refuses as well (it would at the line end);
-// trailer lines are not checked (net/http's MIME reader checks them whole).
+// chunkScan follows the framing of a chunked response body byte by byte. Up to the
+// last chunk it refuses only bytes net/http's chunked reader refuses as well (it would at
+// the line end). In the trailer section (RFC 9112 section 7.1.2: *( field-line CRLF ),
+// then CRLF) every line, the final empty one included, must end with CRLF: a bare LF or
+// a CR not followed by LF is refused (docs/spec.md *Upstream responses*; RFC 9112
+// section 2.2 leaves accepting a bare LF to the recipient, and the Pingora router's
+// chunked reader refuses it, as both routers do in a request's trailer section), where
+// net/http's MIME reader would take a bare LF as a line end. The lines' contents are not
+// checked (net/http's MIME reader checks them whole).
 type chunkScan struct {
 	phase  chunkPhase
 	digits int    // hex digits of the current chunk-size line
@@ -137,23 +146,29 @@ func (s *chunkScan) scan(b []byte) (n int, ok bool) {
 			case '\r':
 				s.phase = chTrailerCR
 			case '\n':
-				s.phase = chOff
+				return i, false // a bare LF ends no line here
 			default:
 				s.phase = chTrailerLine
 			}
-		case chTrailerCR:
-			if ch == '\n' {
-				s.phase = chOff
+		case chTrailerCR, chTrailerLineCR:
+			if ch != '\n' {
+				return i, false // a CR not followed by LF
+			}
+			if s.phase == chTrailerCR {
+				s.phase = chOff // the final CRLF: the body ends here
 			} else {
-				s.phase = chTrailerLine
+				s.phase = chTrailer
 			}
 		case chTrailerLine:
-			j := bytes.IndexByte(b[i:], '\n')
+			j := bytes.IndexAny(b[i:], "\r\n")
 			if j < 0 {
 				return len(b), true
 			}
-			i += j // the LF that ends the line
-			s.phase = chTrailer
+			i += j
+			if b[i] == '\n' {
+				return i, false // a bare LF ends no line here
+			}
+			s.phase = chTrailerLineCR
 		}
 	}
 	return len(b), true

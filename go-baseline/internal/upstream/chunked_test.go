@@ -82,6 +82,14 @@ func TestHeadConnFollowsChunkedFraming(t *testing.T) {
 		{"2\r\nabX", "2\r\nab"},
 		{"2\r\nab\rX", "2\r\nab\r"},
 		{"2\r\nab\r\nq", "2\r\nab\r\n"},
+		// The trailer section's lines end with CRLF, the final empty one too (parity
+		// fuzz seed 1 case 37787: "0\r\n\nc\r\n0\r\n\r\n"; net/http took the bare LF
+		// as the section's end, the Pingora router refuses it).
+		{"0\r\n\nc\r\n0\r\n\r\n", "0\r\n"},
+		{"0\r\n\r\r\n", "0\r\n\r"},
+		{"0\r\nX-T: 1\n\r\n", "0\r\nX-T: 1"},
+		{"0\r\nX-T: 1\rX\r\n\r\n", "0\r\nX-T: 1\r"},
+		{"0\r\nX-T: 1\r\n\n", "0\r\nX-T: 1\r\n"},
 	}
 	for _, tc := range bad {
 		stream := head + tc.body
