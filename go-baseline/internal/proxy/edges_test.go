@@ -968,6 +968,44 @@ func TestWhiteSpaceBeforeTheColonRemovedFromResponses(t *testing.T) {
 	}
 }
 
+// keep-alive in any Connection line of an HTTP/1.0 request keeps the connection after a
+// response with a length (RFC 9110 section 5.3: the lines are one list; RFC 9112 section
+// 9.3; docs/spec.md section 3, "HTTP/1.0 clients"): net/http's wantsHttp10KeepAlive reads
+// the first line only and closed it (parity fuzz seed 1 case 93020,
+// http10.client-header-connection); the gate now puts keep-alive in a first line. The head
+// arrives whole (passed in place) or split across writes (held).
+func TestHTTP10KeepAliveInALaterConnectionLine(t *testing.T) {
+	up := newRawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	r := newRouter(t, doc(`"k":"p"`, `"p":`+placement(up.ln.Addr().String(), "", 4, 1000, "")))
+	first := "GET /1 HTTP/1.0\r\nX-Routing-Key: k\r\nConnection: x-a\r\nConnection: upgrade, keep-alive\r\n\r\n"
+	second := "GET /2 HTTP/1.0\r\nX-Routing-Key: k\r\nConnection: vvv\r\nConnection: Keep-Alive\r\n\r\nGET /3 HTTP/1.0\r\nX-Routing-Key: k\r\nConnection: close\r\n\r\n"
+	// (the first request's upgrade token does not turn the gate off: an HTTP/1.0 request is
+	// never an upgrade, so the second head is followed too)
+	for _, writes := range [][]string{{first + second}, {first[:40], first[40:], second}} {
+		c, err := net.Dial("tcp", hostPort(r.url))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		for _, w := range writes {
+			if _, err := io.WriteString(c, w); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond) // most likely separate reads; either way the same answer
+		}
+		b, err := io.ReadAll(c)
+		c.Close()
+		out := string(b)
+		if err != nil || strings.Count(out, "HTTP/1.0 200 OK\r\n") != 3 || strings.Count(out, "\r\nConnection: keep-alive\r\n") != 2 ||
+			!strings.Contains(out, "\r\nConnection: close\r\n") {
+			t.Fatalf("%q: want three responses, keep-alive twice then close: got %q %v", writes, out, err)
+		}
+	}
+	if got := up.requestLines(); len(got) != 6 || got[0] != "GET /1 HTTP/1.1" || got[2] != "GET /3 HTTP/1.1" {
+		t.Fatalf("upstream request lines %q", got)
+	}
+}
+
 // close in any Connection line of an HTTP/1.0 request ends the connection after the
 // response, which says Connection: close (RFC 9112 section 9.6), also when a first line
 // lists keep-alive and the response has a length: net/http's wantsHttp10KeepAlive reads the

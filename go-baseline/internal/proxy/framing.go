@@ -38,8 +38,9 @@ import (
 //     Everything the client sends after the refused head is discarded (the lingering
 //     close of conn.go then ends the connection with FIN).
 //
-// Limit: after a request that asks for an Upgrade the gate stops following the stream (it
-// may have become a tunnel); net/http's own rules apply to what follows on that connection.
+// Limit: after an HTTP/1.1 request that asks for an Upgrade the gate stops following the
+// stream (it may have become a tunnel); net/http's own rules apply to what follows on that
+// connection. An HTTP/1.0 request is never an upgrade (the router removes Upgrade).
 
 // MaxHeadBytes is the contract's only request-head limit (docs/spec.md section 3,
 // "Headers"): a head whose request line, header lines and final empty line (CRLF
@@ -139,6 +140,10 @@ type headCheck struct {
 	trailer     bool // a Trailer field names Transfer-Encoding, Trailer or Content-Length
 	expect      bool // an Expect field has been seen (only the first counts)
 	upgrade     bool // Connection names upgrade
+	conns       int  // Connection fields
+	kaFirst     bool // the first Connection field lists keep-alive
+	kaLater     bool // a later Connection field lists keep-alive
+	connClose   bool // a Connection field lists close
 	lex         headLexer
 }
 
@@ -274,6 +279,9 @@ type scanConn struct {
 	tgtAuth   []byte // the authority of a CONNECT or non-http absolute-form target (reused)
 	remaining int64  // bytes left in a fixed body or chunk
 	delivered uint64 // heads handed to net/http, the stand-in included
+	// addKeepAlive: the head that just passed is HTTP/1.0 and lists keep-alive in a
+	// Connection field other than the first (and close in none); see keepAliveFirst.
+	addKeepAlive bool
 
 	// Shared with the handler (net/http's serving goroutine).
 	refusedSeq atomic.Uint64 // ordinal of the stand-in head on this connection; 0: none
@@ -507,6 +515,19 @@ func (c *scanConn) process(b []byte, direct bool) int {
 				c.refuse(errcode.BadRequest, head, f)
 				continue
 			}
+			if c.addKeepAlive {
+				c.addKeepAlive = false
+				c.pending = keepAliveFirst(c.pending, head)
+				if inPlace {
+					inPlace, hs = false, -1 // what follows passes after the rewritten head
+				} else {
+					c.hold = c.hold[:0]
+					if cap(c.hold) > keepBufBytes {
+						c.hold = nil
+					}
+				}
+				continue
+			}
 			if inPlace {
 				k, hs = i, -1
 			} else {
@@ -522,6 +543,20 @@ func (c *scanConn) process(b []byte, direct bool) int {
 		c.hold = append(c.hold, b[hs:]...) // the head goes on in the next read
 	}
 	return k
+}
+
+// keepAliveFirst appends head (a complete HTTP/1.0 request head) to dst with a line
+// "Connection: keep-alive" inserted after its request line. net/http decides whether an
+// HTTP/1.0 connection persists from the first Connection field only
+// (Request.wantsHttp10KeepAlive), while the option counts in any of its lines (RFC 9110
+// section 5.3: the lines are one list; RFC 9112 section 9.3; docs/spec.md section 3,
+// "HTTP/1.0 clients"), as in the Pingora router. Connection and the fields it nominates
+// are hop-by-hop, so nothing of the added line goes upstream.
+func keepAliveFirst(dst, head []byte) []byte {
+	rl := bytes.IndexByte(head, '\n') + 1
+	dst = append(dst, head[:rl]...)
+	dst = append(dst, "Connection: keep-alive\r\n"...)
+	return append(dst, head[rl:]...)
 }
 
 // pass lets b[from:to] through: in place when inPlace (then from == k), else queued.
@@ -1028,6 +1063,11 @@ func (c *scanConn) checkField(line []byte) fault {
 					c.h.upgrade = true
 				}
 			}
+			c.h.conns++
+			ka := hasToken(value, "keep-alive")
+			c.h.kaFirst = c.h.kaFirst || ka && c.h.conns == 1
+			c.h.kaLater = c.h.kaLater || ka && c.h.conns > 1
+			c.h.connClose = c.h.connClose || hasToken(value, "close")
 		}
 	case 14:
 		if equalFold(name, "Content-Length") {
@@ -1087,8 +1127,11 @@ func (c *scanConn) endHead() fault {
 		}
 	}
 	c.delivered++
+	c.addKeepAlive = h.http10 && h.kaLater && !h.kaFirst && !h.connClose
 	switch {
-	case h.upgrade:
+	case h.upgrade && !h.http10:
+		// An HTTP/1.0 request is never an upgrade (docs/spec.md section 3, Upgrade: the
+		// router removes the field), so the gate goes on following its connection.
 		c.state = sOff // may become a tunnel
 	case h.tes > 0:
 		c.state = sChunkSize

@@ -32,9 +32,9 @@ const maxCapture = 1<<20 + 64<<10
 // before forwarding the message downstream." net/http drops a field line written
 // "Content-Length : 2" (and would then read the body to the close), so HeadConn hands the
 // transport "Content-Length: 2" instead. Only SP/HTAB that stand between a field name and
-// a colon are removed; the status line, field lines whose name is followed by white space
-// and then something other than a colon, and every byte after the final head are passed
-// on unchanged. White space at the end of one read is held back until the next byte shows
+// a colon are removed; the status line and every byte after the final head are passed on
+// unchanged (a field line whose name is followed by white space and then something other
+// than a colon is refused: below). White space at the end of one read is held back until the next byte shows
 // whether a colon follows.
 //
 // Why the Transfer-Encoding drop: a response whose status has no content (1xx other than
@@ -57,6 +57,11 @@ const maxCapture = 1<<20 + 64<<10
 // field for a response to HEAD). HeadConn holds a head's Content-Length lines until its
 // end and passes them, as its last field lines, only when the head has no
 // Transfer-Encoding, as the Pingora router ignores them then.
+//
+// Why the syntax check: every response head (interim heads included) is followed byte by
+// byte with httparse's grammar (HeadLexer), and the read fails with ErrHeadSyntax at the
+// first byte the Pingora router's parser refuses, where net/http's textproto reader would
+// wait for the end of the line (RFC 9112 sections 4 and 5).
 //
 // Begin starts an exchange (call it when the transport hands the connection to a
 // request, before the request is written); Read cleans and copies the bytes the transport
@@ -85,7 +90,8 @@ type HeadConn struct {
 	ready      []byte    // cleaned bytes not yet returned by Read
 	out        []byte    // scratch for one Read's cleaned bytes
 	readErr    error     // the error of the read whose bytes are in ready, returned after them
-	bad        error     // ErrInterimVersion once an interim head's status line is refused
+	bad        error     // ErrHeadSyntax once a head is refused, ErrChunkFraming once a body is
+	lex        HeadLexer // the syntax of the head being read, byte by byte (headlex.go)
 	headReq    bool      // the exchange's request is a HEAD (HeadRequest, overread.go)
 	overread   bool      // bytes followed a final head that ends its response: the connection ends there
 	chunks     chunkScan // the framing of the final response's chunked body (chunked.go)
@@ -98,15 +104,19 @@ type HeadConn struct {
 	targetTo   string // the target the request line carries instead
 }
 
-// ErrInterimVersion is the read error of a HeadConn after an interim (1xx) status line
-// whose version is neither HTTP/1.0 nor HTTP/1.1 ("HTTP/2.0 103", "HTTP/1.2 102"). The
-// contract reads no other version (docs/spec.md section 3, "Upstream responses"; the
-// Pingora router's parser refuses them); net/http checks no version and its transport
-// would pass such a 1xx to ReverseProxy, which forwards it before the final response.
-// The bytes up to that status line's end are delivered first, so the transport's read
-// fails inside a response (502 upstream_protocol_error, not a retry of a stale
-// connection).
-var ErrInterimVersion = errors.New("upstream sent an interim response whose version is not HTTP/1.0 or HTTP/1.1")
+// ErrHeadSyntax is the read error of a HeadConn once a response head (interim or final)
+// has a byte that cannot continue it (RFC 9112 section 4: status-line = HTTP-version SP
+// status-code SP [ reason-phrase ], HTTP-version "HTTP/1.0" or "HTTP/1.1"; section 5:
+// field lines; as httparse reads them for the Pingora router's client: HeadLexer): "dy"
+// where a status line must start, "HTTP/1.1 2x", another version ("HTTP/2.0 103",
+// "HTTP/1.2 304": net/http reads any "HTTP/x.y" and would pass such a 1xx to
+// ReverseProxy, which forwards it), a CTL in a field value, a CR not followed by LF. net/http's textproto reader refuses those only once it has read the whole line,
+// so an upstream that sends "dy" after a 103 and keeps the connection open made the
+// router wait until request_ms (504); the Pingora router's parser refuses at the byte
+// (502 upstream_protocol_error). The bytes up to and including the refused one are
+// delivered first, so that the transport's read fails inside a response (not a retry of
+// a stale connection) whatever the byte's place.
+var ErrHeadSyntax = errors.New("upstream sent a response head byte that cannot continue its syntax")
 
 // lineState is where HeadConn's cleaning is within a response head.
 type lineState uint8
@@ -131,6 +141,7 @@ func (c *HeadConn) Begin() {
 	c.targetFrom, c.targetTo = "", ""
 	c.chunks = chunkScan{}
 	c.state, c.statusLine, c.noContent = stRest, true, false
+	c.lex = ResponseHead()
 	c.ready = append(c.ready, c.heldCL...) // not expected either
 	c.heldCL, c.sawTE = c.heldCL[:0], false
 	c.ready = append(c.ready, c.pending...) // not expected: a head cut short by Begin
@@ -244,6 +255,12 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 			return append(out, b[i:i+k]...)
 		}
 		ch := b[i]
+		if !c.lex.Next(ch) {
+			// The byte httparse refuses: what was held goes out, then the byte, then the
+			// error (Read).
+			c.bad = ErrHeadSyntax
+			return append(c.flushHeld(out), ch)
+		}
 		switch c.state {
 		case stDrop:
 			if ch == '\n' {
@@ -296,9 +313,6 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 				c.state = stLineStart
 				if c.statusLine {
 					c.statusLine, c.noContent = false, noContentStatus(c.buf[c.start:])
-					if line := c.buf[c.start:]; interimStatus(line) && !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) && !bytes.HasPrefix(line, []byte("HTTP/1.0 ")) {
-						c.bad = ErrInterimVersion
-					}
 				}
 			}
 		case stLineStart, stLineCR:
@@ -459,6 +473,7 @@ func (c *HeadConn) headEnded() {
 	head := c.buf[c.start:]
 	if interim(head) {
 		c.start, c.state, c.statusLine, c.noContent, c.sawTE = len(c.buf), stRest, true, false, false
+		c.lex = ResponseHead()
 		return
 	}
 	c.conn, c.finalSeen, c.finalTE = connectionValues(head), true, c.sawTE && !c.noContent
@@ -472,12 +487,6 @@ func (c *HeadConn) headEnded() {
 	} else {
 		c.buf = c.buf[:0]
 	}
-}
-
-// interimStatus reports whether line is an "HTTP/x.y 1yz" status line with a status
-// other than 101, whatever the version digits.
-func interimStatus(line []byte) bool {
-	return len(line) >= len("HTTP/x.y 1yz") && bytes.HasPrefix(line, []byte("HTTP/")) && line[6] == '.' && line[8] == ' ' && interim(line)
 }
 
 // interim reports whether head's status line is a 1xx other than 101 ("HTTP/1.x 1yz").
