@@ -109,6 +109,12 @@ fn canned(head: &str) -> (Vec<u8>, bool) {
         "304-cl" => (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nContent-Type: text/plain\r\nETag: \"x\"\r\n\r\n", false),
         "102-cl" => (b"HTTP/1.1 102 Processing\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
         "103" => (b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+        // a committed response that fails: 10 bytes announced, 3 sent, then FIN; late, so
+        // that a request pipelined behind it is already waiting in the router's socket
+        "short-late" => {
+            std::thread::sleep(Duration::from_millis(200));
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true)
+        }
         "many" => {
             let mut v = b"HTTP/1.1 200 OK\r\n".to_vec();
             for i in 0..300 {
@@ -613,4 +619,43 @@ fn an_http10_request_asking_close_gets_connection_close() {
     // without close: no Connection on a closing HTTP/1.0 response, keep-alive on a kept one
     let (out, _) = exchange(&r.listen, &[(0, b"GET /n HTTP/1.0\r\nHost: h\r\nX-Routing-Key: k\r\n\r\n")], IDLE);
     assert_eq!(responses(&out, &[])[0].header("connection"), None);
+}
+
+/// A committed response that fails (spec §3 step 8: the upstream announced 10 bytes, sent 3
+/// and closed) while the client has pipelined a second request behind it, unread by the
+/// router: the connection still ends with FIN, after the bytes sent, for a client that
+/// reads only later. Closing a socket with unread input sends RST (RFC 9293 section 3.6.1)
+/// and the reset can destroy the response before the client reads it (RFC 9112 section
+/// 9.6): the router half-closes and discards the input first (the lingering close).
+#[test]
+fn a_failed_committed_response_ends_with_fin_despite_pipelined_input() {
+    let up = Recorder::start(canned);
+    let r = RouterProc::start(Some(&lkg(&up.addr)), &[]);
+    let mut s = TcpStream::connect(&r.listen).unwrap();
+    s.write_all(&get("/r/short-late", "")).unwrap();
+    // the second request is written once the first is upstream (the router is then not
+    // reading the client), before the upstream answers
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.heads().is_empty() {
+        assert!(Instant::now() < deadline, "the request never reached the upstream");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s.write_all(&get("/second", "")).unwrap();
+    // a client that reads late: the router has ended the connection by then
+    std::thread::sleep(Duration::from_millis(600));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break End::Eof,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break End::Reset,
+            Err(_) => break End::Open,
+        }
+    };
+    assert_eq!(end, End::Eof, "read: {:?}", String::from_utf8_lossy(&out));
+    let got = responses(&out, &[]);
+    assert_eq!((got.len(), got[0].status(), got[0].body.as_slice()), (1, 200, &b"abc"[..]));
+    assert_eq!(up.heads().len(), 1, "nothing after the failed response is forwarded");
 }

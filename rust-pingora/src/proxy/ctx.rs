@@ -103,6 +103,10 @@ pub struct Ctx {
     pub body_done: bool,
     /// The current attempt's header deadline.
     pub timer: HeaderTimer,
+    /// End the client connection with a lingering close once `logging` has recorded the
+    /// outcome ([`super::respond::linger`]): set for a committed response that failed
+    /// (spec §3 step 8, *The connection's end*).
+    pub linger: bool,
 }
 
 impl Ctx {
@@ -128,6 +132,7 @@ impl Ctx {
             fail: None,
             body_done: false,
             timer: HeaderTimer::Idle,
+            linger: false,
         }
     }
 

@@ -29,7 +29,8 @@
 //!   responses (504 for the header deadline, 502 otherwise, also after a forwarded 1xx);
 //!   the client connection is kept when the request was read whole.
 //! - `logging`: breaker outcome, metrics, [`accesslog`]; the slot is released when the
-//!   context drops.
+//!   context drops; after a committed response that failed, the lingering close
+//!   ([`respond::linger`]).
 
 pub mod accesslog;
 pub mod ctx;
@@ -620,6 +621,13 @@ impl ProxyHttp for RouterProxy {
             if *e.esource() != ErrorSource::Downstream && ctx.upstream_status.is_some() {
                 ctx.fail = Some(FailKind::Aborted);
             }
+            // HTTP/1: the connection ends here, and a request the client pipelined behind
+            // this one may sit unread in the socket; closing over it sends RST (RFC 9293
+            // section 3.6.1), which can destroy the response bytes the client has not read
+            // yet (RFC 9112 section 9.6). End it with FIN and a lingering close instead, as
+            // the Go router's listener does, after `logging` (the breaker outcome and the
+            // slot are settled before the client sees the end).
+            ctx.linger = *e.esource() != ErrorSource::Downstream;
             abort_h2_stream(session);
             return no_reuse;
         }
@@ -733,6 +741,9 @@ impl ProxyHttp for RouterProxy {
             .write();
         }
         ctx.slot = None;
+        if ctx.linger {
+            respond::linger(session).await; // a failed committed response (fail_to_proxy)
+        }
     }
 }
 

@@ -103,7 +103,8 @@ pub async fn respond(session: &mut Session, code: Code, placement: Option<&str>)
 }
 
 /// Lingering close (RFC 9112 section 9.6) after a router-made answer that ends the
-/// connection while request bytes may still be arriving (a refused head, a bad chunk): stop
+/// connection while request bytes may still be arriving (a refused head, a bad chunk), and
+/// after a committed response that failed (a request may be pipelined behind it): stop
 /// writing (the client sees the end of the answer), then read and discard what the client
 /// still sends until it closes, for at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing
 /// with unread bytes would make the kernel reset the connection, and the reset can destroy
