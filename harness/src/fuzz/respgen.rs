@@ -180,10 +180,17 @@ impl RespSpec {
     /// fields and with a status that has content (not 1xx, 204, 304) is close-delimited
     /// even when its body is empty (RFC 9112 §6.3 item 8): kept open, its body never ends
     /// and the `hang` invariant blamed the router for the upstream's stall (seed 1 case
-    /// 784, both routers alike).
+    /// 784, both routers alike). Likewise a framing field among the odd fields
+    /// (`Transfer-Encoding: chunked` beside the generated `Content-Length: 0`): the head
+    /// then says a framing the body does not follow (chunked overrides the length, RFC 9112
+    /// §6.3 item 3, and no chunk ever comes), and kept open the response never ends: both
+    /// routers rightly wait for the body, which `request_ms` does not limit (spec §3 step 7),
+    /// and `hang` blamed them (seed 1 cases 38355, 46475: `response.hang.*`,
+    /// `pipeline.hang.*`).
     pub fn closes(&self) -> bool {
         let no_content = (100..200).contains(&self.status) || self.status == 204 || self.status == 304;
-        let dirty = match &self.framing {
+        let framing_field = self.fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"Transfer-Encoding") || n.eq_ignore_ascii_case(b"Content-Length"));
+        let dirty = framing_field || match &self.framing {
             RespFraming::Length { delta, .. } => *delta != 0,
             RespFraming::Chunked { lie, .. } => *lie != 0,
             RespFraming::Close | RespFraming::Both => true,
@@ -295,6 +302,20 @@ mod tests {
         r.status = 304;
         assert!(!r.closes());
         assert!(!RespSpec::plain().closes());
+    }
+
+    #[test]
+    fn a_framing_field_among_the_odd_fields_ends_with_a_close() {
+        // seed 1 case 38355: `Transfer-Encoding: chunked` beside `Content-Length: 0`, no
+        // chunk: kept open, both routers waited for the body and `hang` blamed them.
+        let te = (b"Transfer-Encoding".to_vec(), b"chunked".to_vec());
+        let r = RespSpec { body: vec![], fields: vec![te], ..RespSpec::plain() };
+        assert!(String::from_utf8(r.render()).unwrap().contains("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n"));
+        assert!(r.closes());
+        let cl = (b"Content-Length".to_vec(), b"1".to_vec());
+        assert!(RespSpec { fields: vec![cl], ..RespSpec::plain() }.closes());
+        let other = (b"X-U".to_vec(), b"chunked".to_vec());
+        assert!(!RespSpec { fields: vec![other], ..RespSpec::plain() }.closes());
     }
 
     #[test]
