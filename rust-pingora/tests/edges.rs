@@ -105,6 +105,9 @@ fn canned(head: &str) -> (Vec<u8>, bool) {
         "status-999" => (b"HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok", true),
         "reason" => (b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 2\r\n\r\nok", false),
         "chunked" => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", false),
+        "chunk-ext" => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5; a = \"q\\\"\x80\" ;b\t\r\nhello\r\n0;z=1\r\n\r\n", false),
+        "chunk-ext-ctl" => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x01\r\nhello\r\n0\r\n\r\n", false),
+        "chunk-ext-lf" => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=1\nab\r\n0\r\n\r\n", false),
         "204-cl" => (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", true),
         "304-cl" => (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nContent-Type: text/plain\r\nETag: \"x\"\r\n\r\n", false),
         "102-cl" => (b"HTTP/1.1 102 Processing\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
@@ -602,6 +605,56 @@ fn a_malformed_request_trailer_section_is_a_bad_request() {
         let (out, end) = exchange(&r.listen, &writes, IDLE);
         assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200, 200]);
         assert_eq!(end, End::Open);
+    }
+}
+
+#[test]
+fn a_chunk_extension_is_token_or_quoted_string_syntax() {
+    // RFC 9112 section 7.1.1 (pingora-core patch, chunk_line_check): httparse took any byte
+    // but CR in an extension, so "f; a=1\nab...\r\n" was size 0xf here and a bare-LF line
+    // end for the Go router (parity fuzz framing.client-status). Request: 400, closed.
+    let up = Recorder::start(canned);
+    let r = RouterProc::start(Some(&lkg(&up.addr)), &[]);
+    let pre = "POST /t HTTP/1.1\r\nHost: h\r\nX-Routing-Key: k\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for body in [
+        "f; a=1\nab32b1cdaba31eb\r\nc\r\nd1fa30300aff\r\n0\r\n\r\n",
+        "2;a\x01\r\nab\r\n0\r\n\r\n",
+        "2;a b\r\nab\r\n0\r\n\r\n",
+        "2;\r\nab\r\n0\r\n\r\n",
+        "2;a=\"\x7f\"\r\nab\r\n0\r\n\r\n",
+        "2;a=b\"c\"\r\nab\r\n0\r\n\r\n",
+    ] {
+        let (out, end) = exchange(&r.listen, &[(0, format!("{pre}{body}").as_bytes())], IDLE);
+        let got = responses(&out, &[]);
+        assert_eq!((got.first().map(Msg::status), end), (Some(400), End::Eof), "{body:?}");
+        assert_eq!(got[0].header("x-router-error"), Some("bad_request"));
+    }
+    // refused at the bad byte, before the line's end
+    let (out, end) = exchange(&r.listen, &[(0, format!("{pre}2;a\x01").as_bytes())], IDLE);
+    assert_eq!((responses(&out, &[]).first().map(Msg::status), end), (Some(400), End::Eof));
+    // every valid form passes, split over writes too; the connection lives on
+    for writes in [
+        vec![(0, format!("{pre}2; a = \"q\\\"\t\" ;b ;c=d \r\nab\r\n0;z\r\n\r\n").into_bytes())],
+        vec![(0, format!("{pre}2 ;a=\"x").into_bytes()), (50, b";y\"\r".to_vec()), (50, b"\nab\r\n0\r\n\r\n".to_vec())],
+    ] {
+        let mut writes: Vec<(u64, &[u8])> = writes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        let then_get = get("/after", "");
+        writes.push((50, &then_get));
+        let (out, end) = exchange(&r.listen, &writes, IDLE);
+        assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200, 200]);
+        assert_eq!(end, End::Open);
+    }
+    // Response: a valid extension passes; a refused one fails the committed 200 (no last
+    // chunk, connection closed), as the Go router's HeadConn does
+    let (out, end) = exchange(&r.listen, &[(0, &get("/r/chunk-ext", ""))], IDLE);
+    let got = responses(&out, &[]);
+    assert_eq!((got[0].status(), got[0].body.as_slice(), end), (200, &b"hello"[..], End::Open));
+    assert!(out.ends_with(b"0\r\n\r\n"), "{:?}", String::from_utf8_lossy(&out));
+    for bad in ["/r/chunk-ext-ctl", "/r/chunk-ext-lf"] {
+        let (out, end) = exchange(&r.listen, &[(0, &get(bad, ""))], IDLE);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200 ") && !text.ends_with("0\r\n\r\n"), "{bad}: {text:?}");
+        assert_eq!(end, End::Eof, "{bad}: {text:?}");
     }
 }
 

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"pingora-parity/go-baseline/internal/errcode"
+	"pingora-parity/go-baseline/internal/upstream"
 )
 
 // The request gate. net/http answers a request head it refuses itself, before any
@@ -270,8 +271,9 @@ type scanConn struct {
 	state     scanState
 	pending   []byte // checked bytes net/http has not taken yet
 	pendOff   int
-	hold      []byte // the head being read, when it did not arrive within one read
-	line      []byte // a chunk-size line, or the end of chunk data, split across reads
+	hold      []byte             // the head being read, when it did not arrive within one read
+	line      []byte             // a chunk-size line, or the end of chunk data, split across reads
+	chunkLine upstream.ChunkLine // the syntax of the chunk-size line being read
 	trailers  trailerLexer
 	h         headCheck
 	clFirst   []byte // the first Content-Length value of the head (reused)
@@ -398,10 +400,14 @@ func (c *scanConn) process(b []byte, direct bool) int {
 				}
 			}
 		case sChunkSize:
-			// A chunk-size line is held until its LF (it may come over several reads), so
-			// that the white space before an extension is rewritten whatever the reads.
-			j := bytes.IndexByte(b[i:], '\n')
-			if j < 0 {
+			// A chunk-size line is followed byte by byte (upstream.ChunkLine: RFC 9112
+			// section 7.1.1's extension syntax, CRLF) and held until its LF (it may come
+			// over several reads), so that the white space before an extension is
+			// rewritten whatever the reads. A refused line never reaches net/http: it gets
+			// refusedChunkLine in its place at once, without waiting for a line end.
+			n, verdict := c.chunkLine.Scan(b[i:])
+			switch verdict {
+			case upstream.ChunkLineMore:
 				c.line = append(c.line, b[i:]...)
 				i = len(b)
 				if len(c.line) > maxBodyLineBytes {
@@ -410,8 +416,17 @@ func (c *scanConn) process(b []byte, direct bool) int {
 					c.state = sOff
 				}
 				continue
+			case upstream.ChunkLineRefused:
+				c.chunkLine = upstream.ChunkLine{}
+				c.line = c.line[:0]
+				c.pending = append(c.pending, refusedChunkLine...)
+				inPlace = false // what follows passes after the substitute
+				i += n + 1
+				c.state = sOff
+				continue
 			}
-			end := i + j + 1
+			c.chunkLine = upstream.ChunkLine{}
+			end := i + n
 			var line []byte
 			if len(c.line) == 0 {
 				line = b[i : end-1]
@@ -1224,6 +1239,13 @@ func (c *scanConn) chunkSizeLine(line []byte) {
 		c.state, c.remaining = sChunkData, n
 	}
 }
+
+// refusedChunkLine is what net/http gets in place of a chunk-size line the gate refuses
+// (upstream.ChunkLine): a line its chunked reader refuses ("invalid byte in chunk
+// length"), so that the body read fails and the handler answers 400 bad_request, as for
+// any malformed chunked body. net/http's reader alone takes any byte but CR and LF in an
+// extension, and would take the line as it is.
+const refusedChunkLine = "x\r\n"
 
 // MaxTrailerSectionBytes bounds a chunked request's trailer section: its field lines and
 // the final empty line, CRLFs included, counted from the byte after the last chunk's

@@ -56,7 +56,7 @@ func TestHeadConnFollowsChunkedFraming(t *testing.T) {
 	good := []string{
 		"0\r\n\r\n",
 		"5\r\nhello\r\n0\r\n\r\n",
-		"A;x=y\r\n0123456789\r\n1 \t;ext \"q\"\r\nz\r\n00\r\nX-T: 1\r\nX-U: 2\r\n\r\n",
+		"A;x=y\r\n0123456789\r\n1 \t;ext = \"q\\\"\" ;b\r\nz\r\n00\r\nX-T: 1\r\nX-U: 2\r\n\r\n",
 		"0000000000000010\r\n0123456789abcdef\r\n0\r\n\r\n",
 	}
 	for _, body := range good {
@@ -77,6 +77,13 @@ func TestHeadConnFollowsChunkedFraming(t *testing.T) {
 		{"5\n", "5"},
 		{"5 x", "5 "},
 		{"5;a\n", "5;a"},
+		// chunk extensions are token/quoted-string syntax (ChunkLine; parity fuzz
+		// framing.client-status: "f; a=1\nab..." framed two ways)
+		{"f; a=1\nab32b1cdaba31eb\r\n", "f; a=1"},
+		{"5;a\x01\r\n", "5;a"},
+		{"5;a b\r\n", "5;a "},
+		{"5;a=\"\r\n", "5;a=\""},
+		{"5;\r\n", "5;"},
 		{"5\rx", "5\r"},
 		{"00000000000000001\r\n", "0000000000000000"},
 		{"2\r\nabX", "2\r\nab"},

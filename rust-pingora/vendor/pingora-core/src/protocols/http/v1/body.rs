@@ -240,6 +240,90 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// pingora-parity patch (RFC 9112 sections 7.1 and 7.1.1; section 2.2: a message that does
+/// not match the grammar is refused): the syntax of one chunk-size line, `line` being its
+/// bytes so far (a complete line ends with its CRLF):
+///
+/// ```text
+/// chunk-size [ chunk-ext ] BWS CRLF
+/// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token; chunk-ext-val = token / quoted-string
+/// ```
+///
+/// (BWS before the CRLF is outside the grammar; httparse and Go's net/http both take it, so
+/// it stays accepted.) Returns the offset of the first byte no continuation can make
+/// valid, `None` when `line` is valid so far. httparse's `parse_chunk_size` checks the size
+/// and the CRLF but takes any byte but CR inside an extension, a bare LF or a CTL included,
+/// where the Go router's net/http ends the line at the LF: `f; a=1\nab...\r\n` was framed
+/// two ways (parity fuzz, framing.client-status). Checked for request and response bodies
+/// alike (a refused line is an `INVALID_CHUNK` error: 400 for a request, an aborted
+/// response for an upstream), with the Go router's rule (`upstream.ChunkLine`).
+fn chunk_line_check(line: &[u8]) -> Option<usize> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum S {
+        SizeStart,
+        Size,
+        Bws,
+        NameStart,
+        Name,
+        NameBws,
+        ValueStart,
+        Token,
+        Quoted,
+        QuotedPair,
+        Cr,
+        End,
+    }
+    let mut s = S::SizeStart;
+    for (i, &b) in line.iter().enumerate() {
+        let ws = b == b' ' || b == b'\t';
+        // after the size, a value or BWS: more BWS, ";" or the line's CR
+        let after_item = |b: u8| match b {
+            _ if ws => Some(S::Bws),
+            b';' => Some(S::NameStart),
+            CR => Some(S::Cr),
+            _ => None,
+        };
+        let next = match s {
+            S::SizeStart | S::Size if b.is_ascii_hexdigit() => Some(S::Size),
+            S::SizeStart => None,
+            S::Size | S::Bws => after_item(b),
+            S::Token if is_tchar(b) => Some(S::Token),
+            S::Token => after_item(b),
+            S::NameStart if ws => Some(S::NameStart),
+            S::NameStart if is_tchar(b) => Some(S::Name),
+            S::NameStart => None,
+            S::Name if is_tchar(b) => Some(S::Name),
+            S::Name | S::NameBws => match b {
+                _ if ws => Some(S::NameBws),
+                b'=' => Some(S::ValueStart),
+                b';' => Some(S::NameStart),
+                CR => Some(S::Cr),
+                _ => None,
+            },
+            S::ValueStart if ws => Some(S::ValueStart),
+            S::ValueStart if b == b'"' => Some(S::Quoted),
+            S::ValueStart if is_tchar(b) => Some(S::Token),
+            S::ValueStart => None,
+            // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+            S::Quoted if b == b'"' => Some(S::Bws),
+            S::Quoted if b == b'\\' => Some(S::QuotedPair),
+            S::Quoted if b == b'\t' || (b >= 0x20 && b != 0x7f) => Some(S::Quoted),
+            S::Quoted => None,
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            S::QuotedPair if b == b'\t' || (b >= 0x20 && b != 0x7f) => Some(S::Quoted),
+            S::QuotedPair => None,
+            S::Cr if b == LF => Some(S::End),
+            S::Cr | S::End => None,
+        };
+        match next {
+            Some(n) => s = n,
+            None => return Some(i),
+        }
+    }
+    None
+}
+
 impl BodyReader {
     pub fn new(upstream: bool) -> Self {
         BodyReader {
@@ -757,6 +841,24 @@ impl BodyReader {
     ) -> Result<(Option<BufRef>, Option<usize>)> {
         let buf = &self.body_buf.as_ref().unwrap()[buf_index_start..buf_index_end];
         let chunk_status = httparse::parse_chunk_size(buf);
+        // pingora-parity patch: the chunk-size line's extensions (chunk_line_check)
+        if let Ok(status) = &chunk_status {
+            let line = match status {
+                httparse::Status::Complete((payload_index, _)) => &buf[..*payload_index],
+                httparse::Status::Partial => buf,
+            };
+            if let Some(at) = chunk_line_check(line) {
+                debug!(
+                    "Invalid chunk-size line at byte {at}: {:?}",
+                    String::from_utf8_lossy(line).escape_default()
+                );
+                self.body_state = self.body_state.done(0);
+                return Error::e_explain(
+                    INVALID_CHUNK,
+                    format!("Invalid chunked encoding: chunk-size line byte {at}"),
+                );
+            }
+        }
         match chunk_status {
             Ok(status) => {
                 match status {
