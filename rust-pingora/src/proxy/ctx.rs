@@ -104,7 +104,7 @@ pub struct Ctx {
     /// The current attempt's header deadline.
     pub timer: HeaderTimer,
     /// End the client connection with a lingering close once `logging` has recorded the
-    /// outcome ([`super::respond::linger`]): set for a committed response that failed
+    /// outcome ([`super::respond::close_after_abort`]): set for a committed response that failed
     /// (spec §3 step 8, *The connection's end*).
     pub linger: bool,
 }

@@ -30,7 +30,7 @@
 //!   the client connection is kept when the request was read whole.
 //! - `logging`: breaker outcome, metrics, [`accesslog`]; the slot is released when the
 //!   context drops; after a committed response that failed, the lingering close
-//!   ([`respond::linger`]).
+//!   ([`respond::close_after_abort`]).
 
 pub mod accesslog;
 pub mod ctx;
@@ -742,7 +742,7 @@ impl ProxyHttp for RouterProxy {
         }
         ctx.slot = None;
         if ctx.linger {
-            respond::linger(session).await; // a failed committed response (fail_to_proxy)
+            respond::close_after_abort(session).await; // a failed committed response (fail_to_proxy)
         }
     }
 }

@@ -3,11 +3,12 @@
 //! the body `{"error":"<code>","message":"<human text>"}`, and `X-Router-Placement` when a
 //! placement had been chosen; the unread request body discarded before an answer given
 //! without reading it ([`discard_body`]); and the lingering close after an answer that ends
-//! the connection ([`linger`]).
+//! the connection ([`linger`]) or a committed response that failed ([`close_after_abort`]).
 
 use crate::errcode::Code;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use pingora::Result;
 use std::io::Read;
@@ -128,6 +129,21 @@ pub async fn linger(session: &Session) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => tokio::time::sleep(Duration::from_millis(5)).await,
             Err(_) => return,
         }
+    }
+}
+
+/// End an HTTP/1 connection whose response failed after it was committed (spec §3 step 8)
+/// with FIN, never RST: Pingora's own [`ServerSession`] shutdown first writes out what it
+/// still buffers of the response (a body with a `Content-Length` is flushed only when
+/// complete, otherwise only when the session drops) and half-closes, for at most
+/// [`LINGER_TIME`]; then [`linger`] discards what the client still sends (a request
+/// pipelined behind the failed one). Nothing happens on HTTP/2 (the stream is reset instead).
+pub async fn close_after_abort(session: &mut Session) {
+    if let ServerSession::H1(h1) = session.as_downstream_mut() {
+        if tokio::time::timeout(LINGER_TIME, h1.shutdown()).await.is_err() {
+            return; // the client reads nothing: closing is all that is left
+        }
+        linger(session).await;
     }
 }
 
