@@ -15,6 +15,13 @@ import (
 // (the transport refuses it anyway).
 const maxCapture = 1<<20 + 64<<10
 
+// emptyLinesLimit is how many bytes of empty lines HeadConn drops before a status line
+// before it refuses the head (ErrHeadSyntax): the Pingora router's client refuses a
+// response head once more than 1048575 bytes have been read without it being complete
+// (pingora-core v1/common.rs MAX_HEADER_SIZE, docs/spec.md section 3, "Limits"), and
+// httparse counts the skipped empty lines in it.
+const emptyLinesLimit = 1<<20 - 1
+
 // HeadConn is an upstream connection that keeps the Connection field values of the
 // final response head of the current exchange, as the upstream sent them, removes white
 // space between a field name and its colon in the response heads it reads, drops the
@@ -58,6 +65,16 @@ const maxCapture = 1<<20 + 64<<10
 // end and passes them, as its last field lines, only when the head has no
 // Transfer-Encoding, as the Pingora router ignores them then.
 //
+// Why the empty-line drop: httparse, the Pingora router's parser, skips any number of
+// empty lines (CRLF or a bare LF) before a status line (src/lib.rs skip_empty_lines),
+// where net/http's ReadResponse takes the first line read for the status line and
+// refuses an empty one. RFC 9112 section 2.2 asks a server to ignore at least one empty
+// line before a request line and says nothing of responses; docs/spec.md section 3
+// ("Upstream responses", "Head syntax") reads a response head as httparse does, so
+// HeadConn drops those bytes before the status line of every head (interim heads
+// included), up to the response head limit (emptyLinesLimit); a CR not followed by LF
+// among them is refused (ErrHeadSyntax).
+//
 // Why the syntax check: every response head (interim heads included) is followed byte by
 // byte with httparse's grammar (HeadLexer), and the read fails with ErrHeadSyntax at the
 // first byte the Pingora router's parser refuses, where net/http's textproto reader would
@@ -83,6 +100,7 @@ type HeadConn struct {
 	state      lineState // where the next byte read falls in the current head
 	pending    []byte    // SP/HTAB after a field name (and a held name), held until the next byte is known
 	statusLine bool      // the current head's status line is being read
+	skipped    int       // empty-line bytes dropped before the current head's status line
 	noContent  bool      // the current head's status is 1xx (not 101), 204 or 304
 	heldName   int       // in stHeldName/stHeldWS, length of the field name at the start of pending
 	heldCL     []byte    // the current head's Content-Length lines, held until its end
@@ -140,7 +158,7 @@ func (c *HeadConn) Begin() {
 	c.headReq = false
 	c.targetFrom, c.targetTo = "", ""
 	c.chunks = chunkScan{}
-	c.state, c.statusLine, c.noContent = stRest, true, false
+	c.state, c.statusLine, c.noContent, c.skipped = stRest, true, false, 0
 	c.lex = ResponseHead()
 	c.ready = append(c.ready, c.heldCL...) // not expected either
 	c.heldCL, c.sawTE = c.heldCL[:0], false
@@ -260,6 +278,15 @@ func (c *HeadConn) clean(out, b []byte) []byte {
 			// error (Read).
 			c.bad = ErrHeadSyntax
 			return append(c.flushHeld(out), ch)
+		}
+		if c.statusLine && len(c.buf) == c.start && (ch == '\r' || ch == '\n') {
+			// An empty line before the status line (the lexer has checked that a CR is
+			// followed by LF): dropped, as httparse skips it.
+			if c.skipped++; c.skipped > emptyLinesLimit {
+				c.bad = ErrHeadSyntax
+				return out
+			}
+			continue
 		}
 		switch c.state {
 		case stDrop:
@@ -473,6 +500,7 @@ func (c *HeadConn) headEnded() {
 	head := c.buf[c.start:]
 	if interim(head) {
 		c.start, c.state, c.statusLine, c.noContent, c.sawTE = len(c.buf), stRest, true, false, false
+		c.skipped = 0
 		c.lex = ResponseHead()
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -349,7 +350,7 @@ func TestHeadConnRefusesHeadSyntax(t *testing.T) {
 		{"HTTP/1.1 204 \xe9t\xe9\tx\r\nX: \xff v\r\n folded\r\n\tmore\r\nX-Name \t: 1\r\n\r\n",
 			"HTTP/1.1 204 \xe9t\xe9\tx\r\nX: \xff v\r\n folded\r\n\tmore\r\nX-Name: 1\r\n\r\n"},
 		{"HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nX:\n\n", ""},
-		{"\r\n\nHTTP/1.1 204 No Content\r\n\r\n", ""},
+		{"\r\n\nHTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n"},
 		{"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/2.0 103 x\r\n\r\n", ""},
 	} {
 		want := tc.want
@@ -361,6 +362,62 @@ func TestHeadConnRefusesHeadSyntax(t *testing.T) {
 				t.Fatalf("%q split %d %d: %q %v", tc.stream, i, j, got, err)
 			}
 		})
+	}
+}
+
+// Empty lines (CRLF or a bare LF, any number) before the status line of a final or an
+// interim head are dropped, as httparse skips them (docs/spec.md section 3, "Head
+// syntax"), so that net/http's ReadResponse reads the status line (it refused the empty
+// line: the router answered 502 where the Pingora router forwarded the response); empty
+// lines elsewhere are left alone, a CR not followed by LF among them is refused, and
+// more than emptyLinesLimit bytes of them are refused too.
+func TestHeadConnSkipsEmptyLinesBeforeAStatusLine(t *testing.T) {
+	const early = "HTTP/1.1 103 Early\r\nLink: a\r\n\r\n"
+	const final = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\r\nok"
+	for _, tc := range []struct{ stream, want string }{
+		{"\r\n" + final, final},
+		{"\n" + final, final},
+		{"\n\r\n\n\r\n" + early + "\r\n\n" + final, early + final},
+		{early + "\n" + final, early + final},
+	} {
+		eachSplit(tc.stream, 5, func(i, j int, chunks []string) {
+			c := &HeadConn{Conn: &chunkConn{chunks: chunks}}
+			c.Begin()
+			got, err := io.ReadAll(c)
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("%q split %d %d: %q %v", tc.stream, i, j, got, err)
+			}
+			if conn, ok := c.FinalConnection(); !ok || conn != nil {
+				t.Fatalf("%q split %d %d: final head not read: %v", tc.stream, i, j, ok)
+			}
+		})
+		// What net/http's transport does with the delivered bytes.
+		c := &HeadConn{Conn: &chunkConn{chunks: []string{tc.stream}}}
+		c.Begin()
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil && resp.StatusCode == http.StatusEarlyHints {
+			resp, err = http.ReadResponse(br, nil)
+		}
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%q: %v %v", tc.stream, resp, err)
+		}
+		if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "\r\nok" {
+			t.Fatalf("%q: body %q %v", tc.stream, body, err)
+		}
+	}
+	for _, stream := range []string{"\r\n\rH", early + "\n\rH"} {
+		c := &HeadConn{Conn: &chunkConn{chunks: []string{stream + "TTP/1.1 200 OK\r\n\r\n"}}}
+		c.Begin()
+		got, err := io.ReadAll(c)
+		if !errors.Is(err, ErrHeadSyntax) || !strings.HasSuffix(string(got), "H") || strings.Contains(string(got), "\r\rH") {
+			t.Fatalf("%q: %q %v", stream, got, err)
+		}
+	}
+	c := &HeadConn{Conn: &chunkConn{chunks: []string{strings.Repeat("\r\n", emptyLinesLimit/2) + "\n\n" + final}}}
+	c.Begin()
+	if got, err := io.ReadAll(c); !errors.Is(err, ErrHeadSyntax) || len(got) != 0 {
+		t.Fatalf("past the limit: %d bytes, %v", len(got), err)
 	}
 }
 
