@@ -445,10 +445,16 @@ async fn handle(opts: &RunOpts, routers: &[Arc<Router>], store: &mut Store, inde
     let confirmed = run_alone(routers, case, index, 0).await;
     for d in open {
         let kind = d.kind(case.mode);
-        let again = confirmed.iter().find(|c| c.field == d.field && c.imp == d.imp);
-        let Some(again) = again else {
-            store.unconfirmed(&kind);
-            continue;
+        let again = match confirm(&opts.catalogue, case, &d, &confirmed) {
+            Confirmation::Unconfirmed => {
+                store.unconfirmed(&kind);
+                continue;
+            }
+            Confirmation::Documented(e) => {
+                store.documented(&e.id);
+                continue;
+            }
+            Confirmation::Confirmed(again) => again,
         };
         if store.seen(&kind) {
             store.count(&kind);
@@ -495,6 +501,38 @@ pub async fn observe_alone(routers: &[Arc<Router>], case: &Case, index: u64, sal
 async fn run_alone(routers: &[Arc<Router>], case: &Case, index: u64, salt: u64) -> Vec<Diff> {
     let obs = observe_alone(routers, case, index, salt).await;
     diffs_of(case, &obs, &routers.iter().map(|r| &r.normaliser).collect::<Vec<_>>())
+}
+
+/// What the run alone says of difference `d` of a case's fast run.
+#[derive(Debug)]
+enum Confirmation<'a> {
+    /// No difference in the same field (and router) recurred.
+    Unconfirmed,
+    /// The difference that recurred in the field is a documented one: the case is counted
+    /// under this entry.
+    Documented(&'a crate::fuzz::catalogue::Entry),
+    /// It recurred, undocumented: a finding.
+    Confirmed(&'a Diff),
+}
+
+/// Confirms difference `d` (undocumented) of `case`'s fast run with `confirmed`, the
+/// differences of its run alone. The confirmation is by field (and router), so the
+/// difference that recurs may have another text than the fast one, and that text decides
+/// whether it is documented: under load a fast run can show noise in an earlier response
+/// (`response 0: status: 504 vs 204`) where the careful run shows only the documented
+/// difference behind it (`response 1: status: 204 vs 400` after an upgrade request:
+/// `go-gate-off-after-upgrade`; seed 1 cases 50530, 73448, kind `upgrade.client-status`).
+fn confirm<'a>(catalogue: &'a Catalogue, case: &Case, d: &Diff, confirmed: &'a [Diff]) -> Confirmation<'a> {
+    let mut same = confirmed.iter().filter(|c| c.field == d.field && c.imp == d.imp).peekable();
+    let Some(first) = same.peek().copied() else { return Confirmation::Unconfirmed };
+    let mut entry = None;
+    for c in same {
+        match documented(catalogue, case, c) {
+            Some(e) => entry = entry.or(Some(e)),
+            None => return Confirmation::Confirmed(c),
+        }
+    }
+    entry.map(Confirmation::Documented).unwrap_or(Confirmation::Confirmed(first))
 }
 
 /// The catalogue entry that documents difference `d` of `case` (its kind, its text, the
@@ -621,6 +659,30 @@ mod tests {
 
     fn diff(field: &str, imp: Option<&str>, detail: &str) -> Diff {
         Diff { field: field.into(), imp: imp.map(String::from), detail: detail.into() }
+    }
+
+    #[test]
+    fn a_confirmed_difference_is_judged_by_its_careful_text() {
+        // Seed 1 case 50530 (upgrade mode): `Connection: keep-alive, Upgrade` answered 426,
+        // then a `DELETE /x.y?"` that Go's gate (off after an upgrade request) forwards and
+        // Pingora's parser refuses: documented `go-gate-off-after-upgrade`. A fast run's
+        // `client-status` in response 0 (noise under load) was confirmed by that documented
+        // difference in response 1 and reported as a finding.
+        let p = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../spec/divergences.yaml");
+        let cat = Catalogue::load(&p).unwrap();
+        let c = crate::fuzz::case(1, 50530);
+        assert_eq!(c.mode, crate::fuzz::reqgen::Mode::Upgrade);
+        let fast = diff("client-status", None, "response 0: status: 504 vs 426: go / pingora");
+        let careful = [diff("client-status", None, "response 1: status: 200 vs 400: go / pingora")];
+        assert!(documented(&cat, &c, &fast).is_none(), "the fast text is no documented one");
+        match confirm(&cat, &c, &fast, &careful) {
+            Confirmation::Documented(e) => assert_eq!(e.id, "go-gate-off-after-upgrade"),
+            other => panic!("{other:?}"),
+        }
+        // An undocumented difference in the field confirms it, whatever else recurred.
+        let both = [careful[0].clone(), fast.clone()];
+        assert!(matches!(confirm(&cat, &c, &fast, &both), Confirmation::Confirmed(x) if x.detail == fast.detail));
+        assert!(matches!(confirm(&cat, &c, &fast, &[diff("client-count", None, "2 vs 1")]), Confirmation::Unconfirmed));
     }
 
     #[test]
