@@ -27,8 +27,8 @@ import (
 //     checkField, endHead: the rules net/http applies before the handler, plus the
 //     router's); body bytes pass at once, and a head that arrives whole in one read is
 //     handed over in place, without a copy;
-//   - in a chunked body, a chunk-size line is held until its line end (the white space
-//     before an extension is rewritten, bwsBeforeExtension) and the trailer section is
+//   - in a chunked body, a chunk-size line is held until its line end (net/http gets its
+//     size digits and CRLF, extensions and BWS dropped) and the trailer section is
 //     checked by the gate (trailerLexer) and never handed over: net/http gets an empty
 //     section, or one its chunked reader refuses in place of a refused one;
 //   - a head that passes is handed to net/http byte for byte;
@@ -402,8 +402,8 @@ func (c *scanConn) process(b []byte, direct bool) int {
 		case sChunkSize:
 			// A chunk-size line is followed byte by byte (upstream.ChunkLine: RFC 9112
 			// section 7.1.1's extension syntax, CRLF) and held until its LF (it may come
-			// over several reads), so that the white space before an extension is
-			// rewritten whatever the reads. A refused line never reaches net/http: it gets
+			// over several reads), so that net/http gets the size digits and CRLF alone
+			// whatever the reads. A refused line never reaches net/http: it gets
 			// refusedChunkLine in its place at once, without waiting for a line end.
 			n, verdict := c.chunkLine.Scan(b[i:])
 			switch verdict {
@@ -427,19 +427,32 @@ func (c *scanConn) process(b []byte, direct bool) int {
 			}
 			c.chunkLine = upstream.ChunkLine{}
 			end := i + n
-			var line []byte
-			if len(c.line) == 0 {
-				line = b[i : end-1]
-				bwsBeforeExtension(line)
+			whole := b[i:end] // the line, CRLF included
+			if len(c.line) > 0 {
+				c.line = append(c.line, whole...)
+				whole = c.line
+			}
+			d := 0
+			for d < len(whole) && isHexDigit(whole[d]) {
+				d++
+			}
+			line := whole[:d] // the size digits
+			switch {
+			case d < len(whole)-2:
+				// Extensions or BWS after the size: net/http gets the size digits and the
+				// CRLF (it ignores extensions, as the Pingora router does, but refuses a
+				// line of 4096 bytes and counts every line's bytes in its 16 KiB budget
+				// of non-data, where the Pingora router takes up to
+				// upstream.MaxChunkLineBytes per line and has no budget).
+				c.pending = append(append(c.pending, line...), '\r', '\n')
+				inPlace = false // what follows passes after the shortened line
+			case len(c.line) == 0:
 				k = c.pass(b, i, end, k, inPlace)
-			} else {
-				c.line = append(c.line, b[i:end]...)
-				line = c.line[:len(c.line)-1]
-				bwsBeforeExtension(line)
+			default:
 				c.pending = append(c.pending, c.line...)
 			}
 			i = end
-			c.chunkSizeLine(trimCR(line))
+			c.chunkSizeLine(line)
 			c.line = c.line[:0]
 		case sChunkDataEnd:
 			// The line end after chunk data passes as it comes (net/http checks it is CRLF).
@@ -1340,22 +1353,6 @@ func (l *trailerLexer) scan(b []byte) (int, trailerVerdict) {
 	return len(b), trailersMore
 }
 
-// bwsBeforeExtension rewrites, in place, the white space between a chunk size and its
-// first extension ("1 ;a=b", RFC 9112 section 7.1.1: chunk-ext = *( BWS ";" BWS
-// chunk-ext-name ... )) into ';' ("1;;a=b"): net/http's chunked reader cuts the extensions
-// off at the first ';' and then refuses the space left after the size, where the Pingora
-// router accepts the line. Both drop the extensions, so nothing else changes. line is one
-// whole chunk-size line (without its LF); a line split across reads is left as it is.
-func bwsBeforeExtension(line []byte) {
-	semi := bytes.IndexByte(line, ';')
-	if semi <= 0 {
-		return
-	}
-	for i := semi - 1; i > 0 && (line[i] == ' ' || line[i] == '\t'); i-- {
-		line[i] = ';'
-	}
-}
-
 // parseContentLength parses a Content-Length value as net/http does: one or more digits
 // (leading zeros allowed), at most 2^63-1; no sign, no list (RFC 9110 section 8.6).
 func parseContentLength(v []byte) (int64, bool) {
@@ -1466,6 +1463,11 @@ func equalFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// isHexDigit reports whether ch is a HEXDIG (either case).
+func isHexDigit(ch byte) bool {
+	return '0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F'
 }
 
 // parseHex parses a chunk size (1 to 15 hex digits).

@@ -38,7 +38,12 @@ const (
 // chunkScan follows the framing of a chunked response body byte by byte. Up to the
 // last chunk it refuses what ChunkLine refuses in a chunk-size line (net/http's chunked
 // reader refuses most of it at the line end; a CTL in an extension it takes) and chunk
-// data not followed by CRLF. In the trailer section (RFC 9112 section 7.1.2:
+// data not followed by CRLF. Of a chunk-size line only the size digits and the CRLF are
+// delivered: the transport's chunked reader ignores extensions (the Pingora router drops
+// them too) but refuses a line of 4096 bytes and counts every line's bytes in a 16 KiB
+// budget of non-data (net/http/internal chunked.go: maxLineLength, excess), where the
+// Pingora router takes lines of up to MaxChunkLineBytes and has no budget. In the trailer
+// section (RFC 9112 section 7.1.2:
 // *( field-line CRLF ), then CRLF) every line, the final empty one included, must end
 // with CRLF: a bare LF or a CR not followed by LF is refused (docs/spec.md *Upstream
 // responses*; RFC 9112 section 2.2 leaves accepting a bare LF to the recipient, and the
@@ -54,24 +59,31 @@ type chunkScan struct {
 // start begins following a chunked body at its first chunk-size line.
 func (s *chunkScan) start() { *s = chunkScan{phase: chSize} }
 
-// scan follows b and returns how many of its bytes are framing-correct: len(b), or the
-// offset of the first byte that cannot continue the framing (ok false).
+// scan follows b and compacts it in place to the bytes to deliver: it returns how many
+// bytes of b's start are to be delivered (b's framing-correct bytes, less the extensions
+// and BWS of chunk-size lines: net/http's chunked reader gets the size digits and CRLF,
+// see chunkScan), and ok false when a byte cannot continue the framing (the bytes before
+// it are the ones returned).
 func (s *chunkScan) scan(b []byte) (n int, ok bool) {
+	w := 0 // b[:w] is what is delivered
 	for i := 0; i < len(b); i++ {
 		if s.phase == chOff {
-			return len(b), true
+			return w + copy(b[w:], b[i:]), true
 		}
 		ch := b[i]
 		switch s.phase {
 		case chSize:
-			n, v := s.line.Scan(b[i:])
-			switch v {
-			case ChunkLineMore:
-				return len(b), true
-			case ChunkLineRefused:
-				return i + n, false
+			_, v := s.line.Scan(b[i : i+1])
+			if v == ChunkLineRefused {
+				return w, false
 			}
-			i += n - 1 // the LF that ends the line
+			if s.line.state == clSize || s.line.state == clCR {
+				b[w] = ch // a size digit, the CR or the LF
+				w++
+			}
+			if v == ChunkLineMore {
+				continue
+			}
 			s.size, s.line = s.line.Size(), ChunkLine{}
 			if s.size == 0 {
 				s.phase = chTrailer // last-chunk
@@ -84,6 +96,7 @@ func (s *chunkScan) scan(b []byte) (n int, ok bool) {
 				take = s.size
 			}
 			s.size -= take
+			w += copy(b[w:], b[i:i+int(take)])
 			i += int(take) - 1
 			if s.size == 0 {
 				s.phase = chDataCR
@@ -94,8 +107,10 @@ func (s *chunkScan) scan(b []byte) (n int, ok bool) {
 				want = '\n'
 			}
 			if ch != want {
-				return i, false
+				return w, false
 			}
+			b[w] = ch
+			w++
 			if s.phase == chDataCR {
 				s.phase = chDataLF
 			} else {
@@ -106,14 +121,18 @@ func (s *chunkScan) scan(b []byte) (n int, ok bool) {
 			case '\r':
 				s.phase = chTrailerCR
 			case '\n':
-				return i, false // a bare LF ends no line here
+				return w, false // a bare LF ends no line here
 			default:
 				s.phase = chTrailerLine
 			}
+			b[w] = ch
+			w++
 		case chTrailerCR, chTrailerLineCR:
 			if ch != '\n' {
-				return i, false // a CR not followed by LF
+				return w, false // a CR not followed by LF
 			}
+			b[w] = ch
+			w++
 			if s.phase == chTrailerCR {
 				s.phase = chOff // the final CRLF: the body ends here
 			} else {
@@ -122,16 +141,19 @@ func (s *chunkScan) scan(b []byte) (n int, ok bool) {
 		case chTrailerLine:
 			j := bytes.IndexAny(b[i:], "\r\n")
 			if j < 0 {
-				return len(b), true
+				return w + copy(b[w:], b[i:]), true
 			}
+			w += copy(b[w:], b[i:i+j])
 			i += j
 			if b[i] == '\n' {
-				return i, false // a bare LF ends no line here
+				return w, false // a bare LF ends no line here
 			}
+			b[w] = b[i]
+			w++
 			s.phase = chTrailerLineCR
 		}
 	}
-	return len(b), true
+	return w, true
 }
 
 // hexValue returns the value of a hex digit (HEXDIG, either case).

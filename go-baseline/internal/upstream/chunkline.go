@@ -31,6 +31,14 @@ const (
 // maxChunkDigits is the longest chunk size net/http and httparse read: 16 hex digits.
 const maxChunkDigits = 16
 
+// MaxChunkLineBytes bounds a chunk-size line, extensions included: at most this many
+// bytes before its LF (its CR counted). The byte past it is refused (docs/spec.md section
+// 3, "Request framing"; RFC 9112 section 7.1.1: a recipient ought to limit the length of
+// chunk extensions). The Pingora router's chunk reader refuses a line once more than
+// 8192 bytes of it have been read without its LF (pingora-core body.rs
+// PARTIAL_CHUNK_HEAD_LIMIT).
+const MaxChunkLineBytes = 8 << 10
+
 // ChunkLine follows one chunk-size line of a chunked body, its CRLF included, byte by
 // byte, and refuses it at the first byte no continuation can make valid (RFC 9112 sections
 // 7.1 and 7.1.1; section 2.2: a message that does not match the grammar is refused):
@@ -43,7 +51,8 @@ const maxChunkDigits = 16
 //
 // The BWS before the CRLF (after the size or an extension) is outside RFC 9112's grammar
 // but taken by net/http's chunked reader and httparse alike, so it stays accepted. The
-// 16-digit limit is theirs too. Everything else is refused at its byte, in particular a
+// 16-digit limit is theirs too; a line longer than MaxChunkLineBytes is refused at the
+// byte past the limit. Everything else is refused at its byte, in particular a
 // CTL (NUL, a bare LF, HTAB outside BWS and quoted-strings), a CR not followed by LF, a
 // separator in a name, an empty name or value: net/http's reader takes any byte but CR and
 // LF after the first ";" and httparse any byte but CR, so a bare LF inside an extension
@@ -57,6 +66,7 @@ type ChunkLine struct {
 	state  chunkLineState
 	digits int    // hex digits read
 	size   uint64 // the chunk size read so far
+	n      int    // bytes of the line read, its LF excluded (MaxChunkLineBytes)
 }
 
 // Size is the chunk size of the line (valid once Scan has reported ChunkLineEnd).
@@ -73,6 +83,9 @@ func (l *ChunkLine) Scan(b []byte) (n int, v ChunkLineVerdict) {
 		}
 		if l.state == clCR && ch == '\n' {
 			return i + 1, ChunkLineEnd
+		}
+		if l.n++; l.n > MaxChunkLineBytes {
+			return i, ChunkLineRefused // too long: refused at the byte past the limit
 		}
 	}
 	return len(b), ChunkLineMore

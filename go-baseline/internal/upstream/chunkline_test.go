@@ -111,7 +111,36 @@ func TestChunkLine(t *testing.T) {
 	}
 	// a long quoted-string is still one line
 	var l ChunkLine
-	if _, v := l.Scan([]byte("1;a=\"" + strings.Repeat("x\\\"", 3000) + "\"\r\n")); v != ChunkLineEnd {
+	if _, v := l.Scan([]byte("1;a=\"" + strings.Repeat("x\\\"", 2000) + "\"\r\n")); v != ChunkLineEnd {
 		t.Fatalf("long quoted-string: %v", v)
+	}
+}
+
+// A chunk-size line may have MaxChunkLineBytes bytes before its LF (Pingora's
+// PARTIAL_CHUNK_HEAD_LIMIT, 8 KiB): the byte past them is refused, whatever the reads.
+func TestChunkLineLimit(t *testing.T) {
+	for _, tc := range []struct {
+		pad     int // extension bytes: "1;e=" + pad x's + CR is the line before its LF
+		refused bool
+	}{
+		{MaxChunkLineBytes - 5, false}, // exactly MaxChunkLineBytes before the LF
+		{MaxChunkLineBytes - 4, true},  // one more: the CR is the byte past the limit
+		{MaxChunkLineBytes, true},
+	} {
+		line := "1;e=" + strings.Repeat("x", tc.pad) + "\r\n"
+		for _, cut := range []int{0, 1, 4000, MaxChunkLineBytes - 1, MaxChunkLineBytes, len(line) - 1} {
+			var l ChunkLine
+			n, v := l.Scan([]byte(line[:cut]))
+			if v == ChunkLineMore {
+				n, v = l.Scan([]byte(line[cut:]))
+				n += cut
+			}
+			switch {
+			case tc.refused && (v != ChunkLineRefused || n != MaxChunkLineBytes):
+				t.Fatalf("pad %d cut %d: %d %v, want refused at %d", tc.pad, cut, n, v, MaxChunkLineBytes)
+			case !tc.refused && (v != ChunkLineEnd || n != len(line) || l.Size() != 1):
+				t.Fatalf("pad %d cut %d: %d %v", tc.pad, cut, n, v)
+			}
+		}
 	}
 }

@@ -225,11 +225,15 @@ func (c *HeadConn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if !c.capturing && len(c.pending) == 0 {
-			if k, ok := c.chunks.scan(p[:n]); !ok {
-				n, err, c.bad = k, ErrChunkFraming, ErrChunkFraming
+			k, ok := c.chunks.scan(p[:n]) // p[:k]: the bytes to deliver (chunked.go)
+			if !ok {
+				err, c.bad = ErrChunkFraming, ErrChunkFraming
 			}
 			c.mu.Unlock()
-			return n, err
+			if k == 0 && n > 0 && err == nil {
+				continue // only bytes of a long chunk-size line, dropped: read on
+			}
+			return k, err
 		}
 		c.out = c.clean(c.out[:0], p[:n])
 		if c.bad != nil {
