@@ -103,6 +103,12 @@ impl RespSpec {
 
     /// The response's bytes.
     pub fn render(&self) -> Vec<u8> {
+        self.render_parts().0
+    }
+
+    /// The response's bytes and the length of its heads (the interim heads and the final
+    /// head up to and including its blank line): where a router reading it starts the body.
+    pub fn render_parts(&self) -> (Vec<u8>, usize) {
         let mut o = Vec::with_capacity(128 + self.body.len());
         for (st, fs) in &self.interim {
             o.extend_from_slice(format!("HTTP/1.1 {st} Info\r\n").as_bytes());
@@ -122,6 +128,7 @@ impl RespSpec {
             field(&mut o, n, v);
         }
         let n = self.body.len() as i64;
+        let mut body = Vec::new();
         match &self.framing {
             RespFraming::Length { delta, twice, list } => {
                 let d = (n + *delta as i64).max(0);
@@ -133,45 +140,63 @@ impl RespSpec {
                 if *twice {
                     field(&mut o, b"Content-Length", d.to_string().as_bytes());
                 }
-                o.extend_from_slice(b"\r\n");
-                o.extend_from_slice(&self.body);
+                body.extend_from_slice(&self.body);
             }
             RespFraming::Chunked { chunk, trailers, lie } => {
                 field(&mut o, b"Transfer-Encoding", b"chunked");
-                o.extend_from_slice(b"\r\n");
                 let step = (*chunk).max(1) as usize;
                 for (i, c) in self.body.chunks(step).enumerate() {
                     let sz = if i == 0 { (c.len() as i64 + *lie as i64).max(0) } else { c.len() as i64 };
-                    o.extend_from_slice(format!("{sz:x}\r\n").as_bytes());
-                    o.extend_from_slice(c);
-                    o.extend_from_slice(b"\r\n");
+                    body.extend_from_slice(format!("{sz:x}\r\n").as_bytes());
+                    body.extend_from_slice(c);
+                    body.extend_from_slice(b"\r\n");
                 }
-                o.extend_from_slice(b"0\r\n");
+                body.extend_from_slice(b"0\r\n");
                 for (n, v) in trailers {
-                    field(&mut o, n, v);
+                    field(&mut body, n, v);
                 }
-                o.extend_from_slice(b"\r\n");
+                body.extend_from_slice(b"\r\n");
             }
-            RespFraming::Close => {
-                o.extend_from_slice(b"\r\n");
-                o.extend_from_slice(&self.body);
-            }
-            RespFraming::Nothing => o.extend_from_slice(b"\r\n"),
+            RespFraming::Close => body.extend_from_slice(&self.body),
+            RespFraming::Nothing => {}
             RespFraming::Both => {
-                let mut c = Vec::new();
                 if !self.body.is_empty() {
-                    c.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
-                    c.extend_from_slice(&self.body);
-                    c.extend_from_slice(b"\r\n");
+                    body.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
+                    body.extend_from_slice(&self.body);
+                    body.extend_from_slice(b"\r\n");
                 }
-                c.extend_from_slice(b"0\r\n\r\n");
-                field(&mut o, b"Content-Length", c.len().to_string().as_bytes());
+                body.extend_from_slice(b"0\r\n\r\n");
+                field(&mut o, b"Content-Length", body.len().to_string().as_bytes());
                 field(&mut o, b"Transfer-Encoding", b"chunked");
-                o.extend_from_slice(b"\r\n");
-                o.extend_from_slice(&c);
             }
         }
-        o
+        o.extend_from_slice(b"\r\n");
+        let head_len = o.len();
+        o.extend_from_slice(&body);
+        (o, head_len)
+    }
+
+    /// Where a router that frames this response ends it, when bytes the response renders
+    /// follow that end (stray bytes the next request on the connection would meet): the end
+    /// of the heads for a response that ends with its head (to a `HEAD` request,
+    /// `head_request`: RFC 9110 §9.3.2; a 1xx other than 101, 204, 304: RFC 9112 §6.3 items
+    /// 1-2), the end of a `Content-Length` body shorter than the bytes (RFC 9112 §6.3 item
+    /// 6; unless an odd field adds another framing field). None when the response's framing
+    /// runs to its last byte. Used by the fuzz upstream to write those bytes with the piece
+    /// that ends the response (`fuzz::upstream::pieces`).
+    pub fn framed_end(&self, head_request: bool) -> Option<usize> {
+        let (bytes, head_len) = self.render_parts();
+        let ends_with_head = head_request || (100..200).contains(&self.status) && self.status != 101 || self.status == 204 || self.status == 304;
+        let framing_field = self.fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"Transfer-Encoding") || n.eq_ignore_ascii_case(b"Content-Length"));
+        let end = if ends_with_head {
+            head_len
+        } else {
+            match &self.framing {
+                RespFraming::Length { delta, .. } if *delta < 0 && !framing_field => head_len + (self.body.len() as i64 + *delta as i64).max(0) as usize,
+                _ => return None,
+            }
+        };
+        (end < bytes.len()).then_some(end)
     }
 
     /// Whether the upstream must close after this response: asked to, or the response is

@@ -305,12 +305,13 @@ async fn serve(s: TcpStream, slots: Slots) {
             (Some(s), Some(i)) => i.parse::<usize>().ok().and_then(|i| s.responses.get(i).cloned()).unwrap_or_else(RespSpec::plain),
             _ => RespSpec::plain(),
         };
+        let req_is_head = req.method == "HEAD";
         record(&slot, Received { index: known_index, req: Some(req), raw: keep(&raw) });
         last = slot;
         if !complete {
             return;
         }
-        if !play(&mut c, &resp).await {
+        if !play(&mut c, &resp, req_is_head).await {
             return;
         }
         if resp.upgrades() {
@@ -336,13 +337,55 @@ async fn serve(s: TcpStream, slots: Slots) {
     }
 }
 
-/// Writes the response as its delivery says; false when the connection must end now.
-async fn play(c: &mut Conn, resp: &RespSpec) -> bool {
+/// The most time a slow response's heads may take, from the request to the final head's
+/// last byte, ms: half the placement's `request_ms`, so whether the head arrives before the
+/// routers' timer is never a matter of scheduling (seed 1 case 12876: a 98-byte head in
+/// 2-byte pieces every 9 ms, about 440-490 ms against `request_ms` 500: 504 vs 502 by
+/// which router had the whole head first).
+pub const SLOW_HEAD_BUDGET_MS: u64 = crate::fuzz::runner::REQUEST_MS / 2;
+
+/// The pieces a slow delivery writes, as byte ranges of the rendered response (`len`
+/// bytes, its heads `head_len` bytes), `piece` bytes each with `ms` between them after a
+/// `delay_ms` wait. Two timings no router can win are not produced:
+/// - the heads' pieces grow (never shrink) so that the final head is complete within
+///   [`SLOW_HEAD_BUDGET_MS`] of the request (`delay_ms` included);
+/// - when the response's framing ends before its last byte (`framed_end`, from
+///   [`RespSpec::framed_end`]: a response that ends with its head, a short
+///   `Content-Length`), the piece holding that end carries every byte behind it, so a
+///   router's reuse check sees them before it writes the next request on the connection
+///   (bytes arriving after that write are a race no check can see: spec §4 "Pool
+///   identity", RFC 9110 §9.2.2).
+pub fn pieces(len: usize, head_len: usize, framed_end: Option<usize>, piece: u8, ms: u8, delay_ms: u8) -> Vec<std::ops::Range<usize>> {
+    let piece = piece.max(1) as usize;
+    let ms = (ms.max(1)) as u64;
+    let budget = SLOW_HEAD_BUDGET_MS.saturating_sub(delay_ms as u64);
+    // k pieces cover the heads after (k - 1) pauses; k * ms <= budget leaves a margin.
+    let max_head_pieces = ((budget / ms) as usize).max(1);
+    let head_piece = piece.max(head_len.div_ceil(max_head_pieces));
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let size = if pos < head_len { head_piece } else { piece };
+        let mut end = (pos + size).min(len);
+        if let Some(f) = framed_end {
+            if pos < f && end >= f {
+                end = len;
+            }
+        }
+        out.push(pos..end);
+        pos = end;
+    }
+    out
+}
+
+/// Writes the response as its delivery says (`head_request`: it answers a `HEAD`); false
+/// when the connection must end now.
+async fn play(c: &mut Conn, resp: &RespSpec, head_request: bool) -> bool {
     let d = resp.delivery;
     if d.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(d.delay_ms as u64)).await;
     }
-    let mut bytes = resp.render();
+    let (mut bytes, head_len) = resp.render_parts();
     let cut = match d.end {
         End::Hang => {
             // Hold the connection without answering until the router gives up.
@@ -360,26 +403,39 @@ async fn play(c: &mut Conn, resp: &RespSpec) -> bool {
     if let Some(n) = cut {
         bytes.truncate(n);
     }
-    if d.slow.is_none() && !resp.upgrades() && (matches!(d.end, End::CloseAt(_)) || resp.closes() && !matches!(d.end, End::ResetAt(_))) {
-        // A response the upstream closes behind: its FIN goes out with its last bytes
-        // (upstreams::cork), so both routers' reuse checks see the close; a FIN a
-        // scheduling delay later is a race no router can win for a request with a body
-        // (RFC 9110 section 9.2.2), which differed at random between the two.
-        crate::upstreams::cork(std::os::fd::AsRawFd::as_raw_fd(&c.s));
-    }
+    // A response the upstream closes behind: its FIN goes out with its last bytes
+    // (upstreams::cork, set before the last piece), so both routers' reuse checks see the
+    // close; a FIN a scheduling delay (or a slow pause) later is a race no router can win
+    // for a request with a body (RFC 9110 section 9.2.2), which differed at random between
+    // the two (seed 1 case 20917: a slow chunked 200, its FIN 3 ms behind).
+    let fin_behind = !resp.upgrades() && (matches!(d.end, End::CloseAt(_)) || resp.closes() && !matches!(d.end, End::ResetAt(_)));
     let ok = match d.slow {
         Some((piece, ms)) => {
+            let plan = pieces(bytes.len(), head_len, resp.framed_end(head_request), piece, ms, d.delay_ms);
             let mut ok = true;
-            for p in bytes.chunks(piece.max(1) as usize) {
-                if c.s.write_all(p).await.is_err() {
+            for (i, r) in plan.iter().enumerate() {
+                let last = i + 1 == plan.len();
+                if last && fin_behind {
+                    crate::upstreams::cork(std::os::fd::AsRawFd::as_raw_fd(&c.s));
+                }
+                if c.s.write_all(&bytes[r.clone()]).await.is_err() {
                     ok = false;
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+                // No pause after the last piece: the next thing is the close or the next
+                // request, which a pause would only put behind the router's next write.
+                if !last {
+                    tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+                }
             }
             ok
         }
-        None => c.s.write_all(&bytes).await.is_ok(),
+        None => {
+            if fin_behind {
+                crate::upstreams::cork(std::os::fd::AsRawFd::as_raw_fd(&c.s));
+            }
+            c.s.write_all(&bytes).await.is_ok()
+        }
     };
     match d.end {
         End::ResetAt(_) => {
@@ -391,5 +447,142 @@ async fn play(c: &mut Conn, resp: &RespSpec) -> bool {
             false
         }
         _ => ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::respgen::{Delivery, RespFraming};
+    use std::time::Instant;
+
+    /// Sends one tagged request for a case whose only response is `resp`.
+    async fn ask(up: &FuzzUpstream, key: &str, method: &str, resp: RespSpec) -> TcpStream {
+        up.register(key, vec![resp]);
+        let mut s = TcpStream::connect(("127.0.0.1", up.port)).await.unwrap();
+        let req = format!("{method} / HTTP/1.1\r\nHost: h\r\n{}: {key}.0\r\n\r\n", crate::fuzz::reqgen::TAG);
+        s.write_all(req.as_bytes()).await.unwrap();
+        s
+    }
+
+    /// Reads until `done(buf)` holds (deadline 5 s); returns the bytes read.
+    async fn read_until(s: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            let mut tmp = [0u8; 16384];
+            while !done(&buf) {
+                let n = s.read(&mut tmp).await.unwrap();
+                assert!(n > 0, "EOF before the expected bytes: {:?}", String::from_utf8_lossy(&buf));
+                buf.extend_from_slice(&tmp[..n]);
+            }
+        })
+        .await
+        .expect("the bytes within 5 s");
+        buf
+    }
+
+    fn slow(resp: RespSpec, piece: u8, ms: u8, end: End) -> RespSpec {
+        RespSpec { delivery: Delivery { delay_ms: 0, slow: Some((piece, ms)), end }, ..resp }
+    }
+
+    fn has_head(b: &[u8]) -> bool {
+        b.windows(4).any(|w| w == b"\r\n\r\n")
+    }
+
+    /// The length of a response's head (no interim heads).
+    fn head_end(b: &[u8]) -> usize {
+        b.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
+    }
+
+    #[tokio::test]
+    async fn a_slow_response_closed_behind_has_its_fin_with_its_last_bytes() {
+        // seed 1 case 20917: a chunked 200 in 8-byte pieces every 3 ms, closed behind; the
+        // FIN came a pause after the last piece, and the router that wrote the pipelined
+        // request first lost it (502, never upstream).
+        let up = FuzzUpstream::start().await.unwrap();
+        let body = RespSpec { body: b"efaeb\n1byzya\nxe1".to_vec(), framing: RespFraming::Chunked { chunk: 6, trailers: vec![], lie: 0 }, ..RespSpec::plain() };
+        for (key, end) in [("close", End::Close), ("keep-dirty", End::Keep)] {
+            let mut resp = slow(body.clone(), 8, 9, end);
+            if end == End::Keep {
+                resp.framing = RespFraming::Close; // close-delimited: the upstream closes
+            }
+            assert!(resp.closes());
+            let total = resp.render().len();
+            let mut s = ask(&up, key, "GET", resp).await;
+            let got = read_until(&mut s, |b| b.len() >= total).await;
+            assert_eq!(got.len(), total);
+            let mut tmp = [0u8; 64];
+            // The FIN arrived with the last bytes: the read sees EOF at once, no waiting.
+            assert!(matches!(s.try_read(&mut tmp), Ok(0)), "{key}: the FIN trails the last bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_behind_a_response_that_ends_with_its_head_come_with_the_head_end() {
+        // seed 1 case 105380: a HEAD answered with a chunked body in 10-byte pieces every
+        // 1 ms; the body bytes came after the head's last piece, and the router that had
+        // already written the next request read them as its response (502).
+        let up = FuzzUpstream::start().await.unwrap();
+        let chunked = RespSpec { body: b"z21d21cxz2d0ad\n".to_vec(), framing: RespFraming::Chunked { chunk: 5, trailers: vec![], lie: 0 }, ..RespSpec::plain() };
+        let no_content = RespSpec { status: 204, framing: RespFraming::Length { delta: 0, twice: false, list: true }, body: b"0x".to_vec(), ..RespSpec::plain() };
+        let short = RespSpec { framing: RespFraming::Length { delta: -2, twice: false, list: false }, body: b"0x".to_vec(), ..RespSpec::plain() };
+        for (key, method, resp) in [("head", "HEAD", chunked), ("204", "GET", no_content), ("short", "GET", short)] {
+            // Pieces as long as the head: it ends on a piece boundary, the bytes behind it
+            // would come a pause later.
+            let head = head_end(&resp.render()) as u8;
+            let resp = slow(resp, head, 9, End::Keep);
+            let total = resp.render().len();
+            let mut s = ask(&up, key, method, resp).await;
+            let got = read_until(&mut s, has_head).await;
+            assert_eq!(got.len(), total, "{key}: every byte behind the head with its last piece");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_head_is_complete_well_within_request_ms() {
+        // seed 1 case 12876: a 98-byte head in 2-byte pieces every 9 ms took ~440-490 ms
+        // against request_ms 500: which router had the whole head first decided 504 vs 502.
+        let up = FuzzUpstream::start().await.unwrap();
+        let fields = vec![(b"Server".to_vec(), b"text/plain".to_vec()), (b"Location".to_vec(), b"5".to_vec()), (b"Transfer-Encoding".to_vec(), b"X-Hop".to_vec())];
+        let resp = slow(RespSpec { fields, body: b"f302y3b21ed\nabe".to_vec(), ..RespSpec::plain() }, 2, 9, End::Keep);
+        assert_eq!(head_end(&resp.render()), 98);
+        let t = Instant::now();
+        let mut s = ask(&up, "slowhead", "GET", resp).await;
+        read_until(&mut s, has_head).await;
+        let took = t.elapsed().as_millis() as u64;
+        assert!(took < crate::fuzz::runner::REQUEST_MS * 3 / 4, "the head took {took} ms");
+    }
+
+    #[test]
+    fn the_slow_plan_bounds_the_heads_and_joins_what_follows_the_framed_end() {
+        for (len, head, piece, ms, delay) in [(113, 98, 2u8, 9u8, 0u8), (400, 380, 1, 9, 39), (50, 40, 15, 1, 0), (10, 98, 2, 9, 0)] {
+            let plan = pieces(len, head, None, piece, ms, delay);
+            assert_eq!(plan.first().unwrap().start, 0);
+            assert_eq!(plan.last().unwrap().end, len);
+            assert!(plan.windows(2).all(|w| w[0].end == w[1].start));
+            let head_pieces = plan.iter().take_while(|r| r.start < head).count() as u64;
+            assert!(delay as u64 + (head_pieces - 1) * ms as u64 <= SLOW_HEAD_BUDGET_MS, "{len} {head} {piece} {ms}: {head_pieces} pieces");
+            // The body keeps its slow pieces.
+            assert!(plan.iter().filter(|r| r.start >= head).all(|r| r.len() <= piece as usize));
+        }
+        // Unhurried heads keep their pieces (a piece may straddle the head's end).
+        assert_eq!(pieces(25, 12, None, 5, 3, 0), vec![0..5, 5..10, 10..15, 15..20, 20..25]);
+        // The piece holding the framed end carries every byte behind it.
+        assert_eq!(pieces(25, 12, Some(12), 5, 3, 0), vec![0..5, 5..10, 10..25]);
+        assert_eq!(pieces(25, 10, Some(10), 5, 3, 0), vec![0..5, 5..25]);
+    }
+
+    #[test]
+    fn framed_end_is_where_the_router_stops_reading() {
+        let chunked = RespSpec { body: b"abc".to_vec(), framing: RespFraming::Chunked { chunk: 2, trailers: vec![], lie: 0 }, ..RespSpec::plain() };
+        let (bytes, head) = chunked.render_parts();
+        assert_eq!(&bytes[head - 4..head], b"\r\n\r\n");
+        assert_eq!(chunked.framed_end(false), None);
+        assert_eq!(chunked.framed_end(true), Some(head));
+        assert_eq!(RespSpec::plain().framed_end(true), Some(RespSpec::plain().render_parts().1));
+        let nothing = RespSpec { status: 204, framing: RespFraming::Nothing, body: vec![], ..RespSpec::plain() };
+        assert_eq!(nothing.framed_end(false), None, "no bytes behind the head");
+        let short = RespSpec { framing: RespFraming::Length { delta: -1, twice: false, list: false }, ..RespSpec::plain() };
+        assert_eq!(short.framed_end(false), Some(short.render().len() - 1));
     }
 }
