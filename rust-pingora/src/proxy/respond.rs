@@ -15,10 +15,12 @@ use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-/// Longest a lingering close waits for the client ([`linger`]).
-pub const LINGER_TIME: Duration = Duration::from_secs(1);
-/// Most bytes a lingering close reads and discards ([`linger`]).
-pub const LINGER_BYTES: usize = 1 << 20;
+/// Longest a lingering close waits for the client ([`linger`]): docs/spec.md section 3,
+/// *Limits* (the Go router's `DefaultLingerTime`).
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Most bytes a lingering close reads and discards ([`linger`]): docs/spec.md section 3,
+/// *Limits* (the Go router's `DefaultLingerBytes`).
+pub const LINGER_BYTES: usize = 16 << 20;
 
 /// Most request-body bytes [`discard_body`] reads and discards to keep the connection:
 /// net/http's `maxPostHandlerReadBytes` (256 KiB, `net/http/server.go`).
