@@ -644,6 +644,13 @@ fn a_chunk_extension_is_token_or_quoted_string_syntax() {
         assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200, 200]);
         assert_eq!(end, End::Open);
     }
+    // at most 8192 bytes before the line's LF (PARTIAL_CHUNK_HEAD_LIMIT, the Go router's
+    // ChunkLine), also when the whole line comes in one read
+    for (ext, want) in [(8187, 200), (8188, 400)] {
+        let body = format!("2;a={}\r\nab\r\n0\r\n\r\n", "x".repeat(ext));
+        let (out, _) = exchange(&r.listen, &[(0, format!("{pre}{body}").as_bytes())], IDLE);
+        assert_eq!(responses(&out, &[]).first().map(Msg::status), Some(want), "extension of {ext} bytes");
+    }
     // Response: a valid extension passes; a refused one fails the committed 200 (no last
     // chunk, connection closed), as the Go router's HeadConn does
     let (out, end) = exchange(&r.listen, &[(0, &get("/r/chunk-ext", ""))], IDLE);

@@ -847,7 +847,12 @@ impl BodyReader {
                 httparse::Status::Complete((payload_index, _)) => &buf[..*payload_index],
                 httparse::Status::Partial => buf,
             };
-            if let Some(at) = chunk_line_check(line) {
+            // a whole line is held to the limit a partial one is (below): at most
+            // PARTIAL_CHUNK_HEAD_LIMIT bytes before its LF, however the bytes arrived
+            let too_long = matches!(status, httparse::Status::Complete(_))
+                && line.len() > PARTIAL_CHUNK_HEAD_LIMIT + 1;
+            let refused = chunk_line_check(line).or(too_long.then_some(PARTIAL_CHUNK_HEAD_LIMIT));
+            if let Some(at) = refused {
                 debug!(
                     "Invalid chunk-size line at byte {at}: {:?}",
                     String::from_utf8_lossy(line).escape_default()
