@@ -145,117 +145,8 @@ type headCheck struct {
 	kaFirst     bool // the first Connection field lists keep-alive
 	kaLater     bool // a later Connection field lists keep-alive
 	connClose   bool // a Connection field lists close
-	lex         headLexer
-}
-
-// headLexer follows a request head byte by byte with httparse 1.10.1's grammar (the
-// Pingora router's parser: skip_empty_lines, parse_token, parse_uri, parse_version,
-// parse_headers_iter_uninit), so that the gate refuses a head at the first byte that
-// httparse refuses, as Pingora does on the read that brings it, instead of at the end of
-// the line. Only syntax: every head it refuses is one the line checks (checkRequestLine,
-// checkField) refuse at the line's end too. Its zero value is the start of a head.
-type headLexer struct {
-	state   lexState
-	version uint8 // bytes of "HTTP/1.x" seen
-	fields  bool  // the request line is complete: lines are field lines
-}
-
-type lexState uint8
-
-const (
-	lxLineStart lexState = iota // a line begins: empty line, request line or field line
-	lxEmptyCR                   // CR of an empty line: LF must follow
-	lxMethod
-	lxTargetStart // after the method's SP: the target's first byte
-	lxTarget
-	lxVersion
-	lxLineCR // CR at the end of a line: LF must follow
-	lxName
-	lxValue
-)
-
-// scan follows b, the next bytes of the head (at most up to a line's LF), and reports
-// whether the head can still be valid.
-func (l *headLexer) scan(b []byte) bool {
-	for _, ch := range b {
-		switch l.state {
-		case lxLineStart:
-			switch {
-			case ch == '\r':
-				l.state = lxEmptyCR
-			case ch == '\n':
-				// an empty line: before the request line, skipped; after it, the head's end
-			case !l.fields && tchar[ch]:
-				l.state = lxMethod
-			case l.fields && tchar[ch]:
-				l.state = lxName
-			default:
-				return false // not a token; SP or HTAB at a field line's start (obs-fold)
-			}
-		case lxEmptyCR:
-			if ch != '\n' {
-				return false // a bare CR
-			}
-			l.state = lxLineStart
-		case lxMethod:
-			switch {
-			case ch == ' ':
-				l.state = lxTargetStart
-			case !tchar[ch]:
-				return false
-			}
-		case lxTargetStart, lxTarget:
-			switch {
-			case ch == ' ' && l.state == lxTarget:
-				l.state, l.version = lxVersion, 0
-			case !uriByte[ch]:
-				return false // an empty target (two SP), a CTL, DEL
-			default:
-				l.state = lxTarget
-			}
-		case lxVersion:
-			switch {
-			case l.version < 7:
-				if ch != "HTTP/1."[l.version] {
-					return false
-				}
-				l.version++
-			case l.version == 7:
-				if ch != '0' && ch != '1' {
-					return false
-				}
-				l.version++
-			case ch == '\r':
-				l.state = lxLineCR
-			case ch == '\n':
-				l.state, l.fields = lxLineStart, true
-			default:
-				return false
-			}
-		case lxLineCR:
-			if ch != '\n' {
-				return false // a bare CR
-			}
-			l.state, l.fields = lxLineStart, true
-		case lxName:
-			switch {
-			case ch == ':':
-				l.state = lxValue
-			case !tchar[ch]:
-				return false // whitespace before the colon, a CTL, a separator
-			}
-		case lxValue:
-			switch {
-			case ch == '\r':
-				l.state = lxLineCR
-			case ch == '\n':
-				l.state = lxLineStart
-			case ch < 0x20 && ch != '\t' || ch == 0x7f:
-				return false
-			}
-		}
-	}
-	return true
+	// the head's syntax byte by byte (the zero value: a request head)
+	lex upstream.HeadLexer
 }
 
 // scanConn is an accepted client connection: the gate (this file) between the socket
@@ -503,7 +394,7 @@ func (c *scanConn) process(b []byte, direct bool) int {
 				c.refuse(errcode.RequestHeadersTooLarge, c.headSoFar(b, hs, i, inPlace), faultRouter)
 				continue
 			}
-			if !c.h.lex.scan(b[start:end]) {
+			if _, ok := c.h.lex.Scan(b[start:end]); !ok {
 				// A byte no completion of the line can make valid: refused now, as the
 				// Pingora router's parser does on the read that brings it, not at the
 				// line's end (which may never come).

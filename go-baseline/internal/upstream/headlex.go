@@ -8,8 +8,8 @@ package upstream
 // does (it reads a whole line first: a peer that sends "dy" and keeps the connection open
 // leaves it waiting).
 //
-// Two heads are followed: a request head (the zero HeadLexer; the grammar of the request
-// gate's headLexer, internal/proxy) and a response head (ResponseHead; HeadConn), with
+// Two heads are followed: a request head (the zero HeadLexer; the request gate of
+// internal/proxy, framing.go) and a response head (ResponseHead; HeadConn), with
 // the options the Pingora router's client sets for responses (pingora-core v1/client.rs
 // parse_resp_buffer: allow_spaces_after_header_name_in_responses,
 // allow_obsolete_multiline_headers_in_responses). Only syntax: the size of a head, the
