@@ -687,7 +687,7 @@ func httpAuthorityValid(auth []byte) bool {
 			closed, colons, percent = true, 0, false
 		case ch == '%':
 			percent = true
-		case ch < 0x80 && (tchar[ch] || ch == '(' || ch == ')' || ch == ',' || ch == ';' || ch == '='):
+		case ch < 0x80 && (upstream.TokenByte[ch] || ch == '(' || ch == ')' || ch == ',' || ch == ';' || ch == '='):
 			if ch == '^' || ch == '`' || ch == '|' || ch == '#' {
 				return false
 			}
@@ -796,14 +796,14 @@ func validTarget(target []byte) bool {
 }
 
 // targetBytesValid reports whether target's bytes are those httparse 1.10.1 (the Pingora
-// router's parser) accepts in a request-target: uriByte, and valid UTF-8 as a whole when
+// router's parser) accepts in a request-target: upstream.URIByte, and valid UTF-8 as a whole when
 // it has bytes >= 0x80 (parse_uri: simd::match_uri_vectored over URI_MAP, then
 // str::from_utf8). RFC 9112 section 3 and RFC 3986 section 2 allow no raw SP, CTL or
 // non-ASCII byte at all; RFC 9112 section 3 answers an invalid request-line with 400.
 func targetBytesValid(target []byte) bool {
 	nonASCII := false
 	for _, ch := range target {
-		if !uriByte[ch] {
+		if !upstream.URIByte[ch] {
 			return false
 		}
 		nonASCII = nonASCII || ch >= 0x80
@@ -883,19 +883,6 @@ func pathAndQueryValid(pq []byte) bool {
 	}
 	return true
 }
-
-// uriByte is httparse 1.10.1's URI_MAP (src/lib.rs: byte_map!(b'!'..=0x7e | 0x80..=0xFF)):
-// the bytes it accepts in a request-target. Refused: CTL (0x00-0x1F, 0x7F) and SP.
-// A byte >= 0x80 is accepted only within valid UTF-8 (validTarget).
-var uriByte = func() (t [256]bool) {
-	for ch := '!'; ch <= 0x7e; ch++ {
-		t[ch] = true
-	}
-	for ch := 0x80; ch <= 0xff; ch++ {
-		t[ch] = true
-	}
-	return t
-}()
 
 func isHex(ch byte) bool {
 	return '0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F'
@@ -1207,7 +1194,7 @@ func (l *trailerLexer) scan(b []byte) (int, trailerVerdict) {
 			switch {
 			case ch == '\r':
 				l.state = tlEmptyCR
-			case tchar[ch]:
+			case upstream.TokenByte[ch]:
 				l.state = tlName
 			default:
 				ok = false // a bare LF, white space (obs-fold), an empty name
@@ -1221,7 +1208,7 @@ func (l *trailerLexer) scan(b []byte) (int, trailerVerdict) {
 			switch {
 			case ch == ':':
 				l.state = tlValue
-			case !tchar[ch]:
+			case !upstream.TokenByte[ch]:
 				ok = false // white space before the colon, a separator, a CTL
 			}
 		case tlValue:
@@ -1254,27 +1241,13 @@ func parseContentLength(v []byte) (int64, bool) {
 	return int64(n), err == nil
 }
 
-// tchar is RFC 9110 section 5.6.2's token character set.
-var tchar = func() (t [256]bool) {
-	for ch := '0'; ch <= '9'; ch++ {
-		t[ch] = true
-	}
-	for ch := 'a'; ch <= 'z'; ch++ {
-		t[ch], t[ch-'a'+'A'] = true, true
-	}
-	for _, ch := range []byte("!#$%&'*+-.^_`|~") {
-		t[ch] = true
-	}
-	return t
-}()
-
 // isToken reports whether b is a non-empty token (RFC 9110 section 5.6.2).
 func isToken(b []byte) bool {
 	if len(b) == 0 {
 		return false
 	}
 	for _, ch := range b {
-		if !tchar[ch] {
+		if !upstream.TokenByte[ch] {
 			return false
 		}
 	}

@@ -1,7 +1,5 @@
 package upstream
 
-import "golang.org/x/net/http/httpguts"
-
 // ChunkLineVerdict is what ChunkLine.Scan found.
 type ChunkLineVerdict uint8
 
@@ -111,21 +109,21 @@ func (l *ChunkLine) next(ch byte) bool {
 		}
 		return l.afterItem(ch, ws)
 	case clBWS, clToken:
-		if l.state == clToken && isTokenByte(ch) {
+		if l.state == clToken && TokenByte[ch] {
 			return true
 		}
 		return l.afterItem(ch, ws)
 	case clNameStart:
 		switch {
 		case ws:
-		case isTokenByte(ch):
+		case TokenByte[ch]:
 			l.state = clName
 		default:
 			return false // an empty name
 		}
 	case clName, clNameBWS:
 		switch {
-		case l.state == clName && isTokenByte(ch):
+		case l.state == clName && TokenByte[ch]:
 		case ws:
 			l.state = clNameBWS
 		case ch == '=':
@@ -142,7 +140,7 @@ func (l *ChunkLine) next(ch byte) bool {
 		case ws:
 		case ch == '"':
 			l.state = clQuoted
-		case isTokenByte(ch):
+		case TokenByte[ch]:
 			l.state = clToken
 		default:
 			return false // an empty value
@@ -185,6 +183,3 @@ func (l *ChunkLine) afterItem(ch byte, ws bool) bool {
 	}
 	return true
 }
-
-// isTokenByte reports whether ch is a token character (RFC 9110 section 5.6.2).
-func isTokenByte(ch byte) bool { return ch < 0x80 && httpguts.IsTokenRune(rune(ch)) }

@@ -52,7 +52,7 @@ func ResponseHead() HeadLexer { return HeadLexer{response: true} }
 
 // Next follows one byte of the head and reports whether the head can still be valid.
 //
-// Request line (RFC 9112 section 3): a token method, SP, a target of headURIByte bytes, SP,
+// Request line (RFC 9112 section 3): a token method, SP, a target of URIByte bytes, SP,
 // HTTP/1.0 or HTTP/1.1. Field lines (section 5): a token name directly followed by ':'
 // (responses: SP/HTAB may come between, which the router removes, section 5.1), a value
 // of HTAB, SP, VCHAR and obs-text; in a response an obs-fold (a field line's end followed
@@ -72,9 +72,9 @@ func (l *HeadLexer) Next(ch byte) bool {
 				return false // "HTTP/1.x" is the only start of a status line
 			}
 			l.state, l.version = hlVersion, 1
-		case !l.fields && headToken[ch]:
+		case !l.fields && TokenByte[ch]:
 			l.state = hlMethod
-		case l.fields && headToken[ch]:
+		case l.fields && TokenByte[ch]:
 			l.state, l.field = hlName, true
 		case l.fields && l.response && l.field && (ch == ' ' || ch == '\t'):
 			l.state = hlValue // obs-fold: the previous field line's value goes on
@@ -90,14 +90,14 @@ func (l *HeadLexer) Next(ch byte) bool {
 		switch {
 		case ch == ' ':
 			l.state = hlTargetStart
-		case !headToken[ch]:
+		case !TokenByte[ch]:
 			return false
 		}
 	case hlTargetStart, hlTarget:
 		switch {
 		case ch == ' ' && l.state == hlTarget:
 			l.state, l.version = hlVersion, 0
-		case !headURIByte[ch]:
+		case !URIByte[ch]:
 			return false // an empty target (two SP), a CTL, DEL
 		default:
 			l.state = hlTarget
@@ -155,7 +155,7 @@ func (l *HeadLexer) Next(ch byte) bool {
 			l.state = hlValue
 		case l.response && (ch == ' ' || ch == '\t'):
 			l.state = hlNameWS
-		case !headToken[ch]:
+		case !TokenByte[ch]:
 			return false // white space before a request field's colon, a CTL, a separator
 		}
 	case hlNameWS:
@@ -190,8 +190,9 @@ func (l *HeadLexer) Scan(b []byte) (int, bool) {
 	return len(b), true
 }
 
-// headToken is RFC 9110 section 5.6.2's token character set (httparse's TOKEN_MAP).
-var headToken = func() (t [256]bool) {
+// TokenByte is RFC 9110 section 5.6.2's token character set (httparse's TOKEN_MAP), indexed
+// by byte: true for a tchar. The request gate (proxy) uses the same table.
+var TokenByte = func() (t [256]bool) {
 	for ch := '0'; ch <= '9'; ch++ {
 		t[ch] = true
 	}
@@ -204,9 +205,10 @@ var headToken = func() (t [256]bool) {
 	return t
 }()
 
-// headURIByte is httparse 1.10.1's URI_MAP (src/lib.rs: byte_map!(b'!'..=0x7e | 0x80..=0xFF)):
-// the bytes it accepts in a request-target. Refused: CTL (0x00-0x1F, 0x7F) and SP.
-var headURIByte = func() (t [256]bool) {
+// URIByte is httparse 1.10.1's URI_MAP (src/lib.rs: byte_map!(b'!'..=0x7e | 0x80..=0xFF)),
+// indexed by byte: the bytes it accepts in a request-target. Refused: CTL (0x00-0x1F, 0x7F)
+// and SP. The request gate (proxy) uses the same table.
+var URIByte = func() (t [256]bool) {
 	for ch := '!'; ch <= 0x7e; ch++ {
 		t[ch] = true
 	}
