@@ -139,6 +139,19 @@ enum End {
     Open,
 }
 
+/// Write each sequence of `(delay ms, bytes)` on its own connection, then a GET: both are
+/// answered 200 and the connection stays open (the sequence was valid and left no bytes).
+fn each_passes_then_a_get(addr: &str, sequences: Vec<Vec<(u64, Vec<u8>)>>) {
+    let then_get = get("/after", "");
+    for (i, writes) in sequences.iter().enumerate() {
+        let mut writes: Vec<(u64, &[u8])> = writes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        writes.push((50, &then_get));
+        let (out, end) = exchange(addr, &writes, IDLE);
+        assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200, 200], "sequence {i}");
+        assert_eq!(end, End::Open);
+    }
+}
+
 /// Write `writes` (delay before each, bytes) on a fresh connection and read everything that
 /// arrives until the router closes or is idle for `idle`.
 fn exchange(addr: &str, writes: &[(u64, &[u8])], idle: Duration) -> (Vec<u8>, End) {
@@ -594,18 +607,11 @@ fn a_malformed_request_trailer_section_is_a_bad_request() {
     let (out, end) = exchange(&r.listen, &[(0, format!("{pre}X-T: 1\r\n ").as_bytes())], IDLE);
     assert_eq!((responses(&out, &[]).first().map(Msg::status), end), (Some(400), End::Eof));
     // valid sections, split over writes too, pass and are dropped; the connection lives on
-    for writes in [
+    each_passes_then_a_get(&r.listen, vec![
         vec![(0, format!("{pre}X-T: 1\r\nX-E:\r\nX-O: a \t b\u{e9}\r\n\r\n").into_bytes())],
         vec![(0, format!("{pre}{}", long(65536)).into_bytes())],
         vec![(0, format!("{pre}X-").into_bytes()), (50, b"T: 1\r".to_vec()), (50, b"\n\r\n".to_vec())],
-    ] {
-        let mut writes: Vec<(u64, &[u8])> = writes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
-        let then_get = get("/after", "");
-        writes.push((50, &then_get));
-        let (out, end) = exchange(&r.listen, &writes, IDLE);
-        assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200, 200]);
-        assert_eq!(end, End::Open);
-    }
+    ]);
 }
 
 #[test]
@@ -633,17 +639,10 @@ fn a_chunk_extension_is_token_or_quoted_string_syntax() {
     let (out, end) = exchange(&r.listen, &[(0, format!("{pre}2;a\x01").as_bytes())], IDLE);
     assert_eq!((responses(&out, &[]).first().map(Msg::status), end), (Some(400), End::Eof));
     // every valid form passes, split over writes too; the connection lives on
-    for writes in [
+    each_passes_then_a_get(&r.listen, vec![
         vec![(0, format!("{pre}2; a = \"q\\\"\t\" ;b ;c=d \r\nab\r\n0;z\r\n\r\n").into_bytes())],
         vec![(0, format!("{pre}2 ;a=\"x").into_bytes()), (50, b";y\"\r".to_vec()), (50, b"\nab\r\n0\r\n\r\n".to_vec())],
-    ] {
-        let mut writes: Vec<(u64, &[u8])> = writes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
-        let then_get = get("/after", "");
-        writes.push((50, &then_get));
-        let (out, end) = exchange(&r.listen, &writes, IDLE);
-        assert_eq!(responses(&out, &[]).iter().map(Msg::status).collect::<Vec<_>>(), [200, 200]);
-        assert_eq!(end, End::Open);
-    }
+    ]);
     // at most 8192 bytes before the line's LF (PARTIAL_CHUNK_HEAD_LIMIT, the Go router's
     // ChunkLine), also when the whole line comes in one read
     for (ext, want) in [(8187, 200), (8188, 400)] {
