@@ -27,6 +27,10 @@ pub struct FuzzArgs {
     /// Stop after this many cases.
     #[arg(long)]
     pub cases: Option<u64>,
+    /// Index of the first case (cases are generated from the seed and their index alone):
+    /// `--from 66016 --cases 1` runs a finding's original case again.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
     /// Results folder; the run writes <out>/fuzz-<time>-seed<N>/.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -122,6 +126,7 @@ pub async fn run(a: FuzzArgs) -> i32 {
         seed: a.seed,
         time,
         cases: a.cases,
+        from: a.from,
         dir: dir.clone(),
         impls: impls.clone(),
         bin_dir: crate::env::find_bin_dir(a.bin_dir.clone()),

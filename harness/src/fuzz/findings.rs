@@ -209,7 +209,7 @@ pub fn scenario_yaml(f: &Finding) -> String {
     }
     let mut y = String::new();
     let _ = writeln!(y, "# Written by `parity fuzz` (docs/fuzzing.md). Kind {}: {} confirmed case(s).", f.kind, f.count);
-    let _ = writeln!(y, "# Reproduce the original: parity fuzz --seed {} (case {}); shrunk in {} steps.", f.seed, f.index, f.shrink_steps);
+    let _ = writeln!(y, "# Reproduce the original: parity fuzz --seed {} --from {} --cases 1; shrunk in {} steps.", f.seed, f.index, f.shrink_steps);
     for n in &notes {
         let _ = writeln!(y, "# Approximation: {n}.");
     }

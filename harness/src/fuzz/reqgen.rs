@@ -489,6 +489,19 @@ impl ClientCase {
         (0..seen.len().max(generated.len())).map(|i| seen.get(i).or(generated.get(i)).copied().unwrap_or(false)).collect()
     }
 
+    /// For each request of [`Self::heads_on_the_wire`], the index its request tag carries
+    /// (`<i>`, or `s<i>` for a request hidden in a body), as the fuzz upstream records it:
+    /// the responses on the wire follow these requests, not the generated order, once a
+    /// hidden request stands at top level (seed 1 case 66016: `DELETE`, the hidden
+    /// `z-z9GET`, then `HEAD` tagged `1`; the second response was framed as the HEAD's).
+    /// A request whose head does not parse, or has no tag, keeps its position as index.
+    pub fn indexes_on_the_wire(&self, writes: &[Write]) -> Vec<String> {
+        let stream: Vec<u8> = writes.iter().flat_map(|w| w.bytes.iter().copied()).collect();
+        let seen = crate::observe::client::requests_on_the_wire(&stream);
+        let n = seen.len().max(self.reqs.len());
+        (0..n).map(|i| seen.get(i).and_then(|r| r.tag.as_deref()).and_then(|t| t.rsplit_once('.')).map(|(_, idx)| idx.to_string()).unwrap_or_else(|| i.to_string())).collect()
+    }
+
     /// The tag indexes (`s<i>`) of the requests hidden in unambiguously framed bodies.
     pub fn hidden(&self) -> Vec<String> {
         self.reqs.iter().enumerate().filter(|(_, r)| r.hides_request()).map(|(i, _)| format!("s{i}")).collect()
@@ -821,6 +834,14 @@ mod tests {
         let c = ClientCase { reqs: vec![hiding, head], tunnel: None, tunnel_ms: 0 };
         assert_eq!(c.heads(), [true, true]);
         assert_eq!(c.heads_on_the_wire(&c.writes("k")), [true, false, true]);
+        // and its response is the second on the wire: framed by the hidden request's tag
+        // (`s0`), the HEAD's by `1` (seed 1 case 66016)
+        assert_eq!(c.indexes_on_the_wire(&c.writes("k")), ["0", "s0", "1"]);
+        // untagged or unparsed requests keep their position
+        let w = vec![Write { after_ms: 0, bytes: b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /\x01 HTTP/1.1\r\n\r\n".to_vec() }];
+        assert_eq!(c.indexes_on_the_wire(&w), ["0", "1"]);
+        let w = vec![Write { after_ms: 0, bytes: b"GET / HTTP/1.1\r\nx-parity-request: k.s0\r\n\r\n".to_vec() }];
+        assert_eq!(c.indexes_on_the_wire(&w), ["s0", "1"], "as many as the generated requests at least");
     }
 
     #[test]

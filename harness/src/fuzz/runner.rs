@@ -152,24 +152,30 @@ impl Router {
         let slot = self.upstream.register(key, case.responses.clone());
         let writes = case.client.writes(key);
         let heads = case.client.heads_on_the_wire(&writes);
+        let indexes = case.client.indexes_on_the_wire(&writes);
         let raw = drive(self.addr, writes, &heads, case.client.reqs.len(), t).await;
         let exchange = oracle::parse_client(&raw, &heads);
         if !exchange.responses.is_empty() || raw.end != ConnEnd::KeptAlive {
-            // Let a request the router is still forwarding land (bounded).
+            // Let a request the router is still forwarding land (bounded): every request on
+            // the wire, a hidden one at top level included. The fuzz upstream records a
+            // request once its body ends, so one whose body never comes whole lands when
+            // the router, seeing the client's close, drops the upstream connection (seed 1
+            // case 125653: a POST behind four answered requests, `Content-Length` 8 with 6
+            // bytes; recorded by one router before the snapshot, 5 vs 4 requests).
             let until = Instant::now() + Duration::from_millis(if metrics { 100 } else { 0 });
-            while Instant::now() < until && slot.received.lock().map(|r| r.len()).unwrap_or(0) < case.client.reqs.len() {
+            while Instant::now() < until && slot.received.lock().map(|r| r.len()).unwrap_or(0) < indexes.len() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
         self.upstream.unregister(key);
         let upstream = slot.received.lock().map(|r| r.clone()).unwrap_or_default();
         // A lying length can eat the start of the next request (`HE` of `HEAD` as body):
-        // frame each response by the method the upstream received for that index, when it
-        // received one.
+        // frame each response by the method the upstream received for the request at its
+        // place on the wire (by that request's tag index), when it received one.
         let heads2: Vec<bool> = heads
             .iter()
             .enumerate()
-            .map(|(i, h)| upstream.iter().find(|r| r.index.as_deref() == Some(i.to_string().as_str())).and_then(|r| r.req.as_ref()).map(|q| q.method.eq_ignore_ascii_case("HEAD")).unwrap_or(*h))
+            .map(|(i, h)| upstream.iter().find(|r| r.index.is_some() && r.index.as_deref() == indexes.get(i).map(String::as_str)).and_then(|r| r.req.as_ref()).map(|q| q.method.eq_ignore_ascii_case("HEAD")).unwrap_or(*h))
             .collect();
         let exchange = if heads2 != heads { oracle::parse_client(&raw, &heads2) } else { exchange };
         let mut metrics_delta = None;
@@ -269,6 +275,8 @@ pub struct RunOpts {
     pub time: Option<Duration>,
     /// Stop after this many cases.
     pub cases: Option<u64>,
+    /// Index of the first case.
+    pub from: u64,
     /// The run folder (results/<run>).
     pub dir: PathBuf,
     /// Implementations (two for a differential run; one checks invariants only).
@@ -337,13 +345,14 @@ pub async fn run(opts: RunOpts, stop: Arc<AtomicBool>, progress: Arc<Progress>) 
     }
     let mut store = Store::new(opts.seed);
     let nonce = std::process::id();
-    let mut next: u64 = 0;
+    let mut next: u64 = opts.from;
     let t0 = Instant::now();
     let mut attempt: u64 = 0;
     while !stop.load(Ordering::SeqCst) && !opts.over(t0) {
+        let done = next - opts.from;
         let n = match opts.cases {
-            Some(c) if next >= c => break,
-            Some(c) => (c - next).min(opts.batch as u64) as usize,
+            Some(c) if done >= c => break,
+            Some(c) => (c - done).min(opts.batch as u64) as usize,
             None => opts.batch,
         };
         let cases: Vec<(u64, Case)> = (next..next + n as u64).map(|i| (i, case_tree(opts.seed, i).current())).collect();

@@ -569,6 +569,23 @@ pub fn framing_of(head: &Head, request_was_head: bool) -> Framing {
 /// heads and their bodies' framing (Content-Length, chunked); the scan stops at the first
 /// head that does not parse (the router answers it, if at all, with a close).
 pub fn head_requests(bytes: &[u8]) -> Vec<bool> {
+    requests_on_the_wire(bytes).into_iter().map(|r| r.head).collect()
+}
+
+/// One request as [`requests_on_the_wire`] reads it from a client's byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRequest {
+    /// Its method is `HEAD` (the method is the token before the line's first SP, RFC 9112
+    /// §3, also in a head that does not parse).
+    pub head: bool,
+    /// The value of its request tag field ([`crate::observe::upstream::REQUEST_TAG`]),
+    /// None when it has none or its head does not parse.
+    pub tag: Option<String>,
+}
+
+/// The requests written in `bytes`, in order, delimited as [`head_requests`] says: a request
+/// hidden in a body that is not framed as one stands at its own place in the list.
+pub fn requests_on_the_wire(bytes: &[u8]) -> Vec<WireRequest> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
@@ -591,10 +608,11 @@ pub fn head_requests(bytes: &[u8]) -> Vec<bool> {
         let mut hdrs = vec![httparse::EMPTY_HEADER; lines];
         let mut req = httparse::Request::new(&mut hdrs);
         let Ok(httparse::Status::Complete(n)) = req.parse(rest) else {
-            out.push(rest.split(|b| *b == b' ').next().map(|m| m.eq_ignore_ascii_case(b"HEAD")).unwrap_or(false));
+            out.push(WireRequest { head: rest.split(|b| *b == b' ').next().map(|m| m.eq_ignore_ascii_case(b"HEAD")).unwrap_or(false), tag: None });
             break;
         };
-        out.push(req.method.map(|m| m.eq_ignore_ascii_case("HEAD")).unwrap_or(false));
+        let tag = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(crate::observe::upstream::REQUEST_TAG)).map(|h| String::from_utf8_lossy(h.value).into_owned());
+        out.push(WireRequest { head: req.method.map(|m| m.eq_ignore_ascii_case("HEAD")).unwrap_or(false), tag });
         let value = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase());
         let mut body_end = n;
         if value("transfer-encoding").map(|v| v.trim_end().ends_with("chunked")).unwrap_or(false) {
@@ -1253,6 +1271,8 @@ mod tests {
         assert_eq!(head_requests(b"HEAD /partial HTTP/1.1\r\n"), [true]);
         assert_eq!(head_requests(b"\r\n\nHEAD / HTTP/1.1\r\n\r\n"), [true], "empty lines first");
         assert_eq!(head_requests(b"\rHEAD / HTTP/1.1\r\n\r\n"), [false], "a lone CR makes the line malformed");
+        let tags: Vec<Option<String>> = requests_on_the_wire(b"GET / HTTP/1.1\r\nX-Parity-Request: k.0\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\nHEAD / HTTP/1.1\r\nx-parity-request: k.s1\r\n\r\nGET \x01").into_iter().map(|r| r.tag).collect();
+        assert_eq!(tags, [Some("k.0".into()), None, Some("k.s1".into()), None]);
     }
 
     #[tokio::test]
