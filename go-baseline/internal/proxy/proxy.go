@@ -380,6 +380,15 @@ func (st *reqState) clientBodyFailed() bool {
 	return st.reqBodyErr != nil
 }
 
+// clientBodyCut reports whether the client's request body read failed because its
+// connection ended before the body's end (net/http's HTTP/1 body reader says
+// io.ErrUnexpectedEOF for a short Content-Length body and a chunked one alike).
+func (st *reqState) clientBodyCut() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return errors.Is(st.reqBodyErr, io.ErrUnexpectedEOF)
+}
+
 // retryTransport sends the request to the current endpoint's transport and, on a connect
 // failure of a request without a body, continues with the placement's next available
 // endpoint, then down the chain (step 6).
@@ -512,8 +521,18 @@ func (h *Handler) errorHandler(w http.ResponseWriter, r *http.Request, err error
 			closeAfter(w, r)
 		}
 		h.writeError(w, st, re.code, re.placement)
+	case st.clientBodyCut():
+		// The client's connection ended before its body did (RFC 9112 section 8: an
+		// incomplete message; a cancelled upload): a client that goes away (docs/spec.md
+		// section 3, step 9), not a malformed body. Nobody to answer, nothing counted, as
+		// in the Pingora router: a 400 here went to a half-closed client only, and was
+		// counted in router_requests_total though a closed one never had it (parity fuzz
+		// seed 1 case 66016: a HEAD with Content-Length 18 and 17 bytes).
+		st.clientGone = true
+		panic(http.ErrAbortHandler)
 	case st.clientBodyFailed():
-		// The client's body broke off: neither an upstream failure nor a success.
+		// The client's body is malformed (chunked framing, a trailer section): 400,
+		// neither an upstream failure nor a success.
 		st.clientGone = true
 		closeAfter(w, r)
 		h.writeError(w, st, errcode.BadRequest, st.cur.ID)
