@@ -483,10 +483,7 @@ impl ClientCase {
     /// 3177: `HEAD`, the hidden `GET`, `HEAD` refused with `Content-Length: 47` and no
     /// body, read as cut when the list stopped at the generated two).
     pub fn heads_on_the_wire(&self, writes: &[Write]) -> Vec<bool> {
-        let stream: Vec<u8> = writes.iter().flat_map(|w| w.bytes.iter().copied()).collect();
-        let seen = crate::observe::client::head_requests(&stream);
-        let generated = self.heads();
-        (0..seen.len().max(generated.len())).map(|i| seen.get(i).or(generated.get(i)).copied().unwrap_or(false)).collect()
+        self.on_the_wire(writes).0
     }
 
     /// For each request of [`Self::heads_on_the_wire`], the index its request tag carries
@@ -496,10 +493,22 @@ impl ClientCase {
     /// `z-z9GET`, then `HEAD` tagged `1`; the second response was framed as the HEAD's).
     /// A request whose head does not parse, or has no tag, keeps its position as index.
     pub fn indexes_on_the_wire(&self, writes: &[Write]) -> Vec<String> {
+        self.on_the_wire(writes).1
+    }
+
+    /// Both lists of one read of the byte stream: [`Self::heads_on_the_wire`] and
+    /// [`Self::indexes_on_the_wire`], as long as each other.
+    pub fn on_the_wire(&self, writes: &[Write]) -> (Vec<bool>, Vec<String>) {
         let stream: Vec<u8> = writes.iter().flat_map(|w| w.bytes.iter().copied()).collect();
         let seen = crate::observe::client::requests_on_the_wire(&stream);
-        let n = seen.len().max(self.reqs.len());
-        (0..n).map(|i| seen.get(i).and_then(|r| r.tag.as_deref()).and_then(|t| t.rsplit_once('.')).map(|(_, idx)| idx.to_string()).unwrap_or_else(|| i.to_string())).collect()
+        let generated = self.heads();
+        (0..seen.len().max(generated.len()))
+            .map(|i| {
+                let head = seen.get(i).map(|r| r.head).or(generated.get(i).copied()).unwrap_or(false);
+                let index = seen.get(i).and_then(|r| r.tag.as_deref()).and_then(|t| t.rsplit_once('.')).map_or_else(|| i.to_string(), |(_, idx)| idx.to_string());
+                (head, index)
+            })
+            .unzip()
     }
 
     /// The tag indexes (`s<i>`) of the requests hidden in unambiguously framed bodies.

@@ -151,8 +151,7 @@ impl Router {
         let before = if metrics { self.counters().await } else { None };
         let slot = self.upstream.register(key, case.responses.clone());
         let writes = case.client.writes(key);
-        let heads = case.client.heads_on_the_wire(&writes);
-        let indexes = case.client.indexes_on_the_wire(&writes);
+        let (heads, indexes) = case.client.on_the_wire(&writes);
         let raw = drive(self.addr, writes, &heads, case.client.reqs.len(), t).await;
         let exchange = oracle::parse_client(&raw, &heads);
         if !exchange.responses.is_empty() || raw.end != ConnEnd::KeptAlive {
@@ -175,7 +174,7 @@ impl Router {
         let heads2: Vec<bool> = heads
             .iter()
             .enumerate()
-            .map(|(i, h)| upstream.iter().find(|r| r.index.is_some() && r.index.as_deref() == indexes.get(i).map(String::as_str)).and_then(|r| r.req.as_ref()).map(|q| q.method.eq_ignore_ascii_case("HEAD")).unwrap_or(*h))
+            .map(|(i, h)| upstream.iter().find(|r| r.index.as_deref() == Some(indexes[i].as_str())).and_then(|r| r.req.as_ref()).map(|q| q.method.eq_ignore_ascii_case("HEAD")).unwrap_or(*h))
             .collect();
         let exchange = if heads2 != heads { oracle::parse_client(&raw, &heads2) } else { exchange };
         let mut metrics_delta = None;
