@@ -821,7 +821,7 @@ func targetSyntaxValid(target []byte) bool {
 			case '?':
 				return true // the query's bytes are forwarded as they are
 			case '%':
-				if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+				if i+2 >= len(target) || !isHexDigit(target[i+1]) || !isHexDigit(target[i+2]) {
 					return false
 				}
 			}
@@ -882,10 +882,6 @@ func pathAndQueryValid(pq []byte) bool {
 		}
 	}
 	return true
-}
-
-func isHex(ch byte) bool {
-	return '0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f' || 'A' <= ch && ch <= 'F'
 }
 
 // checkField checks one header line (RFC 9112 section 5, RFC 9110 section 5.5), as
